@@ -1,0 +1,110 @@
+"""The gateway's settings: one typed object, read once from `EMIL_*` variables and `.env`.
+
+pydantic-settings does the parsing and validation (INTERFACES.md lists the variables).
+Settings that INTERFACES.md does not name are ours and are documented in the README.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_PLACEHOLDERS = {"", "changeme", "change-me", "secret", "xxx", "todo"}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EMIL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = "sqlite://var/emilanowek.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    mail_domain: str = "milanowek.example"
+    smtp_relay: str | None = None
+    sent_mail_dir: str = "var/sent-mail"
+    telegram_token: str | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_mode: str = "polling"
+    public_url: str | None = None
+    telegram_webhook_secret: str | None = None
+    telegram_rate: float = 25.0
+    #: Telegram: about one message per second to one chat
+    telegram_chat_interval: float = 1.0
+    admin_token: str | None = None
+    timezone: str = "Europe/Warsaw"
+    smtp_max_size: int = 26_214_400
+    #: the largest attachment kept with a case; larger ones are listed but not kept
+    attachment_max_size: int = 10_485_760
+    hook_secret_register: str | None = None
+    hook_secret_library: str | None = None
+    #: secret for signed links (acknowledgements); falls back to a random per-process key
+    signing_secret: str | None = None
+    production: bool = False
+
+    # outbox
+    outbox_lease_seconds: float = 60.0
+    outbox_max_attempts: int = 8
+    outbox_batch: int = 50
+    outbox_poll_seconds: float = 1.0
+    link_code_ttl_minutes: int = 60 * 24
+
+    # grades
+    quiet_start: str = "22:00"
+    quiet_end: str = "07:00"
+    digest_hour: int = 18
+
+    # library rules (defaults follow common public-library practice; the library sets them)
+    loan_period_days: int = 30
+    library_grace_days: int = 14
+    renew_window_days: int = 7
+    overdue_hour: int = 8
+
+    # retention
+    retention_days: int = 365
+
+    instance_name: str = Field(default="")
+
+    @field_validator("telegram_mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in ("polling", "webhook"):
+            raise ValueError("EMIL_TELEGRAM_MODE must be 'polling' or 'webhook'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        ZoneInfo(value)
+        return value
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Settings:
+        if self.telegram_token and self.telegram_mode == "webhook":
+            if not self.telegram_webhook_secret:
+                raise ValueError("EMIL_TELEGRAM_WEBHOOK_SECRET is required in webhook mode")
+        if self.production:
+            for name in ("admin_token", "signing_secret", "telegram_webhook_secret"):
+                value = getattr(self, name)
+                if value is not None and value.strip().lower() in _PLACEHOLDERS:
+                    raise ValueError(f"EMIL_{name.upper()} is a placeholder; set a real secret")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    def address(self, mailbox: str) -> str:
+        return f"{mailbox}@{self.mail_domain}"
+
+    def today(self, now_utc) -> date:  # type: ignore[no-untyped-def]
+        return now_utc.astimezone(self.zone).date()

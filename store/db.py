@@ -1,0 +1,117 @@
+"""Opening, migrating and closing the store.
+
+Tortoise 1.x keeps its state in a `TortoiseContext`. We hold the context object we create
+and close *that* (closing through the class-level helper from another task closes nothing
+and leaves aiosqlite's thread alive — see shared/NOTES.md). The context is also set as
+Tortoise's global fallback, because aiohttp runs request handlers and our workers in tasks
+that do not inherit the contextvar set during start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from tortoise.connection import get_connection
+from tortoise.context import TortoiseContext
+from tortoise.migrations.executor import MigrationExecutor
+
+log = logging.getLogger(__name__)
+
+APP_LABEL = "models"
+MODELS_MODULE = "store.models"
+MIGRATIONS_MODULE = "store.migrations"
+#: any number; the advisory lock that makes concurrent `serve` starts migrate once
+_MIGRATION_LOCK_ID = 727_001
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    """The Tortoise config for our single app, from a Tortoise database URL."""
+    return {
+        "connections": {"default": database_url},
+        "apps": {
+            APP_LABEL: {
+                "models": [MODELS_MODULE],
+                "default_connection": "default",
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+#: for the `tortoise` CLI (`tortoise -c store.db.TORTOISE_ORM makemigrations`)
+TORTOISE_ORM = tortoise_config(os.environ.get("EMIL_DATABASE_URL", "sqlite://var/emilanowek.db"))
+
+
+def is_postgres(database_url: str) -> bool:
+    return database_url.startswith(("postgres://", "postgresql://", "asyncpg://", "psycopg://"))
+
+
+def _ensure_sqlite_folder(database_url: str) -> None:
+    if database_url.startswith("sqlite://") and ":memory:" not in database_url:
+        path = database_url.removeprefix("sqlite://").split("?", 1)[0]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+class Store:
+    """The open store: a Tortoise context plus what the rest of the gateway asks of it."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self.postgres = is_postgres(database_url)
+        self._context: TortoiseContext | None = None
+
+    async def open(self, *, migrate: bool = True) -> None:
+        _ensure_sqlite_folder(self.database_url)
+        context = TortoiseContext()
+        with context:  # init needs it current; afterwards the global fallback serves
+            await context.init(
+                config=tortoise_config(self.database_url), _enable_global_fallback=True
+            )
+        self._context = context
+        if not self.postgres:
+            conn = get_connection("default")
+            # WAL lets readers go on while the outbox commits; NORMAL is durable in WAL
+            # mode across process crashes (only power loss can drop the last commits).
+            await conn.execute_script("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        if migrate:
+            await self.migrate()
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations; on PostgreSQL under an advisory lock so that several
+        instances starting together migrate once."""
+        conn = get_connection("default")
+        applied: list[str] = []
+
+        def progress(event: str, app: str, name: str) -> None:
+            if event == "apply_done":
+                applied.append(f"{app}.{name}")
+                log.info("migration applied: %s.%s", app, name)
+
+        executor = MigrationExecutor(conn, {APP_LABEL: tortoise_config("")["apps"][APP_LABEL]})
+        if self.postgres:
+            await conn.execute_query("SELECT pg_advisory_lock($1)", [_MIGRATION_LOCK_ID])
+            try:
+                await executor.migrate(progress=progress)
+            finally:
+                await conn.execute_query("SELECT pg_advisory_unlock($1)", [_MIGRATION_LOCK_ID])
+        else:
+            await executor.migrate(progress=progress)
+        return applied
+
+    async def close(self) -> None:
+        if self._context is not None:
+            await self._context.close_connections()
+            self._context = None
+
+    async def ping(self) -> bool:
+        try:
+            await get_connection("default").execute_query("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - health check reports, never raises
+            log.warning("store ping failed", exc_info=True)
+            return False

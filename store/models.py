@@ -1,0 +1,361 @@
+"""Tortoise models: everything the gateway remembers.
+
+No semicolons in model docstrings: Tortoise 1.1 puts them in table comments and splits
+its SQLite DDL on ";".
+
+Stored times are UTC. Identifiers that come from other systems (the school register's
+grade and student ids, the library's loan ids, Telegram's update ids, webhook ids) are
+kept verbatim under unique constraints, which is what makes re-imports and replayed
+hooks change nothing.
+"""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+ROLES = ("citizen", "parent", "staff", "librarian", "admin")
+CHANNELS = ("telegram", "email")
+CASE_STATUSES = ("received", "in_progress", "waiting", "resolved", "rejected")
+
+
+class Person(Model):
+    """A resident, parent, reader or staff member, reachable on one or more channels."""
+
+    id = fields.IntField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    roles = fields.JSONField(default=list)
+    units = fields.JSONField(default=list)
+    language = fields.CharField(max_length=5, default="pl")
+    library_card = fields.CharField(max_length=64, null=True, unique=True)
+    library_blocked = fields.BooleanField(default=False)
+    #: channel order to try for notifications, e.g. ["telegram", "email"]
+    channel_order = fields.JSONField(default=list)
+    #: "instant" or "daily" for grade notices
+    digest_mode = fields.CharField(max_length=10, default="instant")
+    digest_hour = fields.SmallIntField(default=18)
+    quiet_start = fields.CharField(max_length=5, default="22:00")
+    quiet_end = fields.CharField(max_length=5, default="07:00")
+    last_channel = fields.CharField(max_length=16, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    identities: fields.ReverseRelation[Identity]
+
+    class Meta:
+        table = "person"
+
+
+class Identity(Model):
+    """An address on one channel: an email address or a Telegram chat id."""
+
+    id = fields.IntField(primary_key=True)
+    person: fields.ForeignKeyRelation[Person] = fields.ForeignKeyField(
+        "models.Person", related_name="identities", on_delete=fields.CASCADE
+    )
+    channel = fields.CharField(max_length=16)
+    address = fields.CharField(max_length=320)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "identity"
+        unique_together = (("channel", "address"),)
+
+
+class LinkCode(Model):
+    """A one-time code that links a Telegram chat to a person (`/start CODE`)."""
+
+    code = fields.CharField(max_length=64, primary_key=True)
+    person: fields.ForeignKeyRelation[Person] = fields.ForeignKeyField(
+        "models.Person", related_name="link_codes", on_delete=fields.CASCADE
+    )
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "link_code"
+
+
+class ApiKey(Model):
+    """A scoped bearer key: only its SHA-256 is kept."""
+
+    id = fields.IntField(primary_key=True)
+    key_hash = fields.CharField(max_length=64, unique=True)
+    scopes = fields.JSONField(default=list)
+    label = fields.CharField(max_length=200, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+    revoked = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "api_key"
+
+
+class Counter(Model):
+    """Named counters: case numbers take `UPDATE … value = value + n` under a row lock."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    value = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "counter"
+
+
+class Case(Model):
+    """A resident's case at the town office, numbered `UM-YYYY-NNNNNN`."""
+
+    number = fields.CharField(max_length=16, primary_key=True)
+    subject = fields.CharField(max_length=300)
+    body = fields.TextField()
+    category = fields.CharField(max_length=64, null=True)
+    status = fields.CharField(max_length=16, default="received")
+    access_code_hash = fields.CharField(max_length=64)
+    person: fields.ForeignKeyNullableRelation[Person] = fields.ForeignKeyField(
+        "models.Person", related_name="cases", null=True, on_delete=fields.SET_NULL
+    )
+    requester_email = fields.CharField(max_length=320, null=True, db_index=True)
+    requester_chat = fields.CharField(max_length=32, null=True)
+    origin_channel = fields.CharField(max_length=16)
+    last_channel = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "case"
+
+
+class CaseEvent(Model):
+    """One entry of a case's history, only `public` ones are shown to the requester."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="events", on_delete=fields.CASCADE
+    )
+    kind = fields.CharField(max_length=16)  # created | status | note | message
+    status = fields.CharField(max_length=16, null=True)
+    text = fields.TextField(default="")
+    public = fields.BooleanField(default=True)
+    channel = fields.CharField(max_length=16, null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "case_event"
+
+
+class Attachment(Model):
+    """A file that came with a case message (kept, size-limited)."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="attachments", on_delete=fields.CASCADE
+    )
+    filename = fields.CharField(max_length=255)
+    content_type = fields.CharField(max_length=127)
+    size = fields.IntField()
+    data = fields.BinaryField()
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "attachment"
+
+
+class MailThread(Model):
+    """Message-IDs of the mail we sent about a case, so a plain reply finds its case."""
+
+    message_id = fields.CharField(max_length=255, primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="mail_threads", on_delete=fields.CASCADE
+    )
+
+    class Meta:
+        table = "mail_thread"
+
+
+class RawInbound(Model):
+    """An inbound email or Telegram update, stored verbatim before it is acknowledged."""
+
+    id = fields.BigIntField(primary_key=True)
+    channel = fields.CharField(max_length=16)
+    external_id = fields.CharField(max_length=128)
+    envelope = fields.JSONField(default=dict)
+    payload = fields.BinaryField()
+    status = fields.CharField(max_length=12, default="pending", db_index=True)
+    note = fields.TextField(default="")
+    received_at = fields.DatetimeField()
+    processed_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "raw_inbound"
+        unique_together = (("channel", "external_id"),)
+
+
+class Conversation(Model):
+    """Where a multi-step dialogue (e.g. `/sprawa`) stands for one chat or address."""
+
+    key = fields.CharField(max_length=200, primary_key=True)
+    kind = fields.CharField(max_length=32)
+    step = fields.CharField(max_length=32)
+    data = fields.JSONField(default=dict)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "conversation"
+
+
+class Outbox(Model):
+    """A message waiting to leave (or that left): the one door out of the gateway."""
+
+    id = fields.BigIntField(primary_key=True)
+    idempotency_key = fields.CharField(max_length=200, unique=True)
+    channel = fields.CharField(max_length=16)
+    recipient = fields.CharField(max_length=320)
+    person_id = fields.IntField(null=True)
+    payload = fields.JSONField()
+    #: further (channel, recipient, payload) to try when this one fails for good
+    fallbacks = fields.JSONField(default=list)
+    #: 0 = reply to a person's own message, 5 = notification, 9 = bulk broadcast
+    priority = fields.SmallIntField(default=5)
+    status = fields.CharField(max_length=10, default="pending")
+    attempts = fields.IntField(default=0)
+    next_attempt_at = fields.DatetimeField()
+    lease_until = fields.DatetimeField(null=True)
+    claimed_by = fields.CharField(max_length=64, null=True)
+    last_error = fields.TextField(default="")
+    cause = fields.CharField(max_length=100, default="", db_index=True)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "outbox"
+        indexes = (("status", "channel", "priority", "next_attempt_at"),)
+
+
+class HookDelivery(Model):
+    """A received integration hook, by its `webhook-id`, with the answer we gave."""
+
+    webhook_id = fields.CharField(max_length=200, primary_key=True)
+    source = fields.CharField(max_length=32)
+    response = fields.JSONField(default=dict)
+    received_at = fields.DatetimeField()
+
+    class Meta:
+        table = "hook_delivery"
+
+
+class JobRun(Model):
+    """One scheduled run: the unique (job, due) pair makes a daily job run once overall."""
+
+    id = fields.IntField(primary_key=True)
+    job = fields.CharField(max_length=64)
+    due = fields.CharField(max_length=32)
+    started_at = fields.DatetimeField()
+    finished_at = fields.DatetimeField(null=True)
+    summary = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "job_run"
+        unique_together = (("job", "due"),)
+
+
+# --- school register (grade notifications) -------------------------------------------
+
+
+class Student(Model):
+    """A pupil, under the school register's own id."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    name = fields.CharField(max_length=200)
+    class_name = fields.CharField(max_length=32, default="")
+    guardians: fields.ManyToManyRelation[Person] = fields.ManyToManyField(
+        "models.Person", related_name="children", through="student_guardian"
+    )
+
+    class Meta:
+        table = "student"
+
+
+class Grade(Model):
+    """A grade (or remark) from the register: re-sent ids update, never duplicate."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    student: fields.ForeignKeyRelation[Student] = fields.ForeignKeyField(
+        "models.Student", related_name="grades", on_delete=fields.CASCADE
+    )
+    subject = fields.CharField(max_length=100)
+    value = fields.CharField(max_length=32)
+    weight = fields.CharField(max_length=16, null=True)
+    category = fields.CharField(max_length=100, null=True)
+    recorded_at = fields.DatetimeField()
+    revision = fields.IntField(default=1)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "grade"
+
+
+class GradeNotice(Model):
+    """A grade waiting for a guardian's daily digest."""
+
+    id = fields.BigIntField(primary_key=True)
+    person: fields.ForeignKeyRelation[Person] = fields.ForeignKeyField(
+        "models.Person", related_name="grade_notices", on_delete=fields.CASCADE
+    )
+    student_id = fields.CharField(max_length=64)
+    grade_id = fields.CharField(max_length=64)
+    correction = fields.BooleanField(default=False)
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "grade_notice"
+        indexes = (("person_id", "sent_at"),)
+
+
+# --- library ---------------------------------------------------------------------------
+
+
+class Loan(Model):
+    """A loan as the library system last described it."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    card = fields.CharField(max_length=64, db_index=True)
+    title = fields.CharField(max_length=300)
+    due = fields.DateField()
+    renewals = fields.IntField(default=0)
+    max_renewals = fields.IntField(default=2)
+    reserved = fields.BooleanField(default=False)
+    returned = fields.BooleanField(default=False)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "loan"
+
+
+class LoanReminder(Model):
+    """A reminder level sent for a loan: unique, so each level goes out once."""
+
+    id = fields.BigIntField(primary_key=True)
+    loan: fields.ForeignKeyRelation[Loan] = fields.ForeignKeyField(
+        "models.Loan", related_name="reminders", on_delete=fields.CASCADE
+    )
+    level = fields.CharField(max_length=16)  # due-soon | overdue-1 | overdue-7 | overdue-14
+    card = fields.CharField(max_length=64)
+    reachable = fields.BooleanField(default=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "loan_reminder"
+        unique_together = (("loan_id", "level"),)
+
+
+class Renewal(Model):
+    """A renewal we granted, for the library system to read back."""
+
+    id = fields.BigIntField(primary_key=True)
+    loan_id = fields.CharField(max_length=64)
+    card = fields.CharField(max_length=64)
+    old_due = fields.DateField()
+    new_due = fields.DateField()
+    channel = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "renewal"
