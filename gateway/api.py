@@ -1,0 +1,239 @@
+"""The HTTP API (`/api/v1/…`), health, metrics and the Telegram webhook."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from email.utils import parseaddr
+from typing import Any
+
+from aiohttp import web
+from tortoise.transactions import in_transaction
+
+from gateway import auth
+from gateway.errors import ApiError
+from gateway.keys import (
+    CASE_COMMIT,
+    CLOCK,
+    DISPATCHER,
+    METRICS,
+    SERVICES,
+    SETTINGS,
+    STATE,
+    STORE,
+    UPDATE_COMMIT,
+)
+from gateway.validate import field, json_body
+from handlers import accounts, cases
+from handlers.i18n import OPEN311
+from store.models import CASE_STATUSES, ROLES, Case, Identity, Person
+from store.outbox import enqueue
+
+routes = web.RouteTableDef()
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def valid_email(value: str, name: str = "email") -> str:
+    address = parseaddr(value)[1].strip().lower()
+    if not _EMAIL.match(address):
+        raise ApiError(400, "invalid_field", f"'{name}' is not an email address", field=name)
+    return address
+
+
+async def require(request: web.Request, scope: str) -> None:
+    await auth.require(request, scope, request.app[SETTINGS].admin_token)
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    ok = await request.app[STORE].ping() and all(state.values())
+    body = {"status": "ok" if ok else "degraded", **{k: bool(v) for k, v in state.items()}}
+    return web.json_response(body, status=200 if ok else 503)
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    data = await request.app[METRICS].render(request.app[CLOCK])
+    return web.Response(body=data, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+
+# --- cases ----------------------------------------------------------------------------
+
+
+def _case_json(case: Case, history: list[Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "number": case.number,
+        "status": case.status,
+        "open311_status": OPEN311.get(case.status, "open"),
+        "subject": case.subject,
+        "category": case.category,
+        "created_at": case.created_at.isoformat(),
+        "updated_at": case.updated_at.isoformat(),
+    }
+    if history is not None:
+        body["history"] = [
+            {"at": e.created_at.isoformat(), "kind": e.kind, "status": e.status, "text": e.text}
+            for e in history
+        ]
+    return body
+
+
+async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) -> list[dict]:
+    """Group-commit body: many API submissions in one transaction (see store.batcher)."""
+    services = app[SERVICES]
+    emails = {d["email"] for d in drafts if d.get("email")}
+    owners: dict[str, Person] = {}
+    if emails:
+        for identity in await Identity.filter(channel="email", address__in=emails).prefetch_related(
+            "person"
+        ):
+            owners[identity.address] = identity.person
+    new = [
+        cases.NewCase(subject=d["subject"], body=d["body"], category=d.get("category"),
+                      channel="api", email=d.get("email"), person=owners.get(d.get("email") or ""),
+                      lang=owners[d["email"]].language if d.get("email") in owners else "pl")
+        for d in drafts
+    ]
+    created = await cases.create_cases(services, new, confirm_to_email=True)
+    deliveries = [d for _, _, d in created if d is not None]
+    await enqueue(deliveries, services.clock.now())
+    return [{"number": c.number, "status": c.status, "access_code": code}
+            for c, code, _ in created]
+
+
+@routes.post("/api/v1/cases")
+async def create_case(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    draft = {
+        "subject": field(body, "subject", str).strip()[:300],
+        "body": field(body, "body", str),
+        "category": field(body, "category", str, required=False),
+    }
+    email = field(body, "email", str, required=False)
+    draft["email"] = valid_email(email) if email else None
+    result = await request.app[CASE_COMMIT].submit(draft)
+    return web.json_response(result, status=201)
+
+
+async def _case_or_404(number: str) -> Case:
+    case = await Case.get_or_none(number=number.upper())
+    if case is None:
+        raise ApiError(404, "not_found", "no such case")
+    return case
+
+
+@routes.get("/api/v1/cases/{number}")
+async def get_case(request: web.Request) -> web.Response:
+    number = request.match_info["number"].upper()
+    code = request.query.get("code")
+    if code:
+        case = await Case.get_or_none(number=number)
+        if case is None or not hmac.compare_digest(case.access_code_hash, cases.hash_code(code)):
+            raise ApiError(404, "not_found", "no case with this number and access code")
+    else:
+        await require(request, "cases")
+        case = await _case_or_404(number)
+    return web.json_response(_case_json(case, await cases.public_history(case)))
+
+
+@routes.post("/api/v1/cases/{number}/events")
+async def case_event(request: web.Request) -> web.Response:
+    await require(request, "cases")
+    body = await json_body(request)
+    status = field(body, "status", str, required=False)
+    note = field(body, "note", str, required=False)
+    public = field(body, "public", bool, required=False, default=True)
+    if status is not None and status not in CASE_STATUSES:
+        raise ApiError(400, "invalid_field", f"'status' must be one of {', '.join(CASE_STATUSES)}",
+                       field="status")
+    if status is None and not note:
+        raise ApiError(400, "missing_field", "give 'status' or 'note'", field="status")
+    async with in_transaction():
+        case = await _case_or_404(request.match_info["number"])
+        event = await cases.add_staff_event(request.app[SERVICES], case, status=status, note=note,
+                                            public=public)
+    request.app[DISPATCHER].notify()
+    return web.json_response({"id": event.id, **_case_json(case)}, status=201)
+
+
+# --- people ---------------------------------------------------------------------------
+
+
+def _roles(body: dict[str, Any]) -> list[str]:
+    roles = field(body, "roles", list)
+    if not roles or not all(isinstance(r, str) and r in ROLES for r in roles):
+        raise ApiError(400, "invalid_field", f"'roles' must list some of {', '.join(ROLES)}",
+                       field="roles")
+    return sorted(set(roles))
+
+
+@routes.post("/api/v1/people")
+async def create_person(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    body = await json_body(request)
+    name = field(body, "name", str).strip()
+    roles = _roles(body)
+    email = field(body, "email", str, required=False)
+    chat = field(body, "telegram_chat_id", (int, str), required=False)
+    card = field(body, "library_card", str, required=False)
+    units = field(body, "units", list, required=False, default=[])
+    language = field(body, "language", str, required=False, default="pl")
+    if language not in ("pl", "en"):
+        raise ApiError(400, "invalid_field", "'language' must be 'pl' or 'en'", field="language")
+    if not all(isinstance(u, str) and u for u in units):
+        raise ApiError(400, "invalid_field", "'units' must be a list of names", field="units")
+    async with in_transaction():
+        if card and await Person.filter(library_card=card).exists():
+            raise ApiError(409, "conflict", "this library card belongs to someone else",
+                           field="library_card")
+        person = await Person.create(name=name, roles=roles, units=sorted(set(units)),
+                                     library_card=card, language=language)
+        if email:
+            await accounts.link("email", valid_email(email), person)
+        if chat is not None:
+            await accounts.link("telegram", str(chat), person)
+    return web.json_response({"id": person.id}, status=201)
+
+
+@routes.post("/api/v1/people/{id}/link-codes")
+async def create_link_code(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    person = await Person.get_or_none(id=_int_id(request))
+    if person is None:
+        raise ApiError(404, "not_found", "no such person")
+    services = request.app[SERVICES]
+    entry = await accounts.create_link_code(person, services.clock.now(), services.link_code_ttl)
+    body = {"code": entry.code, "expires_at": entry.expires_at.isoformat()}
+    if services.bot_username:
+        body["link"] = f"https://t.me/{services.bot_username}?start={entry.code}"
+    return web.json_response(body, status=201)
+
+
+def _int_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such person") from None
+
+
+# --- Telegram webhook -------------------------------------------------------------------
+
+
+@routes.post("/telegram/webhook")
+async def telegram_webhook(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    if settings.telegram_mode != "webhook" or not settings.telegram_webhook_secret:
+        raise ApiError(404, "not_found", "the webhook is off")
+    given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+    if not hmac.compare_digest(given.encode(), settings.telegram_webhook_secret.encode()):
+        raise ApiError(401, "unauthorized", "bad secret token")
+    body = await json_body(request)
+    if not isinstance(body.get("update_id"), int):
+        raise ApiError(400, "missing_field", "'update_id' is required", field="update_id")
+    await request.app[UPDATE_COMMIT].submit(body)
+    return web.Response(status=200)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)

@@ -1,0 +1,198 @@
+"""Assembling the gateway: one aiohttp application, one cleanup_ctx per part.
+
+Order is start-up order (and the reverse is shutdown order): store → services → bot →
+inbox → dispatcher → SMTP → scheduler. `web.run_app` owns the loop and handles
+SIGINT/SIGTERM, so stopping is the same path as a test's teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from aiohttp import web
+
+from bots.poller import poll_forever
+from bots.sender import TelegramSender, build_bot
+from gateway import api, hooks, tasks
+from gateway.config import Settings
+from gateway.dispatcher import Dispatcher, Lane
+from gateway.errors import errors_middleware
+from gateway.inbox import Inbox
+from gateway.keys import (
+    BOT,
+    CASE_COMMIT,
+    CLOCK,
+    DISPATCHER,
+    INBOX,
+    METRICS,
+    OPTIONS,
+    SERVICES,
+    SETTINGS,
+    SMTP_PORT,
+    STATE,
+    STORE,
+    UPDATE_COMMIT,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.scheduler import scheduler_ctx
+from handlers.context import LibraryRules, ServiceContext
+from handlers.render import Renderer
+from mail.sender import MailSender
+from mail.server import GatewaySMTPHandler, smtp_factory
+from store.batcher import GroupCommit
+from store.clock import Clock
+from store.db import Store
+
+log = logging.getLogger(__name__)
+
+MAILBOXES = ("sprawy", "biblioteka", "ogloszenia")
+
+
+def instance_name(settings: Settings) -> str:
+    return settings.instance_name or f"{socket.gethostname()}-{secrets.token_hex(3)}"
+
+
+def build_services(settings: Settings, clock: Clock) -> ServiceContext:
+    return ServiceContext(
+        clock=clock,
+        renderer=Renderer(settings.zone, settings.base_url),
+        zone=settings.zone,
+        mail_domain=settings.mail_domain,
+        base_url=settings.base_url,
+        link_code_ttl=timedelta(minutes=settings.link_code_ttl_minutes),
+        attachment_max_size=settings.attachment_max_size,
+        quiet_start=settings.quiet_start,
+        quiet_end=settings.quiet_end,
+        digest_hour=settings.digest_hour,
+        library=LibraryRules(settings.loan_period_days, settings.library_grace_days,
+                             settings.renew_window_days),
+        signing_secret=settings.signing_secret or secrets.token_hex(32),
+    )
+
+
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = Store(app[SETTINGS].database_url)
+    await store.open(migrate=True)
+    app[STORE] = store
+    yield
+    await store.close()
+
+
+async def services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[SERVICES] = build_services(settings, app[CLOCK])
+    yield
+
+
+async def bot_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The Telegram channel: off without a token; polling or webhook transport."""
+    settings = app[SETTINGS]
+    if not settings.telegram_token:
+        yield
+        return
+    bot = build_bot(settings.telegram_token, settings.telegram_api_url)
+    await bot.initialize()
+    app[BOT] = bot
+    app[SERVICES].bot_username = bot.username
+    if settings.telegram_mode == "webhook" and settings.base_url.startswith("https://"):
+        await bot.set_webhook(f"{settings.base_url}/telegram/webhook",
+                              secret_token=settings.telegram_webhook_secret,
+                              allowed_updates=["message", "callback_query"])
+    yield
+    await bot.shutdown()
+
+
+async def commit_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Group commits for the two hot endpoints: case submissions and webhook updates."""
+    from bots.inbound import store_updates
+
+    clock = app[CLOCK]
+    case_commit: GroupCommit = GroupCommit(
+        lambda drafts: api.apply_new_cases(app, drafts),
+        after_commit=lambda: app[DISPATCHER].notify())
+
+    async def apply_updates(updates: list[dict]) -> list[None]:
+        await store_updates(updates, clock.now())
+        return [None] * len(updates)
+
+    update_commit: GroupCommit = GroupCommit(apply_updates, after_commit=lambda: app[INBOX].notify())
+    app[CASE_COMMIT], app[UPDATE_COMMIT] = case_commit, update_commit
+    running = [tasks.start("case-commit", case_commit.run()),
+               tasks.start("update-commit", update_commit.run())]
+    yield
+    await tasks.stop(*running)
+
+
+async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The inbox worker and the outbox lanes (and the poller, in polling mode)."""
+    settings, clock = app[SETTINGS], app[CLOCK]
+    senders: list = [MailSender(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir)]
+    bot = app.get(BOT)
+    if bot is not None:
+        senders.append(TelegramSender(bot))
+    worker = instance_name(settings)
+    lanes = [
+        Lane(sender, clock, worker,
+             rate=settings.telegram_rate if sender.channel == "telegram" else None,
+             chat_interval=settings.telegram_chat_interval if sender.channel == "telegram" else None,
+             batch=settings.outbox_batch, lease=settings.outbox_lease_seconds,
+             max_attempts=settings.outbox_max_attempts, poll_seconds=settings.outbox_poll_seconds,
+             metrics=app[METRICS])
+        for sender in senders
+    ]
+    dispatcher = Dispatcher(lanes)
+    inbox = Inbox(app[SERVICES], bot, dispatcher.notify)
+    app[DISPATCHER], app[INBOX] = dispatcher, inbox
+    running = []
+    if app[OPTIONS]["run_workers"]:
+        running.append(tasks.start("inbox", inbox.run()))
+        running += [tasks.start(f"outbox-{lane.channel}", lane.run()) for lane in lanes]
+        if bot is not None and settings.telegram_mode == "polling":
+            running.append(tasks.start("telegram-poller",
+                                       poll_forever(bot, clock.now, inbox.notify)))
+    yield
+    await tasks.stop(*running)
+
+
+async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
+    """aiosmtpd in the app's own loop (its Controller would run a second loop in a thread)."""
+    settings = app[SETTINGS]
+    if not app[OPTIONS]["start_listeners"]:
+        yield
+        return
+    handler = GatewaySMTPHandler(settings.mail_domain, MAILBOXES, app[CLOCK].now,
+                                 on_stored=app[INBOX].notify)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        smtp_factory(handler, settings.smtp_max_size, settings.mail_domain),
+        settings.smtp_host, settings.smtp_port)
+    app[SMTP_PORT] = server.sockets[0].getsockname()[1]
+    app[STATE]["smtp"] = True
+    log.info("SMTP listening on %s:%s", settings.smtp_host, app[SMTP_PORT])
+    yield
+    app[STATE]["smtp"] = False
+    server.close()
+    await server.wait_closed()
+
+
+def create_app(settings: Settings, *, clock: Clock | None = None, start_listeners: bool = True,
+               run_workers: bool = True) -> web.Application:
+    """The whole gateway. Tests pass a frozen clock, and `start_listeners=False` for an app
+    without the SMTP socket; `run_workers=False` leaves draining to the test."""
+    app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or Clock()
+    app[METRICS] = GatewayMetrics()
+    app[STATE] = {"store": True, "outbox": True}
+    app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers}
+    for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, smtp_ctx,
+                scheduler_ctx):
+        app.cleanup_ctx.append(ctx)
+    api.setup(app)
+    hooks.setup(app)
+    return app

@@ -1,0 +1,54 @@
+"""Scoped bearer API keys, stored as SHA-256 only; the bootstrap admin token has all scopes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from aiohttp import web
+
+from gateway.errors import ApiError
+from store.models import ApiKey
+
+SCOPES = ("admin", "cases", "announce", "library", "register")
+KEY_PREFIX = "emk_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+async def create_key(scopes: list[str], label: str = "") -> str:
+    unknown = set(scopes) - set(SCOPES)
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    await ApiKey.create(key_hash=hash_key(key), scopes=sorted(set(scopes)), label=label)
+    return key
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def scopes_of(token: str | None, admin_token: str | None) -> set[str]:
+    if not token:
+        return set()
+    if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
+        return set(SCOPES)
+    key = await ApiKey.get_or_none(key_hash=hash_key(token), revoked=False)
+    if key is None:
+        return set()
+    return set(SCOPES) if "admin" in key.scopes else set(key.scopes)
+
+
+async def require(request: web.Request, scope: str, admin_token: str | None) -> None:
+    token = bearer(request)
+    scopes = await scopes_of(token, admin_token)
+    if not token or not scopes:
+        raise ApiError(401, "unauthorized", "a valid API key is required (Authorization: Bearer …)")
+    if scope not in scopes:
+        raise ApiError(403, "forbidden", f"this key lacks the '{scope}' scope")

@@ -1,0 +1,159 @@
+"""`emilanowek` — the command line (click)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from gateway.config import Settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as error:  # pydantic's message names the variable
+        raise click.ClickException(f"bad configuration: {error}") from None
+
+
+def _with_store(work: Callable[[Settings], Awaitable[T]]) -> T:
+    """Open the store (migrated), run `work`, close the store."""
+    from store.db import Store
+
+    settings = _settings()
+
+    async def main() -> T:
+        store = Store(settings.database_url)
+        await store.open(migrate=True)
+        try:
+            return await work(settings)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+def main(verbose: bool) -> None:
+    """e-Milanówek gateway: the town's e-services by email, Telegram and webhooks."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "aiosqlite", "tortoise", "apscheduler", "mail.log", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command()
+def serve() -> None:
+    """Run everything in one process: HTTP, SMTP, bot, outbox and scheduler."""
+    from aiohttp import web
+
+    from gateway.app import create_app
+
+    settings = _settings()
+    web.run_app(create_app(settings), host=settings.http_host, port=settings.http_port,
+                print=lambda line: click.echo(line.strip()), access_log=None)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply schema migrations."""
+    from store.db import Store
+
+    async def work(settings: Settings) -> list[str]:
+        store = Store(settings.database_url)
+        await store.open(migrate=False)
+        try:
+            return await store.migrate()
+        finally:
+            await store.close()
+
+    applied = asyncio.run(work(_settings()))
+    click.echo("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
+
+
+@main.command("link-code")
+@click.argument("person_id", type=int)
+def link_code(person_id: int) -> None:
+    """Print a one-time code (and deep link) to link a Telegram chat to PERSON_ID."""
+    from datetime import timedelta
+
+    from handlers.accounts import create_link_code
+    from store.clock import Clock
+    from store.models import Person
+
+    async def work(settings: Settings) -> str:
+        person = await Person.get_or_none(id=person_id)
+        if person is None:
+            raise click.ClickException(f"no person with id {person_id}")
+        entry = await create_link_code(person, Clock().now(),
+                                       timedelta(minutes=settings.link_code_ttl_minutes))
+        return entry.code
+
+    code = _with_store(work)
+    click.echo(code)
+    click.echo(f"/start {code}", err=True)
+
+
+@main.group("api-key")
+def api_key() -> None:
+    """Manage API keys."""
+
+
+@api_key.command("create")
+@click.option("--scope", "scopes", multiple=True, required=True,
+              type=click.Choice(["admin", "cases", "announce", "library", "register"]))
+@click.option("--label", default="", help="Who or what the key is for.")
+def api_key_create(scopes: tuple[str, ...], label: str) -> None:
+    """Print a new key once (only its hash is kept)."""
+    from gateway.auth import create_key
+
+    async def work(settings: Settings) -> str:
+        return await create_key(list(scopes), label)
+
+    click.echo(_with_store(work))
+
+
+@main.command("run-job")
+@click.argument("name", type=click.Choice(["overdue-reminders", "grade-digest",
+                                           "scheduled-announcements", "retention"]))
+def run_job_command(name: str) -> None:
+    """Run one scheduled job now and print what it did."""
+    from gateway.app import build_services
+    from gateway.jobs import run_job
+    from store.clock import Clock
+
+    async def work(settings: Settings) -> dict[str, Any]:
+        return await run_job(build_services(settings, Clock()), name)
+
+    click.echo(json.dumps(_with_store(work), ensure_ascii=False, indent=2, default=str))
+
+
+@main.command("import")
+@click.argument("kind", type=click.Choice(["people", "students", "loans", "grades"]))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+def import_command(kind: str, file: str) -> None:
+    """Bulk import from CSV; re-running the same file changes nothing."""
+    from gateway.app import build_services
+    from gateway.imports import run_import
+    from store.clock import Clock
+
+    async def work(settings: Settings) -> Any:
+        return await run_import(build_services(settings, Clock()), kind, file)
+
+    report = _with_store(work)
+    click.echo(report.summary())
+    for line in report.errors:
+        click.echo(line, err=True)
+    if report.errors:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

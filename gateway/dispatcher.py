@@ -1,0 +1,182 @@
+"""The outbox dispatcher: one lane per channel claims due rows and sends them.
+
+Pacing is the channel's: the Telegram lane spaces messages evenly at `EMIL_TELEGRAM_RATE`
+(a leaky bucket of one — a bucket of N would allow bursts over Telegram's ~30/s) and
+keeps about one second between two messages to the same chat. A `429` pauses the whole
+lane for exactly `retry_after` and puts the row back without counting an attempt.
+Claims are small (about one second of traffic), so a reply queued while a broadcast
+drains is claimed in the next batch, ahead of the bulk rows (ordered by priority).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+from typing import Protocol
+
+from aiolimiter import AsyncLimiter
+
+from store.clock import Clock
+from store.models import Outbox
+from store.outbox import (
+    PermanentSendError,
+    RateLimited,
+    TransientSendError,
+    claim,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+    release,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Sender(Protocol):
+    channel: str
+
+    async def send(self, row: Outbox) -> None: ...
+
+
+class Metrics(Protocol):
+    def sent(self, channel: str) -> None: ...
+    def failed(self, channel: str, permanent: bool) -> None: ...
+    def rate_limited(self, channel: str) -> None: ...
+
+
+class NoMetrics:
+    def sent(self, channel: str) -> None: ...
+    def failed(self, channel: str, permanent: bool) -> None: ...
+    def rate_limited(self, channel: str) -> None: ...
+
+
+class Lane:
+    def __init__(
+        self,
+        sender: Sender,
+        clock: Clock,
+        worker: str,
+        *,
+        rate: float | None = None,
+        chat_interval: float | None = None,
+        batch: int = 50,
+        concurrency: int = 32,
+        lease: float = 60.0,
+        max_attempts: int = 8,
+        poll_seconds: float = 1.0,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.sender = sender
+        self.channel = sender.channel
+        self.clock = clock
+        self.worker = worker
+        self.limiter = AsyncLimiter(1, 1.0 / rate) if rate else None
+        self.chat_interval = chat_interval
+        self.batch = max(1, int(rate)) if rate else batch
+        self.concurrency = asyncio.Semaphore(concurrency)
+        self.lease = timedelta(seconds=lease)
+        self.max_attempts = max_attempts
+        self.poll_seconds = poll_seconds
+        self.metrics = metrics or NoMetrics()
+        self.wake = asyncio.Event()
+        self._paused_until = 0.0
+        self._next_for_chat: dict[str, float] = {}
+
+    def notify(self) -> None:
+        self.wake.set()
+
+    async def run(self) -> None:
+        while True:
+            self.wake.clear()
+            sent = await self.run_once()
+            if not sent:
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+                except TimeoutError:
+                    pass
+
+    async def run_once(self) -> int:
+        """Claim one batch and send it; returns the number of rows claimed."""
+        rows = await claim(self.channel, self.worker, self.clock.now(), self.lease, self.batch)
+        tasks = []
+        for row in rows:
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            if self.chat_interval and not row.payload.get("answer_callback"):
+                wait = self._next_for_chat.get(row.recipient, 0.0) - time.monotonic()
+                if wait > 0:
+                    await release(row, self.clock.now() + timedelta(seconds=wait))
+                    continue
+                self._next_for_chat[row.recipient] = time.monotonic() + self.chat_interval
+            if self.limiter:
+                await self.limiter.acquire()
+            await self.concurrency.acquire()
+            tasks.append(asyncio.create_task(self._send(row)))
+        if tasks:
+            await asyncio.gather(*tasks)
+        self._forget_old_chats()
+        return len(rows)
+
+    def _forget_old_chats(self) -> None:
+        if len(self._next_for_chat) > 10_000:
+            now = time.monotonic()
+            self._next_for_chat = {k: v for k, v in self._next_for_chat.items() if v > now}
+
+    async def _send(self, row: Outbox) -> None:
+        try:
+            await self.sender.send(row)
+        except RateLimited as error:
+            # Telegram says exactly how long to wait: the whole bot waits that long
+            self.metrics.rate_limited(self.channel)
+            self._paused_until = max(self._paused_until, time.monotonic() + error.retry_after)
+            await release(row, self.clock.now() + timedelta(seconds=error.retry_after))
+        except PermanentSendError as error:
+            log.info("outbox #%s failed for good on %s: %s", row.id, self.channel, error)
+            self.metrics.failed(self.channel, True)
+            await mark_failed(row, self.clock.now(), str(error))
+            if row.fallbacks:
+                self.notify_others()
+        except (TransientSendError, Exception) as error:  # noqa: BLE001 - a row never kills the lane
+            if not isinstance(error, TransientSendError):
+                log.exception("outbox #%s: unexpected error on %s", row.id, self.channel)
+            self.metrics.failed(self.channel, False)
+            if row.attempts + 1 >= self.max_attempts:
+                await mark_failed(row, self.clock.now(), f"gave up: {error}")
+                self.notify_others()
+            else:
+                await mark_retry(row, self.clock.now(), str(error))
+        else:
+            self.metrics.sent(self.channel)
+            await mark_sent(row, self.clock.now())
+        finally:
+            self.concurrency.release()
+
+    notify_others = staticmethod(lambda: None)
+
+
+class Dispatcher:
+    """All lanes together; `notify()` wakes them after a commit that queued rows."""
+
+    def __init__(self, lanes: list[Lane]) -> None:
+        self.lanes = {lane.channel: lane for lane in lanes}
+        for lane in lanes:
+            lane.notify_others = self.notify  # type: ignore[method-assign]
+
+    def notify(self) -> None:
+        for lane in self.lanes.values():
+            lane.notify()
+
+    async def drain(self, max_rounds: int = 100) -> int:
+        """Send everything due now (tests and `run-job`); returns rows claimed."""
+        total = 0
+        for _ in range(max_rounds):
+            claimed = 0
+            for lane in self.lanes.values():
+                claimed += await lane.run_once()
+            total += claimed
+            if not claimed:
+                break
+        return total

@@ -1,0 +1,44 @@
+"""Prometheus metrics, on a registry of the app's own (no module-level singletons)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+
+from store.clock import Clock
+from store.outbox import pending_stats
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.sent_total = Counter("emil_outbox_sent", "Messages sent", ["channel"], registry=r)
+        self.failed_total = Counter("emil_outbox_failures", "Send failures", ["channel", "kind"],
+                                    registry=r)
+        self.throttled_total = Counter("emil_telegram_429", "429 answers obeyed", ["channel"],
+                                       registry=r)
+        self.depth = Gauge("emil_outbox_depth", "Rows waiting to leave", ["channel"], registry=r)
+        self.oldest = Gauge("emil_outbox_oldest_pending_seconds", "Age of the oldest waiting row",
+                            ["channel"], registry=r)
+        self.inbound_total = Counter("emil_inbound", "Inbound messages stored", ["channel"],
+                                     registry=r)
+        self.hooks_total = Counter("emil_hooks", "Hook deliveries", ["source", "result"],
+                                   registry=r)
+
+    def sent(self, channel: str) -> None:
+        self.sent_total.labels(channel).inc()
+
+    def failed(self, channel: str, permanent: bool) -> None:
+        self.failed_total.labels(channel, "permanent" if permanent else "transient").inc()
+
+    def rate_limited(self, channel: str) -> None:
+        self.throttled_total.labels(channel).inc()
+
+    async def render(self, clock: Clock) -> bytes:
+        stats = await pending_stats()
+        now = clock.now()
+        for channel in ("email", "telegram"):
+            count, oldest = stats.get(channel, (0, None))
+            self.depth.labels(channel).set(count)
+            self.oldest.labels(channel).set((now - oldest).total_seconds() if oldest else 0)
+        return generate_latest(self.registry)

@@ -1,0 +1,118 @@
+"""People and their channels: link codes, `/start`, `/stop`, `/ustawienia`.
+
+Link codes fit Telegram's deep-link rule (`t.me/<bot>?start=CODE`: at most 64 characters
+of `A-Za-z0-9_-`, Telegram Bot API "Deep linking"); they are single-use and expire.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime, timedelta
+
+from tortoise.exceptions import IntegrityError
+
+from handlers.context import ServiceContext
+from handlers.message import InboundMessage, Reply
+from store.models import Identity, LinkCode, Person
+
+LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+async def create_link_code(person: Person, now: datetime, ttl: timedelta) -> LinkCode:
+    code = secrets.token_urlsafe(24)  # 32 characters of A-Za-z0-9_-
+    return await LinkCode.create(code=code, person=person, expires_at=now + ttl)
+
+
+async def person_by_address(channel: str, address: str) -> Person | None:
+    identity = await Identity.get_or_none(channel=channel, address=address).prefetch_related(
+        "person"
+    )
+    return identity.person if identity else None
+
+
+async def link(channel: str, address: str, person: Person) -> None:
+    """Bind an address to a person, moving it from whoever had it before."""
+    await Identity.filter(channel=channel, address=address).delete()
+    try:
+        await Identity.create(person=person, channel=channel, address=address)
+    except IntegrityError:  # pragma: no cover - a concurrent link of the same address won
+        pass
+
+
+async def handle_start(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    if not msg.args:
+        if person:
+            return [Reply("linked", {"name": person.name})]
+        return [Reply("welcome", {})]
+    code = msg.args[0]
+    now = ctx.clock.now()
+    if not LINK_CODE.match(code):
+        return [Reply("link_code_invalid", {})]
+    # single use even under concurrency: only one UPDATE can flip used_at from NULL
+    claimed = await LinkCode.filter(code=code, used_at__isnull=True, expires_at__gt=now).update(
+        used_at=now
+    )
+    if not claimed:
+        return [Reply("link_code_invalid", {})]
+    entry = await LinkCode.get(code=code).prefetch_related("person")
+    await link(msg.channel, msg.address, entry.person)
+    return [Reply("linked", {"name": entry.person.name}, )]
+
+
+async def handle_stop(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    removed = await Identity.filter(channel=msg.channel, address=msg.address).delete()
+    return [Reply("unlinked" if removed else "not_linked", {})]
+
+
+async def link_by_email(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    """Mail from an address proves it: answer with a personal `t.me/…?start=` link."""
+    if person is None:
+        name = msg.display_name or msg.address.split("@", 1)[0]
+        person = await Person.create(name=name[:200], roles=["citizen"])
+        await link("email", msg.address, person)
+    entry = await create_link_code(person, ctx.clock.now(), ctx.link_code_ttl)
+    return [Reply("link_by_email", {"code": entry.code, "bot": ctx.bot_username})]
+
+
+SETTINGS_HELP = "settings"
+
+
+async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    """`/ustawienia [kanał telegram|email] [tryb natychmiast|dzienny] [cisza 22:00-07:00]
+    [godzina 18] [język pl|en]` — with no arguments, shows the current settings."""
+    assert person is not None
+    args = [a.lower() for a in msg.args]
+    changes: dict[str, object] = {}
+    i = 0
+    while i + 1 < len(args) + 1 and i < len(args):
+        word = args[i]
+        value = args[i + 1] if i + 1 < len(args) else ""
+        if word in ("kanał", "kanal", "channel") and value in ("telegram", "email"):
+            other = "email" if value == "telegram" else "telegram"
+            changes["channel_order"] = [value, other]
+        elif word in ("tryb", "mode") and value in ("natychmiast", "instant", "dzienny", "daily",
+                                                   "digest"):
+            changes["digest_mode"] = "instant" if value in ("natychmiast", "instant") else "daily"
+        elif word in ("cisza", "quiet"):
+            if value in ("off", "brak", "wyłącz", "wylacz"):
+                changes["quiet_start"] = changes["quiet_end"] = "00:00"
+            else:
+                parts = value.split("-")
+                if len(parts) != 2 or not all(_HHMM.match(p) for p in parts):
+                    return [Reply("settings_invalid", {"word": word})]
+                changes["quiet_start"], changes["quiet_end"] = (f"{int(p.split(':')[0]):02d}:"
+                                                                f"{p.split(':')[1]}" for p in parts)
+        elif word in ("godzina", "hour") and value.isdigit() and 0 <= int(value) <= 23:
+            changes["digest_hour"] = int(value)
+        elif word in ("język", "jezyk", "language", "lang") and value in ("pl", "en"):
+            changes["language"] = value
+        else:
+            return [Reply("settings_invalid", {"word": word})]
+        i += 2
+    if changes:
+        await Person.filter(id=person.id).update(**changes)
+        for name, value in changes.items():
+            setattr(person, name, value)
+    return [Reply("settings", {"person": person, "changed": bool(changes)})]

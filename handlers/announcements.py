@@ -1,0 +1,1 @@
+async def scheduled_run(ctx): return {}

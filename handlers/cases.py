@@ -1,0 +1,326 @@
+"""Case submission and case status: residents' cases at the town office.
+
+A case is numbered `UM-YYYY-NNNNNN`, sequential per year. Numbers come from a counter row
+bumped with `UPDATE … SET value = value + n` inside the creating transaction: the row lock
+makes numbers unique across processes on PostgreSQL, and a rolled-back transaction gives
+its numbers back (gap-tolerant, never duplicate).
+
+Only the requester learns anything about a case: the person who opened it, anyone
+holding its access code, or a request from the address it was opened from. Everyone else
+gets the same polite refusal whether or not the number exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tortoise.expressions import F
+
+from handlers.context import ServiceContext
+from handlers.message import Attachment, InboundMessage, Reply
+from handlers.notify import build_delivery, ordered_channels, remember_threads
+from store.models import Attachment as StoredAttachment
+from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
+from store.outbox import PRIORITY_NOTICE, Delivery
+
+CASE_NUMBER = re.compile(r"\bUM-(\d{4})-(\d{6})\b", re.IGNORECASE)
+CASE_TAG = re.compile(r"\[(UM-\d{4}-\d{6})\]", re.IGNORECASE)
+#: no 0/O/1/I/l: access codes are read off paper and typed by hand
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def hash_code(code: str) -> str:
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+
+
+def new_access_code() -> str:
+    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+
+
+def find_number(text: str | None) -> str | None:
+    match = CASE_NUMBER.search(text or "")
+    return f"UM-{match.group(1)}-{match.group(2)}" if match else None
+
+
+async def allocate_numbers(year: int, count: int) -> list[str]:
+    """Reserve `count` consecutive case numbers of `year`. Call inside a transaction."""
+    name = f"case-{year}"
+    await Counter.bulk_create([Counter(name=name, value=0)], ignore_conflicts=True)
+    await Counter.filter(name=name).update(value=F("value") + count)
+    last = (await Counter.get(name=name)).value
+    return [f"UM-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
+
+
+@dataclass
+class NewCase:
+    """A case as submitted, before it has a number."""
+
+    subject: str
+    body: str
+    channel: str
+    category: str | None = None
+    person: Person | None = None
+    email: str | None = None
+    chat: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    lang: str = "pl"
+
+
+async def create_cases(
+    ctx: ServiceContext, drafts: list[NewCase], *, confirm_to_email: bool
+) -> list[tuple[Case, str, Delivery | None]]:
+    """Create cases (one counter bump for all) and queue e-mail confirmations where asked.
+
+    Call inside a transaction. Returns (case, access code, queued confirmation).
+    """
+    now = ctx.clock.now()
+    numbers = await allocate_numbers(now.astimezone(ctx.zone).year, len(drafts))
+    cases, events, deliveries, files, out = [], [], [], [], []
+    for number, draft in zip(numbers, drafts, strict=True):
+        code = new_access_code()
+        case = Case(
+            number=number,
+            subject=draft.subject[:300],
+            body=draft.body,
+            category=draft.category,
+            status="received",
+            access_code_hash=hash_code(code),
+            person_id=draft.person.id if draft.person else None,
+            requester_email=draft.email,
+            requester_chat=draft.chat,
+            origin_channel=draft.channel,
+            last_channel=draft.channel,
+            created_at=now,
+            updated_at=now,
+        )
+        cases.append(case)
+        events.append(
+            CaseEvent(case_id=number, kind="created", status="received", text="",
+                      channel=draft.channel, created_at=now)
+        )
+        files.extend(_stored_attachments(ctx, number, draft.attachments, now))
+        delivery = None
+        if confirm_to_email and draft.email:
+            delivery = build_delivery(
+                ctx, [("email", draft.email)], key=f"case-created:{number}",
+                template="case_created", lang=draft.lang,
+                context={"case": case, "access_code": code}, priority=PRIORITY_NOTICE,
+                person_id=draft.person.id if draft.person else None, case=number,
+            )
+            if delivery:
+                deliveries.append(delivery)
+        out.append((case, code, delivery))
+    await Case.bulk_create(cases)
+    await CaseEvent.bulk_create(events)
+    if files:
+        await StoredAttachment.bulk_create(files)
+    await remember_threads(deliveries)
+    return out
+
+
+def _stored_attachments(
+    ctx: ServiceContext, number: str, attachments: tuple[Attachment, ...], now: datetime
+) -> list[StoredAttachment]:
+    kept = []
+    for a in attachments:
+        if len(a.data) > ctx.attachment_max_size:
+            continue  # listed in the case text by the mail parser; too big to keep
+        kept.append(StoredAttachment(case_id=number, filename=a.filename[:255],
+                                     content_type=a.content_type[:127], size=len(a.data),
+                                     data=a.data, created_at=now))
+    return kept
+
+
+async def case_for_requester(
+    number: str | None, msg: InboundMessage, person: Person | None
+) -> Case | None:
+    """The case if the sender is its requester, else None (no existence leak)."""
+    if not number:
+        return None
+    case = await Case.get_or_none(number=number.upper())
+    if case is None:
+        return None
+    if person is not None and case.person_id == person.id:
+        return case
+    if msg.channel == "email" and case.requester_email and case.requester_email == msg.address:
+        return case
+    if msg.channel == "telegram" and case.requester_chat and case.requester_chat == msg.address:
+        return case
+    return None
+
+
+async def public_history(case: Case) -> list[CaseEvent]:
+    return await CaseEvent.filter(case_id=case.number, public=True).order_by("created_at", "id")
+
+
+def status_reply(case: Case, history: list[CaseEvent]) -> Reply:
+    return Reply("case_status", {"case": case, "history": history}, case=case.number)
+
+
+async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext) -> None:
+    """Append a resident's follow-up to the case and remember the channel they used."""
+    now = ctx.clock.now()
+    text = msg.text.strip()
+    await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
+                           channel=msg.channel, created_at=now)
+    files = _stored_attachments(ctx, case.number, tuple(msg.attachments), now)
+    if files:
+        await StoredAttachment.bulk_create(files)
+    update: dict[str, Any] = {"last_channel": msg.channel, "updated_at": now}
+    if msg.channel == "telegram" and not case.requester_chat:
+        update["requester_chat"] = msg.address
+    if msg.channel == "email" and not case.requester_email:
+        update["requester_email"] = msg.address
+    await Case.filter(number=case.number).update(**update)
+
+
+# --- email: sprawy@ -------------------------------------------------------------------
+
+
+async def case_of_thread(msg: InboundMessage) -> str | None:
+    """The case an email belongs to: its `[UM-…]` tag, else a reply to our own mail."""
+    tag = CASE_TAG.search(msg.subject or "")
+    if tag:
+        return tag.group(1).upper()
+    if msg.references:
+        thread = await MailThread.filter(message_id__in=msg.references).first()
+        if thread:
+            return thread.case_id  # type: ignore[attr-defined]
+    return None
+
+
+async def handle_email(
+    ctx: ServiceContext, msg: InboundMessage, person: Person | None
+) -> list[Reply]:
+    subject = (msg.subject or "").strip()
+    lowered = subject.lower()
+    if lowered.startswith("status"):
+        case = await case_for_requester(find_number(subject), msg, person)
+        if case is None:
+            return [Reply("case_not_yours", {"number": find_number(subject)})]
+        return [status_reply(case, await public_history(case))]
+    if lowered in ("telegram", "bot", "połącz", "polacz"):
+        from handlers.accounts import link_by_email
+
+        return await link_by_email(ctx, msg, person)
+
+    number = await case_of_thread(msg)
+    if number:
+        case = await case_for_requester(number, msg, person)
+        if case is None:
+            return [Reply("case_not_yours", {"number": number})]
+        await add_message(case, msg, ctx)
+        return [Reply("case_message_added", {"case": case}, case=case.number)]
+
+    body = msg.text.strip()
+    if not body and not subject:
+        return [Reply("case_empty", {})]
+    draft = NewCase(
+        subject=subject or body.splitlines()[0][:120],
+        body=body,
+        channel="email",
+        person=person,
+        email=msg.address,
+        attachments=tuple(msg.attachments),
+        lang=person.language if person else "pl",
+    )
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
+    return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)]
+
+
+# --- Telegram: /sprawa dialogue and /status --------------------------------------------
+
+
+async def start_dialogue(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    from handlers.dialogue import begin
+
+    await begin(ctx, msg, "case", "subject")
+    return [Reply("case_ask_subject", {})]
+
+
+async def continue_dialogue(
+    ctx: ServiceContext, msg: InboundMessage, person: Person | None, step: str, data: dict
+) -> tuple[list[Reply], str | None, dict]:
+    """One step of `/sprawa`: subject, then description; returns (replies, next step, data)."""
+    text = msg.text.strip()
+    if step == "subject":
+        if len(text) < 3:
+            return [Reply("case_ask_subject", {"too_short": True})], "subject", data
+        return [Reply("case_ask_body", {"subject": text})], "body", {"subject": text[:300]}
+    if len(text) < 3:
+        return [Reply("case_ask_body", {"subject": data["subject"], "too_short": True})], "body", data
+    email = None
+    if person:
+        email = await Identity.filter(person_id=person.id, channel="email").values_list(
+            "address", flat=True
+        ).first()
+    draft = NewCase(subject=data["subject"], body=text, channel="telegram", person=person,
+                    email=email, chat=msg.address, lang=person.language if person else "pl")
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
+    return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)], None, {}
+
+
+async def handle_status(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    number = find_number(" ".join(msg.args))
+    if number is None:
+        return [Reply("case_status_usage", {})]
+    case = await case_for_requester(number, msg, person)
+    if case is None:
+        return [Reply("case_not_yours", {"number": number})]
+    await Case.filter(number=case.number).update(last_channel=msg.channel)
+    return [status_reply(case, await public_history(case))]
+
+
+# --- staff: status changes and notes ----------------------------------------------------
+
+
+async def requester_targets(case: Case) -> tuple[list[tuple[str, str]], Person | None]:
+    """Where to tell the requester: the channel they last used first, then the rest."""
+    person = await Person.get_or_none(id=case.person_id) if case.person_id else None
+    pairs: list[tuple[str, str]] = []
+    if person:
+        pairs = list(
+            await Identity.filter(person_id=person.id).values_list("channel", "address")
+        )
+    if case.requester_email:
+        pairs.append(("email", case.requester_email))
+    if case.requester_chat:
+        pairs.append(("telegram", case.requester_chat))
+    preferred = person.channel_order if person else []
+    return ordered_channels(pairs, preferred, first=case.last_channel), person
+
+
+async def add_staff_event(
+    ctx: ServiceContext, case: Case, *, status: str | None, note: str | None, public: bool
+) -> CaseEvent:
+    """Record a staff status change or note; a public one is told to the requester.
+
+    Call inside a transaction: the event and its notice commit together.
+    """
+    now = ctx.clock.now()
+    kind = "status" if status else "note"
+    event = await CaseEvent.create(case_id=case.number, kind=kind, status=status,
+                                   text=note or "", public=public, created_at=now)
+    if status:
+        case.status = status
+    case.updated_at = now
+    await Case.filter(number=case.number).update(status=case.status, updated_at=now)
+    if public:
+        targets, person = await requester_targets(case)
+        delivery = build_delivery(
+            ctx, targets, key=f"case-event:{event.id}", template="case_update",
+            lang=person.language if person else "pl",
+            context={"case": case, "event": event}, priority=PRIORITY_NOTICE,
+            person_id=person.id if person else None, case=case.number,
+        )
+        if delivery:
+            from store.outbox import enqueue
+
+            await remember_threads([delivery])
+            await enqueue([delivery], now)
+    return event

@@ -1,0 +1,37 @@
+"""What every handler gets besides the message: time, rendering and the town's rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+from handlers.render import Renderer
+from store.clock import Clock
+
+
+@dataclass
+class LibraryRules:
+    loan_period_days: int = 30
+    grace_days: int = 14
+    renew_window_days: int = 7
+
+
+@dataclass
+class ServiceContext:
+    clock: Clock
+    renderer: Renderer
+    zone: ZoneInfo
+    mail_domain: str
+    base_url: str
+    bot_username: str | None = None
+    link_code_ttl: timedelta = timedelta(days=1)
+    attachment_max_size: int = 10 * 1024 * 1024
+    quiet_start: str = "22:00"
+    quiet_end: str = "07:00"
+    digest_hour: int = 18
+    library: LibraryRules = field(default_factory=LibraryRules)
+    signing_secret: str = ""
+
+    def address(self, mailbox: str) -> str:
+        return f"{mailbox}@{self.mail_domain}"

@@ -1,0 +1,80 @@
+"""Plurals, dates and status names in Polish and English.
+
+Plural categories come from CLDR through Babel: Polish has `one` (1), `few` (2–4, 22–24…)
+and `many` (0, 5–21, 25…), so "1 nowa ocena", "2 nowe oceny", "5 nowych ocen".
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from babel import Locale
+from babel.dates import format_date, format_datetime
+
+LANGUAGES = ("pl", "en")
+DEFAULT_LANGUAGE = "pl"
+
+STATUS_LABELS = {
+    "pl": {
+        "received": "przyjęta",
+        "in_progress": "w toku",
+        "waiting": "czeka na uzupełnienie",
+        "resolved": "załatwiona",
+        "rejected": "odrzucona",
+    },
+    "en": {
+        "received": "received",
+        "in_progress": "in progress",
+        "waiting": "waiting for more information",
+        "resolved": "resolved",
+        "rejected": "rejected",
+    },
+}
+
+#: Open311 groups our statuses into open and closed
+OPEN311 = {
+    "received": "open",
+    "in_progress": "open",
+    "waiting": "open",
+    "resolved": "closed",
+    "rejected": "closed",
+}
+
+
+def language(value: str | None) -> str:
+    return value if value in LANGUAGES else DEFAULT_LANGUAGE
+
+
+@lru_cache(maxsize=None)
+def _locale(lang: str) -> Locale:
+    return Locale.parse(lang)
+
+
+def plural(n: int, lang: str, *forms: str) -> str:
+    """Pick the form for `n`: Polish takes (one, few, many), English (one, other)."""
+    category = _locale(language(lang)).plural_form(abs(int(n)))
+    if language(lang) == "pl":
+        one, few, many = forms
+        return {"one": one, "few": few}.get(category, many)
+    one, other = forms[0], forms[-1]
+    return one if category == "one" else other
+
+
+def status_label(status: str, lang: str) -> str:
+    return STATUS_LABELS[language(lang)].get(status, status)
+
+
+def long_date(value: date | datetime, lang: str, zone: ZoneInfo | None = None) -> str:
+    """"25 listopada 2026" / "25 November 2026"."""
+    if isinstance(value, datetime):
+        value = value.astimezone(zone) if zone else value
+        value = value.date()
+    return format_date(value, "d MMMM y", locale=language(lang))
+
+
+def short_datetime(value: datetime, lang: str, zone: ZoneInfo) -> str:
+    """"25.11.2026, 14:05" in Polish, "25 Nov 2026, 14:05" in English."""
+    pattern = "dd.MM.y, HH:mm" if language(lang) == "pl" else "d MMM y, HH:mm"
+    return format_datetime(value.astimezone(zone), pattern, locale=language(lang))

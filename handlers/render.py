@@ -1,0 +1,81 @@
+"""The one renderer: `templates/<lang>/<name>.<channel>.j2` into channel-ready content.
+
+An email template has three blocks — `subject`, `text` and `html` — rendered by two Jinja
+environments over the same files: the text one without escaping, the HTML one with
+autoescape, so a resident's `<b>` shows up as typed in both. Telegram templates are
+Telegram HTML and always autoescaped (Telegram rejects stray `<`, `>` and `&`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from handlers import i18n
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+#: Telegram's limit for one message's text, in characters after entity parsing
+TELEGRAM_MAX = 4096
+
+
+class Renderer:
+    def __init__(self, zone: ZoneInfo, base_url: str, root: Path = TEMPLATES) -> None:
+        self.zone = zone
+        self.base_url = base_url
+        loader = jinja2.FileSystemLoader(str(root))
+        common: dict[str, Any] = dict(
+            loader=loader,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self._text = jinja2.Environment(autoescape=False, **common)
+        self._html = jinja2.Environment(autoescape=True, **common)
+        for env in (self._text, self._html):
+            env.filters["date"] = lambda v, lang: i18n.long_date(v, lang, self.zone)
+            env.filters["datetime"] = lambda v, lang: i18n.short_datetime(v, lang, self.zone)
+            env.filters["status"] = i18n.status_label
+            env.globals["plural"] = i18n.plural
+            env.globals["base_url"] = base_url
+
+    def _template(self, env: jinja2.Environment, name: str, channel: str, lang: str):
+        lang = i18n.language(lang)
+        try:
+            return env.get_template(f"{lang}/{name}.{channel}.j2")
+        except jinja2.TemplateNotFound:
+            return env.get_template(f"{i18n.DEFAULT_LANGUAGE}/{name}.{channel}.j2")
+
+    def _block(self, env: jinja2.Environment, name: str, channel: str, lang: str,
+               block: str, context: dict[str, Any]) -> str:
+        template = self._template(env, name, channel, lang)
+        if block not in template.blocks:
+            return ""
+        ctx = template.new_context({**context, "lang": i18n.language(lang)})
+        return "".join(template.blocks[block](ctx)).strip()
+
+    def email(self, name: str, lang: str, context: dict[str, Any]) -> dict[str, str]:
+        """{subject, text, html} for one email."""
+        return {
+            "subject": " ".join(
+                self._block(self._text, name, "email", lang, "subject", context).split()
+            ),
+            "text": self._block(self._text, name, "email", lang, "text", context) + "\n",
+            "html": self._block(self._html, name, "email", lang, "html", context),
+        }
+
+    def telegram(self, name: str, lang: str, context: dict[str, Any]) -> dict[str, str]:
+        """{text} in Telegram HTML, cut to Telegram's limit."""
+        template = self._template(self._html, name, "telegram", lang)
+        text = template.render({**context, "lang": i18n.language(lang)}).strip()
+        if len(text) > TELEGRAM_MAX:
+            text = text[: TELEGRAM_MAX - 1] + "…"
+        return {"text": text}
+
+    def render(self, name: str, channel: str, lang: str, context: dict[str, Any]) -> dict[str, str]:
+        if channel == "email":
+            return self.email(name, lang, context)
+        return self.telegram(name, lang, context)

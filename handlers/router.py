@@ -1,0 +1,170 @@
+"""The routing table: every command, mailbox and dialogue in one ordered place.
+
+Reading `ROUTES` top to bottom tells the priority. Each entry says which commands it
+answers (Polish first, English aliases), who may use it, and the help line's template
+key. The router resolves the sender, checks permission, runs the handler, and turns its
+replies into outbox deliveries to the sender's own address (priority "reply", ahead of
+bulk traffic). Handlers never see SMTP or the Bot API.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from handlers import accounts, cases, dialogue, grades, i18n, library
+from handlers.context import ServiceContext
+from handlers.message import InboundMessage, Reply, UserFacingError
+from handlers.notify import email_payload, remember_threads
+from store.models import Person
+from store.outbox import PRIORITY_REPLY, Delivery
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[ServiceContext, InboundMessage, Person | None], Awaitable[list[Reply]]]
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    commands: tuple[str, ...]
+    handle: Handler
+    help: str
+    roles: tuple[str, ...] = ()  # empty: anyone
+    linked: bool = False  # needs a linked person
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("start", ("start",), accounts.handle_start, "start"),
+    Route("help", ("pomoc", "help"), lambda c, m, p: _help(m, p), "help"),
+    Route("case", ("sprawa", "new"), cases.start_dialogue, "case"),
+    Route("status", ("status",), cases.handle_status, "status"),
+    Route("grades", ("oceny", "grades"), grades.handle_grades, "grades", ("parent",), True),
+    Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
+    Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
+    Route("settings", ("ustawienia", "settings"), accounts.handle_settings, "settings",
+          linked=True),
+    Route("stop", ("stop",), accounts.handle_stop, "stop"),
+    Route("cancel", ("anuluj", "cancel"), lambda c, m, p: _cancel(m), "cancel"),
+)
+
+#: mail to `<mailbox>@EMIL_MAIL_DOMAIN`
+MAILBOXES: dict[str, Handler] = {
+    "sprawy": cases.handle_email,
+    "biblioteka": library.handle_email,
+}
+
+#: inline-button callbacks: "<prefix>:<data>"
+CALLBACKS: dict[str, Handler] = {
+    "grades": grades.handle_grades_callback,
+}
+
+#: a dialogue's next step: (replies, next step or None, data)
+DIALOGUES = {
+    "case": cases.continue_dialogue,
+}
+
+_BY_COMMAND = {command: route for route in ROUTES for command in route.commands}
+
+
+def allowed(route: Route, person: Person | None) -> bool:
+    if route.linked and person is None:
+        return False
+    if not route.roles:
+        return True
+    roles = set(person.roles if person else [])
+    return bool(roles & set(route.roles)) or "admin" in roles
+
+
+async def _help(msg: InboundMessage, person: Person | None) -> list[Reply]:
+    visible = [r for r in ROUTES if allowed(r, person) or not r.linked and not r.roles]
+    return [Reply("help", {"routes": [r.help for r in visible], "linked": person is not None})]
+
+
+async def _cancel(msg: InboundMessage) -> list[Reply]:
+    return [Reply("cancelled" if await dialogue.cancel(msg) else "nothing_to_cancel", {})]
+
+
+async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None) -> list[Reply]:
+    """Decide what a message means and run its handler. Call inside a transaction."""
+    if msg.channel == "email":
+        handler = MAILBOXES.get(msg.mailbox or "")
+        if handler is None:
+            log.info("dropped: mail to unknown mailbox %r", msg.mailbox)
+            return []
+        return await handler(ctx, msg, person)
+
+    if msg.callback is not None:
+        prefix, _, _ = msg.callback.partition(":")
+        callback = CALLBACKS.get(prefix)
+        if callback is None:
+            log.info("dropped: unknown callback %r", prefix)
+            return []
+        return await callback(ctx, msg, person)
+
+    if msg.command is not None:
+        entry = _BY_COMMAND.get(msg.command)
+        if entry is None:
+            guess = difflib.get_close_matches(msg.command, list(_BY_COMMAND), n=1)
+            return [Reply("unknown_command", {"command": msg.command,
+                                              "guess": guess[0] if guess else None})]
+        if not allowed(entry, person):
+            return [Reply("not_linked" if person is None else "not_allowed", {})]
+        if entry.name not in ("case", "cancel"):
+            await dialogue.cancel(msg)  # a new command ends any half-done dialogue
+        return await entry.handle(ctx, msg, person)
+
+    conv = await dialogue.current(ctx, msg)
+    if conv is not None:
+        replies, step, data = await DIALOGUES[conv.kind](ctx, msg, person, conv.step, conv.data)
+        await dialogue.advance(ctx, conv, step, data)
+        return replies
+    return [Reply("free_text", {"linked": person is not None})]
+
+
+def to_deliveries(
+    ctx: ServiceContext, msg: InboundMessage, person: Person | None, replies: list[Reply]
+) -> list[Delivery]:
+    """Render replies for the sender's channel; email replies are threaded (RFC 5322
+    In-Reply-To and References) and carry the case tag where there is one."""
+    lang = i18n.language(person.language if person else msg.language_hint)
+    out = []
+    for n, reply in enumerate(replies):
+        context: dict[str, Any] = {**reply.context, "person": person}
+        rendered = ctx.renderer.render(reply.template, msg.channel, lang, context)
+        if msg.channel == "email":
+            payload = email_payload(ctx, rendered, mailbox=msg.mailbox or "sprawy", case=reply.case,
+                                    in_reply_to=msg.message_id, references=msg.references)
+            if not rendered["subject"]:
+                payload["subject"] = f"Re: {msg.subject or ''}".strip()
+        else:
+            payload = {"text": rendered["text"]}
+            if reply.buttons:
+                payload["buttons"] = reply.buttons
+        out.append(Delivery(
+            key=f"reply:{msg.channel}:{msg.inbound_id}:{n}",
+            channel=msg.channel,
+            recipient=msg.address,
+            payload=payload,
+            priority=PRIORITY_REPLY,
+            person_id=person.id if person else None,
+            cause=f"reply:{reply.template}",
+        ))
+    return out
+
+
+async def handle(ctx: ServiceContext, msg: InboundMessage) -> list[Delivery]:
+    """The inbound funnel: resolve the sender, route, and return replies to queue."""
+    person = await accounts.person_by_address(msg.channel, msg.address)
+    try:
+        replies = await route(ctx, msg, person)
+    except UserFacingError as error:
+        replies = [Reply(error.template, error.context)]
+    if person is not None and person.last_channel != msg.channel:
+        await Person.filter(id=person.id).update(last_channel=msg.channel)
+    deliveries = to_deliveries(ctx, msg, person, replies)
+    await remember_threads(deliveries)
+    return deliveries

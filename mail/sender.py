@@ -1,0 +1,54 @@
+"""Outbound email: to the relay over SMTP, or as `.eml` files when no relay is set."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import aiosmtplib
+
+from mail.compose import compose
+from store.models import Outbox
+from store.outbox import PermanentSendError, TransientSendError
+
+log = logging.getLogger(__name__)
+
+
+class MailSender:
+    channel = "email"
+
+    def __init__(self, mail_domain: str, relay: str | None, spool_dir: str) -> None:
+        self.mail_domain = mail_domain
+        self.relay = relay
+        self.spool = Path(spool_dir)
+
+    async def send(self, row: Outbox) -> None:
+        message = compose(row.payload, row.recipient, self.mail_domain)
+        if not self.relay:
+            await asyncio.to_thread(self._spool, row, message.as_bytes())
+            return
+        host, _, port = self.relay.rpartition(":")
+        try:
+            refused, reply = await aiosmtplib.send(
+                message, hostname=host, port=int(port), timeout=30,
+                sender=row.payload["from"], recipients=[row.recipient],
+            )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            raise PermanentSendError(f"recipient refused: {error.recipients}") from error
+        except aiosmtplib.SMTPResponseException as error:
+            if 500 <= error.code < 600:
+                raise PermanentSendError(f"{error.code} {error.message}") from error
+            raise TransientSendError(f"{error.code} {error.message}") from error
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise TransientSendError(str(error) or type(error).__name__) from error
+        # aiosmtplib does not raise when only some recipients are refused (NOTES.md)
+        if refused:
+            raise PermanentSendError(f"recipient refused: {refused}")
+
+    def _spool(self, row: Outbox, data: bytes) -> None:
+        self.spool.mkdir(parents=True, exist_ok=True)
+        target = self.spool / f"{row.id:010d}.eml"
+        temp = target.with_suffix(".tmp")
+        temp.write_bytes(data)
+        temp.replace(target)

@@ -1,0 +1,95 @@
+"""Inbound SMTP (aiosmtpd): check in RCPT, store in DATA, work in a worker.
+
+`RCPT` refuses unknown mailboxes and foreign domains with precise codes; `DATA` stores
+the raw message, deduplicated by Message-ID and content, and only then answers `250`.
+A failure before the message is stored answers `451` so the sending server retries.
+Parsing and answering happen later, in the inbox worker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from store.models import RawInbound
+
+log = logging.getLogger(__name__)
+
+_HEADER_END = (b"\r\n\r\n", b"\n\n")
+
+
+def dedup_key(raw: bytes, mailbox: str) -> str:
+    """Same Message-ID and same content → same key, whatever `Received:` lines a retrying
+    relay added on the way."""
+    for end in _HEADER_END:
+        head, sep, body = raw.partition(end)
+        if sep:
+            break
+    else:
+        head, body = raw, b""
+    message_id = b""
+    for line in head.splitlines():
+        if line.lower().startswith(b"message-id:"):
+            message_id = line.split(b":", 1)[1].strip()
+            break
+    digest = hashlib.sha256()
+    digest.update(mailbox.encode() + b"\0" + message_id + b"\0")
+    digest.update(body if message_id else raw)
+    return digest.hexdigest()
+
+
+class GatewaySMTPHandler:
+    def __init__(
+        self,
+        domain: str,
+        mailboxes: Iterable[str],
+        now: Callable[[], datetime],
+        on_stored: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.domain = domain.lower()
+        self.mailboxes = set(mailboxes)
+        self.now = now
+        self.on_stored = on_stored
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        local, _, domain = address.lower().rpartition("@")
+        if domain != self.domain:
+            return "550 5.7.1 Relaying denied"
+        if local not in self.mailboxes:
+            return "550 5.1.1 Unknown mailbox"
+        envelope.rcpt_tos.append(address.lower())
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        try:
+            rows = [
+                RawInbound(
+                    channel="email",
+                    external_id=dedup_key(raw, rcpt.split("@", 1)[0]),
+                    envelope={"from": envelope.mail_from or "", "mailbox": rcpt.split("@", 1)[0],
+                              "peer": str(session.peer[0]) if session.peer else ""},
+                    payload=raw,
+                    received_at=self.now(),
+                )
+                for rcpt in envelope.rcpt_tos
+            ]
+            await RawInbound.bulk_create(rows, ignore_conflicts=True)
+        except Exception:
+            log.exception("could not store inbound mail; asking the sender to retry")
+            return "451 4.3.0 Temporary failure, please try again later"
+        self.on_stored()
+        return "250 2.0.0 Message accepted"
+
+
+def smtp_factory(handler: GatewaySMTPHandler, max_size: int, hostname: str) -> Callable[[], SMTP]:
+    def build() -> SMTP:
+        return SMTP(handler, data_size_limit=max_size, hostname=hostname,
+                    enable_SMTPUTF8=True, decode_data=False, ident="e-Milanowek gateway")
+
+    return build

@@ -1,0 +1,177 @@
+"""The outbox: the durable queue of everything that leaves the gateway.
+
+A row is written in the same transaction as the change that caused it; its
+`idempotency_key` (cause, recipient, channel) makes fan-out and re-imports insert it once.
+Senders never read this table directly: a dispatcher claims due rows with a lease
+(`FOR UPDATE SKIP LOCKED` on PostgreSQL, so several instances never claim the same row),
+sends them, and records the outcome here.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.expressions import Q
+from tortoise.functions import Count, Min
+from tortoise.transactions import in_transaction
+
+from store.models import Outbox
+
+class SendError(Exception):
+    """A sender could not deliver a row."""
+
+
+class TransientSendError(SendError):
+    """Worth retrying later, with backoff (network down, 5xx, relay busy)."""
+
+
+class PermanentSendError(SendError):
+    """Never going to work on this channel (bot blocked, mailbox unknown): fall back."""
+
+
+class RateLimited(SendError):
+    """The channel asked us to wait exactly `retry_after` seconds."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"rate limited, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+PRIORITY_REPLY = 0
+PRIORITY_NOTICE = 5
+PRIORITY_BULK = 9
+
+
+@dataclass
+class Delivery:
+    """One outgoing message before it is an outbox row."""
+
+    key: str
+    channel: str
+    recipient: str
+    payload: dict[str, Any]
+    priority: int = PRIORITY_NOTICE
+    person_id: int | None = None
+    fallbacks: list[dict[str, Any]] = field(default_factory=list)
+    not_before: datetime | None = None
+    cause: str = ""
+
+
+async def enqueue(deliveries: list[Delivery], now: datetime) -> int:
+    """Insert rows, skipping keys already queued. Call inside the cause's transaction."""
+    if not deliveries:
+        return 0
+    rows = [
+        Outbox(
+            idempotency_key=d.key[:200],
+            channel=d.channel,
+            recipient=d.recipient,
+            person_id=d.person_id,
+            payload=d.payload,
+            fallbacks=d.fallbacks,
+            priority=d.priority,
+            status="pending",
+            next_attempt_at=d.not_before or now,
+            cause=d.cause[:100],
+            created_at=now,
+        )
+        for d in deliveries
+    ]
+    await Outbox.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    return len(rows)
+
+
+async def claim(
+    channel: str, worker: str, now: datetime, lease: timedelta, limit: int
+) -> list[Outbox]:
+    """Take up to `limit` due rows of one channel, most urgent first, under a lease.
+
+    A row whose lease ran out (its instance died mid-send) is due again: it is sent at
+    most once more, which is the at-least-once window the design accepts.
+    """
+    due = Q(status="pending", next_attempt_at__lte=now) | Q(status="sending", lease_until__lt=now)
+    async with in_transaction() as conn:
+        rows = (
+            await Outbox.filter(due, channel=channel)
+            .order_by("priority", "next_attempt_at", "id")
+            .limit(limit)
+            .select_for_update(skip_locked=True)
+            .using_db(conn)
+        )
+        if rows:
+            await Outbox.filter(id__in=[r.id for r in rows]).using_db(conn).update(
+                status="sending", lease_until=now + lease, claimed_by=worker
+            )
+    return list(rows)
+
+
+async def mark_sent(row: Outbox, now: datetime) -> None:
+    await Outbox.filter(id=row.id).update(
+        status="sent", sent_at=now, attempts=row.attempts + 1, lease_until=None, last_error=""
+    )
+
+
+async def release(row: Outbox, when: datetime) -> None:
+    """Put a row back without counting an attempt (rate limits, per-chat spacing)."""
+    await Outbox.filter(id=row.id).update(status="pending", next_attempt_at=when, lease_until=None)
+
+
+def backoff(attempts: int, base: float = 2.0, cap: float = 3600.0) -> timedelta:
+    """Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff
+    And Jitter"): spreads retries of many rows that failed together."""
+    ceiling = min(cap, base * (2**attempts))
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+async def mark_retry(row: Outbox, now: datetime, error: str) -> None:
+    await Outbox.filter(id=row.id).update(
+        status="pending",
+        attempts=row.attempts + 1,
+        next_attempt_at=now + backoff(row.attempts),
+        lease_until=None,
+        last_error=error[:2000],
+    )
+
+
+async def mark_failed(row: Outbox, now: datetime, error: str) -> Outbox | None:
+    """Record a permanent failure; queue the next fallback channel, if any, in the same
+    transaction. Returns the fallback row."""
+    async with in_transaction() as conn:
+        await Outbox.filter(id=row.id).using_db(conn).update(
+            status="failed",
+            attempts=row.attempts + 1,
+            lease_until=None,
+            last_error=error[:2000],
+        )
+        if not row.fallbacks:
+            return None
+        nxt, *rest = row.fallbacks
+        fallback = Outbox(
+            idempotency_key=f"{row.idempotency_key[:180]}>fb:{nxt['channel']}",
+            channel=nxt["channel"],
+            recipient=nxt["recipient"],
+            person_id=row.person_id,
+            payload=nxt["payload"],
+            fallbacks=rest,
+            priority=row.priority,
+            status="pending",
+            next_attempt_at=now,
+            cause=row.cause,
+            created_at=now,
+        )
+        await Outbox.bulk_create([fallback], ignore_conflicts=True, using_db=conn)
+        return fallback
+
+
+async def pending_stats() -> dict[str, tuple[int, datetime | None]]:
+    """Per channel: rows waiting to leave and the oldest one's creation time (metrics)."""
+    rows = (
+        await Outbox.filter(status__in=("pending", "sending"))
+        .annotate(n=Count("id"), oldest=Min("created_at"))
+        .group_by("channel")
+        .values("channel", "n", "oldest")
+    )
+    return {r["channel"]: (r["n"], r["oldest"]) for r in rows}
