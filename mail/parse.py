@@ -28,11 +28,15 @@ def parse_bytes(raw: bytes) -> EmailMessage:
 def decode_part(part: EmailMessage) -> str:
     """A text part's content, whatever its charset claims."""
     try:
-        return part.get_content()
+        text = part.get_content()
+        if "\ufffd" not in text:
+            return text
     except (LookupError, UnicodeDecodeError, AssertionError):
         pass
     data = part.get_payload(decode=True) or b""
     declared = part.get_content_charset()
+    if declared in ("us-ascii", "ascii"):
+        declared = None  # the default when none is given; 8-bit data says otherwise
     for charset in ((declared,) if declared else ()) + _FALLBACK_CHARSETS:
         try:
             return data.decode(charset)
@@ -119,6 +123,7 @@ def to_inbound(raw: bytes, envelope_from: str, mailbox: str, inbound_id: int = 0
         references=list(dict.fromkeys(refs)),
         attachments=attachments(msg),
         language_hint="en" if str(msg.get("Content-Language", "")).startswith("en") else None,
+        inbound_id=inbound_id,
     )
 
 
