@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from aiolimiter import AsyncLimiter
@@ -81,8 +80,9 @@ class Lane:
         self.poll_seconds = poll_seconds
         self.metrics = metrics or NoMetrics()
         self.wake = asyncio.Event()
-        self._paused_until = 0.0
-        self._next_for_chat: dict[str, float] = {}
+        # both from the injected clock, so tests move time instead of sleeping
+        self._paused_until = clock.now()
+        self._next_for_chat: dict[str, datetime] = {}
 
     def notify(self) -> None:
         self.wake.set()
@@ -102,15 +102,16 @@ class Lane:
         rows = await claim(self.channel, self.worker, self.clock.now(), self.lease, self.batch)
         tasks = []
         for row in rows:
-            pause = self._paused_until - time.monotonic()
+            pause = (self._paused_until - self.clock.now()).total_seconds()
             if pause > 0:
                 await asyncio.sleep(pause)
+            now = self.clock.now()
             if self.chat_interval and not row.payload.get("answer_callback"):
-                wait = self._next_for_chat.get(row.recipient, 0.0) - time.monotonic()
-                if wait > 0:
-                    await release(row, self.clock.now() + timedelta(seconds=wait))
+                free_at = self._next_for_chat.get(row.recipient)
+                if free_at is not None and free_at > now:
+                    await release(row, free_at)
                     continue
-                self._next_for_chat[row.recipient] = time.monotonic() + self.chat_interval
+                self._next_for_chat[row.recipient] = now + timedelta(seconds=self.chat_interval)
             if self.limiter:
                 await self.limiter.acquire()
             await self.concurrency.acquire()
@@ -122,7 +123,7 @@ class Lane:
 
     def _forget_old_chats(self) -> None:
         if len(self._next_for_chat) > 10_000:
-            now = time.monotonic()
+            now = self.clock.now()
             self._next_for_chat = {k: v for k, v in self._next_for_chat.items() if v > now}
 
     async def _send(self, row: Outbox) -> None:
@@ -131,8 +132,9 @@ class Lane:
         except RateLimited as error:
             # Telegram says exactly how long to wait: the whole bot waits that long
             self.metrics.rate_limited(self.channel)
-            self._paused_until = max(self._paused_until, time.monotonic() + error.retry_after)
-            await release(row, self.clock.now() + timedelta(seconds=error.retry_after))
+            resume = self.clock.now() + timedelta(seconds=error.retry_after)
+            self._paused_until = max(self._paused_until, resume)
+            await release(row, resume)
         except PermanentSendError as error:
             log.info("outbox #%s failed for good on %s: %s", row.id, self.channel, error)
             self.metrics.failed(self.channel, True)

@@ -256,9 +256,8 @@ async def continue_dialogue(
         return [Reply("case_ask_body", {"subject": data["subject"], "too_short": True})], "body", data
     email = None
     if person:
-        email = await Identity.filter(person_id=person.id, channel="email").values_list(
-            "address", flat=True
-        ).first()
+        identity = await Identity.filter(person_id=person.id, channel="email").first()
+        email = identity.address if identity else None
     draft = NewCase(subject=data["subject"], body=text, channel="telegram", person=person,
                     email=email, chat=msg.address, lang=person.language if person else "pl")
     [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)

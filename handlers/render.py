@@ -28,7 +28,7 @@ class Renderer:
         loader = jinja2.FileSystemLoader(str(root))
         common: dict[str, Any] = dict(
             loader=loader,
-            undefined=jinja2.StrictUndefined,
+            undefined=jinja2.Undefined,  # optional flags (`too_short`) may be absent
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,

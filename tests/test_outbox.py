@@ -1,0 +1,97 @@
+"""The outbox dispatcher: retries, Telegram's retry_after, rate limits, fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from aiohttp.test_utils import TestClient
+
+from gateway.app import create_app
+from gateway.keys import DISPATCHER
+from store.models import Outbox
+from store.outbox import Delivery, enqueue
+from tests.conftest import Gateway
+
+
+def tg(chat: int, text: str, key: str | None = None, priority: int = 5) -> Delivery:
+    return Delivery(key=key or f"t:{chat}:{text}", channel="telegram", recipient=str(chat),
+                    payload={"text": text}, priority=priority)
+
+
+async def test_retry_after_is_obeyed_exactly(gw: Gateway) -> None:
+    await enqueue([tg(1, "a")], gw.clock.now())
+    gw.botapi.fail_next(429, "Too Many Requests: retry after 7", retry_after=7)
+    await gw.drain()
+    row = await Outbox.get()
+    assert row.status == "pending" and row.attempts == 0
+    assert row.next_attempt_at == gw.clock.now() + timedelta(seconds=7)
+    gw.clock.advance(seconds=6.9)
+    await gw.drain()
+    assert gw.botapi.sent == []
+    gw.clock.advance(seconds=0.1)
+    await gw.drain()
+    assert gw.botapi.texts_to(1) == ["a"]
+
+
+async def test_transient_errors_back_off_then_succeed(gw: Gateway) -> None:
+    await enqueue([tg(2, "b")], gw.clock.now())
+    gw.botapi.fail_next(502, "Bad Gateway")
+    await gw.drain()
+    row = await Outbox.get()
+    assert row.status == "pending" and row.attempts == 1 and "Bad Gateway" in row.last_error
+    delay = (row.next_attempt_at - gw.clock.now()).total_seconds()
+    assert 1 <= delay <= 2  # first backoff step: 2 s with jitter
+    gw.clock.advance(seconds=2)
+    await gw.drain()
+    row = await Outbox.get()
+    assert row.status == "sent" and row.attempts == 2
+
+
+async def test_gives_up_after_max_attempts_with_the_reason(gw: Gateway) -> None:
+    await enqueue([tg(3, "c")], gw.clock.now())
+    for _ in range(gw.settings.outbox_max_attempts):
+        gw.botapi.fail_next(502, "Bad Gateway")
+    for _ in range(gw.settings.outbox_max_attempts):
+        await gw.drain()
+        gw.clock.advance(hours=2)
+    row = await Outbox.get()
+    assert row.status == "failed" and row.last_error.startswith("gave up")
+
+
+async def test_same_key_is_queued_once(gw: Gateway) -> None:
+    await enqueue([tg(4, "d", key="k1"), tg(4, "d", key="k1")], gw.clock.now())
+    await enqueue([tg(4, "d", key="k1")], gw.clock.now())
+    await gw.drain()
+    assert gw.botapi.texts_to(4) == ["d"]
+
+
+async def test_replies_go_before_bulk(gw: Gateway) -> None:
+    await enqueue([tg(100 + n, "bulk", priority=9) for n in range(5)], gw.clock.now())
+    await enqueue([tg(99, "reply", priority=0)], gw.clock.now())
+    await gw.drain()
+    assert gw.botapi.sent[0].text == "reply"
+
+
+async def test_rate_limits_hold_against_an_enforcing_double(aiohttp_client, settings, botapi, clock
+                                                           ) -> None:
+    """With real time: 10/s overall and one per second per chat, the double never says 429."""
+    botapi.enforce_overall = 10
+    botapi.enforce_per_chat = 1
+    settings = settings.model_copy(update={"telegram_rate": 10, "telegram_chat_interval": 1.0})
+    from store.clock import Clock
+
+    app = create_app(settings, clock=Clock(), run_workers=True)
+    client: TestClient = await aiohttp_client(app)
+    rows = [tg(5000 + n, "x") for n in range(20)] + [tg(7, f"same chat {n}") for n in range(3)]
+    await enqueue(rows, Clock().now())
+    client.app[DISPATCHER].notify()
+    await botapi.wait_for(23, timeout=20)
+    assert botapi.throttled == 0
+    same = [s.at for s in botapi.messages_to(7)]
+    assert all(b - a >= 0.9 for a, b in zip(same, same[1:]))
+    for _ in range(100):  # the last row's "sent" mark commits just after the double answers
+        if await Outbox.filter(status="sent").count() == 23:
+            break
+        await asyncio.sleep(0.05)
+    assert await Outbox.filter(status="sent").count() == 23
