@@ -53,13 +53,18 @@ class BotApiDouble:
     def fail_next(self, status: int, description: str = "", retry_after: int | None = None) -> None:
         self.failures.append((status, description, retry_after))
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> None:
+    async def wait_for(self, count: int, timeout: float = 10.0, distinct: bool = False) -> None:
+        """Until `count` messages (or messages to `count` distinct chats) have arrived."""
         deadline = time.monotonic() + timeout
-        while len(self.sent) < count:
+
+        def arrived() -> int:
+            return len({s.chat_id for s in self.sent}) if distinct else len(self.sent)
+
+        while arrived() < count:
             self.new_message.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError(f"only {len(self.sent)} of {count} messages arrived")
+                raise TimeoutError(f"only {arrived()} of {count} arrived")
             try:
                 await asyncio.wait_for(self.new_message.wait(), remaining)
             except TimeoutError:

@@ -1,0 +1,36 @@
+# e-Milanówek gateway — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the gateway with embedded defaults (SQLite under var/, HTTP :8080, SMTP :8025).
+run: install
+	mkdir -p var
+	$(BIN)/emilanowek migrate
+	$(BIN)/emilanowek serve
+
+## Install what the tests need and run the whole suite.
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## Benchmarks, each prints a ratio against a bare baseline measured in the same run.
+bench: install
+	$(BIN)/python -m bench.hook_endpoints
+	$(BIN)/python -m bench.smtp_inbound
+	$(BIN)/python -m bench.outbox_telegram
+
+clean:
+	rm -rf $(VENV) var .pytest_cache *.egg-info
