@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hmac
+import json
+from datetime import datetime, timezone
 import re
 from email.utils import parseaddr
 from typing import Any
@@ -24,7 +26,8 @@ from gateway.keys import (
     UPDATE_COMMIT,
 )
 from gateway.validate import field, json_body
-from handlers import accounts, cases
+from gateway.jobs import run_job
+from handlers import accounts, cases, grades, library
 from handlers.i18n import OPEN311
 from store.models import CASE_STATUSES, ROLES, Case, Identity, Person
 from store.outbox import enqueue
@@ -215,6 +218,98 @@ def _int_id(request: web.Request) -> int:
         return int(request.match_info["id"])
     except ValueError:
         raise ApiError(404, "not_found", "no such person") from None
+
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+@routes.patch("/api/v1/people/{id}")
+async def update_person(request: web.Request) -> web.Response:
+    """Notification preferences (the API side of `/ustawienia`)."""
+    await require(request, "admin")
+    person = await Person.get_or_none(id=_int_id(request))
+    if person is None:
+        raise ApiError(404, "not_found", "no such person")
+    body = await json_body(request)
+    changes: dict[str, Any] = {}
+    mode = field(body, "digest_mode", str, required=False)
+    if mode is not None:
+        if mode not in ("instant", "daily"):
+            raise ApiError(400, "invalid_field", "'digest_mode' is 'instant' or 'daily'",
+                           field="digest_mode")
+        changes["digest_mode"] = mode
+    hour = field(body, "digest_hour", int, required=False)
+    if hour is not None:
+        if not 0 <= hour <= 23:
+            raise ApiError(400, "invalid_field", "'digest_hour' is 0–23", field="digest_hour")
+        changes["digest_hour"] = hour
+    for name in ("quiet_start", "quiet_end"):
+        value = field(body, name, str, required=False)
+        if value is not None:
+            if not _HHMM.match(value):
+                raise ApiError(400, "invalid_field", f"'{name}' is HH:MM", field=name)
+            changes[name] = value
+    order = field(body, "channel_order", list, required=False)
+    if order is not None:
+        if not order or any(c not in ("telegram", "email") for c in order):
+            raise ApiError(400, "invalid_field", "'channel_order' lists telegram and/or email",
+                           field="channel_order")
+        changes["channel_order"] = list(dict.fromkeys(order))
+    language = field(body, "language", str, required=False)
+    if language is not None:
+        if language not in ("pl", "en"):
+            raise ApiError(400, "invalid_field", "'language' is 'pl' or 'en'", field="language")
+        changes["language"] = language
+    if changes:
+        await Person.filter(id=person.id).update(**changes)
+    return web.json_response({"id": person.id, **changes})
+
+
+@routes.post("/api/v1/students")
+async def upsert_student(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    body = await json_body(request)
+    student_id = str(field(body, "id", (str, int))).strip()
+    name = field(body, "name", str).strip()
+    class_name = field(body, "class", str, required=False, default="")
+    guardians = field(body, "guardians", list, required=False, default=[])
+    if not all(isinstance(g, int) and not isinstance(g, bool) for g in guardians):
+        raise ApiError(400, "invalid_field", "'guardians' lists person ids", field="guardians")
+    async with in_transaction():
+        found = set(await Person.filter(id__in=guardians).values_list("id", flat=True))
+        missing = sorted(set(guardians) - found)
+        if missing:
+            raise ApiError(400, "invalid_field", f"no person with id {missing[0]}",
+                           field="guardians")
+        _, changed = await grades.upsert_student(student_id, name, class_name, guardians)
+    return web.json_response({"id": student_id, "changed": changed}, status=201)
+
+
+# --- library --------------------------------------------------------------------------
+
+
+@routes.get("/api/v1/library/renewals")
+async def library_renewals(request: web.Request) -> web.Response:
+    """Renewals granted through the gateway, for the library system to read back."""
+    await require(request, "library")
+    since_text = request.query.get("since", "1970-01-01T00:00:00+00:00")
+    try:
+        since = datetime.fromisoformat(since_text.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise ApiError(400, "invalid_field", "'since' must be an ISO 8601 date-time",
+                       field="since") from None
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return web.json_response({"renewals": await library.renewals_since(since)})
+
+
+@routes.post("/api/v1/library/overdue-run")
+async def library_overdue_run(request: web.Request) -> web.Response:
+    """Librarians run the reminder job now; repeating it sends nothing twice."""
+    await require(request, "library")
+    summary = await run_job(request.app[SERVICES], "overdue-reminders")
+    request.app[DISPATCHER].notify()
+    return web.json_response(summary, dumps=lambda v: json.dumps(v, default=str))
 
 
 # --- Telegram webhook -------------------------------------------------------------------

@@ -1,6 +1,298 @@
-"""Grade notifications (issue 3) — filled in below."""
-async def handle_grades(ctx, msg, person): return []
-async def handle_grades_callback(ctx, msg, person): return []
-def parse_batch(body): return body
-async def apply_batch(ctx, batch): return {}
-async def digest_run(ctx): return {}
+"""Grade notifications: the school register pushes, each guardian is told.
+
+A batch (hook or CSV) is validated whole, then applied in one transaction: new grades are
+inserted, re-sent ids with other content become corrections (revision + 1), identical
+re-sends change nothing. Each guardian of a student with news gets one message per batch
+and student — instantly (after their quiet hours) or in their daily digest. Only the
+student's own guardians are ever told anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from handlers import i18n
+from handlers.context import ServiceContext
+from handlers.message import InboundMessage, InvalidInput, Reply
+from handlers.notify import build_delivery, ordered_channels
+from handlers.quiet import quiet_until
+from store.models import Grade, GradeNotice, Identity, Person, Student
+from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
+
+RECENT = 10
+
+
+@dataclass(frozen=True)
+class GradeIn:
+    id: str
+    student: str
+    subject: str
+    value: str
+    weight: str | None
+    category: str | None
+    recorded_at: datetime
+
+
+def _text(item: dict[str, Any], name: str, where: str, required: bool = True) -> str | None:
+    value = item.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must be text or a number")
+    text = str(value).strip()
+    if not text and required:
+        raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must not be empty")
+    return text[:100]
+
+
+def parse_time(value: Any, where: str) -> datetime:
+    if not isinstance(value, str):
+        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(where, f"'{where}' needs a time zone offset")
+    return parsed
+
+
+def parse_item(item: Any, where: str) -> GradeIn:
+    if not isinstance(item, dict):
+        raise InvalidInput(where, f"'{where}' must be an object")
+    return GradeIn(
+        id=_text(item, "id", where) or "",
+        student=_text(item, "student", where) or "",
+        subject=_text(item, "subject", where) or "",
+        value=_text(item, "value", where) or "",
+        weight=_text(item, "weight", where, required=False),
+        category=_text(item, "category", where, required=False),
+        recorded_at=parse_time(item.get("recorded_at"), f"{where}.recorded_at"),
+    )
+
+
+def parse_batch(body: dict[str, Any]) -> list[GradeIn]:
+    """Validate a whole hook body before anything is written."""
+    items = body.get("grades")
+    if not isinstance(items, list):
+        raise InvalidInput("grades", "'grades' must be a list")
+    parsed = [parse_item(item, f"grades[{n}]") for n, item in enumerate(items)]
+    seen: dict[str, GradeIn] = {}
+    for grade in parsed:
+        seen[grade.id] = grade  # within one batch the last word on an id wins
+    return list(seen.values())
+
+
+def _changed(old: Grade, new: GradeIn) -> bool:
+    return (old.value, old.weight, old.category, old.subject, old.student_id) != (  # type: ignore[attr-defined]
+        new.value, new.weight, new.category, new.subject, new.student)
+
+
+async def apply_batch(ctx: ServiceContext, batch: list[GradeIn]) -> dict[str, Any]:
+    """Store grades and queue notices. Call inside a transaction (the hook's)."""
+    now = ctx.clock.now()
+    students = {s.id: s for s in await Student.filter(id__in={g.student for g in batch})}
+    unknown = sorted({g.student for g in batch if g.student not in students})
+    known = [g for g in batch if g.student in students]
+    existing = {g.id: g for g in await Grade.filter(id__in=[g.id for g in known])}
+    fresh: list[Grade] = []
+    news: dict[str, list[tuple[Grade, bool]]] = defaultdict(list)
+    corrected = unchanged = 0
+    for item in known:
+        old = existing.get(item.id)
+        if old is None:
+            grade = Grade(id=item.id, student_id=item.student, subject=item.subject,
+                          value=item.value, weight=item.weight, category=item.category,
+                          recorded_at=item.recorded_at, revision=1, updated_at=now)
+            fresh.append(grade)
+            news[item.student].append((grade, False))
+        elif _changed(old, item):
+            old.revision += 1
+            old.subject, old.value, old.weight = item.subject, item.value, item.weight
+            old.category, old.recorded_at, old.updated_at = item.category, item.recorded_at, now
+            old.student_id = item.student  # type: ignore[attr-defined]
+            await old.save()
+            corrected += 1
+            news[item.student].append((old, True))
+        else:
+            unchanged += 1
+    if fresh:
+        await Grade.bulk_create(fresh, batch_size=1000)
+    notified = await notify_guardians(ctx, students, news, now)
+    return {"accepted": len(known), "created": len(fresh), "corrected": corrected,
+            "unchanged": unchanged, "unknown_students": unknown, "notifications": notified}
+
+
+async def notify_guardians(ctx: ServiceContext, students: dict[str, Student],
+                           news: dict[str, list[tuple[Grade, bool]]], now: datetime) -> int:
+    """One notice per guardian and student: a message now (or after quiet hours), or a
+    digest entry. Returns how many guardians were told or queued for a digest."""
+    if not news:
+        return 0
+    links = await Student.filter(id__in=list(news)).values_list("id", "guardians__id")
+    guardian_ids = {pid for _, pid in links if pid is not None}
+    people = {p.id: p for p in await Person.filter(id__in=guardian_ids)}
+    addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for pid, channel, address in await Identity.filter(person_id__in=guardian_ids).values_list(
+        "person_id", "channel", "address"
+    ):
+        addresses[pid].append((channel, address))
+    deliveries: list[Delivery] = []
+    notices: list[GradeNotice] = []
+    for student_id, guardian_id in links:
+        if guardian_id is None:
+            continue
+        person = people[guardian_id]
+        items = news[student_id]
+        if person.digest_mode == "daily":
+            notices.extend(GradeNotice(person_id=person.id, student_id=student_id, grade_id=g.id,
+                                       correction=corr, created_at=now) for g, corr in items)
+            continue
+        fingerprint = hashlib.sha256(
+            ",".join(sorted(f"{g.id}@{g.revision}" for g, _ in items)).encode()).hexdigest()[:16]
+        delivery = build_delivery(
+            ctx,
+            ordered_channels(addresses[person.id], person.channel_order or []),
+            key=f"grades:{student_id}:{fingerprint}",
+            template="grades_new",
+            lang=i18n.language(person.language),
+            context=_message_context(students[student_id], items),
+            priority=PRIORITY_NOTICE,
+            person_id=person.id,
+            mailbox="sprawy",
+            not_before=quiet_until(now, person.quiet_start, person.quiet_end, ctx.zone),
+            cause=f"grades:{student_id}",
+        )
+        if delivery:  # a guardian with no channel at all cannot be told; the roster shows it
+            deliveries.append(delivery)
+    await enqueue(deliveries, now)
+    if notices:
+        await GradeNotice.bulk_create(notices, batch_size=1000)
+    return len(deliveries) + len({(n.person_id, n.student_id) for n in notices})  # type: ignore[attr-defined]
+
+
+def _message_context(student: Student, items: list[tuple[Grade, bool]]) -> dict[str, Any]:
+    new = [g for g, corr in items if not corr]
+    corrections = [g for g, corr in items if corr]
+    return {"student": {"name": student.name, "class_name": student.class_name},
+            "new": [_grade_view(g) for g in new],
+            "corrections": [_grade_view(g) for g in corrections]}
+
+
+def _grade_view(grade: Grade) -> dict[str, Any]:
+    return {"subject": grade.subject, "value": grade.value, "weight": grade.weight,
+            "category": grade.category, "recorded_at": grade.recorded_at}
+
+
+# --- daily digest -------------------------------------------------------------------------
+
+
+async def digest_run(ctx: ServiceContext) -> dict[str, Any]:
+    """Send each daily-digest guardian whose hour it is everything since their last digest."""
+    now = ctx.clock.now()
+    hour = now.astimezone(ctx.zone).hour
+    day = now.astimezone(ctx.zone).date().isoformat()
+    pending = await GradeNotice.filter(sent_at__isnull=True).values_list("person_id", flat=True)
+    people = await Person.filter(id__in=set(pending), digest_mode="daily", digest_hour=hour)
+    sent = 0
+    for person in people:
+        async with in_transaction():
+            notices = await GradeNotice.filter(person_id=person.id, sent_at__isnull=True)
+            if not notices:
+                continue
+            grades = {g.id: g for g in await Grade.filter(id__in=[n.grade_id for n in notices])}
+            students = {s.id: s for s in await Student.filter(
+                id__in={n.student_id for n in notices})}
+            per_student: dict[str, list[tuple[Grade, bool]]] = defaultdict(list)
+            for n in notices:
+                if n.grade_id in grades:
+                    per_student[n.student_id].append((grades[n.grade_id], n.correction))
+            context = {"children": [
+                {**_message_context(students[sid], items)} for sid, items in per_student.items()
+            ], "day": now}
+            targets = ordered_channels(
+                list(await Identity.filter(person_id=person.id).values_list("channel", "address")),
+                person.channel_order or [])
+            delivery = build_delivery(ctx, targets, key=f"grade-digest:{day}", template="grades_digest",
+                                      lang=i18n.language(person.language), context=context,
+                                      priority=PRIORITY_NOTICE, person_id=person.id)
+            if delivery is None:
+                continue  # nowhere to send: keep the notices for when a channel exists
+            await enqueue([delivery], now)
+            await GradeNotice.filter(id__in=[n.id for n in notices]).update(sent_at=now)
+            sent += 1
+    return {"digests": sent}
+
+
+# --- asking: /oceny -------------------------------------------------------------------------
+
+
+async def children_of(person: Person) -> list[Student]:
+    return await Student.filter(guardians=person.id).order_by("name")
+
+
+async def recent_reply(student: Student) -> Reply:
+    grades = await Grade.filter(student_id=student.id).order_by("-recorded_at").limit(RECENT)
+    return Reply("grades_recent", {"student": student,
+                                   "grades": [_grade_view(g) for g in grades]})
+
+
+async def handle_grades(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                        ) -> list[Reply]:
+    assert person is not None
+    children = await children_of(person)
+    if not children:
+        return [Reply("grades_no_children", {})]
+    if len(children) == 1:
+        return [await recent_reply(children[0])]
+    buttons = [[(f"{c.name} ({c.class_name})" if c.class_name else c.name, f"grades:{c.id}")]
+               for c in children]
+    return [Reply("grades_pick_child", {"count": len(children)}, buttons=buttons)]
+
+
+async def handle_grades_callback(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                                 ) -> list[Reply]:
+    student_id = (msg.callback or "").partition(":")[2]
+    if person is None:
+        return [Reply("not_linked", {})]
+    # the same answer for "not your child" and "no such student"
+    child = await Student.filter(id=student_id, guardians=person.id).first()
+    if child is None:
+        return [Reply("grades_not_yours", {})]
+    return [await recent_reply(child)]
+
+
+# --- roster -------------------------------------------------------------------------------
+
+
+async def upsert_student(student_id: str, name: str, class_name: str,
+                         guardian_ids: list[int]) -> tuple[Student, bool]:
+    """Create or update a student and set exactly these guardians. Returns (student,
+    whether anything changed)."""
+    student = await Student.get_or_none(id=student_id)
+    changed = False
+    if student is None:
+        student = await Student.create(id=student_id, name=name, class_name=class_name)
+        changed = True
+    elif (student.name, student.class_name) != (name, class_name):
+        student.name, student.class_name = name, class_name
+        await student.save()
+        changed = True
+    current = set(await Student.filter(id=student_id).values_list("guardians__id", flat=True))
+    current.discard(None)
+    wanted = set(guardian_ids)
+    if current != wanted:
+        people = await Person.filter(id__in=wanted)
+        await student.guardians.clear()
+        if people:
+            await student.guardians.add(*people)
+        changed = True
+    return student, changed

@@ -1,0 +1,198 @@
+"""`emilanowek import {people,students,loans,grades} FILE.csv`.
+
+CSV with a header row (UTF-8, with or without BOM; `,` or `;` — Polish spreadsheets
+often export `;`). Every row is checked; bad rows are reported with their line number
+and skipped, good rows are applied in chunks, each chunk in one transaction. Rows are
+keyed by the source system's ids (or, for people, email then library card), so running
+the same file again changes nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from tortoise.transactions import in_transaction
+
+from handlers import accounts, grades, library
+from handlers.context import ServiceContext
+from handlers.message import InvalidInput
+from store.models import ROLES, Identity, Person
+
+CHUNK = 1000
+
+
+@dataclass
+class Report:
+    kind: str
+    rows: int = 0
+    applied: int = 0
+    unchanged: int = 0
+    errors: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [f"{self.kind}: {self.rows} rows read", f"{self.applied} created or changed",
+                 f"{self.unchanged} unchanged", f"{len(self.errors)} with errors"]
+        parts += [f"{k}: {v}" for k, v in self.extra.items()]
+        return ", ".join(parts)
+
+
+def read_rows(path: str) -> list[tuple[int, dict[str, str]]]:
+    text = Path(path).read_text(encoding="utf-8-sig")
+    dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    return [(n + 2, {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()})
+            for n, row in enumerate(reader)]
+
+
+def _chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.replace(",", ";").split(";") if v.strip()]
+
+
+async def import_grades(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
+                        report: Report, bar: Callable[[int], None]) -> None:
+    parsed = []
+    for line, row in rows:
+        try:
+            parsed.append(grades.parse_item(row, f"line {line}"))
+        except InvalidInput as error:
+            report.errors.append(f"line {line}: {error.message}")
+    unknown: set[str] = set()
+    for chunk in _chunks(parsed):
+        async with in_transaction():
+            result = await grades.apply_batch(ctx, chunk)
+        report.applied += result["created"] + result["corrected"]
+        report.unchanged += result["unchanged"]
+        unknown.update(result["unknown_students"])
+        report.extra["notifications"] = report.extra.get("notifications", 0) + result["notifications"]
+        bar(len(chunk))
+    for student in sorted(unknown):
+        report.errors.append(f"unknown student id {student!r}")
+
+
+async def import_loans(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
+                       report: Report, bar: Callable[[int], None]) -> None:
+    parsed = []
+    for line, row in rows:
+        try:
+            parsed.append(library.parse_item(row, f"line {line}"))
+        except InvalidInput as error:
+            report.errors.append(f"line {line}: {error.message}")
+    for chunk in _chunks(parsed):
+        async with in_transaction():
+            result = await library.apply_batch(ctx, chunk)
+        report.applied += result["created"] + result["updated"]
+        report.unchanged += result["unchanged"]
+        bar(len(chunk))
+
+
+async def import_students(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
+                          report: Report, bar: Callable[[int], None]) -> None:
+    """Columns: id, name, class, guardians (person ids or emails, `;`-separated)."""
+    emails = {g.lower() for _, r in rows for g in _split(r.get("guardians", "")) if "@" in g}
+    by_email = dict(await Identity.filter(channel="email", address__in=emails).values_list(
+        "address", "person_id"))
+    known_ids = set(await Person.all().values_list("id", flat=True))
+    for line, row in rows:
+        if not row.get("id") or not row.get("name"):
+            report.errors.append(f"line {line}: 'id' and 'name' are required")
+            bar(1)
+            continue
+        guardian_ids, bad = [], None
+        for token in _split(row.get("guardians", "")):
+            pid = by_email.get(token.lower()) if "@" in token else (
+                int(token) if token.isdigit() and int(token) in known_ids else None)
+            if pid is None:
+                bad = token
+                break
+            guardian_ids.append(pid)
+        if bad is not None:
+            report.errors.append(f"line {line}: unknown guardian {bad!r}")
+            bar(1)
+            continue
+        async with in_transaction():
+            _, changed = await grades.upsert_student(row["id"], row["name"], row.get("class", ""),
+                                                     guardian_ids)
+        report.applied += changed
+        report.unchanged += not changed
+        bar(1)
+
+
+async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
+                        report: Report, bar: Callable[[int], None]) -> None:
+    """Columns: name, roles, email, telegram_chat_id, library_card, units, language."""
+    for line, row in rows:
+        bar(1)
+        roles = _split(row.get("roles", "")) or ["citizen"]
+        if not row.get("name"):
+            report.errors.append(f"line {line}: 'name' is required")
+            continue
+        if any(r not in ROLES for r in roles):
+            report.errors.append(f"line {line}: roles must be some of {', '.join(ROLES)}")
+            continue
+        email = row.get("email", "").lower() or None
+        card = row.get("library_card") or None
+        if not email and not card:
+            report.errors.append(f"line {line}: give 'email' or 'library_card' to identify the person")
+            continue
+        if email and ("@" not in email or " " in email):
+            report.errors.append(f"line {line}: {email!r} is not an email address")
+            continue
+        language = row.get("language") or "pl"
+        if language not in ("pl", "en"):
+            report.errors.append(f"line {line}: language must be pl or en")
+            continue
+        wanted = {"name": row["name"], "roles": sorted(set(roles)),
+                  "units": sorted(set(_split(row.get("units", "")))), "library_card": card,
+                  "language": language}
+        async with in_transaction():
+            person = await accounts.person_by_address("email", email) if email else None
+            if person is None and card:
+                person = await Person.get_or_none(library_card=card)
+            if person is None:
+                person = await Person.create(**wanted)
+                changed = True
+            else:
+                changed = any(getattr(person, k) != v for k, v in wanted.items())
+                if changed:
+                    await Person.filter(id=person.id).update(**wanted)
+            if email and not await Identity.filter(channel="email", address=email,
+                                                   person_id=person.id).exists():
+                await accounts.link("email", email, person)
+                changed = True
+            chat = row.get("telegram_chat_id")
+            if chat and not await Identity.filter(channel="telegram", address=chat,
+                                                  person_id=person.id).exists():
+                await accounts.link("telegram", chat, person)
+                changed = True
+        report.applied += changed
+        report.unchanged += not changed
+
+
+IMPORTERS = {
+    "grades": import_grades,
+    "loans": import_loans,
+    "students": import_students,
+    "people": import_people,
+}
+
+
+async def run_import(ctx: ServiceContext, kind: str, path: str, progress: bool = True) -> Report:
+    rows = read_rows(path)
+    report = Report(kind=kind, rows=len(rows))
+    if progress:
+        with click.progressbar(length=len(rows), label=f"importing {kind}", file=None) as bar:
+            await IMPORTERS[kind](ctx, rows, report, bar.update)
+    else:
+        await IMPORTERS[kind](ctx, rows, report, lambda n: None)
+    return report
