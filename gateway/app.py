@@ -184,7 +184,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
                run_workers: bool = True) -> web.Application:
     """The whole gateway. Tests pass a frozen clock, and `start_listeners=False` for an app
     without the SMTP socket; `run_workers=False` leaves draining to the test."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=2 * 1024 * 1024)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)  # end-of-term grade batches
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = GatewayMetrics()
