@@ -81,7 +81,7 @@ class Lane:
         self.metrics = metrics or NoMetrics()
         self.wake = asyncio.Event()
         # both from the injected clock, so tests move time instead of sleeping
-        self._paused_until = clock.now()
+        self._paused_until: datetime | None = None
         self._next_for_chat: dict[str, datetime] = {}
 
     def notify(self) -> None:
@@ -102,9 +102,10 @@ class Lane:
         rows = await claim(self.channel, self.worker, self.clock.now(), self.lease, self.batch)
         tasks = []
         for row in rows:
-            pause = (self._paused_until - self.clock.now()).total_seconds()
-            if pause > 0:
-                await asyncio.sleep(pause)
+            if self._paused_until is not None:
+                pause = (self._paused_until - self.clock.now()).total_seconds()
+                if pause > 0:
+                    await asyncio.sleep(min(pause, 3600))
             now = self.clock.now()
             if self.chat_interval and not row.payload.get("answer_callback"):
                 free_at = self._next_for_chat.get(row.recipient)
@@ -133,7 +134,7 @@ class Lane:
             # Telegram says exactly how long to wait: the whole bot waits that long
             self.metrics.rate_limited(self.channel)
             resume = self.clock.now() + timedelta(seconds=error.retry_after)
-            self._paused_until = max(self._paused_until, resume)
+            self._paused_until = max(self._paused_until or resume, resume)
             await release(row, resume)
         except PermanentSendError as error:
             log.info("outbox #%s failed for good on %s: %s", row.id, self.channel, error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -41,7 +42,7 @@ async def run_job(ctx: ServiceContext, name: str, due: str | None = None) -> dic
     time); a manual run gets a fresh one and always runs."""
     job = registry()[name]
     now = ctx.clock.now()
-    run = await begin(name, due or f"manual-{now.isoformat()}", now)
+    run = await begin(name, due or f"manual-{now.isoformat()}-{secrets.token_hex(3)}", now)
     if run is None:
         return {"skipped": "already run for this due time"}
     summary = await job(ctx)

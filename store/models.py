@@ -245,7 +245,7 @@ class JobRun(Model):
 
     id = fields.IntField(primary_key=True)
     job = fields.CharField(max_length=64)
-    due = fields.CharField(max_length=32)
+    due = fields.CharField(max_length=64)
     started_at = fields.DatetimeField()
     finished_at = fields.DatetimeField(null=True)
     summary = fields.JSONField(default=dict)
@@ -336,7 +336,8 @@ class LoanReminder(Model):
     loan: fields.ForeignKeyRelation[Loan] = fields.ForeignKeyField(
         "models.Loan", related_name="reminders", on_delete=fields.CASCADE
     )
-    level = fields.CharField(max_length=16)  # due-soon | overdue-1 | overdue-7 | overdue-14
+    #: "<level>@<due date>": due-soon, overdue-1, overdue-7, overdue-14 for that due date
+    level = fields.CharField(max_length=40)
     card = fields.CharField(max_length=64)
     reachable = fields.BooleanField(default=True)
     created_at = fields.DatetimeField()
@@ -359,3 +360,48 @@ class Renewal(Model):
 
     class Meta:
         table = "renewal"
+
+
+# --- intranet announcements ------------------------------------------------------------
+
+
+class Announcement(Model):
+    """A notice from staff to units and roles, tracked to acknowledgement."""
+
+    id = fields.IntField(primary_key=True)
+    author: fields.ForeignKeyNullableRelation[Person] = fields.ForeignKeyField(
+        "models.Person", related_name="announcements", null=True, on_delete=fields.SET_NULL
+    )
+    title = fields.CharField(max_length=200)
+    body = fields.TextField()
+    audience = fields.JSONField(default=dict)
+    priority = fields.CharField(max_length=10, default="normal")
+    #: pending (awaiting the author's confirmation) | scheduled | published | cancelled | retracted
+    status = fields.CharField(max_length=12, default="scheduled")
+    source = fields.CharField(max_length=16, default="api")
+    confirm_token = fields.CharField(max_length=64, null=True, unique=True)
+    publish_at = fields.DatetimeField(null=True)
+    attachment = fields.JSONField(null=True)
+    created_at = fields.DatetimeField()
+    published_at = fields.DatetimeField(null=True)
+    retracted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "announcement"
+
+
+class AnnouncementDelivery(Model):
+    """One recipient of an announcement, and whether they acknowledged it."""
+
+    id = fields.BigIntField(primary_key=True)
+    announcement: fields.ForeignKeyRelation[Announcement] = fields.ForeignKeyField(
+        "models.Announcement", related_name="deliveries", on_delete=fields.CASCADE
+    )
+    person_id = fields.IntField()
+    ack_token = fields.CharField(max_length=64, unique=True)
+    acked_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "announcement_delivery"
+        unique_together = (("announcement_id", "person_id"),)
