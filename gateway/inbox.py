@@ -75,7 +75,7 @@ class Inbox:
                                             self.ctx.mail_domain)
             if reason:
                 return None, f"automatic mail: {reason}"
-            return mail_parse.to_inbound(raw, row.envelope.get("from", ""),
+            return mail_parse.to_inbound(message, row.envelope.get("from", ""),
                                          row.envelope.get("mailbox", ""), row.id), ""
         data = json.loads(bytes(row.payload))
         msg = telegram_inbound.to_inbound(data, self.bot, row.id)

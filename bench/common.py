@@ -1,0 +1,84 @@
+"""Shared pieces for the benchmarks: a temporary gateway, a load client, a report line.
+
+Every benchmark measures a bare baseline in the same run and prints our figure as a
+ratio of it, so the number means the same on any machine. No thresholds live in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import multiprocessing
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from gateway.config import Settings
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def bench_settings(tmp: str, **overrides: Any) -> Settings:
+    database_url = os.environ.get("EMIL_BENCH_DATABASE_URL", f"sqlite://{tmp}/bench.db")
+    return Settings(_env_file=None, database_url=database_url, smtp_port=0,  # type: ignore[call-arg]
+                    sent_mail_dir=f"{tmp}/sent", admin_token="bench-admin", **overrides)
+
+
+def report(title: str, ours: float, baseline: float, unit: str, target: float | None = None
+           ) -> None:
+    ratio = ours / baseline if baseline else 0.0
+    verdict = "" if target is None else ("  (target ≥ %.2f: %s)" % (target, "met" if ratio >= target else "NOT met"))
+    print(f"{title}: ours {ours:,.0f} {unit}, baseline {baseline:,.0f} {unit}, "
+          f"ratio {ratio:.2f}{verdict}")
+
+
+def _client(url: str, body: bytes, headers: dict[str, str], total: int, concurrency: int,
+            queue: multiprocessing.Queue) -> None:
+    async def main() -> None:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            counter = itertools.count(1)
+            failures = 0
+
+            async def worker(n: int) -> None:
+                nonlocal failures
+                for _ in range(n):
+                    data = body.replace(b"{n}", str(next(counter)).encode())
+                    async with session.post(url, data=data, headers=headers) as resp:
+                        await resp.read()
+                        if resp.status >= 300:
+                            failures += 1
+
+            start = time.perf_counter()
+            per = total // concurrency
+            await asyncio.gather(*(worker(per) for _ in range(concurrency)))
+            queue.put((per * concurrency / (time.perf_counter() - start), failures))
+
+    asyncio.run(main())
+
+
+def load(url: str, body: bytes, headers: dict[str, str], total: int = 4000,
+         concurrency: int = 64) -> tuple[float, int]:
+    """POST `total` requests from another process; returns (requests/s, failures).
+    `{n}` in the body is replaced with a unique number per request."""
+    queue: multiprocessing.Queue = multiprocessing.Queue()
+    proc = multiprocessing.Process(target=_client, args=(url, body, headers, total, concurrency,
+                                                         queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def tempdir() -> tempfile.TemporaryDirectory:
+    return tempfile.TemporaryDirectory(prefix="emil-bench-")
+
+
+__all__ = ["Path", "bench_settings", "load", "machine", "report", "tempdir"]

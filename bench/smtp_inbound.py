@@ -1,0 +1,89 @@
+"""Inbound SMTP into cases vs a bare aiosmtpd sink, over one aiosmtplib connection.
+
+Ours counts until every message is a case (stored raw before `250`, parsed, case
+created, reply queued); the sink answers `250` and forgets. Run: `python -m bench.smtp_inbound`
+(target ratio ≥ 0.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiosmtplib
+from aiohttp import web
+from aiosmtpd.smtp import SMTP
+
+from bench.common import bench_settings, machine, report, tempdir
+from gateway.app import create_app
+from gateway.keys import SMTP_PORT
+
+COUNT = 1500
+
+
+def message(n: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = f"mieszkaniec{n}@example.pl"
+    msg["To"] = "sprawy@milanowek.example"
+    msg["Subject"] = f"Zgłoszenie nr {n}: uszkodzona ławka"
+    msg["Message-ID"] = make_msgid(domain="example.pl")
+    msg.set_content("Dzień dobry, w parku przy ul. Kościuszki jest uszkodzona ławka.\n" * 5)
+    return msg
+
+
+async def send_all(port: int, messages: list[EmailMessage]) -> float:
+    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=30)
+    await client.connect()
+    start = time.perf_counter()
+    for msg in messages:
+        await client.send_message(msg)
+    elapsed = time.perf_counter() - start
+    await client.quit()
+    return elapsed
+
+
+class Sink:
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        return "250 OK"
+
+
+async def baseline(messages: list[EmailMessage]) -> float:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(Sink()), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    elapsed = await send_all(port, messages)
+    server.close()
+    await server.wait_closed()
+    return len(messages) / elapsed
+
+
+async def ours(messages: list[EmailMessage]) -> float:
+    from store.models import Case
+
+    with tempdir() as tmp:
+        app = create_app(bench_settings(tmp))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        start = time.perf_counter()
+        await send_all(app[SMTP_PORT], messages)
+        while await Case.all().count() < len(messages):
+            await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - start
+        await runner.cleanup()
+    return len(messages) / elapsed
+
+
+async def main() -> None:
+    print(f"machine: {machine()}")
+    messages = [message(n) for n in range(COUNT)]
+    base = await baseline(messages)
+    for msg in messages:  # fresh ids: the gateway deduplicates by Message-ID and content
+        del msg["Message-ID"]
+        msg["Message-ID"] = make_msgid(domain="example.pl")
+    report("inbound SMTP → cases", await ours(messages), base, "messages/s", 0.5)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
