@@ -31,6 +31,8 @@ bench: install
 	$(BIN)/python -m bench.hook_endpoints
 	$(BIN)/python -m bench.smtp_inbound
 	$(BIN)/python -m bench.outbox_telegram
+	$(BIN)/python -m bench.grades_batch
+	$(BIN)/python -m bench.library_sync
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info
