@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import html
 import json
 from datetime import datetime, timezone
 import re
@@ -19,6 +20,7 @@ from gateway.keys import (
     CLOCK,
     DISPATCHER,
     METRICS,
+    PUBLISHER,
     SERVICES,
     SETTINGS,
     STATE,
@@ -27,9 +29,10 @@ from gateway.keys import (
 )
 from gateway.validate import field, json_body
 from gateway.jobs import run_job
-from handlers import accounts, cases, grades, library
+from handlers import accounts, announcements, cases, grades, library
+from handlers.message import InvalidInput
 from handlers.i18n import OPEN311
-from store.models import CASE_STATUSES, ROLES, Case, Identity, Person
+from store.models import CASE_STATUSES, ROLES, Announcement, Case, Identity, Person
 from store.outbox import enqueue
 
 routes = web.RouteTableDef()
@@ -310,6 +313,94 @@ async def library_overdue_run(request: web.Request) -> web.Response:
     summary = await run_job(request.app[SERVICES], "overdue-reminders")
     request.app[DISPATCHER].notify()
     return web.json_response(summary, dumps=lambda v: json.dumps(v, default=str))
+
+
+# --- announcements --------------------------------------------------------------------
+
+
+async def _announcement(request: web.Request) -> Any:
+    try:
+        number = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such announcement") from None
+    found = await Announcement.get_or_none(id=number)
+    if found is None:
+        raise ApiError(404, "not_found", "no such announcement")
+    return found
+
+
+@routes.post("/api/v1/announcements")
+async def create_announcement(request: web.Request) -> web.Response:
+    """Answers 202 at once; the fan-out runs in the publisher worker (and, should the
+    process die first, in the next `scheduled-announcements` run)."""
+    await require(request, "announce")
+    body = await json_body(request)
+    title = field(body, "title", str).strip()
+    text = field(body, "body", str)
+    try:
+        audience = announcements.parse_audience(body.get("audience"))
+    except InvalidInput as error:
+        raise ApiError(400, "invalid_field", error.message, field=error.field) from None
+    priority = field(body, "priority", str, required=False, default="normal")
+    if priority not in ("normal", "urgent"):
+        raise ApiError(400, "invalid_field", "'priority' is 'normal' or 'urgent'", field="priority")
+    publish_at = None
+    if body.get("publish_at") is not None:
+        try:
+            publish_at = grades.parse_time(body["publish_at"], "publish_at")
+        except InvalidInput as error:
+            raise ApiError(400, "invalid_field", error.message, field=error.field) from None
+    author_id = field(body, "author_id", int, required=False)
+    author = await Person.get_or_none(id=author_id) if author_id is not None else None
+    if author_id is not None and author is None:
+        raise ApiError(400, "invalid_field", "no person with this id", field="author_id")
+    announcement = await announcements.create(
+        request.app[SERVICES], author=author, title=title, body=text, audience=audience,
+        priority=priority, publish_at=publish_at, source="api")
+    request.app[PUBLISHER].set()
+    return web.json_response({"id": announcement.id, "status": announcement.status,
+                              "publish_at": announcement.publish_at.isoformat()}, status=202)
+
+
+@routes.get("/api/v1/announcements/{id}")
+async def announcement_stats(request: web.Request) -> web.Response:
+    await require(request, "announce")
+    return web.json_response(await announcements.stats(await _announcement(request)))
+
+
+@routes.post("/api/v1/announcements/{id}/cancel")
+async def cancel_announcement(request: web.Request) -> web.Response:
+    await require(request, "announce")
+    found = await _announcement(request)
+    if not await announcements.cancel(request.app[SERVICES], found):
+        raise ApiError(409, "conflict", f"only a scheduled announcement can be cancelled "
+                                        f"(this one is {found.status})")
+    return web.json_response({"id": found.id, "status": "cancelled"})
+
+
+@routes.post("/api/v1/announcements/{id}/retract")
+async def retract_announcement(request: web.Request) -> web.Response:
+    await require(request, "announce")
+    found = await _announcement(request)
+    if found.status != "published":
+        raise ApiError(409, "conflict", f"only a published announcement can be retracted "
+                                        f"(this one is {found.status})")
+    notices = await announcements.retract(request.app[SERVICES], found)
+    request.app[DISPATCHER].notify()
+    return web.json_response({"id": found.id, "status": "retracted", "notices": notices})
+
+
+@routes.get("/ack/{token}")
+async def acknowledge(request: web.Request) -> web.Response:
+    """The email acknowledgement link: a signed token, no login."""
+    found = await announcements.acknowledge(request.app[SERVICES], request.match_info["token"])
+    if found is None:
+        return web.Response(status=404, content_type="text/html", charset="utf-8",
+                            text="<p>Nieprawidłowy link. / Invalid link.</p>")
+    return web.Response(content_type="text/html", charset="utf-8", text=(
+        f"<!doctype html><meta charset=utf-8><title>e-Milanówek</title>"
+        f"<p>Dziękujemy — potwierdzono przeczytanie ogłoszenia "
+        f"„{html.escape(found.title)}”.</p><p>Thank you — acknowledged.</p>"))
 
 
 # --- Telegram webhook -------------------------------------------------------------------

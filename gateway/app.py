@@ -31,6 +31,7 @@ from gateway.keys import (
     INBOX,
     METRICS,
     OPTIONS,
+    PUBLISHER,
     SERVICES,
     SETTINGS,
     SMTP_PORT,
@@ -159,6 +160,30 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     await tasks.stop(*running)
 
 
+async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Announcement fan-out right after `POST /api/v1/announcements` answered 202."""
+    wake = asyncio.Event()
+    app[PUBLISHER] = wake
+
+    async def run() -> None:
+        from handlers.announcements import scheduled_run
+
+        while True:
+            await wake.wait()
+            wake.clear()
+            try:
+                summary = await scheduled_run(app[SERVICES])
+                log.info("announcements published: %s", summary)
+            except Exception:
+                log.exception("announcement fan-out failed; the scheduled job will retry")
+            app[DISPATCHER].notify()
+
+    task = tasks.start("publisher", run()) if app[OPTIONS]["run_workers"] else None
+    yield
+    if task is not None:
+        await tasks.stop(task)
+
+
 async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
     """aiosmtpd in the app's own loop (its Controller would run a second loop in a thread)."""
     settings = app[SETTINGS]
@@ -190,8 +215,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[METRICS] = GatewayMetrics()
     app[STATE] = {"store": True, "outbox": True}
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers}
-    for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, smtp_ctx,
-                scheduler_ctx):
+    for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, publisher_ctx,
+                smtp_ctx, scheduler_ctx):
         app.cleanup_ctx.append(ctx)
     api.setup(app)
     hooks.setup(app)

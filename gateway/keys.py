@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import asyncio
+
 from aiohttp import web
 from telegram import Bot
 
@@ -27,5 +29,6 @@ CASE_COMMIT = web.AppKey("case_commit", GroupCommit)
 UPDATE_COMMIT = web.AppKey("update_commit", GroupCommit)
 SMTP_PORT = web.AppKey("smtp_port", int)
 STATE = web.AppKey("state", dict)  # what /healthz reports: {"smtp": bool, ...}
+PUBLISHER = web.AppKey("publisher", asyncio.Event)  # wakes the announcement fan-out
 OPTIONS = web.AppKey("options", dict)  # {"start_listeners": bool, "run_workers": bool}
 EXTRA = web.AppKey("extra", dict)

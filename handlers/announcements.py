@@ -1,1 +1,343 @@
-async def scheduled_run(ctx): return {}
+"""Intranet announcements: staff tell units and roles, and see who got it.
+
+Who may announce: people with role `staff` to the units they belong to (optionally
+narrowed to roles), people with role `admin` — and API keys with scope `announce` — to
+any units and roles. The audience is the union of its units and roles; a person in
+several is counted once.
+
+Fan-out writes one delivery row and one outbox row per recipient, in chunks, with keys
+(announcement, person): re-running a publish that died half-way completes it without
+sending anyone a second copy. Bulk rows go out behind replies (outbox priority), and
+normal-priority ones wait for the recipient's quiet hours; `urgent` ignores them.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from tortoise.functions import Count
+from tortoise.transactions import in_transaction
+
+from handlers import dialogue, i18n
+from handlers.announcements_text import markdownish
+from handlers.context import ServiceContext
+from handlers.message import InboundMessage, InvalidInput, Reply
+from handlers.notify import email_payload, ordered_channels
+from handlers.quiet import quiet_until
+from store.models import Announcement, AnnouncementDelivery, Identity, Outbox, Person
+from store.outbox import PRIORITY_BULK, PRIORITY_NOTICE, Delivery, enqueue
+
+CHUNK = 2000
+ACK_BUTTON = "Przeczytane / Read"
+_TAG = re.compile(r"\[OGL-([A-Za-z0-9_-]{8,64})\]")
+
+
+# --- who may announce to whom -------------------------------------------------------------
+
+
+def may_announce(person: Person | None) -> bool:
+    return person is not None and bool({"staff", "admin"} & set(person.roles or []))
+
+
+def check_audience(person: Person | None, audience: dict[str, list[str]]) -> str | None:
+    """None if `person` (None: an API key with scope `announce`) may address `audience`,
+    else why not."""
+    units, roles = audience.get("units") or [], audience.get("roles") or []
+    if not units and not roles:
+        return "empty"
+    if person is None or "admin" in (person.roles or []):
+        return None
+    if not may_announce(person):
+        return "not_staff"
+    if not units or not set(units) <= set(person.units or []):
+        return "foreign_units"
+    return None
+
+
+def parse_audience(value: Any, where: str = "audience") -> dict[str, list[str]]:
+    if not isinstance(value, dict):
+        raise InvalidInput(where, f"'{where}' must be an object with 'units' and/or 'roles'")
+    out: dict[str, list[str]] = {}
+    for key in ("units", "roles"):
+        items = value.get(key) or []
+        if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+            raise InvalidInput(f"{where}.{key}", f"'{where}.{key}' must be a list of names")
+        out[key] = sorted(set(items))
+    if not out["units"] and not out["roles"]:
+        raise InvalidInput(where, f"'{where}' needs at least one unit or role")
+    return out
+
+
+def audience_from_text(text: str) -> dict[str, list[str]]:
+    """"szkola-1, urzad, rola:staff" → {"units": [...], "roles": [...]} (bot dialogue)."""
+    units, roles = [], []
+    for word in re.split(r"[,;\s]+", text.strip().lower()):
+        if not word:
+            continue
+        if word.startswith(("rola:", "role:")):
+            roles.append(word.split(":", 1)[1])
+        else:
+            units.append(word)
+    return {"units": sorted(set(units)), "roles": sorted(set(roles))}
+
+
+async def recipients(audience: dict[str, list[str]]) -> list[Person]:
+    """Everyone in any of the units or with any of the roles, each once."""
+    units, roles = set(audience.get("units") or []), set(audience.get("roles") or [])
+    people = await Person.all().order_by("id")
+    return [p for p in people if units & set(p.units or []) or roles & set(p.roles or [])]
+
+
+# --- creating, publishing, retracting -------------------------------------------------------
+
+
+async def create(ctx: ServiceContext, *, author: Person | None, title: str, body: str,
+                 audience: dict[str, list[str]], priority: str = "normal",
+                 publish_at: datetime | None = None, source: str = "api",
+                 confirmed: bool = True) -> Announcement:
+    now = ctx.clock.now()
+    return await Announcement.create(
+        author_id=author.id if author else None, title=title[:200], body=body,
+        audience=audience, priority=priority, source=source, created_at=now,
+        publish_at=publish_at or now, status="scheduled" if confirmed else "pending",
+        confirm_token=None if confirmed else secrets.token_urlsafe(12),
+    )
+
+
+def ack_serializer(ctx: ServiceContext) -> URLSafeSerializer:
+    return URLSafeSerializer(ctx.signing_secret, salt="announcement-ack")
+
+
+def ack_token(ctx: ServiceContext, announcement_id: int, person_id: int) -> str:
+    return ack_serializer(ctx).dumps([announcement_id, person_id])
+
+
+async def publish(ctx: ServiceContext, announcement: Announcement) -> int:
+    """Fan an announcement out (idempotent); returns how many recipients were queued now."""
+    people = await recipients(announcement.audience)
+    addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    ids = [p.id for p in people]
+    for start in range(0, len(ids), 5000):
+        for pid, channel, address in await Identity.filter(
+            person_id__in=ids[start:start + 5000]
+        ).values_list("person_id", "channel", "address"):
+            addresses[pid].append((channel, address))
+    rendered: dict[tuple[str, str], dict[str, Any]] = {}
+    context = {"announcement": announcement, "ack": "__ACK__"}
+    queued = 0
+    for start in range(0, len(people), CHUNK):
+        chunk = people[start:start + CHUNK]
+        now = ctx.clock.now()
+        deliveries, rows = [], []
+        for person in chunk:
+            lang = i18n.language(person.language)
+            targets = ordered_channels(addresses[person.id], person.channel_order or [])
+            token = ack_token(ctx, announcement.id, person.id)
+            rows.append(AnnouncementDelivery(announcement_id=announcement.id, person_id=person.id,
+                                             ack_token=token, created_at=now))
+            if not targets:
+                continue
+            payloads = []
+            for channel, address in targets:
+                if (channel, lang) not in rendered:  # render once per channel and language
+                    rendered[(channel, lang)] = ctx.renderer.render(
+                        "announcement", channel, lang, context)
+                payloads.append({"channel": channel, "recipient": address,
+                                 "payload": _personalise(ctx, rendered[(channel, lang)], channel,
+                                                         announcement, token)})
+            head, *rest = payloads
+            urgent = announcement.priority == "urgent"
+            deliveries.append(Delivery(
+                key=f"ann:{announcement.id}:{person.id}", channel=head["channel"],
+                recipient=head["recipient"], payload=head["payload"], fallbacks=rest,
+                priority=PRIORITY_NOTICE if urgent else PRIORITY_BULK, person_id=person.id,
+                not_before=None if urgent else quiet_until(now, person.quiet_start,
+                                                           person.quiet_end, ctx.zone),
+                cause=f"ann:{announcement.id}"))
+        async with in_transaction():
+            await AnnouncementDelivery.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+            await enqueue(deliveries, now)
+        queued += len(deliveries)
+    await Announcement.filter(id=announcement.id, status="scheduled").update(
+        status="published", published_at=ctx.clock.now())
+    return queued
+
+
+def _personalise(ctx: ServiceContext, rendered: dict[str, Any], channel: str,
+                 announcement: Announcement, token: str) -> dict[str, Any]:
+    link = f"{ctx.base_url}/ack/{token}"
+    if channel == "email":
+        personal = {k: v.replace("__ACK__", link) if isinstance(v, str) else v
+                    for k, v in rendered.items()}
+        return email_payload(ctx, personal, mailbox="ogloszenia")
+    return {"text": rendered["text"].replace("__ACK__", link),
+            "buttons": [[[ACK_BUTTON, f"ack:{announcement.id}"]]]}
+
+
+async def scheduled_run(ctx: ServiceContext) -> dict[str, Any]:
+    """Publish every announcement whose time has come (and finish any that died half-way)."""
+    due = await Announcement.filter(status="scheduled", publish_at__lte=ctx.clock.now())
+    queued = 0
+    for announcement in due:
+        queued += await publish(ctx, announcement)
+    return {"published": len(due), "queued": queued}
+
+
+async def cancel(ctx: ServiceContext, announcement: Announcement) -> bool:
+    return bool(await Announcement.filter(id=announcement.id, status__in=("scheduled", "pending"))
+                .update(status="cancelled"))
+
+
+async def retract(ctx: ServiceContext, announcement: Announcement) -> int:
+    """Withdraw a sent announcement: unsent copies are dropped, and everyone who got it
+    is told it was withdrawn. Returns how many retraction notices were queued."""
+    now = ctx.clock.now()
+    async with in_transaction():
+        changed = await Announcement.filter(id=announcement.id, status="published").update(
+            status="retracted", retracted_at=now)
+        if not changed:
+            return 0
+        await Outbox.filter(cause=f"ann:{announcement.id}", status="pending").update(
+            status="cancelled", last_error="announcement retracted")
+        got = await Outbox.filter(cause=f"ann:{announcement.id}", status="sent").values_list(
+            "person_id", "channel", "recipient")
+        people = {p.id: p for p in await Person.filter(id__in={g[0] for g in got})}
+        deliveries = []
+        for pid, channel, recipient in got:
+            person = people.get(pid)
+            lang = i18n.language(person.language if person else "pl")
+            content = ctx.renderer.render("announcement_retracted", channel, lang,
+                                          {"announcement": announcement})
+            payload = (email_payload(ctx, content, mailbox="ogloszenia") if channel == "email"
+                       else {"text": content["text"]})
+            deliveries.append(Delivery(key=f"ann-retract:{announcement.id}:{pid}", channel=channel,
+                                       recipient=recipient, payload=payload,
+                                       priority=PRIORITY_NOTICE, person_id=pid,
+                                       cause=f"ann-retract:{announcement.id}"))
+        await enqueue(deliveries, now)
+    return len(deliveries)
+
+
+async def acknowledge(ctx: ServiceContext, token: str) -> Announcement | None:
+    try:
+        announcement_id, person_id = ack_serializer(ctx).loads(token)
+    except (BadSignature, ValueError, TypeError):
+        return None
+    await AnnouncementDelivery.filter(announcement_id=announcement_id, person_id=person_id,
+                                      acked_at__isnull=True).update(acked_at=ctx.clock.now())
+    return await Announcement.get_or_none(id=announcement_id)
+
+
+async def stats(announcement: Announcement, limit: int = 1000) -> dict[str, Any]:
+    """Delivery counts and who has not got or not acknowledged it (for the author)."""
+    counts = dict(await Outbox.filter(cause=f"ann:{announcement.id}")
+                  .annotate(n=Count("id")).group_by("status").values_list("status", "n"))
+    total = await AnnouncementDelivery.filter(announcement_id=announcement.id).count()
+    acked = await AnnouncementDelivery.filter(announcement_id=announcement.id,
+                                              acked_at__isnull=False).count()
+    failed_ids = await Outbox.filter(cause=f"ann:{announcement.id}", status="failed").values_list(
+        "person_id", flat=True)
+    queued_ids = set(await Outbox.filter(cause=f"ann:{announcement.id}").values_list(
+        "person_id", flat=True))
+    everyone = await AnnouncementDelivery.filter(announcement_id=announcement.id).values_list(
+        "person_id", "acked_at")
+    unreachable = [pid for pid, _ in everyone if pid not in queued_ids]
+    unacked = [pid for pid, at in everyone if at is None]
+    names = dict(await Person.filter(id__in=set(failed_ids) | set(unacked[:limit])
+                                     | set(unreachable)).values_list("id", "name"))
+    return {
+        "id": announcement.id, "status": announcement.status, "title": announcement.title,
+        "recipients": total,
+        "queued": counts.get("pending", 0) + counts.get("sending", 0),
+        "sent": counts.get("sent", 0), "failed": counts.get("failed", 0) + len(unreachable),
+        "cancelled": counts.get("cancelled", 0), "acknowledged": acked,
+        "failed_recipients": [{"id": p, "name": names.get(p)}
+                              for p in list(failed_ids) + unreachable][:limit],
+        "unacknowledged": [{"id": p, "name": names.get(p)} for p in unacked[:limit]],
+    }
+
+
+# --- Telegram: /ogloszenie dialogue, status, the Read button --------------------------------
+
+
+async def handle_command(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    assert person is not None
+    if msg.args and msg.args[0].lower() == "status":
+        latest = await Announcement.filter(author_id=person.id).order_by("-id").limit(3)
+        return [Reply("announcement_status", {"items": [await stats(a, 0) for a in latest]})]
+    await dialogue.begin(ctx, msg, "announcement", "audience")
+    return [Reply("announcement_ask_audience", {"units": person.units or []})]
+
+
+async def continue_dialogue(ctx: ServiceContext, msg: InboundMessage, person: Person | None,
+                            step: str, data: dict) -> tuple[list[Reply], str | None, dict]:
+    text = msg.text.strip()
+    if step == "audience":
+        audience = audience_from_text(text)
+        problem = check_audience(person, audience)
+        if problem:
+            return [Reply("announcement_bad_audience", {"problem": problem,
+                                                         "units": person.units if person else []})
+                    ], "audience", data
+        count = len(await recipients(audience))
+        return [Reply("announcement_ask_title", {"count": count})], "title", {"audience": audience}
+    if step == "title":
+        return [Reply("announcement_ask_body", {})], "body", {**data, "title": text[:200]}
+    if step == "body":
+        data = {**data, "body": text}
+        count = len(await recipients(data["audience"]))
+        return [Reply("announcement_preview", {"data": data, "count": count,
+                                               "body": markdownish(text)})], "confirm", data
+    if text.lower() in ("tak", "yes", "t", "y", "wyślij", "wyslij", "send"):
+        announcement = await create(ctx, author=person, title=data["title"], body=data["body"],
+                                    audience=data["audience"], source="telegram")
+        queued = await publish(ctx, announcement)
+        return [Reply("announcement_sent", {"id": announcement.id, "count": queued})], None, {}
+    return [Reply("cancelled", {})], None, {}
+
+
+async def handle_ack_callback(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    announcement_id = (msg.callback or "").partition(":")[2]
+    if person is None or not announcement_id.isdigit():
+        return []
+    await AnnouncementDelivery.filter(announcement_id=int(announcement_id), person_id=person.id,
+                                      acked_at__isnull=True).update(acked_at=ctx.clock.now())
+    return []  # the button's own answer ("Dziękujemy") is the callback answer
+
+
+# --- email: ogloszenia@ ---------------------------------------------------------------------
+
+
+async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    """A staff member's mail becomes a draft; nothing is sent until they reply with the
+    keyword to the preview, which only their registered address receives — so a forged
+    sender cannot broadcast."""
+    tag = _TAG.search(msg.subject or "")
+    if tag:
+        draft = await Announcement.get_or_none(confirm_token=tag.group(1), status="pending")
+        first = next((line.strip().lower() for line in msg.text.splitlines() if line.strip()), "")
+        if draft is None or person is None or draft.author_id != person.id:
+            return [Reply("announcement_confirm_unknown", {})]
+        if not first.startswith(("potwierdzam", "confirm")):
+            await cancel(ctx, draft)
+            return [Reply("announcement_cancelled", {"announcement": draft})]
+        await Announcement.filter(id=draft.id).update(status="scheduled", confirm_token=None)
+        draft.status = "scheduled"
+        queued = await publish(ctx, draft)
+        return [Reply("announcement_sent", {"id": draft.id, "count": queued})]
+    if not may_announce(person):
+        return [Reply("announcement_not_allowed", {})]
+    assert person is not None
+    audience = {"units": sorted(person.units or []), "roles": []}
+    if check_audience(person, audience):
+        return [Reply("announcement_not_allowed", {})]
+    draft = await create(ctx, author=person, title=msg.subject or "Ogłoszenie", body=msg.text,
+                         audience=audience, source="email", confirmed=False)
+    count = len(await recipients(audience))
+    return [Reply("announcement_confirm", {"announcement": draft, "count": count,
+                                           "token": draft.confirm_token})]

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from handlers import i18n
+from handlers.announcements_text import markdownish, plain_text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 #: Telegram's limit for one message's text, in characters after entity parsing
@@ -39,6 +40,8 @@ class Renderer:
             env.filters["date"] = lambda v, lang: i18n.long_date(v, lang, self.zone)
             env.filters["datetime"] = lambda v, lang: i18n.short_datetime(v, lang, self.zone)
             env.filters["status"] = i18n.status_label
+            env.filters["markdownish"] = markdownish
+            env.filters["plaintext"] = plain_text
             env.globals["plural"] = i18n.plural
             env.globals["base_url"] = base_url
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from handlers import accounts, cases, dialogue, grades, i18n, library
+from handlers import accounts, announcements, cases, dialogue, grades, i18n, library
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply, UserFacingError
 from handlers.notify import email_payload, remember_threads
@@ -45,6 +45,8 @@ ROUTES: tuple[Route, ...] = (
     Route("grades", ("oceny", "grades"), grades.handle_grades, "grades", ("parent",), True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
+    Route("announce", ("ogloszenie", "announce"), announcements.handle_command, "announce",
+          ("staff",), True),
     Route("settings", ("ustawienia", "settings"), accounts.handle_settings, "settings",
           linked=True),
     Route("stop", ("stop",), accounts.handle_stop, "stop"),
@@ -55,16 +57,19 @@ ROUTES: tuple[Route, ...] = (
 MAILBOXES: dict[str, Handler] = {
     "sprawy": cases.handle_email,
     "biblioteka": library.handle_email,
+    "ogloszenia": announcements.handle_email,
 }
 
 #: inline-button callbacks: "<prefix>:<data>"
 CALLBACKS: dict[str, Handler] = {
     "grades": grades.handle_grades_callback,
+    "ack": announcements.handle_ack_callback,
 }
 
 #: a dialogue's next step: (replies, next step or None, data)
 DIALOGUES = {
     "case": cases.continue_dialogue,
+    "announcement": announcements.continue_dialogue,
 }
 
 _BY_COMMAND = {command: route for route in ROUTES for command in route.commands}
@@ -113,7 +118,7 @@ async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None)
                                               "guess": guess[0] if guess else None})]
         if not allowed(entry, person):
             return [Reply("not_linked" if person is None else "not_allowed", {})]
-        if entry.name not in ("case", "cancel"):
+        if entry.name != "cancel":
             await dialogue.cancel(msg)  # a new command ends any half-done dialogue
         return await entry.handle(ctx, msg, person)
 
