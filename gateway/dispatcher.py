@@ -1,7 +1,7 @@
 """The outbox dispatcher: one lane per channel claims due rows and sends them.
 
 Pacing is the channel's: the Telegram lane spaces messages evenly at `EMIL_TELEGRAM_RATE`
-(a leaky bucket of one — a bucket of N would allow bursts over Telegram's ~30/s) and
+(no bursts: a bucket of N would allow bursts over Telegram's ~30/s) and
 keeps about one second between two messages to the same chat. A `429` pauses the whole
 lane for exactly `retry_after` and puts the row back without counting an attempt.
 Claims are small (about one second of traffic), so a reply queued while a broadcast
@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from datetime import datetime, timedelta
 from typing import Protocol
-
-from aiolimiter import AsyncLimiter
 
 from store.clock import Clock
 from store.models import Outbox
@@ -27,6 +26,7 @@ from store.outbox import (
     mark_failed,
     mark_retry,
     mark_sent,
+    reclaim_expired,
     release,
 )
 
@@ -51,6 +51,36 @@ class NoMetrics:
     def rate_limited(self, channel: str) -> None: ...
 
 
+class Pacer:
+    """Even spacing at `rate` per second, and never more than `rate` in any second.
+
+    aiolimiter's bucket of one paces from each wake-up, so every late timer (a busy
+    loop) is lost for good: measured 0.90 of the configured rate during a 20,000-row
+    broadcast. Here the schedule advances by exact intervals and a late wake-up is made
+    up by sending the next message sooner (by at most one interval), while a sliding
+    one-second window keeps the count per second at `rate`.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.interval = 1.0 / rate
+        self._next = -1e9
+        self._window: deque[float] = deque()
+
+    async def acquire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._next = max(self._next + self.interval, now - self.interval)
+        wait = self._next - now
+        while self._window and now - self._window[0] >= 1.0:
+            self._window.popleft()
+        if len(self._window) >= self.rate:
+            wait = max(wait, self._window[0] + 1.0 - now)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._window.append(loop.time())
+
+
 class Lane:
     def __init__(
         self,
@@ -71,7 +101,7 @@ class Lane:
         self.channel = sender.channel
         self.clock = clock
         self.worker = worker
-        self.limiter = AsyncLimiter(1, 1.0 / rate) if rate else None
+        self.limiter = Pacer(rate) if rate else None
         self.chat_interval = chat_interval
         self.batch = max(1, int(rate)) if rate else batch
         self.concurrency = asyncio.Semaphore(concurrency)
@@ -83,41 +113,59 @@ class Lane:
         # both from the injected clock, so tests move time instead of sleeping
         self._paused_until: datetime | None = None
         self._next_for_chat: dict[str, datetime] = {}
+        self._inflight: set[asyncio.Task] = set()
+        self._last_reclaim: datetime | None = None
 
     def notify(self) -> None:
         self.wake.set()
 
     async def run(self) -> None:
-        while True:
-            self.wake.clear()
-            sent = await self.run_once()
-            if not sent:
-                try:
-                    await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
-                except TimeoutError:
-                    pass
+        try:
+            while True:
+                self.wake.clear()
+                # pipelined: the next batch is claimed while this one's last sends are in
+                # flight, so the pace never stalls between batches
+                claimed = await self.run_once(wait=False)
+                if not claimed:
+                    try:
+                        await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
+                    except TimeoutError:
+                        pass
+        finally:
+            for task in self._inflight:
+                task.cancel()
 
-    async def run_once(self) -> int:
-        """Claim one batch and send it; returns the number of rows claimed."""
-        rows = await claim(self.channel, self.worker, self.clock.now(), self.lease, self.batch)
+    async def run_once(self, wait: bool = True) -> int:
+        """Claim one batch and start sending it; returns the number of rows claimed.
+        With `wait`, returns only when every send of the batch has finished."""
+        now = self.clock.now()
+        if self._last_reclaim is None or (now - self._last_reclaim) > self.lease / 4:
+            self._last_reclaim = now
+            await reclaim_expired(now)
+        rows = await claim(self.channel, self.worker, now, self.lease, self.batch)
         tasks = []
         for row in rows:
             if self._paused_until is not None:
                 pause = (self._paused_until - self.clock.now()).total_seconds()
                 if pause > 0:
                     await asyncio.sleep(min(pause, 3600))
-            now = self.clock.now()
-            if self.chat_interval and not row.payload.get("answer_callback"):
+            spaced = bool(self.chat_interval) and not row.payload.get("answer_callback")
+            if spaced:
                 free_at = self._next_for_chat.get(row.recipient)
-                if free_at is not None and free_at > now:
+                if free_at is not None and free_at > self.clock.now():
                     await release(row, free_at)
                     continue
-                self._next_for_chat[row.recipient] = now + timedelta(seconds=self.chat_interval)
             if self.limiter:
                 await self.limiter.acquire()
+            if spaced:  # counted from the moment it really goes, after the pacer's wait
+                self._next_for_chat[row.recipient] = self.clock.now() + timedelta(
+                    seconds=self.chat_interval or 0)
             await self.concurrency.acquire()
-            tasks.append(asyncio.create_task(self._send(row)))
-        if tasks:
+            task = asyncio.create_task(self._send(row))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            tasks.append(task)
+        if tasks and wait:
             await asyncio.gather(*tasks)
         self._forget_old_chats()
         return len(rows)

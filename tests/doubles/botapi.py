@@ -37,6 +37,7 @@ class BotApiDouble:
     enforce_overall: float | None = None
     enforce_per_chat: float | None = None
     throttled: int = 0
+    breaches: list = field(default_factory=list)
     updates: list[dict[str, Any]] = field(default_factory=list)
     webhook: dict[str, Any] = field(default_factory=dict)
     _message_id: int = 100
@@ -148,11 +149,13 @@ class BotApiDouble:
             last = self._last_for_chat.get(chat_id)
             # a little slack for clock jitter between two processes' timers
             if last is not None and now - last < (1.0 / self.enforce_per_chat) * 0.9:
+                self.breaches.append(("chat", chat_id, now - last))
                 return True
         if self.enforce_overall is not None:
             while self._window and now - self._window[0] >= 1.0:
                 self._window.popleft()
             if len(self._window) >= self.enforce_overall:
+                self.breaches.append(("overall", chat_id, len(self._window)))
                 return True
             self._window.append(now)
         self._last_for_chat[chat_id] = now
