@@ -308,9 +308,11 @@ async def library_renewals(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/library/overdue-run")
 async def library_overdue_run(request: web.Request) -> web.Response:
-    """Librarians run the reminder job now; repeating it sends nothing twice."""
+    """Librarians run the reminder job now; repeating it sends nothing twice. With
+    `?due=YYYY-MM-DD` it is the run for that day, done once across all instances."""
     await require(request, "library")
-    summary = await run_job(request.app[SERVICES], "overdue-reminders")
+    due = request.query.get("due")
+    summary = await run_job(request.app[SERVICES], "overdue-reminders", due=due)
     request.app[DISPATCHER].notify()
     return web.json_response(summary, dumps=lambda v: json.dumps(v, default=str))
 

@@ -47,6 +47,7 @@ from mail.sender import MailSender
 from mail.server import GatewaySMTPHandler, smtp_factory
 from store.batcher import GroupCommit
 from store.clock import Clock
+from store import leadership
 from store.db import Store
 
 log = logging.getLogger(__name__)
@@ -130,7 +131,8 @@ async def commit_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The inbox worker and the outbox lanes (and the poller, in polling mode)."""
+    """The inbox worker and the outbox lanes; the Telegram lane (and poller) only while this
+    instance holds the `telegram` leadership — Telegram's limits are per bot."""
     settings, clock = app[SETTINGS], app[CLOCK]
     senders: list = [MailSender(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir)]
     bot = app.get(BOT)
@@ -152,12 +154,45 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     running = []
     if app[OPTIONS]["run_workers"]:
         running.append(tasks.start("inbox", inbox.run()))
-        running += [tasks.start(f"outbox-{lane.channel}", lane.run()) for lane in lanes]
-        if bot is not None and settings.telegram_mode == "polling":
-            running.append(tasks.start("telegram-poller",
-                                       poll_forever(bot, clock.now, inbox.notify)))
+        running += [tasks.start(f"outbox-{lane.channel}", lane.run())
+                    for lane in lanes if lane.channel != "telegram"]
+        if bot is not None:
+            running.append(tasks.start("telegram-leadership", telegram_leadership(
+                app, dispatcher.lanes["telegram"], bot, worker)))
     yield
     await tasks.stop(*running)
+
+
+async def telegram_leadership(app: web.Application, lane: Lane, bot, holder: str) -> None:  # type: ignore[no-untyped-def]
+    """Hold (or wait for) the `telegram` role; run the lane and the poller while held."""
+    settings, clock = app[SETTINGS], app[CLOCK]
+    ttl = timedelta(seconds=settings.leader_ttl_seconds)
+    held: list[asyncio.Task] = []
+    try:
+        while True:
+            try:
+                mine = await leadership.acquire("telegram", holder, clock.now(), ttl)
+            except Exception:
+                log.exception("leadership check failed")
+                mine = False
+            if mine and not held:
+                log.info("%s now sends Telegram messages", holder)
+                held.append(tasks.start("outbox-telegram", lane.run()))
+                if settings.telegram_mode == "polling":
+                    held.append(tasks.start("telegram-poller",
+                                            poll_forever(bot, clock.now, app[INBOX].notify)))
+            elif not mine and held:
+                log.warning("%s lost the Telegram role", holder)
+                await tasks.stop(*held)
+                held.clear()
+            await asyncio.sleep(settings.leader_ttl_seconds / 3)
+    finally:
+        await tasks.stop(*held)
+        if held:
+            try:
+                await leadership.release("telegram", holder, clock.now())
+            except Exception:
+                log.warning("could not release the Telegram role", exc_info=True)
 
 
 async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     outbox_batch: int = 50
     outbox_poll_seconds: float = 1.0
     link_code_ttl_minutes: int = 60 * 24
+    #: the Telegram sender's leadership lease; a dead holder's role passes on after it
+    leader_ttl_seconds: float = 15.0
+    #: how often the scheduler looks for announcements whose time has come
+    announcement_poll_seconds: float = 60.0
 
     # grades
     quiet_start: str = "22:00"

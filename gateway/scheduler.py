@@ -45,7 +45,9 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
 
     add("overdue-reminders", CronTrigger(hour=settings.overdue_hour, timezone=zone), "%Y-%m-%d")
     add("grade-digest", CronTrigger(minute=0, timezone=zone), "%Y-%m-%dT%H")
-    add("scheduled-announcements", IntervalTrigger(minutes=1, timezone=zone), "%Y-%m-%dT%H:%M")
+    add("scheduled-announcements",
+        IntervalTrigger(seconds=settings.announcement_poll_seconds, timezone=zone),
+        "%Y-%m-%dT%H:%M:%S")
     add("retention", CronTrigger(hour=3, minute=30, timezone=zone), "%Y-%m-%d")
     scheduler.start()
     yield

@@ -405,3 +405,14 @@ class AnnouncementDelivery(Model):
     class Meta:
         table = "announcement_delivery"
         unique_together = (("announcement_id", "person_id"),)
+
+
+class Leadership(Model):
+    """Who holds a cluster-wide role (the Telegram sender and poller) and until when."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    holder = fields.CharField(max_length=64)
+    until = fields.DatetimeField()
+
+    class Meta:
+        table = "leadership"

@@ -203,7 +203,7 @@ async def test_fan_out_that_died_half_way_completes_without_duplicates(
     assert (await Announcement.get(id=created["id"])).status == "published"
 
 
-async def test_a_reply_goes_ahead_of_a_draining_broadcast(aiohttp_client, settings, botapi
+async def test_a_reply_goes_ahead_of_a_draining_broadcast(botapi, settings, aiohttp_client
                                                           ) -> None:
     """While 400 bulk messages drain at 40/s, a resident's /pomoc is answered at once."""
     settings = settings.model_copy(update={"telegram_rate": 40})

@@ -8,7 +8,8 @@ from store.models import RawInbound
 from tests.doubles.botapi import message_update
 
 
-async def test_polling_answers_and_stores_each_update_once(aiohttp_client, settings, botapi) -> None:
+async def test_polling_answers_and_stores_each_update_once(botapi, settings, aiohttp_client) -> None:
+    # botapi first: fixtures tear down in reverse, so the app stops before the double
     settings = settings.model_copy(update={"telegram_mode": "polling"})
     botapi.updates.append(message_update(3001, "/pomoc", update_id=1))
     botapi.updates.append(message_update(3002, "/start", update_id=2))

@@ -41,6 +41,7 @@ def gateway_env(database_url: str, botapi: BotApiDouble, tmp_path: Path, **extra
         "EMIL_TELEGRAM_MODE": "polling",
         "EMIL_SENT_MAIL_DIR": str(tmp_path / "sent"),
         "EMIL_OUTBOX_LEASE_SECONDS": "2",
+        "EMIL_LEADER_TTL_SECONDS": "2",
         **extra,
     }
 
