@@ -205,9 +205,7 @@ async def create_person(request: web.Request) -> web.Response:
 @routes.post("/api/v1/people/{id}/link-codes")
 async def create_link_code(request: web.Request) -> web.Response:
     await require(request, "admin")
-    person = await Person.get_or_none(id=_int_id(request))
-    if person is None:
-        raise ApiError(404, "not_found", "no such person")
+    person = await _person_or_404(request)
     services = request.app[SERVICES]
     entry = await accounts.create_link_code(person, services.clock.now(), services.link_code_ttl)
     body = {"code": entry.code, "expires_at": entry.expires_at.isoformat()}
@@ -216,11 +214,14 @@ async def create_link_code(request: web.Request) -> web.Response:
     return web.json_response(body, status=201)
 
 
-def _int_id(request: web.Request) -> int:
+async def _person_or_404(request: web.Request) -> Person:
     try:
-        return int(request.match_info["id"])
+        person = await Person.get_or_none(id=int(request.match_info["id"]))
     except ValueError:
-        raise ApiError(404, "not_found", "no such person") from None
+        person = None
+    if person is None:
+        raise ApiError(404, "not_found", "no such person")
+    return person
 
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -230,9 +231,7 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 async def update_person(request: web.Request) -> web.Response:
     """Notification preferences (the API side of `/ustawienia`)."""
     await require(request, "admin")
-    person = await Person.get_or_none(id=_int_id(request))
-    if person is None:
-        raise ApiError(404, "not_found", "no such person")
+    person = await _person_or_404(request)
     body = await json_body(request)
     changes: dict[str, Any] = {}
     mode = field(body, "digest_mode", str, required=False)

@@ -154,9 +154,10 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     running = []
     if app[OPTIONS]["run_workers"]:
         running.append(tasks.start("inbox", inbox.run()))
+        gated = {"telegram"} if settings.telegram_single_sender else set()
         running += [tasks.start(f"outbox-{lane.channel}", lane.run())
-                    for lane in lanes if lane.channel != "telegram"]
-        if bot is not None:
+                    for lane in lanes if lane.channel not in gated]
+        if bot is not None and settings.telegram_single_sender:
             running.append(tasks.start("telegram-leadership", telegram_leadership(
                 app, dispatcher.lanes["telegram"], bot, worker)))
     yield

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     link_code_ttl_minutes: int = 60 * 24
     #: the Telegram sender's leadership lease; a dead holder's role passes on after it
     leader_ttl_seconds: float = 15.0
+    #: one Telegram sender across instances (Telegram's limits are per bot); false only
+    #: against a Bot API without Telegram's limits, e.g. the scale-out benchmark
+    telegram_single_sender: bool = True
     #: how often the scheduler looks for announcements whose time has come
     announcement_poll_seconds: float = 60.0
 

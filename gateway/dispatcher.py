@@ -43,12 +43,14 @@ class Metrics(Protocol):
     def sent(self, channel: str) -> None: ...
     def failed(self, channel: str, permanent: bool) -> None: ...
     def rate_limited(self, channel: str) -> None: ...
+    def claimed(self, channel: str, rows: int) -> None: ...
 
 
 class NoMetrics:
     def sent(self, channel: str) -> None: ...
     def failed(self, channel: str, permanent: bool) -> None: ...
     def rate_limited(self, channel: str) -> None: ...
+    def claimed(self, channel: str, rows: int) -> None: ...
 
 
 class Pacer:
@@ -103,7 +105,9 @@ class Lane:
         self.worker = worker
         self.limiter = Pacer(rate) if rate else None
         self.chat_interval = chat_interval
-        self.batch = max(1, int(rate)) if rate else batch
+        # about one second of traffic per claim, so a reply queued behind a broadcast waits
+        # at most that long; capped so that several instances share a backlog
+        self.batch = min(max(1, int(rate)), 4 * batch) if rate else batch
         self.concurrency = asyncio.Semaphore(concurrency)
         self.lease = timedelta(seconds=lease)
         self.max_attempts = max_attempts
@@ -143,6 +147,7 @@ class Lane:
             self._last_reclaim = now
             await reclaim_expired(now)
         rows = await claim(self.channel, self.worker, now, self.lease, self.batch)
+        self.metrics.claimed(self.channel, len(rows))
         tasks = []
         for row in rows:
             if self._paused_until is not None:

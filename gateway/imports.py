@@ -59,14 +59,21 @@ def _split(value: str) -> list[str]:
     return [v.strip() for v in value.replace(",", ";").split(";") if v.strip()]
 
 
-async def import_grades(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
-                        report: Report, bar: Callable[[int], None]) -> None:
-    parsed = []
+def _parsed(rows: list[tuple[int, dict[str, str]]], parse: Callable[[Any, str], Any],
+            report: Report) -> list[Any]:
+    """Rows the parser accepts; the others become row-numbered errors."""
+    good = []
     for line, row in rows:
         try:
-            parsed.append(grades.parse_item(row, f"line {line}"))
+            good.append(parse(row, f"line {line}"))
         except InvalidInput as error:
             report.errors.append(f"line {line}: {error.message}")
+    return good
+
+
+async def import_grades(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
+                        report: Report, bar: Callable[[int], None]) -> None:
+    parsed = _parsed(rows, grades.parse_item, report)
     unknown: set[str] = set()
     for chunk in _chunks(parsed):
         async with in_transaction():
@@ -82,12 +89,7 @@ async def import_grades(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
 
 async def import_loans(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
                        report: Report, bar: Callable[[int], None]) -> None:
-    parsed = []
-    for line, row in rows:
-        try:
-            parsed.append(library.parse_item(row, f"line {line}"))
-        except InvalidInput as error:
-            report.errors.append(f"line {line}: {error.message}")
+    parsed = _parsed(rows, library.parse_item, report)
     for chunk in _chunks(parsed):
         async with in_transaction():
             result = await library.apply_batch(ctx, chunk)

@@ -20,6 +20,8 @@ class GatewayMetrics:
         self.depth = Gauge("emil_outbox_depth", "Rows waiting to leave", ["channel"], registry=r)
         self.oldest = Gauge("emil_outbox_oldest_pending_seconds", "Age of the oldest waiting row",
                             ["channel"], registry=r)
+        self.claims_total = Counter("emil_outbox_claims", "Claim queries by outcome",
+                                    ["channel", "outcome"], registry=r)
         self.inbound_total = Counter("emil_inbound", "Inbound messages stored", ["channel"],
                                      registry=r)
         self.hooks_total = Counter("emil_hooks", "Hook deliveries", ["source", "result"],
@@ -30,6 +32,9 @@ class GatewayMetrics:
 
     def failed(self, channel: str, permanent: bool) -> None:
         self.failed_total.labels(channel, "permanent" if permanent else "transient").inc()
+
+    def claimed(self, channel: str, rows: int) -> None:
+        self.claims_total.labels(channel, "rows" if rows else "empty").inc()
 
     def rate_limited(self, channel: str) -> None:
         self.throttled_total.labels(channel).inc()
