@@ -15,6 +15,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
+from store.files import announcement_attachment
 from store.models import Outbox
 from store.outbox import PermanentSendError, RateLimited, TransientSendError
 
@@ -39,6 +40,13 @@ def keyboard(buttons: list[list[list[str]]] | None) -> InlineKeyboardMarkup | No
     )
 
 
+def _caption(text: str) -> str | None:
+    """Telegram allows 1,024 characters of caption on a document (Bot API, sendDocument)."""
+    if not text:
+        return None
+    return text if len(text) <= 1024 else text[:1023] + "…"
+
+
 class TelegramSender:
     channel = "telegram"
 
@@ -47,6 +55,10 @@ class TelegramSender:
 
     async def send(self, row: Outbox) -> None:
         payload = row.payload
+        if payload.get("attachment_of"):
+            shared = await announcement_attachment(payload["attachment_of"])
+            if shared:
+                payload = {**payload, "document": shared}
         try:
             if payload.get("answer_callback"):
                 await self.bot.answer_callback_query(payload["answer_callback"],
@@ -56,7 +68,8 @@ class TelegramSender:
                 await self.bot.send_document(
                     row.recipient, InputFile(base64.b64decode(doc["data"]),
                                              filename=doc["filename"]),
-                    caption=payload.get("text") or None, parse_mode=ParseMode.HTML,
+                    caption=_caption(payload.get("text") or ""), parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(payload.get("buttons")),
                 )
             else:
                 await self.bot.send_message(

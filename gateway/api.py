@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import html
 import json
@@ -30,6 +31,7 @@ from gateway.keys import (
 from gateway.validate import field, json_body
 from gateway.jobs import run_job
 from handlers import accounts, announcements, cases, grades, library
+from handlers.message import Attachment as MessageAttachment
 from handlers.message import InvalidInput
 from handlers.i18n import OPEN311
 from store.models import CASE_STATUSES, ROLES, Announcement, Case, Identity, Person
@@ -355,9 +357,25 @@ async def create_announcement(request: web.Request) -> web.Response:
     author = await Person.get_or_none(id=author_id) if author_id is not None else None
     if author_id is not None and author is None:
         raise ApiError(400, "invalid_field", "no person with this id", field="author_id")
+    attachment = None
+    if body.get("attachment") is not None:
+        item = field(body, "attachment", dict)
+        try:
+            data = base64.b64decode(field(item, "data", str, path="attachment."), validate=True)
+        except ValueError:
+            raise ApiError(400, "invalid_field", "'attachment.data' must be base64",
+                           field="attachment.data") from None
+        if len(data) > request.app[SETTINGS].attachment_max_size:
+            raise ApiError(413, "too_large", "the attachment is too large",
+                           field="attachment.data")
+        attachment = MessageAttachment(
+            filename=field(item, "filename", str, path="attachment."),
+            content_type=field(item, "content_type", str, required=False,
+                               default="application/octet-stream", path="attachment."),
+            data=data)
     announcement = await announcements.create(
         request.app[SERVICES], author=author, title=title, body=text, audience=audience,
-        priority=priority, publish_at=publish_at, source="api")
+        priority=priority, publish_at=publish_at, source="api", attachment=attachment)
     request.app[PUBLISHER].set()
     return web.json_response({"id": announcement.id, "status": announcement.status,
                               "publish_at": announcement.publish_at.isoformat()}, status=202)

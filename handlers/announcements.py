@@ -13,6 +13,7 @@ normal-priority ones wait for the recipient's quiet hours; `urgent` ignores them
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 from collections import defaultdict
@@ -26,7 +27,7 @@ from tortoise.transactions import in_transaction
 from handlers import dialogue, i18n
 from handlers.announcements_text import markdownish
 from handlers.context import ServiceContext
-from handlers.message import InboundMessage, InvalidInput, Reply
+from handlers.message import Attachment, InboundMessage, InvalidInput, Reply
 from handlers.notify import email_payload, ordered_channels
 from handlers.quiet import quiet_until
 from store.models import Announcement, AnnouncementDelivery, Identity, Outbox, Person
@@ -99,9 +100,12 @@ async def recipients(audience: dict[str, list[str]]) -> list[Person]:
 async def create(ctx: ServiceContext, *, author: Person | None, title: str, body: str,
                  audience: dict[str, list[str]], priority: str = "normal",
                  publish_at: datetime | None = None, source: str = "api",
-                 confirmed: bool = True) -> Announcement:
+                 confirmed: bool = True, attachment: Attachment | None = None) -> Announcement:
     now = ctx.clock.now()
     return await Announcement.create(
+        attachment=None if attachment is None else {
+            "filename": attachment.filename, "content_type": attachment.content_type,
+            "data": base64.b64encode(attachment.data).decode()},
         author_id=author.id if author else None, title=title[:200], body=body,
         audience=audience, priority=priority, source=source, created_at=now,
         publish_at=publish_at or now, status="scheduled" if confirmed else "pending",
@@ -171,12 +175,17 @@ async def publish(ctx: ServiceContext, announcement: Announcement) -> int:
 def _personalise(ctx: ServiceContext, rendered: dict[str, Any], channel: str,
                  announcement: Announcement, token: str) -> dict[str, Any]:
     link = f"{ctx.base_url}/ack/{token}"
+    payload: dict[str, Any]
     if channel == "email":
         personal = {k: v.replace("__ACK__", link) if isinstance(v, str) else v
                     for k, v in rendered.items()}
-        return email_payload(ctx, personal, mailbox="ogloszenia")
-    return {"text": rendered["text"].replace("__ACK__", link),
-            "buttons": [[[ACK_BUTTON, f"ack:{announcement.id}"]]]}
+        payload = email_payload(ctx, personal, mailbox="ogloszenia")
+    else:
+        payload = {"text": rendered["text"].replace("__ACK__", link),
+                   "buttons": [[[ACK_BUTTON, f"ack:{announcement.id}"]]]}
+    if announcement.attachment:  # kept once on the announcement, not in 20,000 rows
+        payload["attachment_of"] = announcement.id
+    return payload
 
 
 async def scheduled_run(ctx: ServiceContext) -> dict[str, Any]:
@@ -336,8 +345,10 @@ async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person 
     audience = {"units": sorted(person.units or []), "roles": []}
     if check_audience(person, audience):
         return [Reply("announcement_not_allowed", {})]
+    files = [a for a in msg.attachments if len(a.data) <= ctx.attachment_max_size]
     draft = await create(ctx, author=person, title=msg.subject or "Ogłoszenie", body=msg.text,
-                         audience=audience, source="email", confirmed=False)
+                         audience=audience, source="email", confirmed=False,
+                         attachment=files[0] if files else None)
     count = len(await recipients(audience))
     return [Reply("announcement_confirm", {"announcement": draft, "count": count,
                                            "token": draft.confirm_token})]

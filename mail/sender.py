@@ -9,6 +9,7 @@ from pathlib import Path
 import aiosmtplib
 
 from mail.compose import compose
+from store.files import announcement_attachment
 from store.models import Outbox
 from store.outbox import PermanentSendError, TransientSendError
 
@@ -24,7 +25,11 @@ class MailSender:
         self.spool = Path(spool_dir)
 
     async def send(self, row: Outbox) -> None:
-        message = compose(row.payload, row.recipient, self.mail_domain)
+        payload = row.payload
+        if payload.get("attachment_of"):
+            shared = await announcement_attachment(payload["attachment_of"])
+            payload = {**payload, "attachments": [shared] if shared else []}
+        message = compose(payload, row.recipient, self.mail_domain)
         if not self.relay:
             await asyncio.to_thread(self._spool, row, message.as_bytes())
             return

@@ -224,3 +224,29 @@ async def test_a_reply_goes_ahead_of_a_draining_broadcast(botapi, settings, aioh
     pending = await Outbox.filter(status="pending", cause="").count()
     print(f"reply latency while the broadcast drains: {latency:.2f} s, bulk still queued: {pending}")
     assert pending > 200  # the reply did not wait for the broadcast
+
+
+async def test_one_attachment_by_email_and_as_a_telegram_document(gw: Gateway) -> None:
+    import base64 as b64
+
+    await staff_room(gw)
+    pdf = b"%PDF-1.4 harmonogram"
+    resp = await gw.client.post("/api/v1/announcements", headers=gw.admin, json={
+        "title": "Harmonogram", "body": "W załączniku.", "audience": {"units": ["urzad"]},
+        "attachment": {"filename": "harmonogram.pdf", "content_type": "application/pdf",
+                       "data": b64.b64encode(pdf).decode()}})
+    assert resp.status == 202
+    await run_job(gw.services, "scheduled-announcements")
+    await gw.drain()
+    document = gw.botapi.messages_to(7004)[-1]
+    assert document.method == "sendDocument"
+    assert document.params["document"] == {"filename": "harmonogram.pdf", "data": pdf}
+    assert "Harmonogram" in document.params["caption"]
+    assert document.params["reply_markup"]["inline_keyboard"][0][0]["callback_data"].startswith("ack:")
+    [mail] = gw.sent_mail()
+    [part] = list(mail.iter_attachments())
+    assert part.get_filename() == "harmonogram.pdf" and part.get_content() == pdf
+    resp = await gw.client.post("/api/v1/announcements", headers=gw.admin, json={
+        "title": "x", "body": "y", "audience": {"units": ["urzad"]},
+        "attachment": {"filename": "a.txt", "data": "not base64!"}})
+    assert (await resp.json())["error"]["field"] == "attachment.data"
