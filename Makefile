@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+## Lint (ruff); not part of `make test`.
+lint: install
+	$(BIN)/ruff check .
+
 ## Benchmarks, each prints a ratio against a bare baseline measured in the same run.
 bench: install
 	$(BIN)/python -m bench.hook_endpoints
@@ -33,6 +37,7 @@ bench: install
 	$(BIN)/python -m bench.outbox_telegram
 	$(BIN)/python -m bench.grades_batch
 	$(BIN)/python -m bench.library_sync
+	$(BIN)/python -m bench.announcement_broadcast
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info

@@ -1,7 +1,8 @@
 """Inbound SMTP into cases vs a bare aiosmtpd sink, over one aiosmtplib connection.
 
-Mail comes from another process over one connection. Ours counts until every message is a case (stored raw before `250`, parsed, case
-created, reply queued); the sink answers `250` and forgets. Run: `python -m bench.smtp_inbound`
+Mail comes from another process over one connection. Ours counts until every message is
+a case (stored raw before `250`, parsed, case created, reply queued); the sink answers
+`250` and forgets. Run: `python -m bench.smtp_inbound`
 (target ratio ≥ 0.5).
 """
 

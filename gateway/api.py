@@ -6,8 +6,8 @@ import base64
 import hmac
 import html
 import json
-from datetime import datetime, timezone
 import re
+from datetime import datetime, timezone
 from email.utils import parseaddr
 from typing import Any
 
@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 
 from gateway import auth
 from gateway.errors import ApiError
+from gateway.jobs import run_job
 from gateway.keys import (
     CASE_COMMIT,
     CLOCK,
@@ -29,11 +30,10 @@ from gateway.keys import (
     UPDATE_COMMIT,
 )
 from gateway.validate import field, json_body
-from gateway.jobs import run_job
 from handlers import accounts, announcements, cases, grades, library
+from handlers.i18n import OPEN311
 from handlers.message import Attachment as MessageAttachment
 from handlers.message import InvalidInput
-from handlers.i18n import OPEN311
 from store.models import CASE_STATUSES, ROLES, Announcement, Case, Identity, Person
 from store.outbox import enqueue
 

@@ -45,9 +45,9 @@ from handlers.context import LibraryRules, ServiceContext
 from handlers.render import Renderer
 from mail.sender import MailSender
 from mail.server import GatewaySMTPHandler, smtp_factory
+from store import leadership
 from store.batcher import GroupCommit
 from store.clock import Clock
-from store import leadership
 from store.db import Store
 
 log = logging.getLogger(__name__)
@@ -245,7 +245,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
                run_workers: bool = True) -> web.Application:
     """The whole gateway. Tests pass a frozen clock, and `start_listeners=False` for an app
     without the SMTP socket; `run_workers=False` leaves draining to the test."""
-    app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)  # end-of-term grade batches
+    # hook bodies: an end-of-term grade batch is over a megabyte
+    app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = GatewayMetrics()

@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from store.models import Outbox
 
+
 class SendError(Exception):
     """A sender could not deliver a row."""
 
