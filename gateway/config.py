@@ -7,7 +7,7 @@ Settings that INTERFACES.md does not name are ours and are documented in the REA
 from __future__ import annotations
 
 from datetime import date
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -87,7 +87,10 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        ZoneInfo(value)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"EMIL_TIMEZONE: unknown time zone {value!r}") from None
         return value
 
     @model_validator(mode="after")
@@ -96,6 +99,8 @@ class Settings(BaseSettings):
             if not self.telegram_webhook_secret:
                 raise ValueError("EMIL_TELEGRAM_WEBHOOK_SECRET is required in webhook mode")
         if self.production:
+            if not self.signing_secret:
+                raise ValueError("EMIL_SIGNING_SECRET is required in production (signed links)")
             for name in ("admin_token", "signing_secret", "telegram_webhook_secret"):
                 value = getattr(self, name)
                 if value is not None and value.strip().lower() in _PLACEHOLDERS:
