@@ -16,6 +16,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from bots.inbound import store_updates
 from bots.poller import poll_forever
 from bots.sender import TelegramSender, build_bot
 from gateway import api, hooks, tasks
@@ -111,8 +112,6 @@ async def bot_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def commit_ctx(app: web.Application) -> AsyncIterator[None]:
     """Group commits for the two hot endpoints: case submissions and webhook updates."""
-    from bots.inbound import store_updates
-
     clock = app[CLOCK]
     case_commit: GroupCommit = GroupCommit(
         lambda drafts: api.apply_new_cases(app, drafts),

@@ -30,4 +30,3 @@ SMTP_PORT = web.AppKey("smtp_port", int)
 STATE = web.AppKey("state", dict)  # what /healthz reports: {"smtp": bool, ...}
 PUBLISHER = web.AppKey("publisher", asyncio.Event)  # wakes the announcement fan-out
 OPTIONS = web.AppKey("options", dict)  # {"start_listeners": bool, "run_workers": bool}
-EXTRA = web.AppKey("extra", dict)

@@ -76,19 +76,14 @@ async def link_by_email(ctx: ServiceContext, msg: InboundMessage, person: Person
     return [Reply("link_by_email", {"code": entry.code, "bot": ctx.bot_username})]
 
 
-SETTINGS_HELP = "settings"
-
-
 async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
     """`/ustawienia [kanał telegram|email] [tryb natychmiast|dzienny] [cisza 22:00-07:00]
     [godzina 18] [język pl|en]` — with no arguments, shows the current settings."""
     assert person is not None
     args = [a.lower() for a in msg.args]
     changes: dict[str, object] = {}
-    i = 0
-    while i + 1 < len(args) + 1 and i < len(args):
-        word = args[i]
-        value = args[i + 1] if i + 1 < len(args) else ""
+    values = args[1::2] + [""] * (len(args) % 2)  # a trailing word without a value
+    for word, value in zip(args[0::2], values, strict=True):
         if word in ("kanał", "kanal", "channel") and value in ("telegram", "email"):
             other = "email" if value == "telegram" else "telegram"
             changes["channel_order"] = [value, other]
@@ -110,7 +105,6 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
             changes["language"] = value
         else:
             return [Reply("settings_invalid", {"word": word})]
-        i += 2
     if changes:
         await Person.filter(id=person.id).update(**changes)
         for name, value in changes.items():

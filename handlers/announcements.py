@@ -28,7 +28,7 @@ from handlers import dialogue, i18n
 from handlers.announcements_text import markdownish
 from handlers.context import ServiceContext
 from handlers.message import Attachment, InboundMessage, InvalidInput, Reply
-from handlers.notify import email_payload, ordered_channels
+from handlers.notify import email_payload, preferred_targets
 from handlers.quiet import quiet_until
 from store.models import Announcement, AnnouncementDelivery, Identity, Outbox, Person
 from store.outbox import PRIORITY_BULK, PRIORITY_NOTICE, Delivery, enqueue
@@ -140,7 +140,7 @@ async def publish(ctx: ServiceContext, announcement: Announcement) -> int:
         deliveries, rows = [], []
         for person in chunk:
             lang = i18n.language(person.language)
-            targets = ordered_channels(addresses[person.id], person.channel_order or [])
+            targets = preferred_targets(person, addresses[person.id])
             token = ack_token(ctx, announcement.id, person.id)
             rows.append(AnnouncementDelivery(announcement_id=announcement.id, person_id=person.id,
                                              ack_token=token, created_at=now))

@@ -26,7 +26,7 @@ from handlers.message import Attachment, InboundMessage, Reply
 from handlers.notify import build_delivery, ordered_channels, remember_threads
 from store.models import Attachment as StoredAttachment
 from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
-from store.outbox import PRIORITY_NOTICE, Delivery
+from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
 
 CASE_NUMBER = re.compile(r"\bUM-(\d{4})-(\d{6})\b", re.IGNORECASE)
 CASE_TAG = re.compile(r"\[(UM-\d{4}-\d{6})\]", re.IGNORECASE)
@@ -318,8 +318,6 @@ async def add_staff_event(
             person_id=person.id if person else None, case=case.number,
         )
         if delivery:
-            from store.outbox import enqueue
-
             await remember_threads([delivery])
             await enqueue([delivery], now)
     return event

@@ -20,7 +20,7 @@ from tortoise.transactions import in_transaction
 from handlers import i18n
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, InvalidInput, Reply
-from handlers.notify import build_delivery, ordered_channels
+from handlers.notify import build_delivery, person_targets, preferred_targets
 from handlers.quiet import quiet_until
 from store.models import Grade, GradeNotice, Identity, Person, Student
 from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
@@ -160,7 +160,7 @@ async def notify_guardians(ctx: ServiceContext, students: dict[str, Student],
             ",".join(sorted(f"{g.id}@{g.revision}" for g, _ in items)).encode()).hexdigest()[:16]
         delivery = build_delivery(
             ctx,
-            ordered_channels(addresses[person.id], person.channel_order or []),
+            preferred_targets(person, addresses[person.id]),
             key=f"grades:{student_id}:{fingerprint}",
             template="grades_new",
             lang=i18n.language(person.language),
@@ -218,9 +218,7 @@ async def digest_run(ctx: ServiceContext) -> dict[str, Any]:
             context = {"children": [
                 {**_message_context(students[sid], items)} for sid, items in per_student.items()
             ], "day": now}
-            targets = ordered_channels(
-                list(await Identity.filter(person_id=person.id).values_list("channel", "address")),
-                person.channel_order or [])
+            targets = await person_targets(person)
             delivery = build_delivery(ctx, targets, key=f"grade-digest:{day}", template="grades_digest",
                                       lang=i18n.language(person.language), context=context,
                                       priority=PRIORITY_NOTICE, person_id=person.id)

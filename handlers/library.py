@@ -24,7 +24,7 @@ from tortoise.transactions import in_transaction
 from handlers import i18n
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, InvalidInput, Reply
-from handlers.notify import build_delivery, ordered_channels
+from handlers.notify import build_delivery, person_targets, preferred_targets
 from store.models import Identity, Loan, LoanReminder, Outbox, Person, Renewal
 from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
 
@@ -252,7 +252,7 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
     by_level: dict[str, int] = defaultdict(int)
     for (card, level), items in groups.items():
         reader = readers.get(card)
-        targets = ordered_channels(addresses[reader.id], reader.channel_order or []) if reader else []
+        targets = preferred_targets(reader, addresses[reader.id]) if reader else []
         delivery = None
         if reader and targets:
             ids = ",".join(sorted(f"{x.id}@{x.due.isoformat()}" for x in items))
@@ -299,9 +299,7 @@ async def _librarian_summaries(ctx: ServiceContext, summary: dict[str, Any], tod
     for librarian in await Person.all():
         if "librarian" not in (librarian.roles or []):
             continue
-        targets = ordered_channels(
-            list(await Identity.filter(person_id=librarian.id).values_list("channel", "address")),
-            librarian.channel_order or [])
+        targets = await person_targets(librarian)
         delivery = build_delivery(ctx, targets, key=f"library-summary:{today.isoformat()}",
                                   template="library_summary",
                                   lang=i18n.language(librarian.language), context=summary,

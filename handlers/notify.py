@@ -12,7 +12,6 @@ from datetime import datetime
 from email.utils import make_msgid
 from typing import Any
 
-from handlers import i18n
 from handlers.context import ServiceContext
 from store.models import Identity, MailThread, Person
 from store.outbox import Delivery
@@ -135,39 +134,13 @@ def build_delivery(
     )
 
 
-async def person_targets(person: Person, first: str | None = None) -> list[tuple[str, str]]:
+def preferred_targets(person: Person, identities: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A person's (channel, address) pairs in the order to try: their explicit order from
+    `/ustawienia`, else the channel they last used first, then Telegram before email."""
+    first = None if person.channel_order else person.last_channel
+    return ordered_channels(identities, person.channel_order or [], first)
+
+
+async def person_targets(person: Person) -> list[tuple[str, str]]:
     identities = await Identity.filter(person_id=person.id).values_list("channel", "address")
-    return ordered_channels(
-        [(c, a) for c, a in identities], person.channel_order or [], first or person.last_channel
-    )
-
-
-async def notify_person(
-    ctx: ServiceContext,
-    person: Person,
-    *,
-    key: str,
-    template: str,
-    context: dict[str, Any],
-    priority: int,
-    first: str | None = None,
-    mailbox: str = "sprawy",
-    case: str | None = None,
-    not_before: datetime | None = None,
-    buttons: list[list[tuple[str, str]]] | None = None,
-) -> Delivery | None:
-    targets = await person_targets(person, first)
-    return build_delivery(
-        ctx,
-        targets,
-        key=key,
-        template=template,
-        lang=i18n.language(person.language),
-        context={**context, "person": person},
-        priority=priority,
-        person_id=person.id,
-        mailbox=mailbox,
-        case=case,
-        not_before=not_before,
-        buttons=buttons,
-    )
+    return preferred_targets(person, [(c, a) for c, a in identities])

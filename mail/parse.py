@@ -17,7 +17,7 @@ from email import policy
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.message import EmailMessage
-from email.utils import getaddresses, parseaddr
+from email.utils import parseaddr
 from html.parser import HTMLParser
 
 from handlers.message import Attachment, InboundMessage
@@ -136,8 +136,3 @@ def to_inbound(msg: EmailMessage, envelope_from: str, mailbox: str, inbound_id: 
         language_hint="en" if str(msg.get("Content-Language", "")).startswith("en") else None,
         inbound_id=inbound_id,
     )
-
-
-def recipients(msg: EmailMessage) -> list[str]:
-    return [a.lower() for _, a in getaddresses([str(v) for v in
-                                                 msg.get_all("To", []) + msg.get_all("Cc", [])])]
