@@ -115,3 +115,35 @@ async def test_attachments_are_kept_with_the_case(gw: Gateway) -> None:
     stored = await Attachment.get()
     assert stored.filename == "szkoda.png"
     assert bytes(stored.data) == b"\x89PNG fake"
+
+
+async def test_one_failing_mail_does_not_sink_its_batch(gw: Gateway, monkeypatch) -> None:
+    """Three mails wait in one batch; the middle one's handler crashes. The batch rolls back,
+    each mail is handled again on its own: two cases, one apology with a reference, and the
+    failed row keeps that reference for the log."""
+    from handlers import cases
+
+    real = cases.create_cases
+
+    async def flaky(ctx, drafts, **kw):  # type: ignore[no-untyped-def]
+        if drafts[0].subject == "Wybuch":
+            raise RuntimeError("boom")
+        return await real(ctx, drafts, **kw)
+
+    monkeypatch.setattr(cases, "create_cases", flaky)
+    for subject in ("Pierwsza", "Wybuch", "Trzecia"):
+        code, _ = await gw.smtp(make_mail(subject, "treść"))
+        assert code == 250
+    assert await RawInbound.filter(status="pending").count() == 3
+    before = len(gw.sent_mail())
+    await gw.drain()
+    sent = gw.sent_mail()[before:]
+    assert sorted(await Case.all().values_list("subject", flat=True)) == ["Pierwsza", "Trzecia"]
+    # numbers given back by the rolled-back batch are reused: no gaps, no duplicates
+    assert sorted(await Case.all().values_list("number", flat=True)) == [
+        "UM-2026-000001", "UM-2026-000002"]
+    failed = await RawInbound.get(status="failed")
+    assert failed.note.startswith("ref ")
+    apology = [m for m in sent if m["Subject"] == "Coś poszło nie tak"]
+    assert len(apology) == 1 and failed.note[4:] in apology[0].get_body(("plain",)).get_content()
+    assert len(sent) == 3
