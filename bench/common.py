@@ -78,7 +78,12 @@ def load(url: str, body: bytes, headers: dict[str, str], total: int = 4000,
 
 
 def tempdir() -> tempfile.TemporaryDirectory:
-    return tempfile.TemporaryDirectory(prefix="emil-bench-")
+    """Scratch space under `var/`, where the gateway keeps its data when deployed (the
+    database, `var/sent-mail/`). Not the system temp folder: on the machine the README's
+    figures come from, creating a file in /tmp cost ~1.3 ms against ~0.2 ms under the
+    project, which measured the sandbox rather than the gateway."""
+    Path("var").mkdir(exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix="emil-bench-", dir="var")
 
 
 __all__ = ["Path", "bench_settings", "load", "machine", "report", "tempdir"]

@@ -30,12 +30,11 @@ from gateway.keys import (
     UPDATE_COMMIT,
 )
 from gateway.validate import field, json_body
-from handlers import accounts, announcements, cases, grades, library
+from handlers import accounts, announcements, cases, grades, library, notify
 from handlers.i18n import OPEN311
 from handlers.message import Attachment as MessageAttachment
 from handlers.message import InvalidInput
 from store.models import CASE_STATUSES, ROLES, Announcement, Case, Identity, Person
-from store.outbox import enqueue
 
 routes = web.RouteTableDef()
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -104,8 +103,7 @@ async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) ->
         for d in drafts
     ]
     created = await cases.create_cases(services, new, confirm_to_email=True)
-    deliveries = [d for _, _, d in created if d is not None]
-    await enqueue(deliveries, services.clock.now())
+    await notify.queue([d for _, _, d in created if d is not None], services.clock.now())
     return [{"number": c.number, "status": c.status, "access_code": code}
             for c, code, _ in created]
 

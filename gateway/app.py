@@ -144,11 +144,12 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
              chat_interval=settings.telegram_chat_interval if sender.channel == "telegram" else None,
              batch=settings.outbox_batch, lease=settings.outbox_lease_seconds,
              max_attempts=settings.outbox_max_attempts, poll_seconds=settings.outbox_poll_seconds,
+             linger=settings.batch_linger_ms / 1000,
              metrics=app[METRICS])
         for sender in senders
     ]
     dispatcher = Dispatcher(lanes)
-    inbox = Inbox(app[SERVICES], bot, dispatcher.notify)
+    inbox = Inbox(app[SERVICES], bot, dispatcher.notify, linger=settings.batch_linger_ms / 1000)
     app[DISPATCHER], app[INBOX] = dispatcher, inbox
     running = []
     if app[OPTIONS]["run_workers"]:

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     outbox_max_attempts: int = 8
     outbox_batch: int = 50
     outbox_poll_seconds: float = 1.0
+    #: after waking for new work, the inbox and the outbox lanes wait this long so that a
+    #: burst is handled as one batch (one commit, one claim) instead of one by one
+    batch_linger_ms: float = 20.0
     link_code_ttl_minutes: int = 60 * 24
     #: the Telegram sender's leadership lease; a dead holder's role passes on after it
     leader_ttl_seconds: float = 15.0

@@ -97,6 +97,7 @@ class Lane:
         lease: float = 60.0,
         max_attempts: int = 8,
         poll_seconds: float = 1.0,
+        linger: float = 0.0,
         metrics: Metrics | None = None,
     ) -> None:
         self.sender = sender
@@ -112,6 +113,7 @@ class Lane:
         self.lease = timedelta(seconds=lease)
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
+        self.linger = linger
         self.metrics = metrics or NoMetrics()
         self.wake = asyncio.Event()
         # both from the injected clock, so tests move time instead of sleeping
@@ -130,11 +132,15 @@ class Lane:
                 # pipelined: the next batch is claimed while this one's last sends are in
                 # flight, so the pace never stalls between batches
                 claimed = await self.run_once(wait=False)
+                if claimed >= self.batch:
+                    continue
                 if not claimed:
                     try:
                         await asyncio.wait_for(self.wake.wait(), self.poll_seconds)
                     except TimeoutError:
                         pass
+                # rows queued in a burst are claimed together, not one claim each
+                await asyncio.sleep(self.linger)
         finally:
             for task in self._inflight:
                 task.cancel()

@@ -26,10 +26,8 @@ async def create_link_code(person: Person, now: datetime, ttl: timedelta) -> Lin
 
 
 async def person_by_address(channel: str, address: str) -> Person | None:
-    identity = await Identity.get_or_none(channel=channel, address=address).prefetch_related(
-        "person"
-    )
-    return identity.person if identity else None
+    """Whose address this is (one query, a join over the identity)."""
+    return await Person.filter(identities__channel=channel, identities__address=address).first()
 
 
 async def link(channel: str, address: str, person: Person) -> None:

@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tortoise.expressions import F
-
 from handlers.context import ServiceContext
 from handlers.message import Attachment, InboundMessage, Reply
-from handlers.notify import build_delivery, ordered_channels, remember_threads
+from handlers.notify import build_delivery, ordered_channels, queue
 from store.models import Attachment as StoredAttachment
 from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
-from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
+from store.outbox import PRIORITY_NOTICE, Delivery
 
 CASE_NUMBER = re.compile(r"\bUM-(\d{4})-(\d{6})\b", re.IGNORECASE)
 CASE_TAG = re.compile(r"\[(UM-\d{4}-\d{6})\]", re.IGNORECASE)
@@ -48,11 +46,20 @@ def find_number(text: str | None) -> str | None:
 
 
 async def allocate_numbers(year: int, count: int) -> list[str]:
-    """Reserve `count` consecutive case numbers of `year`. Call inside a transaction."""
-    name = f"case-{year}"
-    await Counter.bulk_create([Counter(name=name, value=0)], ignore_conflicts=True)
-    await Counter.filter(name=name).update(value=F("value") + count)
-    last = (await Counter.get(name=name)).value
+    """Reserve `count` consecutive case numbers of `year`. Call inside a transaction.
+
+    One upsert with `RETURNING` (SQLite ≥ 3.35, PostgreSQL): it creates the year's
+    counter or bumps it under the row lock, and says where it now stands. Written as SQL
+    because the ORM needs three round trips (create-if-missing, `F()` update, read back)."""
+    db = Counter._meta.db
+    values = ("$1", "$2") if db.capabilities.dialect == "postgres" else ("?", "?")
+    rows = await db.execute_query_dict(
+        'INSERT INTO "counter" ("name", "value") VALUES ({}, {}) ON CONFLICT ("name") '
+        'DO UPDATE SET "value" = "counter"."value" + excluded."value" '
+        'RETURNING "value"'.format(*values),
+        [f"case-{year}", count],
+    )
+    last = int(rows[0]["value"])
     return [f"UM-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
 
 
@@ -74,9 +81,10 @@ class NewCase:
 async def create_cases(
     ctx: ServiceContext, drafts: list[NewCase], *, confirm_to_email: bool
 ) -> list[tuple[Case, str, Delivery | None]]:
-    """Create cases (one counter bump for all) and queue e-mail confirmations where asked.
+    """Create cases (one counter bump for all) and build e-mail confirmations where asked.
 
-    Call inside a transaction. Returns (case, access code, queued confirmation).
+    Call inside a transaction, and queue the confirmations with `notify.queue` in it.
+    Returns (case, access code, confirmation or None).
     """
     now = ctx.clock.now()
     numbers = await allocate_numbers(now.astimezone(ctx.zone).year, len(drafts))
@@ -119,7 +127,6 @@ async def create_cases(
     await CaseEvent.bulk_create(events)
     if files:
         await StoredAttachment.bulk_create(files)
-    await remember_threads(deliveries)
     return out
 
 
@@ -318,6 +325,5 @@ async def add_staff_event(
             person_id=person.id if person else None, case=case.number,
         )
         if delivery:
-            await remember_threads([delivery])
-            await enqueue([delivery], now)
+            await queue([delivery], now)
     return event

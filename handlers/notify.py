@@ -14,7 +14,7 @@ from typing import Any
 
 from handlers.context import ServiceContext
 from store.models import Identity, MailThread, Person
-from store.outbox import Delivery
+from store.outbox import Delivery, enqueue
 
 DEFAULT_ORDER = ("telegram", "email")
 
@@ -78,6 +78,13 @@ def render_for(
     if buttons:
         payload["buttons"] = buttons
     return payload
+
+
+async def queue(deliveries: list[Delivery], now: datetime) -> None:
+    """Put deliveries in the outbox and remember the threads of the case mail among them.
+    Call inside the transaction of their cause."""
+    await remember_threads(deliveries)
+    await enqueue(deliveries, now)
 
 
 async def remember_threads(deliveries: list[Delivery]) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from handlers import accounts, announcements, cases, dialogue, grades, i18n, library
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply, UserFacingError
-from handlers.notify import email_payload, remember_threads
+from handlers.notify import email_payload
 from store.models import Person
 from store.outbox import PRIORITY_REPLY, Delivery
 
@@ -162,7 +162,8 @@ def to_deliveries(
 
 
 async def handle(ctx: ServiceContext, msg: InboundMessage) -> list[Delivery]:
-    """The inbound funnel: resolve the sender, route, and return replies to queue."""
+    """The inbound funnel: resolve the sender, route, and return the replies, for the
+    caller to queue with `notify.queue` in the same transaction."""
     person = await accounts.person_by_address(msg.channel, msg.address)
     try:
         replies = await route(ctx, msg, person)
@@ -170,6 +171,4 @@ async def handle(ctx: ServiceContext, msg: InboundMessage) -> list[Delivery]:
         replies = [Reply(error.template, error.context)]
     if person is not None and person.last_channel != msg.channel:
         await Person.filter(id=person.id).update(last_channel=msg.channel)
-    deliveries = to_deliveries(ctx, msg, person, replies)
-    await remember_threads(deliveries)
-    return deliveries
+    return to_deliveries(ctx, msg, person, replies)

@@ -94,7 +94,7 @@ async def test_store_failure_answers_451(gw: Gateway, monkeypatch: pytest.Monkey
     async def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise ConnectionError("database gone")
 
-    monkeypatch.setattr(RawInbound, "bulk_create", broken)
+    monkeypatch.setattr(RawInbound, "save", broken)
     with pytest.raises(aiosmtplib.SMTPDataError) as raised:
         await gw.smtp(b"Subject: x\r\nMessage-ID: <f@x>\r\n\r\nbody\r\n")
     assert raised.value.code == 451
