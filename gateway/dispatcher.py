@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from store.clock import Clock
 from store.models import Outbox
@@ -23,6 +24,7 @@ from store.outbox import (
     RateLimited,
     TransientSendError,
     claim,
+    mark_all_sent,
     mark_failed,
     mark_retry,
     mark_sent,
@@ -114,6 +116,10 @@ class Lane:
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
         self.linger = linger
+        # an unpaced lane (email) marks a claimed batch's sent rows in one UPDATE when the
+        # batch is done; a paced lane (Telegram) marks each row as it goes, since its batch
+        # takes a second and a crash in it would repeat that second's messages
+        self.mark_together = rate is None
         self.metrics = metrics or NoMetrics()
         self.wake = asyncio.Event()
         # both from the injected clock, so tests move time instead of sleeping
@@ -142,8 +148,12 @@ class Lane:
                 # rows queued in a burst are claimed together, not one claim each
                 await asyncio.sleep(self.linger)
         finally:
-            for task in self._inflight:
+            inflight = list(self._inflight)
+            for task in inflight:
                 task.cancel()
+            # let cancelled sends settle and their batch's marks be written before the
+            # store closes (a delivered row left "sending" would go out again)
+            await asyncio.gather(*inflight, return_exceptions=True)
 
     async def run_once(self, wait: bool = True) -> int:
         """Claim one batch and start sending it; returns the number of rows claimed.
@@ -154,7 +164,8 @@ class Lane:
             await reclaim_expired(now)
         rows = await claim(self.channel, self.worker, now, self.lease, self.batch)
         self.metrics.claimed(self.channel, len(rows))
-        tasks = []
+        tasks: list[asyncio.Task] = []
+        sent: list[Outbox] = []
         for row in rows:
             if self._paused_until is not None:
                 pause = (self._paused_until - self.clock.now()).total_seconds()
@@ -172,21 +183,35 @@ class Lane:
                 self._next_for_chat[row.recipient] = self.clock.now() + timedelta(
                     seconds=self.chat_interval or 0)
             await self.concurrency.acquire()
-            task = asyncio.create_task(self._send(row))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            tasks.append(task)
+            tasks.append(self._start(self._send(row, sent)))
+        if tasks and self.mark_together:
+            tasks.append(self._start(self._mark_when_done(list(tasks), sent)))
         if tasks and wait:
             await asyncio.gather(*tasks)
         self._forget_old_chats()
         return len(rows)
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task:
+        task = asyncio.create_task(work)
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
+
+    async def _mark_when_done(self, sends: list[asyncio.Task], sent: list[Outbox]) -> None:
+        """Mark a batch's delivered rows once its sends are over — even if the lane is
+        stopping, so that a clean shutdown never sends them again."""
+        try:
+            await asyncio.wait(sends)
+        finally:
+            if sent:
+                await mark_all_sent(sent, self.clock.now())
 
     def _forget_old_chats(self) -> None:
         if len(self._next_for_chat) > 10_000:
             now = self.clock.now()
             self._next_for_chat = {k: v for k, v in self._next_for_chat.items() if v > now}
 
-    async def _send(self, row: Outbox) -> None:
+    async def _send(self, row: Outbox, sent: list[Outbox]) -> None:
         try:
             await self.sender.send(row)
         except RateLimited as error:
@@ -212,7 +237,10 @@ class Lane:
                 await mark_retry(row, self.clock.now(), str(error))
         else:
             self.metrics.sent(self.channel)
-            await mark_sent(row, self.clock.now())
+            if self.mark_together:
+                sent.append(row)
+            else:
+                await mark_sent(row, self.clock.now())
         finally:
             self.concurrency.release()
 

@@ -24,9 +24,19 @@ def start(name: str, coro: Awaitable[None]) -> asyncio.Task:
     return task
 
 
-async def stop(*tasks: asyncio.Task) -> None:
+async def stop(*tasks: asyncio.Task, grace: float = 3.0) -> None:
+    """Cancel and wait. A task still running after `grace` seconds is named in the log and
+    cancelled again: a cancellation can be lost (a library that catches it, or one landing
+    just as an awaited future completes), and a worker loop would then run on. The
+    warning is how the SQLite lock leak in store/sqlite_fix.py was found."""
     for task in tasks:
         task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=grace)
+        for task in pending:
+            log.warning("task %s outlived its cancellation; cancelling it again", task.get_name())
+            task.cancel()
     for task in tasks:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task

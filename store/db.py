@@ -18,7 +18,10 @@ from tortoise.connection import get_connection
 from tortoise.context import TortoiseContext
 from tortoise.migrations.executor import MigrationExecutor
 
+from store import sqlite_fix
+
 log = logging.getLogger(__name__)
+sqlite_fix.install()
 
 APP_LABEL = "models"
 MODELS_MODULE = "store.models"

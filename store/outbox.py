@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from tortoise.expressions import F
 from tortoise.functions import Count, Min
 from tortoise.transactions import in_transaction
 
@@ -114,6 +115,13 @@ async def reclaim_expired(now: datetime) -> int:
 async def mark_sent(row: Outbox, now: datetime) -> None:
     await Outbox.filter(id=row.id).update(
         status="sent", sent_at=now, attempts=row.attempts + 1, lease_until=None, last_error=""
+    )
+
+
+async def mark_all_sent(rows: list[Outbox], now: datetime) -> None:
+    """`mark_sent` for a whole claimed batch in one statement."""
+    await Outbox.filter(id__in=[r.id for r in rows]).update(
+        status="sent", sent_at=now, attempts=F("attempts") + 1, lease_until=None, last_error=""
     )
 
 
