@@ -25,6 +25,7 @@ from handlers.notify import build_delivery, ordered_channels, queue
 from store.models import Attachment as StoredAttachment
 from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
 from store.outbox import PRIORITY_NOTICE, Delivery
+from store.rows import insert_rows
 
 CASE_NUMBER = re.compile(r"\bUM-(\d{4})-(\d{6})\b", re.IGNORECASE)
 CASE_TAG = re.compile(r"\[(UM-\d{4}-\d{6})\]", re.IGNORECASE)
@@ -123,8 +124,8 @@ async def create_cases(
             if delivery:
                 deliveries.append(delivery)
         out.append((case, code, delivery))
-    await Case.bulk_create(cases)
-    await CaseEvent.bulk_create(events)
+    await insert_rows(cases)
+    await insert_rows(events)
     if files:
         await StoredAttachment.bulk_create(files)
     return out
