@@ -1,9 +1,10 @@
 """Inbound SMTP into cases vs a bare aiosmtpd sink, over one aiosmtplib connection.
 
 Mail comes from another process over one connection. Ours counts until every message is
-a case (stored raw before `250`, parsed, case created, reply queued); the sink answers
-`250` and forgets. Run: `python -m bench.smtp_inbound`
-(target ratio ≥ 0.5).
+a case (stored raw before `250`, parsed, case created, reply queued and written); the sink
+answers `250` and forgets. Two lines are printed: the rate at which the sender got its
+`250`s (each mail durable by then), and the rate into cases (the issue's figure, target
+ratio ≥ 0.5). Run: `python -m bench.smtp_inbound`
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ async def baseline(count: int) -> float:
     return count / elapsed
 
 
-async def ours(count: int) -> float:
+async def ours(count: int) -> tuple[float, float]:
+    """(acknowledged messages/s as the sender saw them, messages/s into cases)."""
     from store.models import Case
 
     with tempdir() as tmp:
@@ -83,18 +85,20 @@ async def ours(count: int) -> float:
         runner = web.AppRunner(app)
         await runner.setup()
         start = time.perf_counter()
-        await send_all(app[SMTP_PORT], count)
+        sending = await send_all(app[SMTP_PORT], count)
         while await Case.all().count() < count:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - start
         await runner.cleanup()
-    return count / elapsed
+    return count / sending, count / elapsed
 
 
 async def main() -> None:
     print(f"machine: {machine()}")
     base = await baseline(COUNT)
-    report("inbound SMTP → cases", await ours(COUNT), base, "messages/s", 0.5)
+    acknowledged, into_cases = await ours(COUNT)
+    report("inbound SMTP, stored and acknowledged (250)", acknowledged, base, "messages/s")
+    report("inbound SMTP → cases", into_cases, base, "messages/s", 0.5)
 
 
 if __name__ == "__main__":
