@@ -126,11 +126,7 @@ class Inbox:
         marks: dict[tuple[str, str], list[int]] = defaultdict(list)
         deliveries: list[Delivery] = []
         async with in_transaction():
-            taken = set(
-                await RawInbound.filter(id__in=[row.id for row, _, _ in work], status="pending")
-                .select_for_update(skip_locked=True)
-                .values_list("id", flat=True)
-            )
+            taken = await take([row.id for row, _, _ in work])
             for row, msg, reason in work:
                 if row.id not in taken:
                     continue  # another instance has it
@@ -176,6 +172,15 @@ class Inbox:
                 key=f"cbanswer:{row.id}", channel="telegram", recipient=msg.address,
                 payload={"answer_callback": msg.callback_id}, priority=PRIORITY_REPLY))
         return deliveries
+
+
+async def take(ids: list[int]) -> set[int]:
+    """Lock the still-pending rows among `ids` for this transaction; rows another
+    instance holds are skipped. (`.only("id")`, not `.values_list`: Tortoise 1.1 drops
+    `FOR UPDATE` from a values query.)"""
+    rows = await (RawInbound.filter(id__in=ids, status="pending")
+                  .select_for_update(skip_locked=True).only("id"))
+    return {row.id for row in rows}
 
 
 def _outcome(msg: InboundMessage | None, reason: str) -> tuple[str, str]:

@@ -36,3 +36,33 @@ async def test_cancel_while_a_transaction_begins_releases_the_connection(gw: Gat
     await asyncio.wait_for(next_transaction(), timeout=5)
     assert await Counter.filter(name="after").exists()
     assert not await Counter.filter(name="never").exists()
+
+
+@pytest.mark.skipif(PG_URL is None, reason="row locks across connections: PostgreSQL")
+async def test_two_instances_never_take_the_same_inbound_rows(gw: Gateway) -> None:
+    """While one transaction holds pending rows, another's `take` skips them."""
+    from datetime import datetime, timezone
+
+    from gateway.inbox import take
+    from store.models import RawInbound
+
+    now = datetime(2026, 11, 25, tzinfo=timezone.utc)
+    rows = [await RawInbound.create(channel="email", external_id=f"x{n}", payload=b"",
+                                    received_at=now) for n in range(3)]
+    ids = [r.id for r in rows]
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> set[int]:
+        async with in_transaction():
+            got = await take(ids[:2])
+            holding.set()
+            await release.wait()
+            return got
+
+    task = asyncio.create_task(first())
+    await holding.wait()
+    async with in_transaction():
+        second = await take(ids)
+    release.set()
+    assert await task == set(ids[:2])
+    assert second == {ids[2]}
