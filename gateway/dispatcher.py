@@ -24,7 +24,6 @@ from store.outbox import (
     RateLimited,
     TransientSendError,
     claim,
-    mark_all_sent,
     mark_failed,
     mark_retry,
     mark_sent,
@@ -204,7 +203,7 @@ class Lane:
             await asyncio.wait(sends)
         finally:
             if sent:
-                await mark_all_sent(sent, self.clock.now())
+                await mark_sent(sent, self.clock.now())
 
     def _forget_old_chats(self) -> None:
         if len(self._next_for_chat) > 10_000:
@@ -240,7 +239,7 @@ class Lane:
             if self.mark_together:
                 sent.append(row)
             else:
-                await mark_sent(row, self.clock.now())
+                await mark_sent([row], self.clock.now())
         finally:
             self.concurrency.release()
 

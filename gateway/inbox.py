@@ -79,9 +79,9 @@ class Inbox:
             # third of ten batches of one (bench/smtp_inbound.py)
             await asyncio.sleep(self.linger)
 
-    async def drain(self, limit: int | None = None) -> int:
+    async def drain(self) -> int:
         """Handle one batch of pending rows in arrival order; returns how many were looked at."""
-        rows = await RawInbound.filter(status="pending").order_by("id").limit(limit or self.batch)
+        rows = await RawInbound.filter(status="pending").order_by("id").limit(self.batch)
         if not rows:
             return 0
         work = [self.parse(row) for row in rows]

@@ -89,7 +89,7 @@ async def create_cases(
     """
     now = ctx.clock.now()
     numbers = await allocate_numbers(now.astimezone(ctx.zone).year, len(drafts))
-    cases, events, deliveries, files, out = [], [], [], [], []
+    cases, events, files, out = [], [], [], []
     for number, draft in zip(numbers, drafts, strict=True):
         code = new_access_code()
         case = Case(
@@ -121,8 +121,6 @@ async def create_cases(
                 context={"case": case, "access_code": code}, priority=PRIORITY_NOTICE,
                 person_id=draft.person.id if draft.person else None, case=number,
             )
-            if delivery:
-                deliveries.append(delivery)
         out.append((case, code, delivery))
     await insert_rows(cases)
     await insert_rows(events)

@@ -81,14 +81,8 @@ def render_for(
 
 
 async def queue(deliveries: list[Delivery], now: datetime) -> None:
-    """Put deliveries in the outbox and remember the threads of the case mail among them.
-    Call inside the transaction of their cause."""
-    await remember_threads(deliveries)
-    await enqueue(deliveries, now)
-
-
-async def remember_threads(deliveries: list[Delivery]) -> None:
-    """Record the Message-IDs of case mail so a plain reply finds its case."""
+    """Put deliveries in the outbox, and record the Message-IDs of the case mail among them
+    so that a plain reply finds its case. Call inside the transaction of their cause."""
     threads = []
     for d in deliveries:
         for payload in [d.payload] + [f["payload"] for f in d.fallbacks]:
@@ -96,6 +90,7 @@ async def remember_threads(deliveries: list[Delivery]) -> None:
                 threads.append(MailThread(message_id=payload["message_id"], case_id=payload["case"]))
     if threads:
         await MailThread.bulk_create(threads, ignore_conflicts=True)
+    await enqueue(deliveries, now)
 
 
 def build_delivery(

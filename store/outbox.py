@@ -112,14 +112,8 @@ async def reclaim_expired(now: datetime) -> int:
         status="pending", lease_until=None)
 
 
-async def mark_sent(row: Outbox, now: datetime) -> None:
-    await Outbox.filter(id=row.id).update(
-        status="sent", sent_at=now, attempts=row.attempts + 1, lease_until=None, last_error=""
-    )
-
-
-async def mark_all_sent(rows: list[Outbox], now: datetime) -> None:
-    """`mark_sent` for a whole claimed batch in one statement."""
+async def mark_sent(rows: list[Outbox], now: datetime) -> None:
+    """Record delivered rows (one, or a whole claimed batch) in one statement."""
     await Outbox.filter(id__in=[r.id for r in rows]).update(
         status="sent", sent_at=now, attempts=F("attempts") + 1, lease_until=None, last_error=""
     )

@@ -17,8 +17,6 @@ from typing import Any
 from tortoise.backends.sqlite.client import SqliteTransactionContext
 from tortoise.connection import get_connections
 
-_original_enter = SqliteTransactionContext.__aenter__
-
 
 async def _guarded_enter(self: SqliteTransactionContext) -> Any:
     await self._trxlock.acquire()
