@@ -11,15 +11,10 @@ import asyncio
 import time
 from datetime import datetime, timezone
 
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-
-from bench.common import bench_settings, machine, tempdir
-from gateway.app import create_app
+from bench.common import machine, telegram_gateway
 from gateway.keys import SERVICES
 from handlers import announcements
 from store.models import Identity, Outbox, Person
-from tests.doubles.botapi import BotApiDouble
 
 RECIPIENTS = 20_000
 RATE = 25.0
@@ -28,17 +23,7 @@ WINDOW = 30.0  # seconds of delivery to measure (the whole drain takes over 13 m
 
 async def main() -> None:
     print(f"machine: {machine()}")
-    double = BotApiDouble(enforce_overall=30, enforce_per_chat=1)
-    server = TestServer(double.app(), host="127.0.0.1")
-    await server.start_server()
-    with tempdir() as tmp:
-        settings = bench_settings(tmp, telegram_token="1:BENCH", telegram_rate=RATE,
-                                  telegram_api_url=str(server.make_url("")).rstrip("/"),
-                                  telegram_mode="webhook", telegram_webhook_secret="s",
-                                  quiet_start="00:00", quiet_end="00:00")
-        app = create_app(settings)
-        runner = web.AppRunner(app)
-        await runner.setup()
+    async with telegram_gateway(RATE, quiet_start="00:00", quiet_end="00:00") as (double, app):
         now = datetime.now(timezone.utc)
         await Person.bulk_create([Person(name=f"Pracownik {n}", roles=["staff"],
                                          units=["urzad"], quiet_start="00:00", quiet_end="00:00",
@@ -63,8 +48,6 @@ async def main() -> None:
         # competes with sending for the one event loop)
         sent = [s for s in double.sent if s.method == "sendMessage" and s.at >= enqueued_at]
         achieved = (len(sent) - 1) / (sent[-1].at - sent[0].at) if len(sent) > 1 else 0.0
-        await runner.cleanup()
-    await server.close()
     print(f"delivery over {WINDOW:.0f} s: {len(sent)} messages, {achieved:.2f} msg/s of "
           f"EMIL_TELEGRAM_RATE={RATE:.0f}: ratio {achieved / RATE:.3f} (goal ≥ 0.95), "
           f"429 answers: {double.throttled}")

@@ -7,18 +7,23 @@ ratio of it, so the number means the same on any machine. No thresholds live in 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import multiprocessing
 import os
 import platform
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from gateway.config import Settings
+from tests.doubles.botapi import BotApiDouble
 
 
 def machine() -> str:
@@ -86,4 +91,31 @@ def tempdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="emil-bench-", dir="var")
 
 
-__all__ = ["Path", "bench_settings", "load", "machine", "report", "tempdir"]
+@contextlib.asynccontextmanager
+async def telegram_gateway(rate: float, **overrides: Any
+                           ) -> AsyncIterator[tuple[BotApiDouble, web.Application]]:
+    """A running gateway (webhook mode, scratch folder) whose Telegram lane sends at `rate`
+    to the Bot API double enforcing Telegram's limits: 30/s overall, one per second per
+    chat, 429 on a breach. Yields (double, app)."""
+    from gateway.app import create_app
+
+    double = BotApiDouble(enforce_overall=30, enforce_per_chat=1)
+    server = TestServer(double.app(), host="127.0.0.1")
+    await server.start_server()
+    try:
+        with tempdir() as tmp:
+            app = create_app(bench_settings(
+                tmp, telegram_token="1:BENCH", telegram_rate=rate,
+                telegram_api_url=str(server.make_url("")).rstrip("/"),
+                telegram_mode="webhook", telegram_webhook_secret="s", **overrides))
+            runner = web.AppRunner(app)
+            await runner.setup()
+            try:
+                yield double, app
+            finally:
+                await runner.cleanup()
+    finally:
+        await server.close()
+
+
+__all__ = ["Path", "bench_settings", "load", "machine", "report", "telegram_gateway", "tempdir"]

@@ -9,14 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-
-from bench.common import bench_settings, machine, tempdir
-from gateway.app import create_app
+from bench.common import machine, telegram_gateway
 from gateway.keys import CLOCK, DISPATCHER
 from store.outbox import PRIORITY_BULK, Delivery, enqueue
-from tests.doubles.botapi import BotApiDouble
 
 RATE = 25.0
 COUNT = 500
@@ -24,17 +19,7 @@ COUNT = 500
 
 async def main() -> None:
     print(f"machine: {machine()}")
-    double = BotApiDouble(enforce_overall=30, enforce_per_chat=1)
-    server = TestServer(double.app(), host="127.0.0.1")
-    await server.start_server()
-    with tempdir() as tmp:
-        settings = bench_settings(tmp, telegram_token="1:BENCH",
-                                  telegram_api_url=str(server.make_url("")).rstrip("/"),
-                                  telegram_mode="webhook", telegram_webhook_secret="s",
-                                  telegram_rate=RATE)
-        app = create_app(settings)
-        runner = web.AppRunner(app)
-        await runner.setup()
+    async with telegram_gateway(RATE) as (double, app):
         # 90% broadcast to distinct chats, 10% a second message to an already-used chat
         rows = [Delivery(key=f"b:{n}", channel="telegram", recipient=str(10_000 + n),
                          payload={"text": f"Ogłoszenie {n}"}, priority=PRIORITY_BULK)
@@ -46,8 +31,6 @@ async def main() -> None:
         app[DISPATCHER].notify()
         await double.wait_for(COUNT, timeout=COUNT / RATE * 3)
         elapsed = time.perf_counter() - start
-        await runner.cleanup()
-    await server.close()
     achieved = (COUNT - 1) / (double.sent[-1].at - double.sent[0].at)
     print(f"outbox → Telegram: {COUNT} messages in {elapsed:.1f} s, achieved {achieved:.2f} msg/s, "
           f"configured {RATE:.0f} msg/s, ratio {achieved / RATE:.3f} (target ≥ 0.95), "
