@@ -25,13 +25,14 @@ from telegram import Bot
 from tortoise.transactions import in_transaction
 
 from bots import inbound as telegram_inbound
-from handlers import router
+from handlers import accounts, router
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
 from handlers.notify import queue
+from handlers.router import UNKNOWN
 from mail import loops
 from mail import parse as mail_parse
-from store.models import RawInbound
+from store.models import Person, RawInbound
 from store.outbox import PRIORITY_REPLY, Delivery
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,13 @@ class Inbox:
         deliveries: list[Delivery] = []
         async with in_transaction():
             taken = await take([row.id for row, _, _ in work])
+            senders = await known_senders([msg for row, msg, _ in work if row.id in taken])
             for row, msg, reason in work:
                 if row.id not in taken:
                     continue  # another instance has it
                 marks[_outcome(msg, reason)].append(row.id)
                 if msg is not None:
-                    deliveries += await self.answer(row, msg)
+                    deliveries += await self.answer(row, msg, senders.pop((msg.channel, msg.address), UNKNOWN))
             for (status, note), ids in marks.items():
                 await RawInbound.filter(id__in=ids).update(status=status, note=note,
                                                            processed_at=now)
@@ -164,9 +166,10 @@ class Inbox:
                                                [Reply("error", {"reference": reference})])
                 await queue(apology, now)
 
-    async def answer(self, row: RawInbound, msg: InboundMessage) -> list[Delivery]:
+    async def answer(self, row: RawInbound, msg: InboundMessage, person: Person | None = UNKNOWN
+                     ) -> list[Delivery]:
         """Route one message (inside the caller's transaction); its replies to queue."""
-        deliveries = await router.handle(self.ctx, msg)
+        deliveries = await router.handle(self.ctx, msg, person)
         if msg.callback_id:
             deliveries.insert(0, Delivery(
                 key=f"cbanswer:{row.id}", channel="telegram", recipient=msg.address,
@@ -181,6 +184,22 @@ async def take(ids: list[int]) -> set[int]:
     rows = await (RawInbound.filter(id__in=ids, status="pending")
                   .select_for_update(skip_locked=True).only("id"))
     return {row.id for row in rows}
+
+
+async def known_senders(messages: list[InboundMessage | None]
+                        ) -> dict[tuple[str, str], Person | None]:
+    """Who sent the messages of a batch, looked up together (one query, not one each).
+    `pop` it: a later message of the same sender is looked up again when its turn
+    comes, because an earlier one (`/start CODE`) may have linked the address."""
+    addresses: dict[str, set[str]] = defaultdict(set)
+    for msg in messages:
+        if msg is not None:
+            addresses[msg.channel].add(msg.address)
+    senders: dict[tuple[str, str], Person | None] = {}
+    for channel, group in addresses.items():
+        people = await accounts.people_by_address(channel, group)
+        senders.update({(channel, address): people.get(address) for address in group})
+    return senders
 
 
 def _outcome(msg: InboundMessage | None, reason: str) -> tuple[str, str]:

@@ -33,6 +33,19 @@ async def person_by_address(channel: str, address: str) -> Person | None:
     return await Person.get_or_none(id=person_id) if person_id is not None else None
 
 
+async def people_by_address(channel: str, addresses: set[str]) -> dict[str, Person]:
+    """`person_by_address` for a whole inbox batch: two queries for any number of
+    addresses, one when nobody is linked (the usual case for mail)."""
+    if not addresses:
+        return {}
+    found = await Identity.filter(channel=channel, address__in=addresses).values_list(
+        "address", "person_id")
+    if not found:
+        return {}
+    people = {p.id: p for p in await Person.filter(id__in={pid for _, pid in found})}
+    return {address: people[pid] for address, pid in found if pid in people}
+
+
 async def link(channel: str, address: str, person: Person) -> None:
     """Bind an address to a person, moving it from whoever had it before."""
     await Identity.filter(channel=channel, address=address).delete()

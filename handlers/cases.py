@@ -26,6 +26,7 @@ from store.models import Attachment as StoredAttachment
 from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
 from store.outbox import PRIORITY_NOTICE, Delivery
 from store.rows import insert_rows
+from store.sql import sql
 
 CASE_NUMBER = re.compile(r"\bUM-(\d{4})-(\d{6})\b", re.IGNORECASE)
 CASE_TAG = re.compile(r"\[(UM-\d{4}-\d{6})\]", re.IGNORECASE)
@@ -46,6 +47,12 @@ def find_number(text: str | None) -> str | None:
     return f"UM-{match.group(1)}-{match.group(2)}" if match else None
 
 
+_BUMP_COUNTER = (
+    'INSERT INTO "counter" ("name", "value") VALUES (?, ?) ON CONFLICT ("name") '
+    'DO UPDATE SET "value" = "counter"."value" + excluded."value" RETURNING "value"'
+)
+
+
 async def allocate_numbers(year: int, count: int) -> list[str]:
     """Reserve `count` consecutive case numbers of `year`. Call inside a transaction.
 
@@ -53,13 +60,7 @@ async def allocate_numbers(year: int, count: int) -> list[str]:
     counter or bumps it under the row lock, and says where it now stands. Written as SQL
     because the ORM needs three round trips (create-if-missing, `F()` update, read back)."""
     db = Counter._meta.db
-    values = ("$1", "$2") if db.capabilities.dialect == "postgres" else ("?", "?")
-    rows = await db.execute_query_dict(
-        'INSERT INTO "counter" ("name", "value") VALUES ({}, {}) ON CONFLICT ("name") '
-        'DO UPDATE SET "value" = "counter"."value" + excluded."value" '
-        'RETURNING "value"'.format(*values),
-        [f"case-{year}", count],
-    )
+    rows = await db.execute_query_dict(sql(db, _BUMP_COUNTER), [f"case-{year}", count])
     last = int(rows[0]["value"])
     return [f"UM-{year}-{n:06d}" for n in range(last - count + 1, last + 1)]
 

@@ -161,10 +161,17 @@ def to_deliveries(
     return out
 
 
-async def handle(ctx: ServiceContext, msg: InboundMessage) -> list[Delivery]:
-    """The inbound funnel: resolve the sender, route, and return the replies, for the
-    caller to queue with `notify.queue` in the same transaction."""
-    person = await accounts.person_by_address(msg.channel, msg.address)
+#: `handle(..., person=UNKNOWN)`: the caller has not looked the sender up
+UNKNOWN: Any = object()
+
+
+async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None = UNKNOWN
+                 ) -> list[Delivery]:
+    """The inbound funnel: resolve the sender (unless the caller already did, for a whole
+    batch), route, and return the replies, for the caller to queue with `notify.queue`
+    in the same transaction."""
+    if person is UNKNOWN:
+        person = await accounts.person_by_address(msg.channel, msg.address)
     try:
         replies = await route(ctx, msg, person)
     except UserFacingError as error:

@@ -19,6 +19,7 @@ from tortoise.functions import Count, Min
 from tortoise.transactions import in_transaction
 
 from store.models import Outbox
+from store.sql import as_models, is_postgres, sql
 
 
 class SendError(Exception):
@@ -85,23 +86,29 @@ async def enqueue(deliveries: list[Delivery], now: datetime) -> int:
     return len(rows)
 
 
+_CLAIM = (
+    'UPDATE "outbox" SET "status" = \'sending\', "lease_until" = ?, "claimed_by" = ? '
+    'WHERE "id" IN (SELECT "id" FROM "outbox" WHERE "channel" = ? AND "status" = \'pending\' '
+    'AND "next_attempt_at" <= ? ORDER BY "priority", "next_attempt_at", "id" LIMIT ?{lock}) '
+    'RETURNING *'
+)
+
+
 async def claim(
     channel: str, worker: str, now: datetime, lease: timedelta, limit: int
 ) -> list[Outbox]:
-    """Take up to `limit` due rows of one channel, most urgent first, under a lease."""
-    async with in_transaction() as conn:
-        rows = (
-            await Outbox.filter(channel=channel, status="pending", next_attempt_at__lte=now)
-            .order_by("priority", "next_attempt_at", "id")
-            .limit(limit)
-            .select_for_update(skip_locked=True)
-            .using_db(conn)
-        )
-        if rows:
-            await Outbox.filter(id__in=[r.id for r in rows]).using_db(conn).update(
-                status="sending", lease_until=now + lease, claimed_by=worker
-            )
-    return list(rows)
+    """Take up to `limit` due rows of one channel, most urgent first, under a lease.
+
+    One statement, one round trip: the ORM needs a transaction around a locking `SELECT`
+    and an `UPDATE` (four round trips), which on the mail path cost more than the claim's
+    work. On PostgreSQL the inner select skips rows another instance has locked."""
+    db = Outbox._meta.db
+    lock = " FOR UPDATE SKIP LOCKED" if is_postgres(db) else ""
+    rows = await db.execute_query_dict(sql(db, _CLAIM.format(lock=lock)),
+                                       [now + lease, worker, channel, now, limit])
+    claimed = as_models(Outbox, rows)
+    claimed.sort(key=lambda row: (row.priority, row.next_attempt_at, row.id))
+    return claimed
 
 
 async def reclaim_expired(now: datetime) -> int:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from store.models import Case, Identity, LinkCode
-from tests.conftest import Gateway, make_mail
+from gateway.keys import DISPATCHER, INBOX
+from tests.conftest import WEBHOOK_SECRET, Gateway, make_mail
 from tests.doubles.botapi import callback_update, message_update
 
 
@@ -140,3 +141,20 @@ async def test_link_by_email_gives_a_deep_link(gw: Gateway) -> None:
     await gw.tg(1401, f"/start {code}")
     identities = await Identity.all().values_list("channel", "address")
     assert set(identities) == {("email", "nowy@example.pl"), ("telegram", "1401")}
+
+
+async def test_a_chat_linked_mid_batch_is_known_to_its_next_message(gw: Gateway) -> None:
+    """The inbox looks a batch's senders up together; a `/start CODE` earlier in the same
+    batch must still count for the same chat's next message."""
+    person = await gw.person("Anna Nowak")
+    resp = await gw.client.post(f"/api/v1/people/{person}/link-codes", headers=gw.admin)
+    code = (await resp.json())["code"]
+    for text in (f"/start {code}", "/ustawienia"):
+        resp = await gw.client.post("/telegram/webhook", json=message_update(505, text),
+                                    headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
+        assert resp.status == 200  # stored, not yet handled
+    assert await gw.app[INBOX].drain() == 2  # one batch
+    await gw.app[DISPATCHER].drain()
+    linked, settings = gw.botapi.texts_to(505)
+    assert "Anna Nowak" in linked
+    assert "nie jest połączony" not in settings
