@@ -1,3 +1,5 @@
 from gateway.cli import main
 
-main(prog_name="emilanowek")
+# guarded: the worker process (multiprocessing "spawn") imports this module again
+if __name__ == "__main__":
+    main(prog_name="emilanowek")

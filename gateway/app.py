@@ -42,11 +42,12 @@ from gateway.keys import (
 )
 from gateway.metrics import GatewayMetrics
 from gateway.scheduler import scheduler_ctx
+from gateway.worker_process import worker_process_ctx
 from handlers.context import LibraryRules, ServiceContext
 from handlers.render import Renderer
 from mail.sender import MailSender
 from mail.server import GatewaySMTPHandler, smtp_factory
-from store import leadership
+from store import leadership, wakeup
 from store.batcher import GroupCommit
 from store.clock import Clock
 from store.db import Store
@@ -102,7 +103,8 @@ async def bot_ctx(app: web.Application) -> AsyncIterator[None]:
     await bot.initialize()
     app[BOT] = bot
     app[SERVICES].bot_username = bot.username
-    if settings.telegram_mode == "webhook" and settings.base_url.startswith("https://"):
+    if (settings.telegram_mode == "webhook" and settings.base_url.startswith("https://")
+            and app[OPTIONS]["start_listeners"]):
         await bot.set_webhook(f"{settings.base_url}/telegram/webhook",
                               secret_token=settings.telegram_webhook_secret,
                               allowed_updates=["message", "callback_query"])
@@ -220,6 +222,43 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
         await tasks.stop(task)
 
 
+async def wake_worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Intake process (`EMIL_WORKER_PROCESS`): what would wake the inbox, the outbox or
+    the announcement publisher here wakes them in the worker process instead."""
+    settings = app[SETTINGS]
+    notifier = wakeup.Notifier(settings.database_url, quiet=settings.batch_linger_ms / 1000)
+    app[INBOX].elsewhere = lambda: notifier.notify(wakeup.INBOX)
+    app[DISPATCHER].elsewhere = lambda: notifier.notify(wakeup.OUTBOX)
+    publish = app[PUBLISHER]
+
+    async def forward_publish() -> None:
+        while True:
+            await publish.wait()
+            publish.clear()
+            notifier.notify(wakeup.PUBLISH)
+
+    forwarding = tasks.start("publish-forward", forward_publish())
+    yield
+    await tasks.stop(forwarding)
+    await notifier.close()
+
+
+async def worker_wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Worker process: the intake's notifications wake the inbox, lanes and publisher."""
+    ready = asyncio.Event()
+    listening = tasks.start("wake-listener", wakeup.listen(app[SETTINGS].database_url, {
+        wakeup.INBOX: app[INBOX].notify,
+        wakeup.OUTBOX: app[DISPATCHER].notify,
+        wakeup.PUBLISH: app[PUBLISHER].set,
+    }, ready=ready.set))
+    try:
+        await asyncio.wait_for(ready.wait(), 10)
+    except TimeoutError:
+        log.warning("not listening for wake-ups yet; the worker polls meanwhile")
+    yield
+    await tasks.stop(listening)
+
+
 async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
     """aiosmtpd in the app's own loop (its Controller would run a second loop in a thread)."""
     settings = app[SETTINGS]
@@ -242,9 +281,16 @@ async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, start_listeners: bool = True,
-               run_workers: bool = True) -> web.Application:
+               run_workers: bool = True, role: str = "all") -> web.Application:
     """The whole gateway. Tests pass a frozen clock, and `start_listeners=False` for an app
-    without the SMTP socket; `run_workers=False` leaves draining to the test."""
+    without the SMTP socket; `run_workers=False` leaves draining to the test.
+
+    With `EMIL_WORKER_PROCESS` this app is the intake and starts the worker process, whose
+    app is built with `role="worker"` (`gateway/worker_process.py`)."""
+    if role == "worker":
+        start_listeners, run_workers = False, True
+    elif settings.worker_process:
+        role, run_workers = "intake", False
     # hook bodies: an end-of-term grade batch is over a megabyte
     app = web.Application(middlewares=[errors_middleware], client_max_size=32 * 1024 * 1024)
     app[SETTINGS] = settings
@@ -252,8 +298,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[METRICS] = GatewayMetrics()
     app[STATE] = {"store": True, "outbox": True}
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers}
+    split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx],
+             "worker": [worker_wakeups_ctx]}[role]
     for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, publisher_ctx,
-                smtp_ctx, scheduler_ctx):
+                *split, smtp_ctx, scheduler_ctx):
         app.cleanup_ctx.append(ctx)
     api.setup(app)
     hooks.setup(app)

@@ -43,15 +43,21 @@ def _with_store(work: Callable[[Settings], Awaitable[T]]) -> T:
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
 def main(verbose: bool) -> None:
     """e-Milanówek gateway: the town's e-services by email, Telegram and webhooks."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+
+
+def setup_logging(level: int) -> None:
+    """One format for every process of the gateway (the worker process calls it too)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(processName)s "
+                                            "%(name)s: %(message)s")
     for noisy in ("httpx", "aiosqlite", "tortoise", "apscheduler", "mail.log", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @main.command()
 def serve() -> None:
-    """Run everything in one process: HTTP, SMTP, bot, outbox and scheduler."""
+    """Run the gateway: HTTP, SMTP, bot, outbox and scheduler (the last three in a second
+    process with EMIL_WORKER_PROCESS=true)."""
     from aiohttp import web
 
     from gateway.app import create_app

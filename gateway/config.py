@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     #: after waking for new work, the inbox and the outbox lanes wait this long so that a
     #: burst is handled as one batch (one commit, one claim) instead of one by one
     batch_linger_ms: float = 20.0
+    #: PostgreSQL only: handle inbound messages, send the outbox and run the scheduler in a
+    #: second process, so that taking mail and requests in and handling them use two cores
+    worker_process: bool = False
     link_code_ttl_minutes: int = 60 * 24
     #: the Telegram sender's leadership lease; a dead holder's role passes on after it
     leader_ttl_seconds: float = 15.0
@@ -95,6 +98,15 @@ class Settings(BaseSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"EMIL_TIMEZONE: unknown time zone {value!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _worker_process(self) -> Settings:
+        from store.db import is_postgres
+
+        if self.worker_process and not is_postgres(self.database_url):
+            raise ValueError("EMIL_WORKER_PROCESS needs PostgreSQL (EMIL_DATABASE_URL): SQLite "
+                             "has one writer, and two processes would wait on each other")
+        return self
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -253,10 +253,13 @@ class Dispatcher:
         self.lanes = {lane.channel: lane for lane in lanes}
         for lane in lanes:
             lane.notify_others = self.notify  # type: ignore[method-assign]
+        #: with `EMIL_WORKER_PROCESS`, the intake process's dispatcher wakes the worker's
+        self.elsewhere: Callable[[], None] = lambda: None
 
     def notify(self) -> None:
         for lane in self.lanes.values():
             lane.notify()
+        self.elsewhere()
 
     async def drain(self, max_rounds: int = 100) -> int:
         """Send everything due now (tests and `run-job`); returns rows claimed."""

@@ -61,9 +61,12 @@ class Inbox:
         self.batch = batch
         self.linger = linger
         self.wake = asyncio.Event()
+        #: with `EMIL_WORKER_PROCESS`, the intake process's inbox wakes the worker's
+        self.elsewhere: Callable[[], None] = lambda: None
 
     def notify(self) -> None:
         self.wake.set()
+        self.elsewhere()
 
     async def run(self, poll_seconds: float = 2.0) -> None:
         while True:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from store.models import Case, Identity, LinkCode
 from gateway.keys import DISPATCHER, INBOX
+from store.models import Case, Identity, LinkCode
 from tests.conftest import WEBHOOK_SECRET, Gateway, make_mail
 from tests.doubles.botapi import callback_update, message_update
 

@@ -32,3 +32,7 @@ def test_refuses_bad_and_placeholder_settings() -> None:
         Settings(_env_file=None, production=True)  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         Settings(_env_file=None, timezone="Mars/Olympus")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="WORKER_PROCESS needs PostgreSQL"):
+        Settings(_env_file=None, worker_process=True)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, worker_process=True,  # type: ignore[call-arg]
+                    database_url="postgres://postgres@127.0.0.1:5432/test").worker_process
