@@ -6,11 +6,9 @@ answers `250` and forgets. Two lines are printed: the rate at which the sender g
 `250`s (each mail durable by then), and the rate into cases (the issue's figure, target
 ratio ≥ 0.5). Run: `python -m bench.smtp_inbound`
 
-`--worker-process` (PostgreSQL only, `EMIL_BENCH_DATABASE_URL`) measures the topology the
-README proposes for the next step: this process takes mail in (SMTP, store, `250`) and a
-second process, an instance started without listeners, handles it (inbox, outbox). It is
-an experiment the gateway's `serve` does not offer yet: the second process learns of new
-mail by polling, and SQLite (one writer) cannot be shared this way.
+`--worker-process` (PostgreSQL only, `EMIL_BENCH_DATABASE_URL`) runs the gateway as
+`EMIL_WORKER_PROCESS=true` does: this process takes mail in (SMTP, store, `250`) and the
+worker process it starts handles it (inbox, outbox), woken by `NOTIFY`.
 """
 
 from __future__ import annotations
@@ -86,40 +84,20 @@ async def baseline(count: int) -> float:
     return count / elapsed
 
 
-def _worker_instance(tmp: str, stop) -> None:  # type: ignore[no-untyped-def]
-    """A second gateway process that only handles: no SMTP, no HTTP."""
-    async def run() -> None:
-        app = create_app(bench_settings(tmp), start_listeners=False, run_workers=True)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        while not stop.is_set():
-            await asyncio.sleep(0.1)
-        await runner.cleanup()
-
-    asyncio.run(run())
-
-
 async def ours(count: int, worker_process: bool = False) -> tuple[float, float]:
     """(acknowledged messages/s as the sender saw them, messages/s into cases)."""
     from store.models import Case
 
     with tempdir() as tmp:
-        app = create_app(bench_settings(tmp), run_workers=not worker_process)
+        app = create_app(bench_settings(tmp, worker_process=worker_process))
         runner = web.AppRunner(app)
         await runner.setup()
         if worker_process:
-            spawn = multiprocessing.get_context("spawn")
-            stop = spawn.Event()
-            worker = spawn.Process(target=_worker_instance, args=(tmp, stop))
-            worker.start()
-            await asyncio.sleep(3)  # its start-up (imports, store) is not the benchmark
+            await asyncio.sleep(3)  # the worker's start-up (imports, store) is not measured
         start, sending = await send_all(app[SMTP_PORT], count)
         while await Case.all().count() < count:
             await asyncio.sleep(0.05)
         elapsed = time.perf_counter() - start  # from the first message, as the sink's
-        if worker_process:
-            stop.set()
-            worker.join()
         await runner.cleanup()
     return count / sending, count / elapsed
 
