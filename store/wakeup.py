@@ -44,8 +44,11 @@ class Notifier:
         self._conn: asyncpg.Connection | None = None
         self._pending: set[str] = set()
         self._task: asyncio.Task | None = None
+        self._closed = False
 
     def notify(self, channel: str) -> None:
+        if self._closed:  # shutting down: the worker is stopping too
+            return
         self._pending.add(channel)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush())
@@ -65,6 +68,7 @@ class Notifier:
                 return
 
     async def close(self) -> None:
+        self._closed = True
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._conn is not None:
