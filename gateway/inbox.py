@@ -51,13 +51,15 @@ def redact(address: str) -> str:
 
 class Inbox:
     def __init__(self, ctx: ServiceContext, bot: Bot | None,
-                 outbox_wake: Callable[[], None], batch: int = 10, linger: float = 0.0) -> None:
+                 outbox_wake: Callable[[], None], batch: int = 5, linger: float = 0.0) -> None:
         self.ctx = ctx
         self.bot = bot
         self.outbox_wake = outbox_wake
         # a batch holds SQLite's single connection while it runs, and every API write and
-        # webhook commit waits for it: ten messages (~20 ms) keep the webhook benchmark
-        # at 0.31 of bare aiohttp where fifty gave 0.10
+        # webhook commit waits for it: with five messages (~10 ms) the webhook benchmark
+        # measured 0.30–0.42 of bare aiohttp, with ten 0.22–0.36, with fifty 0.10; the
+        # mail path measured the same with two, five or ten (bench/hook_endpoints.py,
+        # bench/smtp_inbound.py)
         self.batch = batch
         self.linger = linger
         self.wake = asyncio.Event()
