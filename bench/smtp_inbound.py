@@ -28,6 +28,7 @@ from aiosmtpd.smtp import SMTP
 from bench.common import bench_settings, machine, report, tempdir
 from gateway.app import create_app
 from gateway.keys import SMTP_PORT
+from store.db import is_postgres
 
 COUNT = 1500
 
@@ -105,7 +106,7 @@ async def ours(count: int, worker_process: bool = False) -> tuple[float, float]:
 async def main() -> None:
     print(f"machine: {machine()}")
     split = "--worker-process" in sys.argv[1:]
-    if split and not os.environ.get("EMIL_BENCH_DATABASE_URL", "").startswith("postgres"):
+    if split and not is_postgres(os.environ.get("EMIL_BENCH_DATABASE_URL", "")):
         sys.exit("--worker-process needs EMIL_BENCH_DATABASE_URL=postgres://…")
     base = await baseline(COUNT)
     acknowledged, into_cases = await ours(COUNT, split)

@@ -139,7 +139,8 @@ class Inbox:
                     continue  # another instance has it
                 marks[_outcome(msg, reason)].append(row.id)
                 if msg is not None:
-                    deliveries += await self.answer(row, msg, senders.pop((msg.channel, msg.address), UNKNOWN))
+                    sender = senders.pop((msg.channel, msg.address), UNKNOWN)
+                    deliveries += await self.answer(row, msg, sender)
             for (status, note), ids in marks.items():
                 await RawInbound.filter(id__in=ids).update(status=status, note=note,
                                                            processed_at=now)

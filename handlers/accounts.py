@@ -26,16 +26,15 @@ async def create_link_code(person: Person, now: datetime, ttl: timedelta) -> Lin
 
 
 async def person_by_address(channel: str, address: str) -> Person | None:
-    """Whose address this is. Most mail comes from people the town has never linked, so
-    the common answer is one indexed lookup that finds nothing (a join costs twice that)."""
-    person_id = await Identity.filter(channel=channel, address=address).first().values_list(
-        "person_id", flat=True)
-    return await Person.get_or_none(id=person_id) if person_id is not None else None
+    """Whose address this is (None: nobody linked it)."""
+    return (await people_by_address(channel, {address})).get(address)
 
 
 async def people_by_address(channel: str, addresses: set[str]) -> dict[str, Person]:
-    """`person_by_address` for a whole inbox batch: two queries for any number of
-    addresses, one when nobody is linked (the usual case for mail)."""
+    """Who holds each of these addresses, for one message or a whole inbox batch. Most
+    mail comes from people the town has never linked, so the common answer is one indexed
+    lookup that finds nothing (a join would cost twice that); a second query loads the
+    people found."""
     if not addresses:
         return {}
     found = await Identity.filter(channel=channel, address__in=addresses).values_list(

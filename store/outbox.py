@@ -19,7 +19,7 @@ from tortoise.functions import Count, Min
 from tortoise.transactions import in_transaction
 
 from store.models import Outbox
-from store.sql import as_models, is_postgres, sql
+from store.sql import as_models, on_postgres, sql
 
 
 class SendError(Exception):
@@ -103,7 +103,7 @@ async def claim(
     and an `UPDATE` (four round trips), which on the mail path cost more than the claim's
     work. On PostgreSQL the inner select skips rows another instance has locked."""
     db = Outbox._meta.db
-    lock = " FOR UPDATE SKIP LOCKED" if is_postgres(db) else ""
+    lock = " FOR UPDATE SKIP LOCKED" if on_postgres(db) else ""
     rows = await db.execute_query_dict(sql(db, _CLAIM.format(lock=lock)),
                                        [now + lease, worker, channel, now, limit])
     claimed = as_models(Outbox, rows)

@@ -19,13 +19,14 @@ from tortoise.models import Model
 M = TypeVar("M", bound=Model)
 
 
-def is_postgres(db: BaseDBAsyncClient) -> bool:
+def on_postgres(db: BaseDBAsyncClient) -> bool:
+    """Whether an open connection speaks PostgreSQL (`store.db.is_postgres` asks a URL)."""
     return db.capabilities.dialect == "postgres"
 
 
 def sql(db: BaseDBAsyncClient, text: str) -> str:
     """`text` in the dialect of `db`: `?` placeholders become `$n` on PostgreSQL."""
-    return _numbered(text) if is_postgres(db) else text
+    return _numbered(text) if on_postgres(db) else text
 
 
 @functools.lru_cache(maxsize=64)
