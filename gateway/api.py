@@ -21,6 +21,7 @@ from gateway.keys import (
     CASE_COMMIT,
     CLOCK,
     DISPATCHER,
+    HEALTH,
     METRICS,
     PUBLISHER,
     SERVICES,
@@ -53,9 +54,17 @@ async def require(request: web.Request, scope: str) -> None:
 
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
+    """200 only when the store answers, the listeners are up and every background part of
+    this process runs; otherwise 503 naming what is not (a load balancer and a person
+    reading it both learn the truth)."""
     state = request.app[STATE]
-    ok = await request.app[STORE].ping() and all(state.values())
-    body = {"status": "ok" if ok else "degraded", **{k: bool(v) for k, v in state.items()}}
+    store_ok = await request.app[STORE].ping()
+    failing = request.app[HEALTH].failing()
+    ok = store_ok and all(state.values()) and not failing
+    body = {"status": "ok" if ok else "degraded", **{k: bool(v) for k, v in state.items()},
+            "store": store_ok}
+    if failing:
+        body["failing"] = failing
     return web.json_response(body, status=200 if ok else 503)
 
 

@@ -29,6 +29,7 @@ from gateway.keys import (
     CASE_COMMIT,
     CLOCK,
     DISPATCHER,
+    HEALTH,
     INBOX,
     METRICS,
     OPTIONS,
@@ -80,7 +81,7 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-    store = Store(app[SETTINGS].database_url)
+    store = Store(app[SETTINGS].database_url, app[SETTINGS].sqlite_synchronous)
     await store.open(migrate=True)
     app[STORE] = store
     yield
@@ -125,8 +126,9 @@ async def commit_ctx(app: web.Application) -> AsyncIterator[None]:
 
     update_commit: GroupCommit = GroupCommit(apply_updates, after_commit=lambda: app[INBOX].notify())
     app[CASE_COMMIT], app[UPDATE_COMMIT] = case_commit, update_commit
-    running = [tasks.start("case-commit", case_commit.run()),
-               tasks.start("update-commit", update_commit.run())]
+    health = app[HEALTH]
+    running = [tasks.supervise("case-commit", case_commit.run, health),
+               tasks.supervise("update-commit", update_commit.run, health)]
     yield
     await tasks.stop(*running)
 
@@ -154,21 +156,25 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     inbox = Inbox(app[SERVICES], bot, dispatcher.notify, linger=settings.batch_linger_ms / 1000)
     app[DISPATCHER], app[INBOX] = dispatcher, inbox
     running = []
+    health = app[HEALTH]
     if app[OPTIONS]["run_workers"]:
-        running.append(tasks.start("inbox", inbox.run()))
+        inbox.beat = lambda: health.up("inbox")
+        running.append(tasks.supervise("inbox", inbox.run, health, settle=None))
         gated = {"telegram"} if settings.telegram_single_sender else set()
-        running += [tasks.start(f"outbox-{lane.channel}", lane.run())
+        for lane in lanes:
+            lane.beat = (lambda name: lambda: health.up(name))(f"outbox-{lane.channel}")
+        running += [tasks.supervise(f"outbox-{lane.channel}", lane.run, health, settle=None)
                     for lane in lanes if lane.channel not in gated]
         if bot is not None and settings.telegram_single_sender:
-            running.append(tasks.start("telegram-leadership", telegram_leadership(
-                app, dispatcher.lanes["telegram"], bot, worker)))
+            running.append(tasks.supervise("telegram-leadership", lambda: telegram_leadership(
+                app, dispatcher.lanes["telegram"], bot, worker), health))
     yield
     await tasks.stop(*running)
 
 
 async def telegram_leadership(app: web.Application, lane: Lane, bot, holder: str) -> None:  # type: ignore[no-untyped-def]
     """Hold (or wait for) the `telegram` role; run the lane and the poller while held."""
-    settings, clock = app[SETTINGS], app[CLOCK]
+    settings, clock, health = app[SETTINGS], app[CLOCK], app[HEALTH]
     ttl = timedelta(seconds=settings.leader_ttl_seconds)
     held: list[asyncio.Task] = []
     try:
@@ -180,14 +186,16 @@ async def telegram_leadership(app: web.Application, lane: Lane, bot, holder: str
                 mine = False
             if mine and not held:
                 log.info("%s now sends Telegram messages", holder)
-                held.append(tasks.start("outbox-telegram", lane.run()))
+                held.append(tasks.supervise("outbox-telegram", lane.run, health, settle=None))
                 if settings.telegram_mode == "polling":
-                    held.append(tasks.start("telegram-poller",
-                                            poll_forever(bot, clock.now, app[INBOX].notify)))
+                    held.append(tasks.supervise("telegram-poller", lambda: poll_forever(
+                        bot, clock.now, app[INBOX].notify), health))
             elif not mine and held:
                 log.warning("%s lost the Telegram role", holder)
                 await tasks.stop(*held)
                 held.clear()
+                health.forget("outbox-telegram")
+                health.forget("telegram-poller")
             await asyncio.sleep(settings.leader_ttl_seconds / 3)
     finally:
         await tasks.stop(*held)
@@ -216,7 +224,7 @@ async def publisher_ctx(app: web.Application) -> AsyncIterator[None]:
                 log.exception("announcement fan-out failed; the scheduled job will retry")
             app[DISPATCHER].notify()
 
-    task = tasks.start("publisher", run()) if app[OPTIONS]["run_workers"] else None
+    task = tasks.supervise("publisher", run, app[HEALTH]) if app[OPTIONS]["run_workers"] else None
     yield
     if task is not None:
         await tasks.stop(task)
@@ -237,7 +245,7 @@ async def wake_worker_ctx(app: web.Application) -> AsyncIterator[None]:
             publish.clear()
             notifier.notify(wakeup.PUBLISH)
 
-    forwarding = tasks.start("publish-forward", forward_publish())
+    forwarding = tasks.supervise("publish-forward", forward_publish, app[HEALTH])
     yield
     await tasks.stop(forwarding)
     await notifier.close()
@@ -246,11 +254,12 @@ async def wake_worker_ctx(app: web.Application) -> AsyncIterator[None]:
 async def worker_wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
     """Worker process: the intake's notifications wake the inbox, lanes and publisher."""
     ready = asyncio.Event()
-    listening = tasks.start("wake-listener", wakeup.listen(app[SETTINGS].database_url, {
-        wakeup.INBOX: app[INBOX].notify,
-        wakeup.OUTBOX: app[DISPATCHER].notify,
-        wakeup.PUBLISH: app[PUBLISHER].set,
-    }, ready=ready.set))
+    listening = tasks.supervise("wake-listener", lambda: wakeup.listen(
+        app[SETTINGS].database_url, {
+            wakeup.INBOX: app[INBOX].notify,
+            wakeup.OUTBOX: app[DISPATCHER].notify,
+            wakeup.PUBLISH: app[PUBLISHER].set,
+        }, ready=ready.set), app[HEALTH])
     try:
         await asyncio.wait_for(ready.wait(), 10)
     except TimeoutError:
@@ -296,6 +305,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = GatewayMetrics()
+    app[HEALTH] = tasks.Health(on_restart=app[METRICS].restarted)
     app[STATE] = {"store": True, "outbox": True}
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers}
     split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx],

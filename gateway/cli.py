@@ -29,7 +29,7 @@ def _with_store(work: Callable[[Settings], Awaitable[T]]) -> T:
     settings = _settings()
 
     async def main() -> T:
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, settings.sqlite_synchronous)
         await store.open(migrate=True)
         try:
             return await work(settings)
@@ -73,7 +73,7 @@ def migrate() -> None:
     from store.db import Store
 
     async def work(settings: Settings) -> list[str]:
-        store = Store(settings.database_url)
+        store = Store(settings.database_url, settings.sqlite_synchronous)
         await store.open(migrate=False)
         try:
             return await store.migrate()

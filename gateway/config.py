@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # retention
     retention_days: int = 365
 
+    #: SQLite's `synchronous` pragma: FULL (default) keeps acknowledged mail through a
+    #: power loss; NORMAL is faster and loses the last commits on power loss only
+    sqlite_synchronous: str = "FULL"
+
     instance_name: str = Field(default="")
 
     @field_validator("telegram_mode")
@@ -88,6 +92,14 @@ class Settings(BaseSettings):
     def _mode(cls, value: str) -> str:
         if value not in ("polling", "webhook"):
             raise ValueError("EMIL_TELEGRAM_MODE must be 'polling' or 'webhook'")
+        return value
+
+    @field_validator("sqlite_synchronous")
+    @classmethod
+    def _synchronous(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError("EMIL_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         return value
 
     @field_validator("timezone")

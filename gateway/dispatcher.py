@@ -126,6 +126,8 @@ class Lane:
         self._next_for_chat: dict[str, datetime] = {}
         self._inflight: set[asyncio.Task] = set()
         self._last_reclaim: datetime | None = None
+        #: called after every claim that reached the store (the supervisor's "I am up")
+        self.beat: Callable[[], None] = lambda: None
 
     def notify(self) -> None:
         self.wake.set()
@@ -137,6 +139,7 @@ class Lane:
                 # pipelined: the next batch is claimed while this one's last sends are in
                 # flight, so the pace never stalls between batches
                 claimed = await self.run_once(wait=False)
+                self.beat()
                 if claimed >= self.batch:
                     continue
                 if not claimed:

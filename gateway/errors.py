@@ -8,17 +8,28 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from store.batcher import Overloaded
+from store.errors import is_transient
+
 log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+    def __init__(self, status: int, code: str, message: str, *,
+                 headers: dict[str, str] | None = None, **extra: object) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+        self.headers = headers
 
 
-def error_response(status: int, code: str, message: str, **extra: object) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+#: seconds a client is asked to wait after a 503 or 429 without a better estimate
+RETRY_AFTER = 5
+
+
+def error_response(status: int, code: str, message: str, *,
+                   headers: dict[str, str] | None = None, **extra: object) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message, **extra}},
+                             status=status, headers=headers)
 
 
 @web.middleware
@@ -28,13 +39,21 @@ async def errors_middleware(
     try:
         return await handler(request)
     except ApiError as error:
-        return error_response(error.status, error.code, error.message, **error.extra)
+        return error_response(error.status, error.code, error.message, headers=error.headers,
+                              **error.extra)
     except web.HTTPException as error:
         if error.status >= 400 and not request.path.startswith("/ack/"):
             return error_response(error.status, error.reason.lower().replace(" ", "_"),
                                   error.reason)
         raise
-    except Exception:
+    except Overloaded:
+        return error_response(503, "overloaded", "too many requests are waiting; try again",
+                              headers={"Retry-After": str(RETRY_AFTER)})
+    except Exception as error:
+        if is_transient(error):
+            log.warning("store unavailable on %s %s: %s", request.method, request.path, error)
+            return error_response(503, "unavailable", "the service is briefly unavailable; "
+                                  "try again", headers={"Retry-After": str(RETRY_AFTER)})
         reference = secrets.token_hex(4)
         log.exception("unhandled error on %s %s (ref: %s)", request.method, request.path, reference)
         return error_response(500, "internal", f"something went wrong (ref: {reference})")

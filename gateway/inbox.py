@@ -32,6 +32,7 @@ from handlers.notify import queue
 from handlers.router import UNKNOWN
 from mail import loops
 from mail import parse as mail_parse
+from store.errors import is_transient
 from store.models import Person, RawInbound
 from store.outbox import PRIORITY_REPLY, Delivery
 
@@ -65,6 +66,8 @@ class Inbox:
         self.wake = asyncio.Event()
         #: with `EMIL_WORKER_PROCESS`, the intake process's inbox wakes the worker's
         self.elsewhere: Callable[[], None] = lambda: None
+        #: called after every round that reached the store (the supervisor's "I am up")
+        self.beat: Callable[[], None] = lambda: None
 
     def notify(self) -> None:
         self.wake.set()
@@ -74,6 +77,7 @@ class Inbox:
         while True:
             self.wake.clear()
             handled = await self.drain()
+            self.beat()
             if handled >= self.batch:
                 continue  # a backlog: straight on
             if not handled:
@@ -93,7 +97,9 @@ class Inbox:
         work = [self.parse(row) for row in rows]
         try:
             await self.handle_batch(work)
-        except Exception:
+        except Exception as error:
+            if is_transient(error):
+                raise  # the store is away: nothing is marked; the supervisor retries later
             log.warning("a batch of %d inbound messages failed; handling them one by one",
                         len(work), exc_info=True)
             for item in work:
@@ -161,7 +167,9 @@ class Inbox:
                     status="done", processed_at=now)
                 if taken:
                     await queue(await self.answer(row, msg), now)
-        except Exception:
+        except Exception as error:
+            if is_transient(error):
+                raise  # not the message's fault: leave it pending for the next round
             reference = secrets.token_hex(4)
             log.exception("error handling %s #%s from %s (ref: %s)", row.channel, row.id,
                           redact(msg.address), reference)

@@ -11,6 +11,7 @@ from gateway.config import Settings
 from gateway.dispatcher import Dispatcher
 from gateway.inbox import Inbox
 from gateway.metrics import GatewayMetrics
+from gateway.tasks import Health
 from handlers.context import ServiceContext
 from store.batcher import GroupCommit
 from store.clock import Clock
@@ -30,3 +31,4 @@ SMTP_PORT = web.AppKey("smtp_port", int)
 STATE = web.AppKey("state", dict)  # what /healthz reports: {"smtp": bool, ...}
 PUBLISHER = web.AppKey("publisher", asyncio.Event)  # wakes the announcement fan-out
 OPTIONS = web.AppKey("options", dict)  # {"start_listeners": bool, "run_workers": bool}
+HEALTH = web.AppKey("health", Health)  # background parts, up or restarting

@@ -26,6 +26,11 @@ class GatewayMetrics:
                                      registry=r)
         self.hooks_total = Counter("emil_hooks", "Hook deliveries", ["source", "result"],
                                    registry=r)
+        self.restarts_total = Counter("emil_part_restarts", "Background part restarts after a "
+                                      "failure", ["part"], registry=r)
+
+    def restarted(self, part: str) -> None:
+        self.restarts_total.labels(part).inc()
 
     def sent(self, channel: str) -> None:
         self.sent_total.labels(channel).inc()

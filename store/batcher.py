@@ -16,10 +16,16 @@ from typing import Generic, TypeVar
 
 from tortoise.transactions import in_transaction
 
+from store.errors import is_transient
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Overloaded(Exception):
+    """The queue is full: the caller answers 503 and the client comes back later."""
 
 
 class GroupCommit(Generic[T, R]):
@@ -30,14 +36,18 @@ class GroupCommit(Generic[T, R]):
     """
 
     def __init__(self, apply: Callable[[list[T]], Awaitable[list[R]]], max_batch: int = 500,
-                 after_commit: Callable[[], None] = lambda: None) -> None:
+                 after_commit: Callable[[], None] = lambda: None, max_pending: int = 5000) -> None:
         self._apply = apply
         self._max = max_batch
+        #: bounded, so a flood (or a stalled store) costs a 503, not the process's memory
+        self._max_pending = max_pending
         self._after_commit = after_commit
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._wake = asyncio.Event()
 
     async def submit(self, item: T) -> R:
+        if len(self._pending) >= self._max_pending:
+            raise Overloaded(f"{len(self._pending)} items are waiting to be committed")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         self._wake.set()
@@ -63,6 +73,11 @@ class GroupCommit(Generic[T, R]):
             async with in_transaction():
                 results = await self._apply([item for item, _ in batch])
         except Exception as error:
+            if is_transient(error):  # the store is down: every item fails the same way
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                return
             if len(batch) == 1:
                 if not batch[0][1].done():
                     batch[0][1].set_exception(error)

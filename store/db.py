@@ -63,8 +63,9 @@ def _ensure_sqlite_folder(database_url: str) -> None:
 class Store:
     """The open store: a Tortoise context plus what the rest of the gateway asks of it."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, sqlite_synchronous: str = "FULL") -> None:
         self.database_url = database_url
+        self.sqlite_synchronous = sqlite_synchronous
         self.postgres = is_postgres(database_url)
         self._context: TortoiseContext | None = None
 
@@ -78,9 +79,12 @@ class Store:
         self._context = context
         if not self.postgres:
             conn = get_connection("default")
-            # WAL lets readers go on while the outbox commits; NORMAL is durable in WAL
-            # mode across process crashes (only power loss can drop the last commits).
-            await conn.execute_script("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+            # WAL lets readers go on while the outbox commits. FULL syncs the WAL on every
+            # commit, so mail acknowledged with 250 survives a power loss; NORMAL survives
+            # only a process crash (sqlite.org/pragma.html#pragma_synchronous). The cost
+            # is measured in bench/ (README, "Benchmarks").
+            await conn.execute_script(
+                f"PRAGMA journal_mode=WAL; PRAGMA synchronous={self.sqlite_synchronous};")
         if migrate:
             await self.migrate()
 
@@ -97,11 +101,21 @@ class Store:
 
         executor = MigrationExecutor(conn, {APP_LABEL: tortoise_config("")["apps"][APP_LABEL]})
         if self.postgres:
-            await conn.execute_query("SELECT pg_advisory_lock($1)", [_MIGRATION_LOCK_ID])
+            # The advisory lock is a session lock: it must be held on a connection of its
+            # own for the whole migration. Taken through Tortoise's pool, the lock and the
+            # statements after it may run on different connections, and three `serve`
+            # processes started together on an empty database crashed on duplicate
+            # `pg_type` rows (shared/NOTES.md). A dedicated asyncpg connection cannot.
+            import asyncpg
+
+            from store.wakeup import asyncpg_dsn
+
+            guard = await asyncpg.connect(asyncpg_dsn(self.database_url))
             try:
+                await guard.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
                 await executor.migrate(progress=progress)
             finally:
-                await conn.execute_query("SELECT pg_advisory_unlock($1)", [_MIGRATION_LOCK_ID])
+                await guard.close()  # closing the session releases its advisory lock
         else:
             await executor.migrate(progress=progress)
         return applied

@@ -1,0 +1,54 @@
+"""Telling a store that is down for a moment from a request that is wrong.
+
+A SQLite write lock held past the busy timeout ("database is locked"), PostgreSQL
+restarting or terminating our connections, a pool that cannot connect: all of these pass,
+and whoever met them should answer "try again later" (SMTP 451, HTTP 503) or, in a
+background part, back off and go on. Anything else (a value too long for its column, a
+broken constraint) is a fault of the input or of the code, and retrying it changes nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from tortoise.exceptions import DBConnectionError, OperationalError
+
+try:  # asyncpg is there whenever PostgreSQL is used (tortoise-orm[asyncpg])
+    import asyncpg
+
+    _PG_TRANSIENT: tuple[type[BaseException], ...] = (
+        asyncpg.exceptions.PostgresConnectionError,
+        asyncpg.exceptions.InterfaceError,
+        asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminated backend
+        asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    )
+except ImportError:  # pragma: no cover
+    _PG_TRANSIENT = ()
+
+#: sqlite3's words for a lock or a busy database (sqlite.org/rescode.html: SQLITE_BUSY,
+#: SQLITE_LOCKED)
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database is busy")
+
+
+def is_transient(error: BaseException) -> bool:
+    """True if `error` (or what it wraps) says the store is unavailable for now."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (DBConnectionError, ConnectionError, TimeoutError)):
+            return True
+        if _PG_TRANSIENT and isinstance(current, _PG_TRANSIENT):
+            return True
+        if isinstance(current, (OperationalError, sqlite3.OperationalError)):
+            text = str(current).lower()
+            if any(words in text for words in _SQLITE_BUSY):
+                return True
+            if "connection" in text and ("closed" in text or "lost" in text or "refused" in text):
+                return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+class StoreUnavailable(Exception):
+    """Raised where a caller must answer "later" rather than handle the fault itself."""
