@@ -8,7 +8,6 @@ import html
 import json
 import re
 from datetime import datetime, timezone
-from email.utils import parseaddr
 from typing import Any
 
 from aiohttp import web
@@ -30,22 +29,31 @@ from gateway.keys import (
     STORE,
     UPDATE_COMMIT,
 )
-from gateway.validate import field, json_body
+from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
 from handlers import accounts, announcements, cases, grades, library, notify
+from handlers.addresses import normalise_email
 from handlers.i18n import OPEN311
+from handlers.limits import fit, fit_text
 from handlers.message import Attachment as MessageAttachment
 from handlers.message import InvalidInput
-from store.models import CASE_STATUSES, ROLES, Announcement, Case, Identity, Person
+from store.models import CASE_STATUSES, ROLES, Announcement, Case, Identity, Person, Student
 
 routes = web.RouteTableDef()
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def valid_email(value: str, name: str = "email") -> str:
-    address = parseaddr(value)[1].strip().lower()
-    if not _EMAIL.match(address):
+    """Checked in linear time (handlers/addresses.py); one long address froze the loop."""
+    address = normalise_email(value)
+    if address is None:
         raise ApiError(400, "invalid_field", f"'{name}' is not an email address", field=name)
     return address
+
+
+async def keyed_body(request: web.Request) -> dict[str, Any]:
+    """The JSON body of a request that carries an API key: large enough for an
+    announcement's attachment (base64 is 4/3 of the file), nested at most 32 deep."""
+    limit = request.app[SETTINGS].attachment_max_size * 4 // 3 + ANONYMOUS_MAX_BYTES
+    return await json_body(request, limit)
 
 
 async def require(request: web.Request, scope: str) -> None:
@@ -121,9 +129,10 @@ async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) ->
 async def create_case(request: web.Request) -> web.Response:
     body = await json_body(request)
     draft = {
-        "subject": field(body, "subject", str).strip()[:300],
-        "body": field(body, "body", str),
-        "category": field(body, "category", str, required=False),
+        "subject": fit(Case, "subject", field(body, "subject", str).strip(), "subject"),
+        "body": fit_text(field(body, "body", str), "body"),
+        "category": fit(Case, "category", field(body, "category", str, required=False),
+                        "category"),
     }
     email = field(body, "email", str, required=False)
     draft["email"] = valid_email(email) if email else None
@@ -155,9 +164,11 @@ async def get_case(request: web.Request) -> web.Response:
 @routes.post("/api/v1/cases/{number}/events")
 async def case_event(request: web.Request) -> web.Response:
     await require(request, "cases")
-    body = await json_body(request)
+    body = await keyed_body(request)
     status = field(body, "status", str, required=False)
     note = field(body, "note", str, required=False)
+    if note is not None:
+        fit_text(note, "note")
     public = field(body, "public", bool, required=False, default=True)
     if status is not None and status not in CASE_STATUSES:
         raise ApiError(400, "invalid_field", f"'status' must be one of {', '.join(CASE_STATUSES)}",
@@ -186,13 +197,19 @@ def _roles(body: dict[str, Any]) -> list[str]:
 @routes.post("/api/v1/people")
 async def create_person(request: web.Request) -> web.Response:
     await require(request, "admin")
-    body = await json_body(request)
-    name = field(body, "name", str).strip()
+    body = await keyed_body(request)
+    name = fit(Person, "name", field(body, "name", str).strip(), "name")
     roles = _roles(body)
     email = field(body, "email", str, required=False)
     chat = field(body, "telegram_chat_id", (int, str), required=False)
-    card = field(body, "library_card", str, required=False)
-    units = field(body, "units", list, required=False, default=[])
+    if chat is not None:
+        fit(Identity, "address", str(chat), "telegram_chat_id")
+    card = fit(Person, "library_card", field(body, "library_card", str, required=False),
+               "library_card")
+    units = field(body, "units", list, required=False, default=[], max_length=50)
+    if not all(isinstance(u, str) and 0 < len(u) <= 64 for u in units):
+        raise ApiError(400, "invalid_field", "'units' lists names of up to 64 characters",
+                       field="units")
     language = field(body, "language", str, required=False, default="pl")
     if language not in ("pl", "en"):
         raise ApiError(400, "invalid_field", "'language' must be 'pl' or 'en'", field="language")
@@ -241,7 +258,7 @@ async def update_person(request: web.Request) -> web.Response:
     """Notification preferences (the API side of `/ustawienia`)."""
     await require(request, "admin")
     person = await _person_or_404(request)
-    body = await json_body(request)
+    body = await keyed_body(request)
     changes: dict[str, Any] = {}
     mode = field(body, "digest_mode", str, required=False)
     if mode is not None:
@@ -279,11 +296,12 @@ async def update_person(request: web.Request) -> web.Response:
 @routes.post("/api/v1/students")
 async def upsert_student(request: web.Request) -> web.Response:
     await require(request, "admin")
-    body = await json_body(request)
-    student_id = str(field(body, "id", (str, int))).strip()
-    name = field(body, "name", str).strip()
-    class_name = field(body, "class", str, required=False, default="")
-    guardians = field(body, "guardians", list, required=False, default=[])
+    body = await keyed_body(request)
+    student_id = fit(Student, "id", str(field(body, "id", (str, int))).strip(), "id")
+    name = fit(Student, "name", field(body, "name", str).strip(), "name")
+    class_name = fit(Student, "class_name", field(body, "class", str, required=False, default=""),
+                     "class")
+    guardians = field(body, "guardians", list, required=False, default=[], max_length=100)
     if not all(isinstance(g, int) and not isinstance(g, bool) for g in guardians):
         raise ApiError(400, "invalid_field", "'guardians' lists person ids", field="guardians")
     async with in_transaction():
@@ -344,9 +362,9 @@ async def create_announcement(request: web.Request) -> web.Response:
     """Answers 202 at once; the fan-out runs in the publisher worker (and, should the
     process die first, in the next `scheduled-announcements` run)."""
     await require(request, "announce")
-    body = await json_body(request)
-    title = field(body, "title", str).strip()
-    text = field(body, "body", str)
+    body = await keyed_body(request)
+    title = fit(Announcement, "title", field(body, "title", str).strip(), "title")
+    text = fit_text(field(body, "body", str), "body")
     try:
         audience = announcements.parse_audience(body.get("audience"))
     except InvalidInput as error:
@@ -376,8 +394,8 @@ async def create_announcement(request: web.Request) -> web.Response:
             raise ApiError(413, "too_large", "the attachment is too large",
                            field="attachment.data")
         attachment = MessageAttachment(
-            filename=field(item, "filename", str, path="attachment."),
-            content_type=field(item, "content_type", str, required=False,
+            filename=field(item, "filename", str, path="attachment.", max_length=255),
+            content_type=field(item, "content_type", str, required=False, max_length=127,
                                default="application/octet-stream", path="attachment."),
             data=data)
     announcement = await announcements.create(
@@ -432,6 +450,10 @@ async def acknowledge(request: web.Request) -> web.Response:
 # --- Telegram webhook -------------------------------------------------------------------
 
 
+#: an update is a message with its entities; a few kilobytes, even with a long caption
+TELEGRAM_UPDATE_MAX_BYTES = 256 * 1024
+
+
 @routes.post("/telegram/webhook")
 async def telegram_webhook(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
@@ -440,7 +462,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
     if not hmac.compare_digest(given.encode(), settings.telegram_webhook_secret.encode()):
         raise ApiError(401, "unauthorized", "bad secret token")
-    body = await json_body(request)
+    body = await json_body(request, TELEGRAM_UPDATE_MAX_BYTES)
     if not isinstance(body.get("update_id"), int):
         raise ApiError(400, "missing_field", "'update_id' is required", field="update_id")
     await request.app[UPDATE_COMMIT].submit(body)

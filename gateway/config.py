@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     smtp_max_size: int = 26_214_400
     #: the largest attachment kept with a case; larger ones are listed but not kept
     attachment_max_size: int = 10_485_760
+    #: the largest signed hook body (an end-of-term grade batch is over a megabyte)
+    hook_max_bytes: int = 16 * 1024 * 1024
+    #: the largest CSV file `emilanowek import` reads
+    import_max_bytes: int = 64 * 1024 * 1024
     hook_secret_register: str | None = None
     hook_secret_library: str | None = None
     #: secret for signed links (acknowledgements); falls back to a random per-process key

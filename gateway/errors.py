@@ -8,8 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from handlers.message import InvalidInput
 from store.batcher import Overloaded
-from store.errors import is_transient
+from store.errors import is_input_fault, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ async def errors_middleware(
             return error_response(error.status, error.reason.lower().replace(" ", "_"),
                                   error.reason)
         raise
+    except InvalidInput as error:
+        return error_response(400, "invalid_field", error.message, field=error.field)
     except Overloaded:
         return error_response(503, "overloaded", "too many requests are waiting; try again",
                               headers={"Retry-After": str(RETRY_AFTER)})
@@ -54,6 +57,12 @@ async def errors_middleware(
             log.warning("store unavailable on %s %s: %s", request.method, request.path, error)
             return error_response(503, "unavailable", "the service is briefly unavailable; "
                                   "try again", headers={"Retry-After": str(RETRY_AFTER)})
+        if is_input_fault(error):
+            # a backstop: every field is checked against its column before it is written,
+            # so this names a check we missed; the client still learns it was its input
+            log.error("input reached the store unchecked on %s %s", request.method, request.path,
+                      exc_info=True)
+            return error_response(400, "invalid_field", "a value is too long or malformed")
         reference = secrets.token_hex(4)
         log.exception("unhandled error on %s %s (ref: %s)", request.method, request.path, reference)
         return error_response(500, "internal", f"something went wrong (ref: {reference})")

@@ -9,7 +9,6 @@ the first answer and not applied again.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from gateway.errors import ApiError
 from gateway.keys import CLOCK, DISPATCHER, METRICS, SERVICES, SETTINGS
+from gateway.validate import parse_json, read_limited
 from handlers import grades, library
 from handlers.context import ServiceContext
 from handlers.message import InvalidInput
@@ -44,7 +44,7 @@ def signed_hook(source: str, secret_of: Callable[[Any], str | None], parse: Pars
         secret = secret_of(app[SETTINGS])
         if not secret:
             raise ApiError(503, "not_configured", f"the {source} hook has no secret configured")
-        raw = await request.read()
+        raw = await read_limited(request, app[SETTINGS].hook_max_bytes)
         try:
             verify(secret, raw, dict(request.headers))
         except ApiError:
@@ -55,12 +55,7 @@ def signed_hook(source: str, secret_of: Callable[[Any], str | None], parse: Pars
         if seen is not None:
             metrics.hooks_total.labels(source, "replayed").inc()
             return web.json_response({**seen.response, "replayed": True})
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_json", "the body must be a JSON object")
+        body = parse_json(raw)
         try:
             batch = parse(body)
         except InvalidInput as error:

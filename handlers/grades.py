@@ -19,6 +19,7 @@ from tortoise.transactions import in_transaction
 
 from handlers import i18n
 from handlers.context import ServiceContext
+from handlers.limits import check_all, fit
 from handlers.message import InboundMessage, InvalidInput, Reply
 from handlers.notify import build_delivery, person_targets, preferred_targets
 from handlers.quiet import quiet_until
@@ -50,7 +51,7 @@ def _text(item: dict[str, Any], name: str, where: str, required: bool = True) ->
     text = str(value).strip()
     if not text and required:
         raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must not be empty")
-    return text[:100]
+    return text
 
 
 def parse_time(value: Any, where: str) -> datetime:
@@ -68,7 +69,7 @@ def parse_time(value: Any, where: str) -> datetime:
 def parse_item(item: Any, where: str) -> GradeIn:
     if not isinstance(item, dict):
         raise InvalidInput(where, f"'{where}' must be an object")
-    return GradeIn(
+    grade = GradeIn(
         id=_text(item, "id", where) or "",
         student=_text(item, "student", where) or "",
         subject=_text(item, "subject", where) or "",
@@ -77,6 +78,10 @@ def parse_item(item: Any, where: str) -> GradeIn:
         category=_text(item, "category", where, required=False),
         recorded_at=parse_time(item.get("recorded_at"), f"{where}.recorded_at"),
     )
+    fit(Student, "id", grade.student, f"{where}.student")
+    check_all(Grade, {"id": grade.id, "subject": grade.subject, "value": grade.value,
+                      "weight": grade.weight, "category": grade.category}, f"{where}.")
+    return grade
 
 
 def parse_batch(body: dict[str, Any]) -> list[GradeIn]:

@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 
 from handlers import i18n
 from handlers.context import ServiceContext
+from handlers.limits import check_all
 from handlers.message import InboundMessage, InvalidInput, Reply
 from handlers.notify import build_delivery, person_targets, preferred_targets
 from store.models import Identity, Loan, LoanReminder, Outbox, Person, Renewal
@@ -63,8 +64,8 @@ def _count(value: Any, where: str, default: int) -> int:
         number = int(value)
     except (TypeError, ValueError):
         raise InvalidInput(where, f"'{where}' must be a whole number") from None
-    if isinstance(value, bool) or number < 0:
-        raise InvalidInput(where, f"'{where}' must be a whole number")
+    if isinstance(value, bool) or not 0 <= number <= 10_000:
+        raise InvalidInput(where, f"'{where}' must be a whole number from 0 to 10000")
     return number
 
 
@@ -78,14 +79,16 @@ def parse_item(item: Any, where: str) -> LoanIn:
         due = date.fromisoformat(str(item["due"])[:10])
     except ValueError:
         raise InvalidInput(f"{where}.due", f"'{where}.due' must be a date (YYYY-MM-DD)") from None
-    return LoanIn(
+    loan = LoanIn(
         id=str(item["id"]).strip(), card=str(item["card"]).strip(),
-        title=str(item["title"]).strip()[:300], due=due,
+        title=str(item["title"]).strip(), due=due,
         renewals=_count(item.get("renewals"), f"{where}.renewals", 0),
         max_renewals=_count(item.get("max_renewals"), f"{where}.max_renewals", 2),
         reserved=_flag(item.get("reserved"), f"{where}.reserved"),
         returned=_flag(item.get("returned"), f"{where}.returned"),
     )
+    check_all(Loan, {"id": loan.id, "card": loan.card, "title": loan.title}, f"{where}.")
+    return loan
 
 
 def parse_batch(body: dict[str, Any]) -> list[LoanIn]:

@@ -22,8 +22,9 @@ try:  # asyncpg is there whenever PostgreSQL is used (tortoise-orm[asyncpg])
         asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminated backend
         asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     )
+    _PG_DATA_ERROR: tuple[type[BaseException], ...] = (asyncpg.exceptions.DataError,)
 except ImportError:  # pragma: no cover
-    _PG_TRANSIENT = ()
+    _PG_TRANSIENT = _PG_DATA_ERROR = ()
 
 #: sqlite3's words for a lock or a busy database (sqlite.org/rescode.html: SQLITE_BUSY,
 #: SQLITE_LOCKED)
@@ -47,6 +48,19 @@ def is_transient(error: BaseException) -> bool:
             if "connection" in text and ("closed" in text or "lost" in text or "refused" in text):
                 return True
         current = current.__cause__ or current.__context__
+    return False
+
+
+def is_input_fault(error: BaseException) -> bool:
+    """True if the database refused a value itself (PostgreSQL's "value too long for
+    type character varying", a number out of range): the input's fault, not ours."""
+    current: BaseException | None = error
+    for _ in range(5):
+        if current is None:
+            break
+        if _PG_DATA_ERROR and isinstance(current, _PG_DATA_ERROR):
+            return True
+        current = current.__cause__
     return False
 
 

@@ -8,16 +8,15 @@ import asyncio
 import sqlite3
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from datetime import timedelta
-
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.keys import HEALTH, SMTP_PORT
+from gateway.keys import HEALTH
 from store.models import Case
 from store.outbox import Delivery, enqueue
 from tests.conftest import PG_URL, WEBHOOK_SECRET, Gateway, make_mail
@@ -137,14 +136,14 @@ async def test_postgres_dropping_every_connection_is_survived(live: Gateway) -> 
             await asyncio.sleep(0.3)
     finally:
         await admin.close()
-    for attempt in range(50):  # the SMTP client retries after a 451, as a relay would
+    for _ in range(50):  # the SMTP client retries after a 451, as a relay would
         code, _ = await gw.smtp(make_mail("Po awarii", "druga"))
         if code == 250:
             break
         await asyncio.sleep(0.2)
     assert code == 250
     update = message_update(4343, "/pomoc")
-    for attempt in range(50):
+    for _ in range(50):
         resp = await gw.client.post("/telegram/webhook", json=update,
                                     headers={"X-Telegram-Bot-Api-Secret-Token": WEBHOOK_SECRET})
         if resp.status == 200:
