@@ -22,8 +22,9 @@ def to_inbound(data: dict[str, Any], bot: Bot | None, inbound_id: int = 0) -> In
     if update.callback_query is not None:
         query = update.callback_query
         chat = query.message.chat.id if query.message else query.from_user.id
+        private = query.message is None or query.message.chat.type == "private"
         return InboundMessage(
-            channel="telegram", address=str(chat), callback=query.data or "",
+            channel="telegram", address=str(chat), callback=query.data or "", private=private,
             callback_id=query.id, inbound_id=inbound_id,
             language_hint=_lang(query.from_user.language_code),
             display_name=query.from_user.full_name,
@@ -42,6 +43,7 @@ def to_inbound(data: dict[str, Any], bot: Bot | None, inbound_id: int = 0) -> In
     return InboundMessage(
         channel="telegram",
         address=str(update.effective_chat.id),
+        private=update.effective_chat.type == "private",
         text=text if command is None else " ".join(args),
         command=command,
         args=args,

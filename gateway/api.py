@@ -153,7 +153,8 @@ async def get_case(request: web.Request) -> web.Response:
     code = request.query.get("code")
     if code:
         case = await Case.get_or_none(number=number)
-        if case is None or not hmac.compare_digest(case.access_code_hash, cases.hash_code(code)):
+        if case is None or not cases.code_matches(request.app[SERVICES].code_key,
+                                                  case.access_code_hash, code):
             raise ApiError(404, "not_found", "no case with this number and access code")
     else:
         await require(request, "cases")

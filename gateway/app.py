@@ -46,12 +46,14 @@ from gateway.scheduler import scheduler_ctx
 from gateway.worker_process import worker_process_ctx
 from handlers.context import LibraryRules, ServiceContext
 from handlers.render import Renderer
+from mail.authenticate import MailAuth
 from mail.sender import MailSender
 from mail.server import GatewaySMTPHandler, smtp_factory
 from store import leadership, wakeup
 from store.batcher import GroupCommit
 from store.clock import Clock
 from store.db import Store
+from store.secrets import stored_secret
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,12 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
         digest_hour=settings.digest_hour,
         library=LibraryRules(settings.loan_period_days, settings.library_grace_days,
                              settings.renew_window_days),
-        signing_secret=settings.signing_secret or secrets.token_hex(32),
+        signing_secret=settings.signing_secret or "",
+        mail_auth=MailAuth(authserv_id=settings.mail_domain,
+                           trusted_authserv=settings.smtp_trusted_authserv,
+                           verify=settings.mail_auth == "dkim"),
+        ack_ttl=timedelta(days=settings.ack_ttl_days),
+        retention_days=settings.retention_days,
     )
 
 
@@ -89,8 +96,13 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    app[SERVICES] = build_services(settings, app[CLOCK])
+    settings, now = app[SETTINGS], app[CLOCK].now()
+    services = build_services(settings, app[CLOCK])
+    # kept in the store, so every process and instance signs and checks alike
+    if not settings.signing_secret:
+        services.signing_secret = await stored_secret("signing", now)
+    services.code_key = (await stored_secret("access-code", now)).encode()
+    app[SERVICES] = services
     yield
 
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     hook_max_bytes: int = 16 * 1024 * 1024
     #: the largest CSV file `emilanowek import` reads
     import_max_bytes: int = 64 * 1024 * 1024
+    #: authserv-id of the upstream MTA whose Authentication-Results (RFC 8601) we trust
+    smtp_trusted_authserv: str | None = None
+    #: "dkim": verify DKIM and DMARC of inbound mail ourselves; "off": trust no mail's From
+    mail_auth: str = "dkim"
+    #: days an announcement's acknowledgement link works
+    ack_ttl_days: int = 30
     hook_secret_register: str | None = None
     hook_secret_library: str | None = None
     #: secret for signed links (acknowledgements); falls back to a random per-process key
@@ -104,6 +110,13 @@ class Settings(BaseSettings):
         value = value.strip().upper()
         if value not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("EMIL_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
+        return value
+
+    @field_validator("mail_auth")
+    @classmethod
+    def _mail_auth(cls, value: str) -> str:
+        if value not in ("dkim", "off"):
+            raise ValueError("EMIL_MAIL_AUTH must be 'dkim' or 'off'")
         return value
 
     @field_validator("timezone")

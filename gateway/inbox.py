@@ -32,6 +32,7 @@ from handlers.notify import queue
 from handlers.router import UNKNOWN
 from mail import loops
 from mail import parse as mail_parse
+from mail.authenticate import dmarc_pass
 from store.errors import is_transient
 from store.models import Person, RawInbound
 from store.outbox import PRIORITY_REPLY, Delivery
@@ -94,7 +95,12 @@ class Inbox:
         rows = await RawInbound.filter(status="pending").order_by("id").limit(self.batch)
         if not rows:
             return 0
-        work = [self.parse(row) for row in rows]
+        if any(row.channel == "email" for row in rows):
+            # MIME parsing of a large mail and the DKIM check's DNS lookups take time:
+            # off the event loop, which SMTP, HTTP and the outbox share
+            work = await asyncio.to_thread(lambda: [self.parse(row) for row in rows])
+        else:
+            work = [self.parse(row) for row in rows]
         try:
             await self.handle_batch(work)
         except Exception as error:
@@ -126,8 +132,11 @@ class Inbox:
                                             self.ctx.mail_domain)
             if reason:
                 return None, f"automatic mail: {reason}"
-            return mail_parse.to_inbound(message, row.envelope.get("from", ""),
-                                         row.envelope.get("mailbox", ""), row.id), ""
+            msg = mail_parse.to_inbound(message, row.envelope.get("from", ""),
+                                        row.envelope.get("mailbox", ""), row.id)
+            if self.ctx.mail_auth is not None and dmarc_pass(raw, message, self.ctx.mail_auth):
+                msg.proof = "dmarc"
+            return msg, ""
         data = json.loads(bytes(row.payload))
         msg = telegram_inbound.to_inbound(data, self.bot, row.id)
         return msg, "" if msg else "update without a message"

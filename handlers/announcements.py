@@ -27,6 +27,7 @@ from tortoise.transactions import in_transaction
 from handlers import dialogue, i18n
 from handlers.announcements_text import markdownish
 from handlers.context import ServiceContext
+from handlers.identity import require_proof
 from handlers.message import Attachment, InboundMessage, InvalidInput, Reply
 from handlers.notify import email_payload, preferred_targets
 from handlers.quiet import quiet_until
@@ -327,6 +328,8 @@ async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person 
     keyword to the preview, which only their registered address receives — so a forged
     sender cannot broadcast."""
     tag = _TAG.search(msg.subject or "")
+    if may_announce(person):
+        require_proof(msg)  # no town-branded preview of a forger's text in staff inboxes
     if tag:
         draft = await Announcement.get_or_none(confirm_token=tag.group(1), status="pending")
         first = next((line.strip().lower() for line in msg.text.splitlines() if line.strip()), "")

@@ -12,7 +12,9 @@ gets the same polite refusal whether or not the number exists.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import re
 import secrets
 from dataclasses import dataclass
@@ -34,12 +36,41 @@ CASE_TAG = re.compile(r"\[(UM-\d{4}-\d{6})\]", re.IGNORECASE)
 _CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
-def hash_code(code: str) -> str:
-    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+#: 16 symbols of 32 = 80 bits, typed as four groups of four (ABCD-EFGH-JKMN-PQRS)
+CODE_LENGTH = 16
+_CODE_CANDIDATE = re.compile(r"\b[A-Za-z0-9]{4}(?:[- ]?[A-Za-z0-9]{4}){3}\b")
+
+
+def normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def hash_code(key: bytes, code: str) -> str:
+    """A keyed hash (HMAC-SHA256 with a store-kept key): a leaked table of hashes does
+    not let anyone test codes offline. Prefixed so the format can change again."""
+    digest = hmac.new(key, normalise_code(code).encode(), hashlib.sha256).digest()
+    return "k1:" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def code_matches(key: bytes, stored: str, code: str) -> bool:
+    if not stored.startswith("k1:"):  # cases opened before the keyed hash: plain SHA-256
+        legacy = hashlib.sha256(code.strip().upper().encode()).hexdigest()
+        return hmac.compare_digest(stored, legacy)
+    return hmac.compare_digest(stored, hash_code(key, code))
 
 
 def new_access_code() -> str:
-    return "".join(secrets.choice(_CODE_ALPHABET) for _ in range(8))
+    raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(CODE_LENGTH))
+    return "-".join(raw[n:n + 4] for n in range(0, CODE_LENGTH, 4))
+
+
+def code_in_text(key: bytes, case: Case, *texts: str | None) -> bool:
+    """Whether the case's access code appears in any of `texts` (a proof of identity)."""
+    for text in texts:
+        for candidate in _CODE_CANDIDATE.findall((text or "")[:20_000]):
+            if code_matches(key, case.access_code_hash, candidate):
+                return True
+    return False
 
 
 def find_number(text: str | None) -> str | None:
@@ -99,7 +130,7 @@ async def create_cases(
             body=draft.body,
             category=draft.category,
             status="received",
-            access_code_hash=hash_code(code),
+            access_code_hash=hash_code(ctx.code_key, code),
             person_id=draft.person.id if draft.person else None,
             requester_email=draft.email,
             requester_chat=draft.chat,
@@ -221,6 +252,9 @@ async def handle_email(
         case = await case_for_requester(number, msg, person)
         if case is None:
             return [Reply("case_not_yours", {"number": number})]
+        if not msg.proof and not code_in_text(ctx.code_key, case, msg.subject, msg.text):
+            return [Reply("proof_needed", {"mailbox": "sprawy", "number": case.number},
+                          case=case.number)]
         await add_message(case, msg, ctx)
         return [Reply("case_message_added", {"case": case}, case=case.number)]
 
@@ -231,7 +265,7 @@ async def handle_email(
         subject=subject or body.splitlines()[0][:120],
         body=body,
         channel="email",
-        person=person,
+        person=person if msg.proof else None,  # a forged From must not file in their name
         email=msg.address,
         attachments=tuple(msg.attachments),
         lang=person.language if person else "pl",

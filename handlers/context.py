@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from handlers.render import Renderer
@@ -32,6 +33,13 @@ class ServiceContext:
     digest_hour: int = 18
     library: LibraryRules = field(default_factory=LibraryRules)
     signing_secret: str = ""
+    #: how inbound mail is authenticated (mail/authenticate.MailAuth); None: not at all
+    mail_auth: Any = None
+    #: key of the access codes' keyed hash (store-kept, see store/secrets.py)
+    code_key: bytes = b""
+    #: how long an acknowledgement link works
+    ack_ttl: timedelta = timedelta(days=30)
+    retention_days: int = 365
 
     def address(self, mailbox: str) -> str:
         return f"{mailbox}@{self.mail_domain}"

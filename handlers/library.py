@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 
 from handlers import i18n
 from handlers.context import ServiceContext
+from handlers.identity import require_proof
 from handlers.limits import check_all
 from handlers.message import InboundMessage, InvalidInput, Reply
 from handlers.notify import build_delivery, person_targets, preferred_targets
@@ -197,6 +198,8 @@ async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person 
     first_line = next((line for line in msg.text.splitlines() if line.strip()), "")
     words = f"{msg.subject or ''} {first_line}".lower()
     if any(w in words for w in RENEW_WORDS):
+        if person is not None:
+            require_proof(msg)  # renewing changes the reader's loans: only a proven sender
         return [await renew_all(ctx, person, "email")]
     if any(w in words for w in LIST_WORDS):
         return [await list_loans(ctx, person)]

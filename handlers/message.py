@@ -33,6 +33,8 @@ class InboundMessage:
         message_id: the channel's id of this message (Message-ID, Telegram message id).
         references: Message-IDs this email answers (In-Reply-To then References).
         callback: data of a pressed inline button, if that is what this is.
+        proof: how the sender is proven (see handlers/identity.py).
+        private: False for a Telegram group, supergroup or channel.
         inbound_id: the stored raw message's id, which makes reply keys idempotent.
     """
 
@@ -51,6 +53,11 @@ class InboundMessage:
     display_name: str = ""
     inbound_id: int = 0
     language_hint: str | None = None
+    #: how the sender is proven (handlers/identity.py): "telegram", "dmarc", "thread",
+    #: or None for mail that proves nothing
+    proof: str | None = None
+    #: Telegram: whether the chat is a private one (groups may not link or see personal data)
+    private: bool = True
 
 
 @dataclass

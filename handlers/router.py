@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from handlers import accounts, announcements, cases, dialogue, grades, i18n, library
+from handlers import accounts, announcements, cases, dialogue, grades, i18n, identity, library
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply, UserFacingError
 from handlers.notify import email_payload
@@ -102,6 +102,11 @@ async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None)
             return []
         return await handler(ctx, msg, person)
 
+    if not msg.private:
+        if msg.command is not None or msg.callback is not None:
+            return [Reply("private_only", {})]
+        return []  # ordinary chatter in a group is not for us
+
     if msg.callback is not None:
         prefix, _, _ = msg.callback.partition(":")
         callback = CALLBACKS.get(prefix)
@@ -172,6 +177,10 @@ async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
     in the same transaction."""
     if person is UNKNOWN:
         person = await accounts.person_by_address(msg.channel, msg.address)
+    await identity.prove(msg)
+    if msg.channel == "telegram" and not msg.private:
+        # a group is not a person: nobody there may link it or see anyone's data
+        person = None
     try:
         replies = await route(ctx, msg, person)
     except UserFacingError as error:

@@ -20,6 +20,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from html.parser import HTMLParser
 
+from handlers.addresses import normalise_email
 from handlers.message import Attachment, InboundMessage
 
 _FALLBACK_CHARSETS = ("utf-8", "cp1250", "iso-8859-2")
@@ -117,10 +118,17 @@ def message_ids(value: str | None) -> list[str]:
 
 def to_inbound(msg: EmailMessage, envelope_from: str, mailbox: str, inbound_id: int = 0
                ) -> InboundMessage:
-    """One parsed email as the gateway's message type."""
-    name, address = parseaddr(header(msg, "Reply-To") or header(msg, "From"))
+    """One parsed email as the gateway's message type.
+
+    The sender is the `From` address, never `Reply-To`: anyone can set either, but only
+    `From` is what DMARC authenticates, and answering `From` means a forger can only make
+    us write to the real owner (handlers/identity.py). A From header longer than any real
+    one is not parsed at all."""
+    from_header = header(msg, "From")
+    name, address = parseaddr(from_header) if len(from_header) <= 2000 else ("", "")
+    address = normalise_email(address) or ""
     if not address:
-        address = envelope_from
+        address = normalise_email(envelope_from) or envelope_from[:254]
     refs = message_ids(msg.get("References")) + message_ids(msg.get("In-Reply-To"))
     subject = " ".join(header(msg, "Subject").split())
     return InboundMessage(

@@ -416,3 +416,39 @@ class Leadership(Model):
 
     class Meta:
         table = "leadership"
+
+
+class SentMail(Model):
+    """Every Message-ID we sent, and to whom: a reply threaded to one of them proves the
+    replier reads that mailbox (issue #11: identity is proven, not read from a header)."""
+
+    message_id = fields.CharField(max_length=255, primary_key=True)
+    recipient = fields.CharField(max_length=320)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "sent_mail"
+
+
+class StoredSecret(Model):
+    """A secret the gateway generated once and keeps, so that every process and instance
+    signs and checks with the same one (acknowledgement links, access-code hashes)."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    value = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "stored_secret"
+
+
+class IdempotentRequest(Model):
+    """The answer to a request sent with an `Idempotency-Key`: the same key within 24 h
+    gets the same answer (a client retrying after a lost answer opens one case)."""
+
+    key = fields.CharField(max_length=255, primary_key=True)
+    response = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(db_index=True)
+
+    class Meta:
+        table = "idempotent_request"

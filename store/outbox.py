@@ -18,7 +18,7 @@ from tortoise.expressions import F
 from tortoise.functions import Count, Min
 from tortoise.transactions import in_transaction
 
-from store.models import Outbox
+from store.models import Outbox, SentMail
 from store.sql import as_models, on_postgres, sql
 
 
@@ -83,7 +83,21 @@ async def enqueue(deliveries: list[Delivery], now: datetime) -> int:
         for d in deliveries
     ]
     await Outbox.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
+    await remember_sent_mail(deliveries, now)
     return len(rows)
+
+
+async def remember_sent_mail(deliveries: list[Delivery], now: datetime) -> None:
+    """Record the Message-ID of every mail queued (and of its email fallbacks) with its
+    recipient: a reply threaded to one proves its sender reads that mailbox
+    (handlers/identity.py)."""
+    sent = [SentMail(message_id=payload["message_id"], recipient=recipient, created_at=now)
+            for d in deliveries
+            for channel, recipient, payload in [(d.channel, d.recipient, d.payload)] + [
+                (f["channel"], f["recipient"], f["payload"]) for f in d.fallbacks]
+            if channel == "email" and payload.get("message_id")]
+    if sent:
+        await SentMail.bulk_create(sent, ignore_conflicts=True, batch_size=1000)
 
 
 _CLAIM = (

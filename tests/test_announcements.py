@@ -18,6 +18,7 @@ from store.models import Announcement, AnnouncementDelivery, Outbox, Person
 from store.outbox import PRIORITY_BULK, Delivery, enqueue
 from tests.conftest import WEBHOOK_SECRET, Gateway, make_mail
 from tests.doubles.botapi import callback_update, message_update
+from tests.mailauth import sign, verifying
 
 
 async def staff_room(gw: Gateway) -> dict[str, int]:
@@ -108,8 +109,17 @@ async def test_retraction_tells_those_who_got_it(gw: Gateway) -> None:
 async def test_mail_announcement_needs_confirmation_and_forgery_fails(gw: Gateway) -> None:
     await staff_room(gw)
     sender = "cezary@milanowek.example"
-    [preview] = await gw.mail(make_mail("Zamknięcie urzędu w piątek", "Urząd nieczynny.",
-                                        sender=sender, to="ogloszenia@milanowek.example"),
+    draft = make_mail("Zamknięcie urzędu w piątek", "Urząd nieczynny.", sender=sender,
+                      to="ogloszenia@milanowek.example")
+    # unsigned, the town's From proves nothing: no preview of its text, only a short ask
+    [ask] = await gw.mail(draft, to="ogloszenia", sender=sender)
+    assert ask["Subject"] == "Prosimy o potwierdzenie adresu"
+    assert "Urząd nieczynny" not in ask.get_body(("plain",)).get_content()
+    assert await Announcement.all().count() == 0
+    # signed by the town's domain (DKIM, DMARC pass): the draft and its preview
+    gw.services.mail_auth = verifying("milanowek.example")
+    draft.replace_header("Message-ID", "<draft-2@milanowek.example>")
+    [preview] = await gw.mail(sign(draft.as_bytes(), "milanowek.example"),
                               to="ogloszenia", sender=sender)
     assert preview["To"] == sender and "[OGL-" in preview["Subject"]
     assert "dla 4 osób" in preview.get_body(("plain",)).get_content()
@@ -119,8 +129,11 @@ async def test_mail_announcement_needs_confirmation_and_forgery_fails(gw: Gatewa
                                         sender="obcy@example.com"),
                               to="ogloszenia", sender="obcy@example.com")
     assert "Nie znaleźliśmy" in refused.get_body(("plain",)).get_content()
+    # the confirmation is a reply to the preview: threaded to our Message-ID, it is proven
+    gw.services.mail_auth = None
     mails = await gw.mail(make_mail(f"Re: {preview['Subject']}", "Potwierdzam\n\n> cytat",
-                                    sender=sender), to="ogloszenia", sender=sender)
+                                    sender=sender, In_Reply_To=preview["Message-ID"]),
+                          to="ogloszenia", sender=sender)
     own_copy, done = sorted(mails, key=lambda m: "wysłane" in m["Subject"])
     assert "wysyłane do 4 osób" in done.get_body(("plain",)).get_content()
     assert own_copy["Subject"] == "Zamknięcie urzędu w piątek"  # the author is in the audience

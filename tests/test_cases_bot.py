@@ -8,6 +8,7 @@ from gateway.keys import DISPATCHER, INBOX
 from store.models import Case, Identity, LinkCode
 from tests.conftest import WEBHOOK_SECRET, Gateway, make_mail
 from tests.doubles.botapi import callback_update, message_update
+from tests.mailauth import sign, verifying
 
 
 async def test_start_with_code_links_once(gw: Gateway) -> None:
@@ -90,8 +91,10 @@ async def test_html_is_escaped_for_telegram(gw: Gateway) -> None:
 async def test_one_case_one_thread_across_channels(gw: Gateway) -> None:
     """Opened by mail, followed up in the bot, answered by staff on the last channel."""
     person = await gw.linked(1001, "Ewa Mail", email="ewa@example.pl")
-    await gw.mail(make_mail("Wycinka", "Proszę o zgodę.", sender="ewa@example.pl"),
-                  sender="ewa@example.pl")
+    gw.services.mail_auth = verifying("example.pl")  # her provider signs with DKIM
+    signed = sign(make_mail("Wycinka", "Proszę o zgodę.", sender="ewa@example.pl").as_bytes(),
+                  "example.pl")
+    await gw.mail(signed, sender="ewa@example.pl")
     case = await Case.get()
     assert case.person_id == person
     [status] = await gw.tg(1001, f"/status {case.number}")

@@ -21,7 +21,8 @@ async def test_new_case_by_mail_gets_number_code_and_threaded_reply(gw: Gateway)
     assert reply["From"] == "sprawy@milanowek.example"
     text = reply.get_body(("plain",)).get_content()
     assert "Numer sprawy: UM-2026-000001" in text
-    code = re.search(r"Kod dostępu: (\w+)", text).group(1)
+    code = re.search(r"Kod dostępu: ([A-Z0-9-]+)", text).group(1)
+    assert re.fullmatch(r"([A-Z2-9]{4}-){3}[A-Z2-9]{4}", code)  # 80 bits, typed in groups
     html = reply.get_body(("html",)).get_content()
     assert "Kościuszki" in html
     # the access code opens the case over the API
@@ -40,7 +41,8 @@ async def test_numbers_are_sequential(gw: Gateway) -> None:
 async def test_reply_with_tag_is_added_to_the_case(gw: Gateway) -> None:
     [first] = await gw.mail(make_mail("Wniosek o wycinkę drzewa", "Proszę o zgodę."))
     number = (await Case.get()).number
-    follow = make_mail(f"Re: [{number}] Wniosek o wycinkę drzewa", "Dosyłam zdjęcie.")
+    follow = make_mail(f"Re: [{number}] Wniosek o wycinkę drzewa", "Dosyłam zdjęcie.",
+                       In_Reply_To=first["Message-ID"])
     [ack] = await gw.mail(follow)
     assert await Case.all().count() == 1
     assert await CaseEvent.filter(case_id=number, kind="message", text="Dosyłam zdjęcie.").exists()

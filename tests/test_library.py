@@ -77,8 +77,10 @@ async def test_renewal_and_listing_by_email(gw: Gateway) -> None:
     text = listing.get_body(("plain",)).get_content()
     assert "Książka 1 — zwrot do 28 listopada 2026" in text
     assert listing["From"] == "biblioteka@milanowek.example"
+    # a reply to our listing: threaded to a Message-ID we sent to that address
     [renewal] = await gw.mail(make_mail("Re: biblioteka", "przedłuż proszę\n\ndzięki",
-                                        sender="czyta@example.pl"),
+                                        sender="czyta@example.pl",
+                                        In_Reply_To=listing["Message-ID"]),
                               to="biblioteka", sender="czyta@example.pl")
     body = renewal.get_body(("plain",)).get_content()
     assert "Przedłużono 1 z 2 wypożyczeń" in body and "zarezerwowana" in body
