@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import html
 import json
+import logging
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from gateway import auth
@@ -36,9 +39,19 @@ from handlers.i18n import OPEN311
 from handlers.limits import fit, fit_text
 from handlers.message import Attachment as MessageAttachment
 from handlers.message import InvalidInput
-from store.models import CASE_STATUSES, ROLES, Announcement, Case, Identity, Person, Student
+from store.models import (
+    CASE_STATUSES,
+    ROLES,
+    Announcement,
+    Case,
+    IdempotentRequest,
+    Identity,
+    Person,
+    Student,
+)
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 
 
 def valid_email(value: str, name: str = "email") -> str:
@@ -104,7 +117,13 @@ def _case_json(case: Case, history: list[Any] | None = None) -> dict[str, Any]:
 
 
 async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) -> list[dict]:
-    """Group-commit body: many API submissions in one transaction (see store.batcher)."""
+    """Group-commit body: many API submissions in one transaction (see store.batcher).
+
+    A draft's `reveal_code` says whether its answer carries the access code: for a
+    caller with scope `cases` (the town's own form backend) and for an anonymous case
+    without an email (the code is its only key); an anonymous case naming an email gets
+    its code only by mail to that address, so naming a resident's address reveals
+    nothing of their case. An `idempotency_key` stores the answer with the case."""
     services = app[SERVICES]
     emails = {d["email"] for d in drafts if d.get("email")}
     owners: dict[str, Person] = {}
@@ -120,14 +139,40 @@ async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) ->
         for d in drafts
     ]
     created = await cases.create_cases(services, new, confirm_to_email=True)
-    await notify.queue([d for _, _, d in created if d is not None], services.clock.now())
-    return [{"number": c.number, "status": c.status, "access_code": code}
-            for c, code, _ in created]
+    now = services.clock.now()
+    await notify.queue([d for _, _, d in created if d is not None], now)
+    answers = []
+    for draft, (case, code, _) in zip(drafts, created, strict=True):
+        answer = {"number": case.number, "status": case.status}
+        if draft.get("reveal_code"):
+            answer["access_code"] = code
+        answers.append(answer)
+    keyed = [IdempotentRequest(key=d["idempotency_key"], response=a, created_at=now)
+             for d, a in zip(drafts, answers, strict=True) if d.get("idempotency_key")]
+    if keyed:  # a key used twice at once: IntegrityError, and the second caller gets the first's
+        await IdempotentRequest.bulk_create(keyed)
+    return answers
+
+
+def client_address(request: web.Request) -> str:
+    """The peer's address as the socket says (a header could say anything)."""
+    return request.remote or "unknown"
+
+
+def _too_many(wait: float, what: str) -> ApiError:
+    seconds = str(max(1, int(wait)))
+    return ApiError(429, "rate_limited", f"too many {what}; try again in {seconds} s",
+                    headers={"Retry-After": seconds})
+
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 @routes.post("/api/v1/cases")
 async def create_case(request: web.Request) -> web.Response:
-    body = await json_body(request)
+    scopes = await auth.scopes_of(auth.bearer(request), request.app[SETTINGS].admin_token)
+    keyed = "cases" in scopes
+    body = await (keyed_body(request) if keyed else json_body(request))
     draft = {
         "subject": fit(Case, "subject", field(body, "subject", str).strip(), "subject"),
         "body": fit_text(field(body, "body", str), "body"),
@@ -136,8 +181,51 @@ async def create_case(request: web.Request) -> web.Response:
     }
     email = field(body, "email", str, required=False)
     draft["email"] = valid_email(email) if email else None
-    result = await request.app[CASE_COMMIT].submit(draft)
+    draft["reveal_code"] = keyed or not draft["email"]
+    services = request.app[SERVICES]
+    replay = await _idempotent(request, draft, "keyed" if keyed else client_address(request))
+    if replay is not None:
+        return replay
+    if not keyed:
+        limits = services.limits
+        wait = limits.cases_per_client.take(client_address(request))
+        if not wait and draft["email"]:  # our confirmation goes there: no mail bomb
+            wait = limits.cases_per_recipient.take(draft["email"])
+        if wait:
+            raise _too_many(wait, "case submissions")
+    try:
+        result = await request.app[CASE_COMMIT].submit(draft)
+    except IntegrityError:
+        if draft.get("idempotency_key"):  # the same key at the same moment: answer as the first
+            found = await IdempotentRequest.get_or_none(key=draft["idempotency_key"])
+            if found is not None:
+                return web.json_response(found.response, status=201,
+                                         headers={"Idempotent-Replayed": "true"})
+        raise
     return web.json_response(result, status=201)
+
+
+async def _idempotent(request: web.Request, draft: dict[str, Any], caller: str
+                      ) -> web.Response | None:
+    """With an `Idempotency-Key`: the stored answer of the same key within 24 h, else
+    None (and the draft carries the key, stored with the case in its transaction). A key
+    belongs to its caller: another client's same key is another request."""
+    given = request.headers.get("Idempotency-Key")
+    if given is None:
+        return None
+    if not 1 <= len(given) <= 200:
+        raise ApiError(400, "invalid_field", "'Idempotency-Key' has 1 to 200 characters",
+                       field="Idempotency-Key")
+    key = "cases:" + hashlib.sha256(f"{caller}\0{given}".encode()).hexdigest()
+    now = request.app[SERVICES].clock.now()
+    found = await IdempotentRequest.get_or_none(key=key)
+    if found is not None and found.created_at > now - IDEMPOTENCY_WINDOW:
+        return web.json_response(found.response, status=201,
+                                 headers={"Idempotent-Replayed": "true"})
+    if found is not None:
+        await IdempotentRequest.filter(key=key).delete()  # older than the window: a new request
+    draft["idempotency_key"] = key
+    return None
 
 
 async def _case_or_404(number: str) -> Case:
@@ -149,17 +237,33 @@ async def _case_or_404(number: str) -> Case:
 
 @routes.get("/api/v1/cases/{number}")
 async def get_case(request: web.Request) -> web.Response:
-    number = request.match_info["number"].upper()
+    number = request.match_info["number"].upper()[:32]
     code = request.query.get("code")
     if code:
-        case = await Case.get_or_none(number=number)
-        if case is None or not cases.code_matches(request.app[SERVICES].code_key,
-                                                  case.access_code_hash, code):
-            raise ApiError(404, "not_found", "no case with this number and access code")
+        case = await case_by_code(request, number, code)
     else:
         await require(request, "cases")
         case = await _case_or_404(number)
     return web.json_response(_case_json(case, await cases.public_history(case)))
+
+
+async def case_by_code(request: web.Request, number: str, code: str) -> Case:
+    """The case if `code` is its access code. Failures are limited per client and per
+    case (429) — 80-bit codes are not guessed, but nobody gets to try — and logged
+    without the code."""
+    limits, client = request.app[SERVICES].limits, client_address(request)
+    wait = max(limits.code_failures_per_client.wait(client),
+               limits.code_failures_per_case.wait(number))
+    if wait:
+        raise _too_many(wait, "failed access-code attempts")
+    case = await Case.get_or_none(number=number)
+    if case is None or not cases.code_matches(request.app[SERVICES].code_key,
+                                              case.access_code_hash, code[:64]):
+        limits.code_failures_per_client.take(client)
+        limits.code_failures_per_case.take(number)
+        log.warning("wrong access code for %s from %s", number, client)
+        raise ApiError(404, "not_found", "no case with this number and access code")
+    return case
 
 
 @routes.post("/api/v1/cases/{number}/events")

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -45,6 +46,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.scheduler import scheduler_ctx
 from gateway.worker_process import worker_process_ctx
 from handlers.context import LibraryRules, ServiceContext
+from handlers.ratelimit import Limits
 from handlers.render import Renderer
 from mail.authenticate import MailAuth
 from mail.sender import MailSender
@@ -84,6 +86,12 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
                            verify=settings.mail_auth == "dkim"),
         ack_ttl=timedelta(days=settings.ack_ttl_days),
         retention_days=settings.retention_days,
+        limits=Limits(time.monotonic, cases_per_client=settings.rate_cases_per_client,
+                      cases_per_recipient=settings.rate_cases_per_recipient,
+                      mail_cases_per_sender=settings.rate_mail_cases_per_sender,
+                      bot_per_chat=settings.rate_bot_per_chat,
+                      code_failures_per_client=settings.rate_code_failures_per_client,
+                      code_failures_per_case=settings.rate_code_failures_per_case),
     )
 
 
@@ -287,7 +295,8 @@ async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     handler = GatewaySMTPHandler(settings.mail_domain, MAILBOXES, app[CLOCK].now,
-                                 on_stored=app[INBOX].notify)
+                                 on_stored=app[INBOX].notify,
+                                 limiter=app[SERVICES].limits.mail_cases_per_sender)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         smtp_factory(handler, settings.smtp_max_size, settings.mail_domain),

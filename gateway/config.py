@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     smtp_trusted_authserv: str | None = None
     #: "dkim": verify DKIM and DMARC of inbound mail ourselves; "off": trust no mail's From
     mail_auth: str = "dkim"
+    #: rate limits (per hour): anonymous case submissions per client address and per
+    #: recipient address, new-case mail per sender, bot messages per chat, failed
+    #: access-code look-ups per client and per case
+    rate_cases_per_client: float = 20
+    rate_cases_per_recipient: float = 5
+    rate_mail_cases_per_sender: float = 20
+    rate_bot_per_chat: float = 600
+    rate_code_failures_per_client: float = 20
+    rate_code_failures_per_case: float = 30
     #: days an announcement's acknowledgement link works
     ack_ttl_days: int = 30
     hook_secret_register: str | None = None

@@ -40,6 +40,8 @@ class ServiceContext:
     #: how long an acknowledgement link works
     ack_ttl: timedelta = timedelta(days=30)
     retention_days: int = 365
+    #: rate limits of this process (handlers/ratelimit.Limits)
+    limits: Any = None
 
     def address(self, mailbox: str) -> str:
         return f"{mailbox}@{self.mail_domain}"

@@ -178,6 +178,11 @@ async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
     if person is UNKNOWN:
         person = await accounts.person_by_address(msg.channel, msg.address)
     await identity.prove(msg)
+    if msg.channel == "telegram" and ctx.limits is not None and not msg.callback_id:
+        if ctx.limits.bot_per_chat.take(msg.address) > 0:
+            # over the limit: one polite "zwolnij" now and then, otherwise silence
+            told = ctx.limits.slow_down_notices.take(msg.address) == 0
+            return to_deliveries(ctx, msg, person, [Reply("slow_down", {})] if told else [])
     if msg.channel == "telegram" and not msg.private:
         # a group is not a person: nobody there may link it or see anyone's data
         person = None

@@ -16,6 +16,7 @@ from datetime import datetime
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from tortoise.exceptions import IntegrityError
 
+from handlers.ratelimit import RateLimiter
 from store.models import RawInbound
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,15 @@ class GatewaySMTPHandler:
         mailboxes: Iterable[str],
         now: Callable[[], datetime],
         on_stored: Callable[[], None] = lambda: None,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.domain = domain.lower()
         self.mailboxes = set(mailboxes)
         self.now = now
         self.on_stored = on_stored
+        #: new mail per envelope sender; over it, RCPT answers 450 and the sender's server
+        #: retries later (RFC 5321 section 4.2.5: 4yz is transient)
+        self.limiter = limiter
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -63,6 +68,10 @@ class GatewaySMTPHandler:
             return "550 5.7.1 Relaying denied"
         if local not in self.mailboxes:
             return "550 5.1.1 Unknown mailbox"
+        if self.limiter is not None:
+            sender = (envelope.mail_from or "<>").lower()[:320]
+            if self.limiter.take(f"{local}:{sender}") > 0:
+                return "450 4.7.1 Too many messages from this sender, try again later"
         envelope.rcpt_tos.append(address.lower())
         return "250 2.1.5 OK"
 

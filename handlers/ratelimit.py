@@ -1,0 +1,72 @@
+"""Token buckets per key: how often one client, address or chat may do something.
+
+Pure and in memory (no I/O): a bucket per key holds up to `burst` tokens and refills at
+`per_hour / 3600` a second; a request takes one token or learns how many seconds until
+one is back, which becomes `Retry-After` (HTTP 429), an SMTP 450, or the bot's "zwolnij".
+Each process keeps its own buckets, so with N instances a client gets at most N times
+the limit — still a limit, and without a round trip to the store on the hot path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Limit:
+    per_hour: float
+    burst: int
+
+
+@dataclass
+class RateLimiter:
+    limit: Limit
+    now: Callable[[], float]
+    max_keys: int = 100_000
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, key: str) -> float:
+        """0.0 if `key` may go on now (a token is taken), else seconds to wait."""
+        now = self.now()
+        rate = self.limit.per_hour / 3600.0
+        tokens, stamp = self._buckets.get(key, (float(self.limit.burst), now))
+        tokens = min(float(self.limit.burst), tokens + (now - stamp) * rate)
+        if tokens >= 1.0:
+            self._remember(key, (tokens - 1.0, now))
+            return 0.0
+        self._remember(key, (tokens, now))
+        return math.ceil((1.0 - tokens) / rate) if rate > 0 else 3600.0
+
+    def wait(self, key: str) -> float:
+        """Seconds until `key` has a token again (0.0: it has one now); takes nothing."""
+        now = self.now()
+        rate = self.limit.per_hour / 3600.0
+        tokens, stamp = self._buckets.get(key, (float(self.limit.burst), now))
+        tokens = min(float(self.limit.burst), tokens + (now - stamp) * rate)
+        return 0.0 if tokens >= 1.0 else math.ceil((1.0 - tokens) / rate)
+
+    def _remember(self, key: str, state: tuple[float, float]) -> None:
+        if key not in self._buckets and len(self._buckets) >= self.max_keys:
+            # a flood of distinct keys: forget the oldest half rather than grow for ever
+            for old in list(self._buckets)[: self.max_keys // 2]:
+                del self._buckets[old]
+        self._buckets[key] = state
+
+
+class Limits:
+    """Every limit of one gateway process, built from settings (`EMIL_RATE_*`)."""
+
+    def __init__(self, now: Callable[[], float], *, cases_per_client: float = 20,
+                 cases_per_recipient: float = 5, mail_cases_per_sender: float = 20,
+                 bot_per_chat: float = 600, code_failures_per_client: float = 20,
+                 code_failures_per_case: float = 30) -> None:
+        self.cases_per_client = RateLimiter(Limit(cases_per_client, 5), now)
+        self.cases_per_recipient = RateLimiter(Limit(cases_per_recipient, 3), now)
+        self.mail_cases_per_sender = RateLimiter(Limit(mail_cases_per_sender, 5), now)
+        self.bot_per_chat = RateLimiter(Limit(bot_per_chat, 20), now)
+        self.code_failures_per_client = RateLimiter(Limit(code_failures_per_client, 5), now)
+        self.code_failures_per_case = RateLimiter(Limit(code_failures_per_case, 10), now)
+        #: the bot says "zwolnij" at most this often per chat (no outbox flood either)
+        self.slow_down_notices = RateLimiter(Limit(6, 1), now)
