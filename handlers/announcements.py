@@ -2,8 +2,10 @@
 
 Who may announce: people with role `staff` to the units they belong to (optionally
 narrowed to roles), people with role `admin` — and API keys with scope `announce` — to
-any units and roles. The audience is the union of its units and roles; a person in
-several is counted once.
+any units and roles. The audience is everyone in any of its units who also has any of its
+roles: roles narrow, never widen (a clerk of one unit adding `rola:parent` used to reach
+every parent in town). Without units (admins and keys only) it is everyone with the roles;
+a person in several units is counted once.
 
 Fan-out writes one delivery row and one outbox row per recipient, in chunks, with keys
 (announcement, person): re-running a publish that died half-way completes it without
@@ -88,11 +90,20 @@ def audience_from_text(text: str) -> dict[str, list[str]]:
     return {"units": sorted(set(units)), "roles": sorted(set(roles))}
 
 
+def in_audience(person: Person, units: set[str], roles: set[str]) -> bool:
+    """In one of the units (if any are named) and holding one of the roles (if any)."""
+    if units and not units & set(person.units or []):
+        return False
+    return not roles or bool(roles & set(person.roles or []))
+
+
 async def recipients(audience: dict[str, list[str]]) -> list[Person]:
-    """Everyone in any of the units or with any of the roles, each once."""
+    """Everyone the audience names (see the module's docstring), each once."""
     units, roles = set(audience.get("units") or []), set(audience.get("roles") or [])
+    if not units and not roles:
+        return []
     people = await Person.all().order_by("id")
-    return [p for p in people if units & set(p.units or []) or roles & set(p.roles or [])]
+    return [p for p in people if in_audience(p, units, roles)]
 
 
 # --- creating, publishing, retracting -------------------------------------------------------

@@ -41,13 +41,16 @@ async def post(gw: Gateway, **body) -> dict:
     return await resp.json()
 
 
-async def test_audience_is_a_union_counted_once(gw: Gateway) -> None:
+async def test_audience_units_counted_once_and_roles_narrow(gw: Gateway) -> None:
     p = await staff_room(gw)
     found = await announcements.recipients({"units": ["szkola-1"], "roles": ["librarian"]})
-    assert sorted(x.id for x in found) == sorted([p["ala"], p["bea"], p["cez"], p["ewa"]])
-    created = await post(gw, audience={"units": ["szkola-1"], "roles": ["librarian"]})
+    assert [x.id for x in found] == [p["bea"]]  # roles narrow a unit, never widen it
+    found = await announcements.recipients({"roles": ["librarian"]})
+    assert sorted(x.id for x in found) == sorted([p["bea"], p["ewa"]])
+    created = await post(gw, audience={"units": ["szkola-1", "urzad"]})
     await run_job(gw.services, "scheduled-announcements")
     await gw.drain()
+    # Cezary is in both units and counted once
     assert await AnnouncementDelivery.filter(announcement_id=created["id"]).count() == 4
     assert len(gw.botapi.texts_to(7002)) == 2  # link confirmation + one announcement
     assert "<b>Zebranie</b>" in gw.botapi.texts_to(7002)[-1]
@@ -263,3 +266,19 @@ async def test_one_attachment_by_email_and_as_a_telegram_document(gw: Gateway) -
         "title": "x", "body": "y", "audience": {"units": ["urzad"]},
         "attachment": {"filename": "a.txt", "data": "not base64!"}})
     assert (await resp.json())["error"]["field"] == "attachment.data"
+
+
+async def test_staff_cannot_reach_outside_their_unit_by_adding_roles(gw: Gateway) -> None:
+    """Issue #11: `urzad, rola:librarian` from an office clerk used to reach every
+    librarian in town; now it reaches the librarians of the office, here nobody."""
+    await staff_room(gw)
+    await gw.tg(7004, "/ogloszenie")
+    await gw.tg(7004, "urzad, rola:librarian")
+    await gw.tg(7004, "Tytuł")
+    await gw.tg(7004, "Treść")
+    await gw.tg(7004, "tak")
+    await gw.drain()
+    announcement = await Announcement.get(title="Tytuł")
+    assert await AnnouncementDelivery.filter(announcement_id=announcement.id).count() == 0
+    assert len(gw.botapi.texts_to(7005)) == 1  # Ewa (library): only her link confirmation
+    assert not any("Treść" in t for t in gw.botapi.texts_to(7002))
