@@ -540,16 +540,36 @@ async def retract_announcement(request: web.Request) -> web.Response:
 
 
 @routes.get("/ack/{token}")
+async def acknowledgement_page(request: web.Request) -> web.Response:
+    """The mail's acknowledgement link shows a page with a button and changes nothing:
+    mail link scanners open every link on delivery (issue #11)."""
+    services = request.app[SERVICES]
+    found = await announcements.ack_target(services, request.match_info["token"])
+    return _ack_page(request, found, done=False)
+
+
+@routes.post("/ack/{token}")
 async def acknowledge(request: web.Request) -> web.Response:
-    """The email acknowledgement link: a signed token, no login."""
     found = await announcements.acknowledge(request.app[SERVICES], request.match_info["token"])
-    if found is None:
-        return web.Response(status=404, content_type="text/html", charset="utf-8",
-                            text="<p>Nieprawidłowy link. / Invalid link.</p>")
-    return web.Response(content_type="text/html", charset="utf-8", text=(
-        f"<!doctype html><meta charset=utf-8><title>e-Milanówek</title>"
-        f"<p>Dziękujemy — potwierdzono przeczytanie ogłoszenia "
-        f"„{html.escape(found.title)}”.</p><p>Thank you — acknowledged.</p>"))
+    return _ack_page(request, found, done=True)
+
+
+def _ack_page(request: web.Request, found: Announcement | None, *, done: bool) -> web.Response:
+    page = request.app[SERVICES].renderer.page(
+        "ack.html", lang="pl", context={"announcement": found, "done": done,
+                                        "action": request.path})
+    return web.Response(status=200 if found else 404, text=page, content_type="text/html",
+                        charset="utf-8", headers=PAGE_HEADERS)
+
+
+#: pages carry no scripts, frames or foreign resources (MDN, Content-Security-Policy)
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self' 'unsafe-inline'; "
+                               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the token is in the path
+    "Cache-Control": "no-store",
+}
 
 
 # --- Telegram webhook -------------------------------------------------------------------

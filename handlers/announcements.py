@@ -22,7 +22,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
@@ -125,8 +125,9 @@ async def create(ctx: ServiceContext, *, author: Person | None, title: str, body
     )
 
 
-def ack_serializer(ctx: ServiceContext) -> URLSafeSerializer:
-    return URLSafeSerializer(ctx.signing_secret, salt="announcement-ack")
+def ack_serializer(ctx: ServiceContext) -> URLSafeTimedSerializer:
+    """Signed and dated: a link works for `EMIL_ACK_TTL_DAYS` (itsdangerous checks the age)."""
+    return URLSafeTimedSerializer(ctx.signing_secret, salt="announcement-ack")
 
 
 def ack_token(ctx: ServiceContext, announcement_id: int, person_id: int) -> str:
@@ -244,11 +245,28 @@ async def retract(ctx: ServiceContext, announcement: Announcement) -> int:
     return len(deliveries)
 
 
-async def acknowledge(ctx: ServiceContext, token: str) -> Announcement | None:
+def read_ack_token(ctx: ServiceContext, token: str) -> tuple[int, int] | None:
+    """(announcement, person) of a valid, unexpired link; None otherwise."""
     try:
-        announcement_id, person_id = ack_serializer(ctx).loads(token)
-    except (BadSignature, ValueError, TypeError):
+        announcement_id, person_id = ack_serializer(ctx).loads(
+            token[:512], max_age=int(ctx.ack_ttl.total_seconds()))
+        return int(announcement_id), int(person_id)
+    except (BadSignature, ValueError, TypeError):  # SignatureExpired is a BadSignature
         return None
+
+
+async def ack_target(ctx: ServiceContext, token: str) -> Announcement | None:
+    """The announcement a link acknowledges, without acknowledging it (the GET page:
+    mail scanners open links, so only the page's button, a POST, acknowledges)."""
+    found = read_ack_token(ctx, token)
+    return None if found is None else await Announcement.get_or_none(id=found[0])
+
+
+async def acknowledge(ctx: ServiceContext, token: str) -> Announcement | None:
+    found = read_ack_token(ctx, token)
+    if found is None:
+        return None
+    announcement_id, person_id = found
     await AnnouncementDelivery.filter(announcement_id=announcement_id, person_id=person_id,
                                       acked_at__isnull=True).update(acked_at=ctx.clock.now())
     return await Announcement.get_or_none(id=announcement_id)

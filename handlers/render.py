@@ -81,6 +81,11 @@ class Renderer:
             text = text[: TELEGRAM_MAX - 1] + "…"
         return {"text": text}
 
+    def page(self, name: str, lang: str, context: dict[str, Any]) -> str:
+        """An HTML page (`templates/pages/<name>.j2`), autoescaped."""
+        template = self._html.get_template(f"pages/{name}.j2")
+        return template.render({**context, "lang": i18n.language(lang)})
+
     def render(self, name: str, channel: str, lang: str, context: dict[str, Any]) -> dict[str, str]:
         if channel == "email":
             return self.email(name, lang, context)

@@ -70,13 +70,23 @@ async def test_acknowledgement_by_button_and_by_link(gw: Gateway) -> None:
     await gw.update(callback_update(7001, button["callback_data"]))
     [mail] = gw.sent_mail()
     link = re.search(r"http://\S+/ack/(\S+)", mail.get_body(("plain",)).get_content())
+    # opening the link (as a mail scanner does) only shows the button ...
     resp = await gw.client.get(f"/ack/{link.group(1)}")
+    page = await resp.text()
+    assert resp.status == 200 and '<form method="post"' in page and 'lang="pl"' in page
+    assert await AnnouncementDelivery.filter(acked_at__isnull=False).count() == 1
+    # ... pressing it acknowledges
+    resp = await gw.client.post(f"/ack/{link.group(1)}")
     assert resp.status == 200 and "Dziękujemy" in await resp.text()
     assert (await gw.client.get("/ack/forged-token")).status == 404
+    assert (await gw.client.post("/ack/forged-token")).status == 404
     resp = await gw.client.get(f"/api/v1/announcements/{created['id']}", headers=gw.admin)
     stats = await resp.json()
     assert (stats["recipients"], stats["sent"], stats["acknowledged"]) == (3, 3, 2)
     assert [u["id"] for u in stats["unacknowledged"]] == [p["bea"]]
+    # a link older than EMIL_ACK_TTL_DAYS no longer works
+    gw.services.ack_ttl = timedelta(seconds=-1)
+    assert (await gw.client.post(f"/ack/{link.group(1)}")).status == 404
 
 
 async def test_schedule_then_cancel_with_a_moved_clock(gw: Gateway) -> None:
