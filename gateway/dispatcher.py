@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from store.clock import Clock
+from store.errors import is_transient
 from store.models import Outbox
 from store.outbox import (
     PermanentSendError,
@@ -29,6 +30,7 @@ from store.outbox import (
     mark_sent,
     reclaim_expired,
     release,
+    renew_leases,
 )
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,8 @@ class Lane:
         self._paused_until: datetime | None = None
         self._next_for_chat: dict[str, datetime] = {}
         self._inflight: set[asyncio.Task] = set()
+        #: rows claimed and not yet marked, whose leases the renewer extends
+        self._holding: dict[int, Outbox] = {}
         self._last_reclaim: datetime | None = None
         #: called after every claim that reached the store (the supervisor's "I am up")
         self.beat: Callable[[], None] = lambda: None
@@ -133,6 +137,7 @@ class Lane:
         self.wake.set()
 
     async def run(self) -> None:
+        renewing = asyncio.create_task(self._renew_leases_forever())
         try:
             while True:
                 self.wake.clear()
@@ -150,6 +155,7 @@ class Lane:
                 # rows queued in a burst are claimed together, not one claim each
                 await asyncio.sleep(self.linger)
         finally:
+            renewing.cancel()
             inflight = list(self._inflight)
             for task in inflight:
                 task.cancel()
@@ -166,6 +172,7 @@ class Lane:
             await reclaim_expired(now)
         rows = await claim(self.channel, self.worker, now, self.lease, self.batch)
         self.metrics.claimed(self.channel, len(rows))
+        self._holding.update((row.id, row) for row in rows)
         tasks: list[asyncio.Task] = []
         sent: list[Outbox] = []
         for row in rows:
@@ -178,6 +185,7 @@ class Lane:
                 free_at = self._next_for_chat.get(row.recipient)
                 if free_at is not None and free_at > self.clock.now():
                     await release(row, free_at)
+                    self._holding.pop(row.id, None)
                     continue
             if self.limiter:
                 await self.limiter.acquire()
@@ -193,6 +201,20 @@ class Lane:
         self._forget_old_chats()
         return len(rows)
 
+    async def _renew_leases_forever(self) -> None:
+        """While sends are in flight, extend their rows' leases every third of a lease:
+        a relay slower than the lease must not let another claim send them again."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            holding = list(self._holding.values())
+            if holding:
+                try:
+                    await renew_leases(holding, self.clock.now(), self.lease)
+                except Exception as error:  # noqa: BLE001 - retried at the next tick
+                    log.warning("could not renew %d leases on %s: %s", len(holding),
+                                self.channel, error)
+
     def _start(self, work: Coroutine[Any, Any, None]) -> asyncio.Task:
         task = asyncio.create_task(work)
         self._inflight.add(task)
@@ -206,7 +228,26 @@ class Lane:
             await asyncio.wait(sends)
         finally:
             if sent:
-                await mark_sent(sent, self.clock.now())
+                await self._mark_sent_surely(sent)
+            for row in sent:
+                self._holding.pop(row.id, None)
+
+    async def _mark_sent_surely(self, rows: list[Outbox]) -> None:
+        """Record delivered rows, retrying through a store outage: a row left "sending"
+        would be sent again when its lease runs out (the lease keeps being renewed
+        meanwhile, since the rows stay held)."""
+        delay = 0.2
+        while True:
+            try:
+                await mark_sent(rows, self.clock.now())
+                return
+            except Exception as error:  # noqa: BLE001 - the store is away; try again
+                if not is_transient(error):
+                    raise
+                log.warning("could not mark %d sent rows on %s yet: %s", len(rows),
+                            self.channel, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _forget_old_chats(self) -> None:
         if len(self._next_for_chat) > 10_000:
@@ -242,9 +283,11 @@ class Lane:
             if self.mark_together:
                 sent.append(row)
             else:
-                await mark_sent([row], self.clock.now())
+                await self._mark_sent_surely([row])
         finally:
             self.concurrency.release()
+            if not self.mark_together or row not in sent:
+                self._holding.pop(row.id, None)
 
     notify_others = staticmethod(lambda: None)
 

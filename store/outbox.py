@@ -10,12 +10,14 @@ sends them, and records the outcome here.
 from __future__ import annotations
 
 import random
+import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise.expressions import F
 from tortoise.functions import Count, Min
+from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from store.models import Outbox, SentMail
@@ -118,8 +120,11 @@ async def claim(
     work. On PostgreSQL the inner select skips rows another instance has locked."""
     db = Outbox._meta.db
     lock = " FOR UPDATE SKIP LOCKED" if on_postgres(db) else ""
+    # every claim has a token of its own: a row this lane reclaims after its lease ran
+    # out is another claim, and the first claim's late marks no longer touch it
+    token = f"{worker[:48]}#{secrets.token_hex(6)}"
     rows = await db.execute_query_dict(sql(db, _CLAIM.format(lock=lock)),
-                                       [now + lease, worker, channel, now, limit])
+                                       [now + lease, token, channel, now, limit])
     claimed = as_models(Outbox, rows)
     claimed.sort(key=lambda row: (row.priority, row.next_attempt_at, row.id))
     return claimed
@@ -130,19 +135,42 @@ async def reclaim_expired(now: datetime) -> int:
     at most once more, the at-least-once window the design accepts. Kept out of `claim`
     so that the claim query stays a plain index range."""
     return await Outbox.filter(status="sending", lease_until__lt=now).update(
-        status="pending", lease_until=None)
+        status="pending", lease_until=None, claimed_by=None)
+
+
+def held(row: Outbox) -> QuerySet[Outbox]:
+    """The row, only while this claim still holds it: every mark goes through here, so a
+    claim whose lease ran out (a relay slower than the lease) changes nothing."""
+    return Outbox.filter(id=row.id, status="sending", claimed_by=row.claimed_by)
+
+
+async def renew_leases(rows: list[Outbox], now: datetime, lease: timedelta) -> int:
+    """Extend the lease of rows still being sent, so nobody reclaims them meanwhile."""
+    renewed = 0
+    by_claim: dict[str | None, list[int]] = {}
+    for row in rows:
+        by_claim.setdefault(row.claimed_by, []).append(row.id)
+    for token, ids in by_claim.items():
+        renewed += await Outbox.filter(id__in=ids, status="sending", claimed_by=token).update(
+            lease_until=now + lease)
+    return renewed
 
 
 async def mark_sent(rows: list[Outbox], now: datetime) -> None:
-    """Record delivered rows (one, or a whole claimed batch) in one statement."""
-    await Outbox.filter(id__in=[r.id for r in rows]).update(
-        status="sent", sent_at=now, attempts=F("attempts") + 1, lease_until=None, last_error=""
-    )
+    """Record delivered rows (one, or a whole claimed batch), one statement per claim."""
+    by_claim: dict[str | None, list[int]] = {}
+    for row in rows:
+        by_claim.setdefault(row.claimed_by, []).append(row.id)
+    for token, ids in by_claim.items():
+        await Outbox.filter(id__in=ids, status="sending", claimed_by=token).update(
+            status="sent", sent_at=now, attempts=F("attempts") + 1, lease_until=None,
+            last_error="")
 
 
 async def release(row: Outbox, when: datetime) -> None:
     """Put a row back without counting an attempt (rate limits, per-chat spacing)."""
-    await Outbox.filter(id=row.id).update(status="pending", next_attempt_at=when, lease_until=None)
+    await held(row).update(status="pending", next_attempt_at=when, lease_until=None,
+                           claimed_by=None)
 
 
 def backoff(attempts: int, base: float = 2.0, cap: float = 3600.0) -> timedelta:
@@ -153,8 +181,9 @@ def backoff(attempts: int, base: float = 2.0, cap: float = 3600.0) -> timedelta:
 
 
 async def mark_retry(row: Outbox, now: datetime, error: str) -> None:
-    await Outbox.filter(id=row.id).update(
+    await held(row).update(
         status="pending",
+        claimed_by=None,
         attempts=row.attempts + 1,
         next_attempt_at=now + backoff(row.attempts),
         lease_until=None,
@@ -166,14 +195,14 @@ async def mark_failed(row: Outbox, now: datetime, error: str) -> Outbox | None:
     """Record a permanent failure; queue the next fallback channel, if any, in the same
     transaction. Returns the fallback row."""
     async with in_transaction() as conn:
-        await Outbox.filter(id=row.id).using_db(conn).update(
+        updated = await held(row).using_db(conn).update(
             status="failed",
             attempts=row.attempts + 1,
             lease_until=None,
             last_error=error[:2000],
         )
-        if not row.fallbacks:
-            return None
+        if not updated or not row.fallbacks:
+            return None  # no longer ours: whoever holds it now decides
         nxt, *rest = row.fallbacks
         fallback = Outbox(
             idempotency_key=f"{row.idempotency_key[:180]}>fb:{nxt['channel']}",

@@ -98,3 +98,58 @@ async def test_rate_limits_hold_against_an_enforcing_double(botapi, settings, ai
             break
         await asyncio.sleep(0.05)
     assert await Outbox.filter(status="sent").count() == 23
+
+
+class SlowRelay:
+    """A mail relay slower than the outbox lease: each send takes `seconds`."""
+
+    channel = "email"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.sends: list[int] = []
+
+    async def send(self, row: Outbox) -> None:
+        self.sends.append(row.id)
+        await asyncio.sleep(self.seconds)
+
+
+async def test_a_relay_slower_than_the_lease_delivers_each_message_once(gw: Gateway) -> None:
+    """Issue #11: a batch slower than the lease was reclaimed and sent again while the
+    first send still ran. Now the lease is renewed while sending, and marks take effect
+    only for the row's holder."""
+    from gateway.dispatcher import Lane
+    from store.clock import Clock
+
+    clock = Clock()  # real time: the lease must really run out
+    relay = SlowRelay(2.5)
+    mail = [Delivery(key=f"m{n}", channel="email", recipient=f"r{n}@example.pl",
+                     payload={"subject": "s", "text": "t", "html": "", "from": "a@b.pl",
+                              "message_id": f"<m{n}@b.pl>"}) for n in range(3)]
+    await enqueue(mail, clock.now())
+    lane = Lane(relay, clock, "test", lease=0.9, poll_seconds=0.05)
+    running = asyncio.create_task(lane.run())
+    for _ in range(200):
+        if await Outbox.filter(status="sent").count() == 3:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)  # a lease or two more: nothing may go out again
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert sorted(relay.sends) == sorted(set(relay.sends)) and len(relay.sends) == 3
+    assert await Outbox.filter(status="sent").count() == 3
+
+
+async def test_a_mark_from_a_claim_that_lost_the_row_changes_nothing(gw: Gateway) -> None:
+    from store.outbox import claim, mark_sent, reclaim_expired
+
+    await enqueue([tg(8, "z")], gw.clock.now())
+    [first] = await claim("telegram", "a", gw.clock.now(), timedelta(seconds=1), 10)
+    gw.clock.advance(seconds=2)
+    await reclaim_expired(gw.clock.now())
+    [second] = await claim("telegram", "b", gw.clock.now(), timedelta(seconds=60), 10)
+    await mark_sent([first], gw.clock.now())  # the slow first claim finishes late
+    row = await Outbox.get()
+    assert row.status == "sending" and row.claimed_by == second.claimed_by
+    await mark_sent([second], gw.clock.now())
+    assert (await Outbox.get()).status == "sent"
