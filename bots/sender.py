@@ -15,6 +15,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.request import HTTPXRequest
 
+from bots.split import caption, split_html
 from store.files import announcement_attachment
 from store.models import Outbox
 from store.outbox import PermanentSendError, RateLimited, TransientSendError
@@ -40,13 +41,6 @@ def keyboard(buttons: list[list[list[str]]] | None) -> InlineKeyboardMarkup | No
     )
 
 
-def _caption(text: str) -> str | None:
-    """Telegram allows 1,024 characters of caption on a document (Bot API, sendDocument)."""
-    if not text:
-        return None
-    return text if len(text) <= 1024 else text[:1023] + "…"
-
-
 class TelegramSender:
     channel = "telegram"
 
@@ -68,15 +62,19 @@ class TelegramSender:
                 await self.bot.send_document(
                     row.recipient, InputFile(base64.b64decode(doc["data"]),
                                              filename=doc["filename"]),
-                    caption=_caption(payload.get("text") or ""), parse_mode=ParseMode.HTML,
+                    caption=caption(payload.get("text") or ""), parse_mode=ParseMode.HTML,
                     reply_markup=keyboard(payload.get("buttons")),
                 )
             else:
-                await self.bot.send_message(
-                    row.recipient, payload["text"], parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard(payload.get("buttons")),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
+                # a long text goes as several messages, the buttons on the last
+                parts = split_html(payload["text"])
+                for n, part in enumerate(parts):
+                    await self.bot.send_message(
+                        row.recipient, part, parse_mode=ParseMode.HTML,
+                        reply_markup=keyboard(payload.get("buttons")) if n == len(parts) - 1
+                        else None,
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    )
         except RetryAfter as error:
             after = error.retry_after
             seconds = after.total_seconds() if isinstance(after, timedelta) else float(after)

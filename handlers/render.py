@@ -18,8 +18,6 @@ from handlers import i18n
 from handlers.announcements_text import markdownish, plain_text
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-#: Telegram's limit for one message's text, in characters after entity parsing
-TELEGRAM_MAX = 4096
 
 
 class Renderer:
@@ -74,12 +72,10 @@ class Renderer:
         }
 
     def telegram(self, name: str, lang: str, context: dict[str, Any]) -> dict[str, str]:
-        """{text} in Telegram HTML, cut to Telegram's limit."""
+        """{text} in Telegram HTML, whole: the sender splits a long one into messages that
+        fit Telegram's limit (bots/split.py), at safe boundaries with tags balanced."""
         template = self._template(self._html, name, "telegram", lang)
-        text = template.render({**context, "lang": i18n.language(lang)}).strip()
-        if len(text) > TELEGRAM_MAX:
-            text = text[: TELEGRAM_MAX - 1] + "…"
-        return {"text": text}
+        return {"text": template.render({**context, "lang": i18n.language(lang)}).strip()}
 
     def page(self, name: str, lang: str, context: dict[str, Any]) -> str:
         """An HTML page (`templates/pages/<name>.j2`), autoescaped."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -126,6 +127,9 @@ class BotApiDouble:
         if self.failures:
             status, description, retry_after = self.failures.popleft()
             return self._error(status, description or "Bad Gateway", retry_after)
+        refusal = telegram_refusal(method, params)
+        if refusal:
+            return self._error(400, refusal)
         chat_id = str(params.get("chat_id", ""))
         now = time.monotonic()
         if method != "answerCallbackQuery" and self._over_limit(chat_id, now):
@@ -170,6 +174,53 @@ class BotApiDouble:
             if pending or time.monotonic() >= deadline:
                 return self._ok(pending)
             await asyncio.sleep(0.02)
+
+
+#: the tags Telegram's HTML parse mode knows (Bot API, "Formatting options")
+TELEGRAM_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span",
+                 "tg-spoiler", "a", "code", "pre", "blockquote", "tg-emoji"}
+_ENTITY_NAMES = {"lt", "gt", "amp", "quot"}
+
+
+def telegram_refusal(method: str, params: dict[str, Any]) -> str | None:
+    """What Telegram would answer with 400 for this message, as Telegram words it:
+    over 4,096 UTF-16 units of text (1,024 of caption) after entity parsing, a tag it
+    does not know, an unclosed or stray closing tag, an unknown named entity."""
+    from bots.split import visible_units
+
+    if method not in ("sendMessage", "sendDocument"):
+        return None
+    key, limit = ("text", 4096) if method == "sendMessage" else ("caption", 1024)
+    text = str(params.get(key) or "")
+    if method == "sendMessage" and not text.strip():
+        return "Bad Request: message text is empty"
+    if params.get("parse_mode") == "HTML":
+        stack: list[str] = []
+        for match in re.finditer(r"<(/?)\s*([A-Za-z][A-Za-z0-9-]*)[^<>]*>|&(#?[A-Za-z0-9]+);|[<>&]",
+                                 text):
+            closing, name, entity = match.group(1), match.group(2), match.group(3)
+            if name is not None:
+                if name.lower() not in TELEGRAM_TAGS:
+                    return f"Bad Request: can't parse entities: unsupported start tag \"{name}\""
+                if closing:
+                    if not stack or stack.pop() != name.lower():
+                        return f"Bad Request: can't parse entities: unexpected end tag \"{name}\""
+                else:
+                    stack.append(name.lower())
+            elif entity is not None:
+                if not entity.startswith("#") and entity not in _ENTITY_NAMES:
+                    return f"Bad Request: can't parse entities: unsupported entity \"{entity}\""
+            elif match.group(0) in "<&":
+                return "Bad Request: can't parse entities: unexpected character"
+        if stack:
+            return f"Bad Request: can't parse entities: can't find end tag corresponding to \"{stack[-1]}\""
+        length = visible_units(text)
+    else:
+        length = len(text.encode("utf-16-le")) // 2
+    if length > limit:
+        return ("Bad Request: message is too long" if key == "text"
+                else "Bad Request: message caption is too long")
+    return None
 
 
 _next_update = [1000]
