@@ -323,8 +323,9 @@ async def create_person(request: web.Request) -> web.Response:
         if card and await Person.filter(library_card=card).exists():
             raise ApiError(409, "conflict", "this library card belongs to someone else",
                            field="library_card")
-        person = await Person.create(name=name, roles=roles, units=sorted(set(units)),
-                                     library_card=card, language=language)
+        person = await accounts.new_person(request.app[SERVICES], name=name, roles=roles,
+                                           units=sorted(set(units)), library_card=card,
+                                           language=language)
         if email:
             await accounts.link("email", valid_email(email), person)
         if chat is not None:
@@ -416,6 +417,42 @@ async def upsert_student(request: web.Request) -> web.Response:
                            field="guardians")
         _, changed = await grades.upsert_student(student_id, name, class_name, guardians)
     return web.json_response({"id": student_id, "changed": changed}, status=201)
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+@routes.get("/api/v1/api-keys")
+async def list_api_keys(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    return web.json_response({"keys": await auth.list_keys()})
+
+
+@routes.post("/api/v1/api-keys")
+async def create_api_key(request: web.Request) -> web.Response:
+    """A new key, shown in this answer only."""
+    await require(request, "admin")
+    body = await keyed_body(request)
+    scopes = field(body, "scopes", list, max_length=len(auth.SCOPES))
+    if not scopes or not all(isinstance(s, str) and s in auth.SCOPES for s in scopes):
+        raise ApiError(400, "invalid_field", f"'scopes' lists some of {', '.join(auth.SCOPES)}",
+                       field="scopes")
+    label = field(body, "label", str, required=False, default="", max_length=200)
+    key = await auth.create_key(scopes, label)
+    return web.json_response({"key": key, "scopes": sorted(set(scopes)), "label": label},
+                             status=201)
+
+
+@routes.delete("/api/v1/api-keys/{id}")
+async def revoke_api_key(request: web.Request) -> web.Response:
+    await require(request, "admin")
+    try:
+        key_id = int(request.match_info["id"])
+    except ValueError:
+        raise ApiError(404, "not_found", "no such key") from None
+    if not -2**31 < key_id < 2**31 or not await auth.revoke_key(key_id):
+        raise ApiError(404, "not_found", "no such key")
+    return web.json_response({"id": key_id, "revoked": True})
 
 
 # --- library --------------------------------------------------------------------------

@@ -52,3 +52,15 @@ async def require(request: web.Request, scope: str, admin_token: str | None) -> 
         raise ApiError(401, "unauthorized", "a valid API key is required (Authorization: Bearer …)")
     if scope not in scopes:
         raise ApiError(403, "forbidden", f"this key lacks the '{scope}' scope")
+
+
+async def list_keys() -> list[dict[str, object]]:
+    """Keys by id, label, scopes and state — never the key (only its hash is kept)."""
+    return [{"id": k.id, "label": k.label, "scopes": k.scopes, "revoked": k.revoked,
+             "created_at": k.created_at.isoformat()}
+            for k in await ApiKey.all().order_by("id")]
+
+
+async def revoke_key(key_id: int) -> bool:
+    """Refuse the key from the next request on; False if there is no such key."""
+    return bool(await ApiKey.filter(id=key_id).update(revoked=True))

@@ -126,6 +126,27 @@ def api_key_create(scopes: tuple[str, ...], label: str) -> None:
     click.echo(_with_store(work))
 
 
+@api_key.command("list")
+def api_key_list() -> None:
+    """List keys by id, label and scopes (never the keys themselves)."""
+    from gateway.auth import list_keys
+
+    for key in _with_store(lambda settings: list_keys()):
+        state = "revoked" if key["revoked"] else "active"
+        click.echo(f"{key['id']}\t{state}\t{','.join(key['scopes'])}\t{key['label']}")
+
+
+@api_key.command("revoke")
+@click.argument("key_id", type=int)
+def api_key_revoke(key_id: int) -> None:
+    """Revoke a key: it is refused from the next request on."""
+    from gateway.auth import revoke_key
+
+    if not _with_store(lambda settings: revoke_key(key_id)):
+        raise click.ClickException(f"no API key with id {key_id}")
+    click.echo(f"key {key_id} revoked")
+
+
 @main.command("run-job")
 @click.argument("name", type=click.Choice(["overdue-reminders", "grade-digest",
                                            "scheduled-announcements", "retention"]))
@@ -151,7 +172,8 @@ def import_command(kind: str, file: str) -> None:
     from store.clock import Clock
 
     async def work(settings: Settings) -> Any:
-        return await run_import(build_services(settings, Clock()), kind, file)
+        return await run_import(build_services(settings, Clock()), kind, file,
+                                max_bytes=settings.import_max_bytes)
 
     report = _with_store(work)
     click.echo(report.summary())

@@ -15,6 +15,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "xxx", "todo"}
 
 
+def _valid_whsec(value: str) -> bool:
+    """A Standard Webhooks secret: `whsec_` + base64 of at least 24 random bytes."""
+    import base64
+    import binascii
+
+    if not value.startswith("whsec_"):
+        return False
+    try:
+        return len(base64.b64decode(value.removeprefix("whsec_"), validate=True)) >= 24
+    except (binascii.Error, ValueError):
+        return False
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="EMIL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
@@ -151,13 +164,21 @@ class Settings(BaseSettings):
         if self.telegram_token and self.telegram_mode == "webhook":
             if not self.telegram_webhook_secret:
                 raise ValueError("EMIL_TELEGRAM_WEBHOOK_SECRET is required in webhook mode")
+        for name in ("hook_secret_register", "hook_secret_library"):
+            value = getattr(self, name)
+            if value and not _valid_whsec(value):
+                raise ValueError(f"EMIL_{name.upper()} must be 'whsec_' followed by base64 of "
+                                 "at least 24 bytes (Standard Webhooks)")
         if self.production:
-            if not self.signing_secret:
-                raise ValueError("EMIL_SIGNING_SECRET is required in production (signed links)")
+            if not self.smtp_relay:
+                raise ValueError("EMIL_SMTP_RELAY is required in production: without it mail "
+                                 "is only written under var/sent-mail and never leaves")
             for name in ("admin_token", "signing_secret", "telegram_webhook_secret"):
                 value = getattr(self, name)
                 if value is not None and value.strip().lower() in _PLACEHOLDERS:
                     raise ValueError(f"EMIL_{name.upper()} is a placeholder; set a real secret")
+                if value is not None and len(value) < 32:
+                    raise ValueError(f"EMIL_{name.upper()} is shorter than 32 characters")
         return self
 
     @property

@@ -19,9 +19,11 @@ import click
 from tortoise.transactions import in_transaction
 
 from handlers import accounts, grades, library
+from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
+from handlers.limits import check_all
 from handlers.message import InvalidInput
-from store.models import ROLES, Identity, Person
+from store.models import ROLES, Identity, Person, Student
 
 CHUNK = 1000
 
@@ -42,7 +44,11 @@ class Report:
         return ", ".join(parts)
 
 
-def read_rows(path: str) -> list[tuple[int, dict[str, str]]]:
+def read_rows(path: str, max_bytes: int = 64 * 1024 * 1024) -> list[tuple[int, dict[str, str]]]:
+    size = Path(path).stat().st_size
+    if size > max_bytes:
+        raise click.ClickException(f"{path} has {size} bytes; EMIL_IMPORT_MAX_BYTES allows "
+                                   f"{max_bytes}")
     text = Path(path).read_text(encoding="utf-8-sig")
     dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
     reader = csv.DictReader(text.splitlines(), dialect=dialect)
@@ -110,6 +116,13 @@ async def import_students(ctx: ServiceContext, rows: list[tuple[int, dict[str, s
             report.errors.append(f"line {line}: 'id' and 'name' are required")
             bar(1)
             continue
+        try:
+            check_all(Student, {"id": row["id"], "name": row["name"],
+                                "class_name": row.get("class", "")})
+        except InvalidInput as error:
+            report.errors.append(f"line {line}: {error.message}")
+            bar(1)
+            continue
         guardian_ids, bad = [], None
         for token in _split(row.get("guardians", "")):
             pid = by_email.get(token.lower()) if "@" in token else (
@@ -142,13 +155,19 @@ async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
         if any(r not in ROLES for r in roles):
             report.errors.append(f"line {line}: roles must be some of {', '.join(ROLES)}")
             continue
-        email = row.get("email", "").lower() or None
+        given = row.get("email", "")
+        email = normalise_email(given) if given else None
         card = row.get("library_card") or None
         if not email and not card:
             report.errors.append(f"line {line}: give 'email' or 'library_card' to identify the person")
             continue
-        if email and ("@" not in email or " " in email):
-            report.errors.append(f"line {line}: {email!r} is not an email address")
+        if given and email is None:
+            report.errors.append(f"line {line}: {given[:80]!r} is not an email address")
+            continue
+        try:
+            check_all(Person, {"name": row["name"], "library_card": card})
+        except InvalidInput as error:
+            report.errors.append(f"line {line}: {error.message}")
             continue
         language = row.get("language") or "pl"
         if language not in ("pl", "en"):
@@ -162,7 +181,7 @@ async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
             if person is None and card:
                 person = await Person.get_or_none(library_card=card)
             if person is None:
-                person = await Person.create(**wanted)
+                person = await accounts.new_person(ctx, **wanted)
                 changed = True
             else:
                 changed = any(getattr(person, k) != v for k, v in wanted.items())
@@ -189,8 +208,9 @@ IMPORTERS = {
 }
 
 
-async def run_import(ctx: ServiceContext, kind: str, path: str, progress: bool = True) -> Report:
-    rows = read_rows(path)
+async def run_import(ctx: ServiceContext, kind: str, path: str, progress: bool = True,
+                     max_bytes: int = 64 * 1024 * 1024) -> Report:
+    rows = read_rows(path, max_bytes)
     report = Report(kind=kind, rows=len(rows))
     if progress:
         with click.progressbar(length=len(rows), label=f"importing {kind}", file=None) as bar:

@@ -12,18 +12,24 @@ from tortoise.transactions import in_transaction
 from handlers import grades, library
 from handlers.context import ServiceContext
 from store.jobruns import begin, finish
-from store.models import Outbox, RawInbound
+from store.models import IdempotentRequest, Outbox, RawInbound, SentMail
 
 Job = Callable[[ServiceContext], Awaitable[dict[str, Any]]]
 
 
-async def retention(ctx: ServiceContext, days: int = 365) -> dict[str, Any]:
-    """Forget what is no longer needed: handled raw inbound and delivered outbox rows."""
-    cutoff = ctx.clock.now() - timedelta(days=days)
+async def retention(ctx: ServiceContext, days: int | None = None) -> dict[str, Any]:
+    """Forget what is no longer needed: handled raw inbound and delivered outbox rows
+    after `EMIL_RETENTION_DAYS`, the record of our Message-IDs with them, and stored
+    idempotent answers (which may hold an access code) after their 24 hours."""
+    now = ctx.clock.now()
+    cutoff = now - timedelta(days=ctx.retention_days if days is None else days)
     async with in_transaction():
         raw = await RawInbound.filter(received_at__lt=cutoff).exclude(status="pending").delete()
         out = await Outbox.filter(created_at__lt=cutoff, status__in=("sent", "failed")).delete()
-    return {"raw_inbound_deleted": raw, "outbox_deleted": out}
+        sent = await SentMail.filter(created_at__lt=cutoff).delete()
+        answers = await IdempotentRequest.filter(created_at__lt=now - timedelta(days=1)).delete()
+    return {"raw_inbound_deleted": raw, "outbox_deleted": out, "sent_mail_ids_deleted": sent,
+            "idempotent_answers_deleted": answers}
 
 
 def registry() -> dict[str, Job]:

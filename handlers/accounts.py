@@ -20,6 +20,15 @@ LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
+async def new_person(ctx: ServiceContext, **fields: object) -> Person:
+    """Create a person with the town's defaults (`EMIL_QUIET_START`/`EMIL_QUIET_END`)
+    unless the caller gives their own: the one place people come into being."""
+    fields.setdefault("quiet_start", ctx.quiet_start)
+    fields.setdefault("quiet_end", ctx.quiet_end)
+    fields.setdefault("digest_hour", ctx.digest_hour)
+    return await Person.create(**fields)
+
+
 async def create_link_code(person: Person, now: datetime, ttl: timedelta) -> LinkCode:
     code = secrets.token_urlsafe(24)  # 32 characters of A-Za-z0-9_-
     return await LinkCode.create(code=code, person=person, expires_at=now + ttl)
@@ -83,7 +92,7 @@ async def link_by_email(ctx: ServiceContext, msg: InboundMessage, person: Person
     """Mail from an address proves it: answer with a personal `t.me/…?start=` link."""
     if person is None:
         name = msg.display_name or msg.address.split("@", 1)[0]
-        person = await Person.create(name=name[:200], roles=["citizen"])
+        person = await new_person(ctx, name=name[:200], roles=["citizen"])
         await link("email", msg.address, person)
     entry = await create_link_code(person, ctx.clock.now(), ctx.link_code_ttl)
     return [Reply("link_by_email", {"code": entry.code, "bot": ctx.bot_username})]

@@ -25,11 +25,23 @@ def test_refuses_bad_and_placeholder_settings() -> None:
         Settings(_env_file=None, telegram_mode="carrier-pigeon")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="WEBHOOK_SECRET"):
         Settings(_env_file=None, telegram_token="1:x", telegram_mode="webhook")  # type: ignore[call-arg]
+    ready = {"production": True, "smtp_relay": "mx.milanowek.pl:25"}
     with pytest.raises(ValidationError, match="placeholder"):
-        Settings(_env_file=None, production=True, signing_secret="s" * 32,  # type: ignore[call-arg]
-                 admin_token="changeme")
-    with pytest.raises(ValidationError, match="SIGNING_SECRET"):
+        Settings(_env_file=None, signing_secret="s" * 32,  # type: ignore[call-arg]
+                 admin_token="changeme", **ready)
+    # issue #11: production needs a relay (mail must leave), real whsec_ secrets, and
+    # secrets of at least 32 characters; the signing secret may be left to the store
+    with pytest.raises(ValidationError, match="SMTP_RELAY"):
         Settings(_env_file=None, production=True)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="shorter than 32"):
+        Settings(_env_file=None, admin_token="a" * 31, **ready)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="HOOK_SECRET_REGISTER"):
+        Settings(_env_file=None, hook_secret_register="whsec_not base64!")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="HOOK_SECRET_LIBRARY"):
+        Settings(_env_file=None, hook_secret_library="secret")  # type: ignore[call-arg]
+    assert Settings(_env_file=None, admin_token="a" * 32, **ready).production  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="SQLITE_SYNCHRONOUS"):
+        Settings(_env_file=None, sqlite_synchronous="SOMETIMES")  # type: ignore[call-arg]
     with pytest.raises(ValidationError):
         Settings(_env_file=None, timezone="Mars/Olympus")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="WORKER_PROCESS needs PostgreSQL"):
