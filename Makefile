@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench lint clean
+.PHONY: run test install bench lint clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: install
 ## Install what the tests need and run the whole suite.
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+## Schemathesis against a live gateway: 0 server errors, 0 answers that break the OpenAPI
+## document (scripts/fuzz_api.sh). CI runs it once, on SQLite.
+fuzz: install
+	bash scripts/fuzz_api.sh
 
 ## Lint (ruff); not part of `make test`.
 lint: install

@@ -345,11 +345,17 @@ async def create_link_code(request: web.Request) -> web.Response:
     return web.json_response(body, status=201)
 
 
+def path_id(request: web.Request, what: str) -> int:
+    """The `{id}` of the path as a row id; anything else (words, numbers past a database
+    integer) is simply not found. Every `{id}` route reads it here."""
+    text = request.match_info["id"]
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or int(text) >= 2**31:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return int(text)
+
+
 async def _person_or_404(request: web.Request) -> Person:
-    try:
-        person = await Person.get_or_none(id=int(request.match_info["id"]))
-    except ValueError:
-        person = None
+    person = await Person.get_or_none(id=path_id(request, "person"))
     if person is None:
         raise ApiError(404, "not_found", "no such person")
     return person
@@ -446,11 +452,8 @@ async def create_api_key(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/api-keys/{id}")
 async def revoke_api_key(request: web.Request) -> web.Response:
     await require(request, "admin")
-    try:
-        key_id = int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such key") from None
-    if not -2**31 < key_id < 2**31 or not await auth.revoke_key(key_id):
+    key_id = path_id(request, "key")
+    if not await auth.revoke_key(key_id):
         raise ApiError(404, "not_found", "no such key")
     return web.json_response({"id": key_id, "revoked": True})
 
@@ -488,11 +491,7 @@ async def library_overdue_run(request: web.Request) -> web.Response:
 
 
 async def _announcement(request: web.Request) -> Any:
-    try:
-        number = int(request.match_info["id"])
-    except ValueError:
-        raise ApiError(404, "not_found", "no such announcement") from None
-    found = await Announcement.get_or_none(id=number)
+    found = await Announcement.get_or_none(id=path_id(request, "announcement"))
     if found is None:
         raise ApiError(404, "not_found", "no such announcement")
     return found

@@ -87,3 +87,29 @@ async def test_wrong_access_codes_are_limited_and_logged_without_the_code(
 
     key = gw.services.code_key
     assert code_matches(key, hash_code(key, code), code.lower().replace("-", ""))
+
+
+async def test_mail_opening_cases_is_rate_limited_per_sender_with_450(gw: Gateway) -> None:
+    import aiosmtplib
+
+    from tests.conftest import make_mail
+
+    codes = []
+    for n in range(8):
+        try:
+            code, _ = await gw.smtp(make_mail(f"Zgłoszenie {n}", "treść", sender="bot@spam.example"),
+                                    sender="bot@spam.example")
+        except aiosmtplib.SMTPRecipientRefused as error:
+            code = error.code
+        codes.append(code)
+    assert codes[:5] == [250] * 5 and codes[-1] == 450  # the sender's server retries later
+    code, _ = await gw.smtp(make_mail("Inna osoba", "treść"), sender="jan@example.pl")
+    assert code == 250
+
+
+async def test_the_bot_says_slow_down_once_and_then_keeps_quiet(gw: Gateway) -> None:
+    replies = []
+    for _ in range(30):
+        replies += await gw.tg(90_001, "/pomoc")
+    slow = [r for r in replies if "Zwolnij" in r]
+    assert len(slow) == 1 and len(replies) == 21  # 20 answers, one "zwolnij", then silence

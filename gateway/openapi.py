@@ -1,0 +1,198 @@
+"""The OpenAPI 3.1 description of every HTTP endpoint, served at `/api/openapi.json`.
+
+Written by hand beside the code it describes; `tests/test_openapi.py` checks that every
+route of the app is described and every described route exists, and validates the
+document, and `make fuzz` (schemathesis) checks the live gateway's answers against it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+S = dict[str, Any]
+STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+ERROR: S = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: S) -> S:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*codes: int) -> S:
+    words = {400: "invalid input, naming the field", 401: "no valid API key or signature",
+             403: "the key lacks the scope", 404: "not found", 409: "conflict",
+             413: "the body is too large", 429: "rate limited (see Retry-After)",
+             503: "briefly unavailable (see Retry-After)"}
+    return {str(c): {"description": words[c], "content": _json(ERROR)} for c in codes}
+
+
+def _op(summary: str, ok: str, ok_schema: S | None = None, *, errors: tuple[int, ...] = (),
+        body: S | None = None, key: str | None = None, params: list[S] | None = None,
+        content_type: str = "application/json", security: bool = True) -> S:
+    op: S = {"summary": summary, "responses": {
+        ok: {"description": "done", **({"content": {content_type: {"schema": ok_schema}}}
+                                        if ok_schema is not None else {})},
+        **_errors(*errors, 503)}}
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if params:
+        op["parameters"] = params
+    if key:
+        op["description"] = f"Needs an API key with scope `{key}` (`Authorization: Bearer …`)."
+        op["security"] = [{"bearer": []}]
+    elif security:
+        op["security"] = []
+    return op
+
+
+def _path(name: str, schema: S | None = None) -> S:
+    return {"name": name, "in": "path", "required": True, "schema": schema or STR}
+
+
+def _obj(required: list[str], **props: S) -> S:
+    return {"type": "object", "required": required, "properties": props}
+
+
+CASE_STATUS = {"type": "string", "enum": ["received", "in_progress", "waiting", "resolved",
+                                          "rejected"]}
+CASE: S = _obj(["number", "status"], number=STR, status=CASE_STATUS, subject=STR,
+               open311_status={"type": "string", "enum": ["open", "closed"]},
+               category={"type": ["string", "null"]}, created_at=STR, updated_at=STR,
+               history={"type": "array", "items": _obj([], at=STR, kind=STR,
+                                                       status={"type": ["string", "null"]},
+                                                       text=STR)})
+HOOK_HEADERS = [{"name": n, "in": "header", "required": True, "schema": STR}
+                for n in ("webhook-id", "webhook-timestamp", "webhook-signature")]
+ID = _path("id", INT)
+
+
+def document() -> S:
+    paths: S = {
+        "/healthz": {"get": _op("Health: 200 when the store, listeners and every background "
+                                "part are up; else 503 naming what is not", "200",
+                                _obj(["status"], status=STR, failing={"type": "array"}))},
+        "/metrics": {"get": _op("Prometheus metrics", "200", STR, content_type="text/plain")},
+        "/api/openapi.json": {"get": _op("This document", "200", {"type": "object"})},
+        "/api/v1/cases": {"post": _op(
+            "Submit a case. The access code is in the answer for a `cases` key and for an "
+            "anonymous case without `email`; otherwise it goes by mail to `email` only. "
+            "`Idempotency-Key`: the same key within 24 h returns the same case.", "201",
+            _obj(["number", "status"], number=STR, status=CASE_STATUS, access_code=STR),
+            errors=(400, 413, 429),
+            body=_obj(["subject", "body"], subject={"type": "string", "maxLength": 300},
+                      body={"type": "string", "maxLength": 100_000},
+                      email={"type": "string", "maxLength": 254},
+                      category={"type": "string", "maxLength": 64}),
+            params=[{"name": "Idempotency-Key", "in": "header", "required": False,
+                     "schema": {"type": "string", "maxLength": 200}}])},
+        "/api/v1/cases/{number}": {"get": _op(
+            "A case with its public history, by access code (`?code=`) or a `cases` key",
+            "200", CASE, errors=(401, 403, 404, 429),
+            params=[_path("number"), {"name": "code", "in": "query", "required": False,
+                                      "schema": STR}])},
+        "/api/v1/cases/{number}/events": {"post": _op(
+            "Staff: a status change and/or a note; a public one is told to the requester",
+            "201", {"type": "object"}, errors=(400, 401, 403, 404, 413), key="cases",
+            params=[_path("number")],
+            body=_obj([], status=CASE_STATUS, note={"type": "string", "maxLength": 100_000},
+                      public=BOOL))},
+        "/api/v1/people": {"post": _op(
+            "Register a person", "201", _obj(["id"], id=INT), errors=(400, 401, 403, 409, 413),
+            key="admin", body=_obj(["name", "roles"], name=STR, roles={"type": "array"},
+                                   email=STR, telegram_chat_id={"type": ["integer", "string"]},
+                                   library_card=STR, units={"type": "array"}, language=STR))},
+        "/api/v1/people/{id}": {"patch": _op(
+            "Notification preferences", "200", {"type": "object"},
+            errors=(400, 401, 403, 404, 413), key="admin", params=[ID],
+            body=_obj([], digest_mode=STR, digest_hour=INT, quiet_start=STR, quiet_end=STR,
+                      channel_order={"type": "array"}, language=STR))},
+        "/api/v1/people/{id}/link-codes": {"post": _op(
+            "A one-time code for `/start CODE`", "201", _obj(["code", "expires_at"], code=STR,
+                                                            expires_at=STR, link=STR),
+            errors=(401, 403, 404), key="admin", params=[ID])},
+        "/api/v1/students": {"post": _op(
+            "Create or update a student and their guardians", "201", {"type": "object"},
+            errors=(400, 401, 403, 413), key="admin",
+            body=_obj(["id", "name"], id={"type": ["string", "integer"]}, name=STR,
+                      guardians={"type": "array", "items": INT}, **{"class": STR}))},
+        "/api/v1/api-keys": {
+            "get": _op("API keys by id, label and scopes (never the key)", "200",
+                       _obj(["keys"], keys={"type": "array"}), errors=(401, 403), key="admin"),
+            "post": _op("A new key, shown in this answer only", "201",
+                        _obj(["key", "scopes"], key=STR, scopes={"type": "array"}, label=STR),
+                        errors=(400, 401, 403, 413), key="admin",
+                        body=_obj(["scopes"], scopes={"type": "array", "items": STR},
+                                  label=STR))},
+        "/api/v1/api-keys/{id}": {"delete": _op(
+            "Revoke a key (refused from the next request on)", "200", {"type": "object"},
+            errors=(401, 403, 404), key="admin", params=[ID])},
+        "/api/v1/library/renewals": {"get": _op(
+            "Renewals granted through the gateway since a time", "200",
+            _obj(["renewals"], renewals={"type": "array"}), errors=(400, 401, 403),
+            key="library", params=[{"name": "since", "in": "query", "required": False,
+                                    "schema": STR}])},
+        "/api/v1/library/overdue-run": {"post": _op(
+            "Run the overdue reminders now (once per `due` day across instances)", "200",
+            {"type": "object"}, errors=(400, 401, 403), key="library",
+            params=[{"name": "due", "in": "query", "required": False, "schema": STR}])},
+        "/api/v1/announcements": {"post": _op(
+            "Announce to units and roles (roles narrow units); answers at once, fan-out "
+            "follows", "202", _obj(["id", "status"], id=INT, status=STR, publish_at=STR),
+            errors=(400, 401, 403, 413), key="announce",
+            body=_obj(["title", "body", "audience"], title=STR, body=STR,
+                      audience=_obj([], units={"type": "array"}, roles={"type": "array"}),
+                      publish_at=STR, priority={"type": "string", "enum": ["normal", "urgent"]},
+                      author_id=INT, attachment={"type": "object"}))},
+        "/api/v1/announcements/{id}": {"get": _op(
+            "Delivery counts: queued, sent, failed, acknowledged", "200", {"type": "object"},
+            errors=(401, 403, 404), key="announce", params=[ID])},
+        "/api/v1/announcements/{id}/cancel": {"post": _op(
+            "Cancel a scheduled announcement", "200", {"type": "object"},
+            errors=(401, 403, 404, 409), key="announce", params=[ID])},
+        "/api/v1/announcements/{id}/retract": {"post": _op(
+            "Retract a published announcement; recipients are told", "200",
+            {"type": "object"}, errors=(401, 403, 404, 409), key="announce", params=[ID])},
+        "/ack/{token}": {
+            "get": _op("The acknowledgement page: a button, nothing acknowledged yet", "200",
+                       STR, errors=(), content_type="text/html", params=[_path("token")]),
+            "post": _op("Acknowledge the announcement", "200", STR, errors=(),
+                        content_type="text/html", params=[_path("token")])},
+        "/telegram/webhook": {"post": _op(
+            "Telegram updates in webhook mode (X-Telegram-Bot-Api-Secret-Token)", "200", None,
+            errors=(400, 401, 404, 413), body={"type": "object"})},
+        "/hooks/register/grades": {"post": _op(
+            "Grades from the school register (Standard Webhooks signature)", "200",
+            {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
+            params=HOOK_HEADERS)},
+        "/hooks/library/loans": {"post": _op(
+            "Loans from the library system (Standard Webhooks signature)", "200",
+            {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
+            params=HOOK_HEADERS)},
+    }
+    for path in ("/ack/{token}",):
+        for op in paths[path].values():
+            op["responses"]["404"] = {"description": "invalid or expired link",
+                                      "content": {"text/html": {"schema": STR}}}
+    for path in ("/hooks/register/grades", "/hooks/library/loans"):
+        paths[path]["post"]["responses"].update(_errors(503))
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "e-Milanówek gateway", "version": "1.0.0",
+                 "description": "The town's e-services: cases, grades, library, announcements."},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _obj(["error"], error=_obj(
+                ["code", "message"], code=STR, message=STR, field=STR))},
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/openapi.json", serve)
