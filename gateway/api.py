@@ -34,6 +34,7 @@ from gateway.keys import (
 from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
 from handlers import accounts, announcements, cases, grades, library, notify
 from handlers.addresses import normalise_email
+from handlers.fanout import parse_notices
 from handlers.i18n import OPEN311
 from handlers.limits import fit, fit_text
 from handlers.message import Attachment as MessageAttachment
@@ -399,6 +400,8 @@ async def update_person(request: web.Request) -> web.Response:
         if language not in ("pl", "en"):
             raise ApiError(400, "invalid_field", "'language' is 'pl' or 'en'", field="language")
         changes["language"] = language
+    if body.get("notices") is not None:
+        changes["notices"] = {**(person.notices or {}), **parse_notices(body["notices"])}
     if changes:
         await Person.filter(id=person.id).update(**changes)
     return web.json_response({"id": person.id, **changes})

@@ -86,6 +86,7 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
                            verify=settings.mail_auth == "dkim"),
         ack_ttl=timedelta(days=settings.ack_ttl_days),
         retention_days=settings.retention_days,
+        attendance_gather=timedelta(minutes=settings.attendance_gather_minutes),
         limits=Limits(time.monotonic, cases_per_client=settings.rate_cases_per_client,
                       cases_per_recipient=settings.rate_cases_per_recipient,
                       mail_cases_per_sender=settings.rate_mail_cases_per_sender,

@@ -10,7 +10,10 @@ from typing import Any, TypeVar
 
 import click
 
+from gateway.auth import SCOPES
 from gateway.config import Settings
+from gateway.imports import IMPORTERS
+from gateway.jobs import jobs
 
 T = TypeVar("T")
 
@@ -114,7 +117,7 @@ def api_key() -> None:
 
 @api_key.command("create")
 @click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(["admin", "cases", "announce", "library", "register"]))
+              type=click.Choice(list(SCOPES)))
 @click.option("--label", default="", help="Who or what the key is for.")
 def api_key_create(scopes: tuple[str, ...], label: str) -> None:
     """Print a new key once (only its hash is kept)."""
@@ -148,8 +151,7 @@ def api_key_revoke(key_id: int) -> None:
 
 
 @main.command("run-job")
-@click.argument("name", type=click.Choice(["overdue-reminders", "grade-digest",
-                                           "scheduled-announcements", "retention"]))
+@click.argument("name", type=click.Choice([job.name for job in jobs()]))
 def run_job_command(name: str) -> None:
     """Run one scheduled job now and print what it did."""
     from gateway.app import build_services
@@ -163,7 +165,7 @@ def run_job_command(name: str) -> None:
 
 
 @main.command("import")
-@click.argument("kind", type=click.Choice(["people", "students", "loans", "grades"]))
+@click.argument("kind", type=click.Choice(list(IMPORTERS)))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def import_command(kind: str, file: str) -> None:
     """Bulk import from CSV; re-running the same file changes nothing."""

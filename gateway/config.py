@@ -99,6 +99,12 @@ class Settings(BaseSettings):
     #: how often the scheduler looks for announcements whose time has come
     announcement_poll_seconds: float = 60.0
 
+    #: attendance entries of one child arriving within this many minutes become one
+    #: message; 0: each batch at once
+    attendance_gather_minutes: float = 10
+    #: the town office's unit: its staff handle cases (INTERFACES.md)
+    cases_unit: str = "urzad"
+
     # grades
     quiet_start: str = "22:00"
     quiet_end: str = "07:00"

@@ -20,7 +20,7 @@ from tortoise.transactions import in_transaction
 from gateway.errors import ApiError
 from gateway.keys import CLOCK, DISPATCHER, METRICS, SERVICES, SETTINGS
 from gateway.validate import parse_json, read_limited
-from handlers import grades, library
+from handlers import attendance, grades, homework, library, remarks, school_messages
 from handlers.context import ServiceContext
 from handlers.message import InvalidInput
 from store.models import HookDelivery
@@ -79,8 +79,27 @@ def signed_hook(source: str, secret_of: Callable[[Any], str | None], parse: Pars
     return handler
 
 
+def _register(settings: Any) -> str | None:
+    return settings.hook_secret_register
+
+
+def _library(settings: Any) -> str | None:
+    return settings.hook_secret_library
+
+
+#: every signed hook: path, source (whose secret signs it), and the module that parses
+#: and applies its batch — adding a register feed is one line here
+HOOKS: tuple[tuple[str, str, Callable[[Any], str | None], Any], ...] = (
+    ("/hooks/register/grades", "register", _register, grades),
+    ("/hooks/register/attendance", "register", _register, attendance),
+    ("/hooks/register/remarks", "register", _register, remarks),
+    ("/hooks/register/homework", "register", _register, homework),
+    ("/hooks/register/messages", "register", _register, school_messages),
+    ("/hooks/library/loans", "library", _library, library),
+)
+
+
 def setup(app: web.Application) -> None:
-    app.router.add_post("/hooks/register/grades", signed_hook(
-        "register", lambda s: s.hook_secret_register, grades.parse_batch, grades.apply_batch))
-    app.router.add_post("/hooks/library/loans", signed_hook(
-        "library", lambda s: s.hook_secret_library, library.parse_batch, library.apply_batch))
+    for path, source, secret_of, module in HOOKS:
+        app.router.add_post(path, signed_hook(source, secret_of, module.parse_batch,
+                                              module.apply_batch))

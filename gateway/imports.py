@@ -18,7 +18,15 @@ from typing import Any
 import click
 from tortoise.transactions import in_transaction
 
-from handlers import accounts, grades, library
+from handlers import (
+    accounts,
+    attendance,
+    grades,
+    homework,
+    library,
+    remarks,
+    school_messages,
+)
 from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
 from handlers.limits import check_all
@@ -200,11 +208,41 @@ async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
         report.unchanged += not changed
 
 
+def register_feed(module: Any, name: str) -> Callable[..., Any]:
+    """An importer for a register feed: each CSV row is one item of the hook's batch,
+    checked by the same parser (a bad row is reported by its line and skipped)."""
+
+    async def importer(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
+                       report: Report, bar: Callable[[int], None]) -> None:
+        good = []
+        for line, row in rows:
+            item: dict[str, Any] = {k: v for k, v in row.items() if v != ""}
+            if "period" in item and str(item["period"]).isdigit():
+                item["period"] = int(item["period"])
+            try:
+                good.extend(module.parse_batch({name: [item]}))
+            except InvalidInput as error:
+                report.errors.append(f"line {line}: {error.message}")
+        for chunk in _chunks(good):
+            async with in_transaction():
+                result = await module.apply_batch(ctx, chunk)
+            report.applied += result.get("created", 0) + result.get("updated", 0) + \
+                result.get("corrected", 0)
+            report.unchanged += result.get("unchanged", 0)
+        bar(len(rows))
+
+    return importer
+
+
 IMPORTERS = {
     "grades": import_grades,
     "loans": import_loans,
     "students": import_students,
     "people": import_people,
+    "attendance": register_feed(attendance, "attendance"),
+    "remarks": register_feed(remarks, "remarks"),
+    "homework": register_feed(homework, "homework"),
+    "messages": register_feed(school_messages, "messages"),
 }
 
 

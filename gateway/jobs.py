@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,15 +33,43 @@ async def retention(ctx: ServiceContext, days: int | None = None) -> dict[str, A
             "idempotent_answers_deleted": answers}
 
 
-def registry() -> dict[str, Job]:
-    from handlers import announcements
+@dataclass(frozen=True)
+class JobSpec:
+    """A scheduled job: what runs, when (cron fields or an interval, in the town's time
+    zone) and how its due time is named (the run-once guard across instances)."""
 
-    return {
-        "overdue-reminders": library.overdue_run,
-        "grade-digest": grades.digest_run,
-        "scheduled-announcements": announcements.scheduled_run,
-        "retention": retention,
-    }
+    name: str
+    run: Job
+    cron: dict[str, Any] | None = None
+    every: Callable[[Any], float] | None = None  # seconds, from the settings
+    due_format: str = "%Y-%m-%d"
+
+
+def _jobs() -> tuple[JobSpec, ...]:
+    from handlers import announcements, attendance, fanout
+
+    return (
+        JobSpec("overdue-reminders", library.overdue_run,
+                cron={"hour": lambda s: s.overdue_hour}),
+        JobSpec("grade-digest", grades.digest_run, cron={"minute": lambda s: 0},
+                due_format="%Y-%m-%dT%H"),
+        JobSpec("school-digest", fanout.digest_run, cron={"minute": lambda s: 1},
+                due_format="%Y-%m-%dT%H"),
+        JobSpec("attendance-gather", attendance.gather_run, every=lambda s: 30.0,
+                due_format="%Y-%m-%dT%H:%M:%S"),
+        JobSpec("scheduled-announcements", announcements.scheduled_run,
+                every=lambda s: s.announcement_poll_seconds, due_format="%Y-%m-%dT%H:%M:%S"),
+        JobSpec("retention", retention, cron={"hour": lambda s: 3, "minute": lambda s: 30}),
+    )
+
+
+def jobs() -> tuple[JobSpec, ...]:
+    """The one list of jobs: the scheduler and `emilanowek run-job` read it."""
+    return _jobs()
+
+
+def registry() -> dict[str, Job]:
+    return {job.name: job.run for job in jobs()}
 
 
 async def run_job(ctx: ServiceContext, name: str, due: str | None = None) -> dict[str, Any]:

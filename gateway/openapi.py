@@ -166,6 +166,12 @@ def document() -> S:
             "Grades from the school register (Standard Webhooks signature)", "200",
             {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
             params=HOOK_HEADERS)},
+        **{f"/hooks/register/{feed}": {"post": _op(
+            f"{title} from the school register (Standard Webhooks signature)", "200",
+            {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
+            params=HOOK_HEADERS)} for feed, title in (
+                ("attendance", "Attendance"), ("remarks", "Remarks"), ("homework", "Homework"),
+                ("messages", "Messages to guardians"))},
         "/hooks/library/loans": {"post": _op(
             "Loans from the library system (Standard Webhooks signature)", "200",
             {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
@@ -175,8 +181,9 @@ def document() -> S:
         for op in paths[path].values():
             op["responses"]["404"] = {"description": "invalid or expired link",
                                       "content": {"text/html": {"schema": STR}}}
-    for path in ("/hooks/register/grades", "/hooks/library/loans"):
-        paths[path]["post"]["responses"].update(_errors(503))
+    for path in paths:
+        if path.startswith("/hooks/"):
+            paths[path]["post"]["responses"].update(_errors(503))
     return {
         "openapi": "3.1.0",
         "info": {"title": "e-Milanówek gateway", "version": "1.0.0",

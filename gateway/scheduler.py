@@ -15,7 +15,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from gateway.jobs import run_job
+from gateway.jobs import jobs, run_job
 from gateway.keys import DISPATCHER, OPTIONS, SERVICES, SETTINGS
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,13 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         scheduler.add_job(fire, trigger, id=name, name=name, coalesce=True,
                           misfire_grace_time=3600, max_instances=1)
 
-    add("overdue-reminders", CronTrigger(hour=settings.overdue_hour, timezone=zone), "%Y-%m-%d")
-    add("grade-digest", CronTrigger(minute=0, timezone=zone), "%Y-%m-%dT%H")
-    add("scheduled-announcements",
-        IntervalTrigger(seconds=settings.announcement_poll_seconds, timezone=zone),
-        "%Y-%m-%dT%H:%M:%S")
-    add("retention", CronTrigger(hour=3, minute=30, timezone=zone), "%Y-%m-%d")
+    for job in jobs():  # the one jobs table (gateway/jobs.py)
+        if job.every is not None:
+            trigger = IntervalTrigger(seconds=job.every(settings), timezone=zone)
+        else:
+            fields = {name: value(settings) for name, value in (job.cron or {}).items()}
+            trigger = CronTrigger(timezone=zone, **fields)
+        add(job.name, trigger, job.due_format)
     scheduler.start()
     yield
     scheduler.shutdown(wait=False)

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from tortoise.exceptions import IntegrityError
 
 from handlers.context import ServiceContext
+from handlers.fanout import MODE_WORDS, NOTICE_WORDS, modes_of
 from handlers.message import InboundMessage, Reply
 from store.models import Identity, LinkCode, Person
 
@@ -125,10 +126,15 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
             changes["digest_hour"] = int(value)
         elif word in ("język", "jezyk", "language", "lang") and value in ("pl", "en"):
             changes["language"] = value
+        elif word in NOTICE_WORDS and value in MODE_WORDS:
+            notices = dict(changes.get("notices") or person.notices or {})
+            notices[NOTICE_WORDS[word]] = MODE_WORDS[value]
+            changes["notices"] = notices
         else:
             return [Reply("settings_invalid", {"word": word})]
     if changes:
         await Person.filter(id=person.id).update(**changes)
         for name, value in changes.items():
             setattr(person, name, value)
-    return [Reply("settings", {"person": person, "changed": bool(changes)})]
+    return [Reply("settings", {"person": person, "changed": bool(changes),
+                               "modes": modes_of(person)})]

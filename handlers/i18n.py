@@ -78,3 +78,17 @@ def short_datetime(value: datetime, lang: str, zone: ZoneInfo) -> str:
     """"25.11.2026, 14:05" in Polish, "25 Nov 2026, 14:05" in English."""
     pattern = "dd.MM.y, HH:mm" if language(lang) == "pl" else "d MMM y, HH:mm"
     return format_datetime(value.astimezone(zone), pattern, locale=language(lang))
+
+
+#: Polish weekdays after "w" take the accusative: w środę, w sobotę, w niedzielę
+_ACCUSATIVE = {"środa": "środę", "sobota": "sobotę", "niedziela": "niedzielę"}
+
+
+def on_day(value: date, lang: str) -> str:
+    """"w piątek 4 grudnia", "we wtorek 1 grudnia" / "on Friday 4 December"."""
+    if language(lang) == "pl":
+        weekday = format_date(value, "EEEE", locale="pl")
+        weekday = _ACCUSATIVE.get(weekday, weekday)
+        preposition = "we" if weekday == "wtorek" else "w"
+        return f"{preposition} {weekday} {format_date(value, 'd MMMM', locale='pl')}"
+    return f"on {format_date(value, 'EEEE d MMMM', locale='en')}"

@@ -41,6 +41,7 @@ class Renderer:
             env.filters["date"] = lambda v, lang: i18n.long_date(v, lang, self.zone)
             env.filters["datetime"] = lambda v, lang: i18n.short_datetime(v, lang, self.zone)
             env.filters["status"] = i18n.status_label
+            env.filters["on_day"] = i18n.on_day
             env.filters["markdownish"] = markdownish
             env.filters["plaintext"] = plain_text
             env.globals["plural"] = i18n.plural

@@ -15,7 +15,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from handlers import accounts, announcements, cases, dialogue, grades, i18n, identity, library
+from handlers import (
+    accounts,
+    announcements,
+    cases,
+    dialogue,
+    grades,
+    i18n,
+    identity,
+    library,
+    school,
+)
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply, UserFacingError
 from handlers.notify import email_payload
@@ -37,12 +47,32 @@ class Route:
     linked: bool = False  # needs a linked person
 
 
+def _school(kind: str) -> Handler:
+    async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                     ) -> list[Reply]:
+        return await school.handle_command(kind, ctx, person)
+    return handle
+
+
+def _school_button(kind: str) -> Handler:
+    async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                     ) -> list[Reply]:
+        return await school.handle_callback(kind, ctx, (msg.callback or "").partition(":")[2],
+                                            person)
+    return handle
+
+
 ROUTES: tuple[Route, ...] = (
     Route("start", ("start",), accounts.handle_start, "start"),
     Route("help", ("pomoc", "help"), lambda c, m, p: _help(m, p), "help"),
     Route("case", ("sprawa", "new"), cases.start_dialogue, "case"),
     Route("status", ("status",), cases.handle_status, "status"),
     Route("grades", ("oceny", "grades"), grades.handle_grades, "grades", ("parent",), True),
+    Route("attendance", ("obecnosci", "obecności", "attendance"), _school("attendance"),
+          "attendance", ("parent",), True),
+    Route("remarks", ("uwagi", "remarks"), _school("remarks"), "remarks", ("parent",), True),
+    Route("homework", ("zadania", "homework"), _school("homework"), "homework", ("parent",),
+          True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
     Route("announce", ("ogloszenie", "announce"), announcements.handle_command, "announce",
@@ -64,6 +94,9 @@ MAILBOXES: dict[str, Handler] = {
 CALLBACKS: dict[str, Handler] = {
     "grades": grades.handle_grades_callback,
     "ack": announcements.handle_ack_callback,
+    "attendance": _school_button("attendance"),
+    "remarks": _school_button("remarks"),
+    "homework": _school_button("homework"),
 }
 
 #: a dialogue's next step: (replies, next step or None, data)

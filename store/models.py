@@ -37,6 +37,9 @@ class Person(Model):
     quiet_start = fields.CharField(max_length=5, default="22:00")
     quiet_end = fields.CharField(max_length=5, default="07:00")
     last_channel = fields.CharField(max_length=16, null=True)
+    #: per notice type: instant, digest or off (absent: instant, and grades also follow
+    #: `digest_mode`)
+    notices = fields.JSONField(null=True)  # nullable: added to a table that has rows
     created_at = fields.DatetimeField(auto_now_add=True)
 
     identities: fields.ReverseRelation[Identity]
@@ -452,3 +455,103 @@ class IdempotentRequest(Model):
 
     class Meta:
         table = "idempotent_request"
+
+
+# --- the school register beyond grades (issue #12) -----------------------------------------
+
+
+class Attendance(Model):
+    """The attendance entry of a student for one lesson, as the register last described it."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    student_id = fields.CharField(max_length=64, db_index=True)
+    date = fields.DateField()
+    period = fields.SmallIntField()
+    status = fields.CharField(max_length=10)  # absent | late | excused | present
+    subject = fields.CharField(max_length=100, null=True)
+    #: the status guardians were last told (None: not yet), and an excused absence that was
+    #: announced as absent is announced again as a correction
+    announced_status = fields.CharField(max_length=10, null=True)
+    #: the gathering batch that will announce it (EMIL_ATTENDANCE_GATHER_MINUTES)
+    batch_id = fields.BigIntField(null=True, db_index=True)
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "attendance"
+
+
+class AttendanceBatch(Model):
+    """Entries of one child arriving close together, told to guardians as one message
+    when `due_at` comes."""
+
+    id = fields.BigIntField(primary_key=True)
+    student_id = fields.CharField(max_length=64)
+    due_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "attendance_batch"
+        indexes = (("sent_at", "due_at"), ("student_id", "sent_at"))
+
+
+class Remark(Model):
+    """A remark of a teacher (uwaga): positive, negative or neutral."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    student_id = fields.CharField(max_length=64, db_index=True)
+    kind = fields.CharField(max_length=10)
+    text = fields.CharField(max_length=2000)
+    teacher = fields.CharField(max_length=200)
+    recorded_at = fields.DatetimeField()
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "remark"
+
+
+class Homework(Model):
+    """Homework, a test (sprawdzian) or a quiz (kartkówka) for a class."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    class_name = fields.CharField(max_length=32, db_index=True)
+    subject = fields.CharField(max_length=100)
+    kind = fields.CharField(max_length=10)  # homework | test | quiz
+    title = fields.CharField(max_length=300)
+    due = fields.DateField()
+    description = fields.TextField(default="")
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "homework"
+
+
+class SchoolMessage(Model):
+    """A message from the school to the guardians of a class or of one student."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    class_name = fields.CharField(max_length=32, null=True)
+    student_id = fields.CharField(max_length=64, null=True)
+    title = fields.CharField(max_length=300)
+    body = fields.TextField()
+    sender = fields.CharField(max_length=200)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "school_message"
+
+
+class DigestItem(Model):
+    """A school notice waiting for the daily digest of a guardian (preference: digest)."""
+
+    id = fields.BigIntField(primary_key=True)
+    person_id = fields.IntField()
+    kind = fields.CharField(max_length=16)
+    key = fields.CharField(max_length=200)
+    lines = fields.JSONField(default=list)  # rendered lines, in the person's language
+    created_at = fields.DatetimeField()
+    sent_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "digest_item"
+        unique_together = (("person_id", "key"),)
+        indexes = (("person_id", "sent_at"),)

@@ -149,3 +149,16 @@ async def test_one_failing_mail_does_not_sink_its_batch(gw: Gateway, monkeypatch
     apology = [m for m in sent if m["Subject"] == "Coś poszło nie tak"]
     assert len(apology) == 1 and failed.note[4:] in apology[0].get_body(("plain",)).get_content()
     assert len(sent) == 3
+
+
+async def test_a_subject_that_merely_starts_with_status_opens_a_case(gw: Gateway) -> None:
+    """Issue #12: "Status prawny działki…" was refused as a status query."""
+    [reply] = await gw.mail(make_mail("Status prawny działki przy ul. Kościuszki",
+                                      "Proszę o informację o statusie działki nr 12/3."))
+    case = await Case.get()
+    assert case.subject.startswith("Status prawny") and case.number in reply["Subject"]
+    # `status` alone in a reply to our mail asks for that case's status
+    [status] = await gw.mail(make_mail("Re: sprawa", "status\n\n> cytat",
+                                       In_Reply_To=reply["Message-ID"]))
+    assert await Case.all().count() == 1
+    assert "przyjęta" in status["Subject"] or "przyjęta" in status.get_body(("plain",)).get_content()

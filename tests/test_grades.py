@@ -199,7 +199,7 @@ async def test_daily_digest_with_a_moved_clock(gw: Gateway) -> None:
 async def test_settings_command_changes_preferences(gw: Gateway) -> None:
     parent = await family(gw)
     [reply] = await gw.tg(4001, "/ustawienia tryb dzienny godzina 19 cisza 21:00-06:30 kanal email")
-    assert "Zapisano" in reply and "codziennie o 19:00" in reply
+    assert "Zapisano" in reply and "w podsumowaniu dnia o 19:00" in reply
     person = await Person.get(id=parent)
     assert (person.digest_mode, person.digest_hour, person.quiet_start, person.quiet_end,
             person.channel_order) == ("daily", 19, "21:00", "06:30", ["email", "telegram"])

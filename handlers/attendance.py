@@ -1,0 +1,171 @@
+"""Attendance: absences, lateness and excuses from the school register.
+
+`POST /hooks/register/attendance` and `emilanowek import attendance`. `present` is
+stored and never told. Entries of one child arriving within
+`EMIL_ATTENDANCE_GATHER_MINUTES` are gathered into one message per guardian and child
+(an `AttendanceBatch` due when the window closes, sent by the `attendance-gather` job,
+which the scheduler runs every half minute); with 0 each batch is told at once. An
+absence that was told and is now excused is told again as a correction. `/obecnosci`
+shows the last two weeks.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from handlers import school
+from handlers.context import ServiceContext
+from handlers.fanout import Notice, fan_out
+from handlers.message import Reply
+from store.models import Attendance, AttendanceBatch, Student
+
+STATUSES = ("absent", "late", "excused", "present")
+TOLD = ("absent", "late", "excused")
+
+
+@dataclass
+class AttendanceIn:
+    id: str
+    student: str
+    date: date
+    period: int
+    status: str
+    subject: str | None
+
+
+def parse_batch(body: dict[str, Any]) -> list[AttendanceIn]:
+    parsed = {}
+    for n, raw in enumerate(school.items_of(body, "attendance")):
+        where = f"attendance[{n}]"
+        item = school.record(raw, where)
+        period = item.get("period")
+        if isinstance(period, bool) or not isinstance(period, int) or not 0 <= period <= 20:
+            from handlers.message import InvalidInput
+
+            raise InvalidInput(f"{where}.period", f"'{where}.period' must be a lesson number 0–20")
+        entry = AttendanceIn(
+            id=school.text(item, "id", where, Attendance, "id") or "",
+            student=school.text(item, "student", where, Attendance, "student_id") or "",
+            date=school.day(item, "date", where), period=period,
+            status=school.choice(item, "status", where, STATUSES),
+            subject=school.text(item, "subject", where, Attendance, "subject", required=False))
+        parsed[entry.id] = entry
+    return list(parsed.values())
+
+
+async def apply_batch(ctx: ServiceContext, batch: list[AttendanceIn]) -> dict[str, Any]:
+    """Store the entries; those to tell join their child's open gathering batch."""
+    now = ctx.clock.now()
+    students = await school.students_by_id({e.student for e in batch})
+    known = [e for e in batch if e.student in students]
+    existing = {a.id: a for a in await Attendance.filter(id__in=[e.id for e in known])}
+    fresh: list[Attendance] = []
+    to_tell: dict[str, list[str]] = defaultdict(list)
+    updated = unchanged = 0
+    for entry in known:
+        fields = {"student_id": entry.student, "date": entry.date, "period": entry.period,
+                  "status": entry.status, "subject": entry.subject}
+        old = existing.get(entry.id)
+        if old is None:
+            fresh.append(Attendance(id=entry.id, updated_at=now, **fields))
+            if entry.status in TOLD:
+                to_tell[entry.student].append(entry.id)
+        elif any(getattr(old, k) != v for k, v in fields.items()):
+            await Attendance.filter(id=entry.id).update(updated_at=now, batch_id=None, **fields)
+            updated += 1
+            if entry.status in TOLD and entry.status != old.announced_status:
+                to_tell[entry.student].append(entry.id)
+        else:
+            unchanged += 1
+    if fresh:
+        await Attendance.bulk_create(fresh, batch_size=1000)
+    gather = ctx.attendance_gather
+    batches = await _join_batches(to_tell, now, gather)
+    told = 0
+    if not gather:
+        for batch_id in batches:
+            told += await _tell(ctx, batch_id, now)
+    return {"accepted": len(known), "created": len(fresh), "updated": updated,
+            "unchanged": unchanged, "unknown_students": sorted({e.student for e in batch}
+                                                              - set(students)),
+            "notifications": told, "gathering": len(batches) if gather else 0}
+
+
+async def _join_batches(to_tell: dict[str, list[str]], now: datetime, gather: timedelta
+                        ) -> list[int]:
+    """Each child's entries join the child's open batch, or one opened now."""
+    if not to_tell:
+        return []
+    open_batches = {b.student_id: b for b in await AttendanceBatch.filter(
+        student_id__in=list(to_tell), sent_at__isnull=True, due_at__gt=now)}
+    ids = []
+    for student_id, entry_ids in to_tell.items():
+        batch = open_batches.get(student_id)
+        if batch is None:
+            batch = await AttendanceBatch.create(student_id=student_id, due_at=now + gather)
+        await Attendance.filter(id__in=entry_ids).update(batch_id=batch.id)
+        ids.append(batch.id)
+    return ids
+
+
+async def gather_run(ctx: ServiceContext) -> dict[str, Any]:
+    """Tell every gathering batch whose window has closed (the `attendance-gather` job)."""
+    now = ctx.clock.now()
+    due = await AttendanceBatch.filter(sent_at__isnull=True, due_at__lte=now).values_list(
+        "id", flat=True)
+    told = 0
+    for batch_id in due:
+        told += await _tell(ctx, batch_id, now)
+    return {"batches": len(due), "notifications": told}
+
+
+async def _tell(ctx: ServiceContext, batch_id: int, now: datetime) -> int:
+    """One message per guardian for a batch; marks the batch and its entries told."""
+    taken = await AttendanceBatch.filter(id=batch_id, sent_at__isnull=True).update(sent_at=now)
+    if not taken:
+        return 0  # another instance (or an earlier run) told it
+    batch = await AttendanceBatch.get(id=batch_id)
+    entries = await Attendance.filter(batch_id=batch_id).order_by("date", "period")
+    entries = [e for e in entries if e.status in TOLD]
+    student = await Student.get_or_none(id=batch.student_id)
+    if not entries or student is None:
+        return 0
+    context = {"student": school.student_view(student),
+               "entries": [_view(e, correction=e.announced_status is not None) for e in entries],
+               "counts": _counts(entries)}
+    guardians = (await school.guardians_of({student.id})).get(student.id, [])
+    outcome = await fan_out(ctx, guardians, Notice(
+        kind="attendance", template="attendance_new", key=f"attendance:{batch_id}",
+        context=context, digest_lines=lambda person, lang: [
+            ctx.renderer.email("attendance_new", lang, context)["subject"]]), now)
+    for entry in entries:
+        await Attendance.filter(id=entry.id).update(announced_status=entry.status)
+    return outcome.queued + outcome.digested
+
+
+def _counts(entries: list[Attendance]) -> dict[str, int]:
+    counts = {status: 0 for status in TOLD}
+    for entry in entries:
+        counts[entry.status] += 1
+    return counts
+
+
+def _view(entry: Attendance, correction: bool = False) -> dict[str, Any]:
+    return {"date": entry.date, "period": entry.period, "status": entry.status,
+            "subject": entry.subject, "correction": correction}
+
+
+async def recent_reply(student: Any, today: date) -> Reply:
+    entries = await Attendance.filter(student_id=student.id, date__gte=today - timedelta(days=14),
+                                      status__in=TOLD).order_by("-date", "period").limit(40)
+    return Reply("attendance_recent", {"student": school.student_view(student),
+                                       "entries": [_view(e) for e in entries],
+                                       "counts": _counts(entries)})
+
+
+@school.answer_for("attendance")
+async def _answer(ctx: ServiceContext, student: Any) -> Reply:
+    return await recent_reply(student, ctx.clock.now().astimezone(ctx.zone).date())

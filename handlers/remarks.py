@@ -1,0 +1,105 @@
+"""Remarks (uwagi): a teacher's positive, negative or neutral note about a student.
+
+`POST /hooks/register/remarks` and `emilanowek import remarks`; each guardian gets one
+message per child for the remarks of a batch (a re-sent id with new text is announced
+again as a correction; an identical re-send changes nothing). `/uwagi` shows the recent.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from handlers import school
+from handlers.context import ServiceContext
+from handlers.fanout import Notice, fan_out
+from handlers.message import Reply
+from store.models import Remark
+
+KINDS = ("positive", "negative", "neutral")
+RECENT = 10
+
+
+@dataclass
+class RemarkIn:
+    id: str
+    student: str
+    kind: str
+    text: str
+    teacher: str
+    recorded_at: datetime
+
+
+def parse_batch(body: dict[str, Any]) -> list[RemarkIn]:
+    parsed = {}
+    for n, raw in enumerate(school.items_of(body, "remarks")):
+        where = f"remarks[{n}]"
+        item = school.record(raw, where)
+        remark = RemarkIn(
+            id=school.text(item, "id", where, Remark, "id") or "",
+            student=school.text(item, "student", where, Remark, "student_id") or "",
+            kind=school.choice(item, "kind", where, KINDS),
+            text=school.text(item, "text", where, Remark, "text") or "",
+            teacher=school.text(item, "teacher", where, Remark, "teacher") or "",
+            recorded_at=school.moment(item, "recorded_at", where))
+        parsed[remark.id] = remark
+    return list(parsed.values())
+
+
+async def apply_batch(ctx: ServiceContext, batch: list[RemarkIn]) -> dict[str, Any]:
+    now = ctx.clock.now()
+    students = await school.students_by_id({r.student for r in batch})
+    known = [r for r in batch if r.student in students]
+    existing = {r.id: r for r in await Remark.filter(id__in=[r.id for r in known])}
+    news: dict[str, list[tuple[RemarkIn, bool]]] = defaultdict(list)
+    created = corrected = unchanged = 0
+    for item in known:
+        fields = {"student_id": item.student, "kind": item.kind, "text": item.text,
+                  "teacher": item.teacher, "recorded_at": item.recorded_at}
+        old = existing.get(item.id)
+        if old is None:
+            await Remark.create(id=item.id, updated_at=now, **fields)
+            created += 1
+            news[item.student].append((item, False))
+        elif any(getattr(old, k) != v for k, v in fields.items()):
+            await Remark.filter(id=item.id).update(updated_at=now, **fields)
+            corrected += 1
+            news[item.student].append((item, True))
+        else:
+            unchanged += 1
+    guardians = await school.guardians_of(set(news))
+    told = 0
+    for student_id, items in news.items():
+        context = {"student": school.student_view(students[student_id]),
+                   "remarks": [_view(r, corrected) for r, corrected in items]}
+        key = "remarks:" + ",".join(sorted(f"{r.id}@{r.text[:20]}" for r, _ in items))
+        outcome = await fan_out(ctx, guardians.get(student_id, []), Notice(
+            kind="remarks", template="remarks_new", key=f"{key[:150]}:{len(items)}",
+            context=context, digest_lines=_lines(ctx, context)), now)
+        told += outcome.queued + outcome.digested
+    return {"accepted": len(known), "created": created, "corrected": corrected,
+            "unchanged": unchanged, "unknown_students": sorted({r.student for r in batch}
+                                                              - set(students)),
+            "notifications": told}
+
+
+def _view(remark: RemarkIn | Remark, correction: bool = False) -> dict[str, Any]:
+    return {"kind": remark.kind, "text": remark.text, "teacher": remark.teacher,
+            "recorded_at": remark.recorded_at, "correction": correction}
+
+
+def _lines(ctx: ServiceContext, context: dict[str, Any]):  # type: ignore[no-untyped-def]
+    return lambda person, lang: [ctx.renderer.email("remarks_new", lang, context)["subject"]]
+
+
+async def recent_reply(student: Any) -> Reply:
+    remarks = await Remark.filter(student_id=student.id).order_by("-recorded_at").limit(RECENT)
+    return Reply("remarks_recent", {"student": school.student_view(student),
+                                    "remarks": [_view(r) for r in remarks]})
+
+
+@school.answer_for("remarks")
+async def _answer(ctx: ServiceContext, student: Any) -> Reply:
+    return await recent_reply(student)

@@ -1,0 +1,135 @@
+"""What the school modules share: reading register records and finding guardians.
+
+Each register module (attendance, remarks, homework, messages) is a handler module of
+its own with `parse_batch` (the whole batch checked before anything is written, a field
+named on error) and `apply_batch` (inside the hook's transaction); these are their parts.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime
+from typing import Any
+
+from tortoise.models import Model
+
+from handlers.grades import parse_time
+from handlers.limits import fit
+from handlers.message import InvalidInput
+from store.models import Person, Student
+
+
+def items_of(body: dict[str, Any], name: str) -> list[Any]:
+    items = body.get(name)
+    if not isinstance(items, list):
+        raise InvalidInput(name, f"'{name}' must be a list")
+    return items
+
+
+def record(item: Any, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise InvalidInput(where, f"'{where}' must be an object")
+    return item
+
+
+def text(item: dict[str, Any], name: str, where: str, model: type[Model], column: str, *,
+         required: bool = True) -> str | None:
+    """A text field, checked against the column it goes to."""
+    value = item.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' is required")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must be text")
+    return fit(model, column, str(value).strip(), f"{where}.{name}")
+
+
+def choice(item: dict[str, Any], name: str, where: str, allowed: tuple[str, ...]) -> str:
+    value = item.get(name)
+    if value not in allowed:
+        raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must be one of "
+                                              f"{', '.join(allowed)}")
+    return str(value)
+
+
+def day(item: dict[str, Any], name: str, where: str) -> date:
+    value = item.get(name)
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must be a date (YYYY-MM-DD)"
+                           ) from None
+
+
+def moment(item: dict[str, Any], name: str, where: str) -> datetime:
+    return parse_time(item.get(name), f"{where}.{name}")
+
+
+async def students_by_id(ids: set[str]) -> dict[str, Student]:
+    return {s.id: s for s in await Student.filter(id__in=ids)} if ids else {}
+
+
+async def guardians_of(student_ids: set[str]) -> dict[str, list[Person]]:
+    """Each student's guardians, in two queries."""
+    links = await Student.filter(id__in=student_ids).values_list("id", "guardians__id")
+    people = {p.id: p for p in await Person.filter(
+        id__in={pid for _, pid in links if pid is not None})}
+    found: dict[str, list[Person]] = defaultdict(list)
+    for student_id, pid in links:
+        if pid is not None and pid in people:
+            found[student_id].append(people[pid])
+    return found
+
+
+async def guardians_of_class(class_name: str) -> tuple[list[Person], list[Student]]:
+    """The guardians of everyone in a class, each once, and the class's students."""
+    students = await Student.filter(class_name=class_name)
+    per_student = await guardians_of({s.id for s in students})
+    unique = {p.id: p for people in per_student.values() for p in people}
+    return list(unique.values()), students
+
+
+def student_view(student: Student) -> dict[str, str]:
+    return {"name": student.name, "class_name": student.class_name}
+
+
+# --- the bot: /obecnosci, /uwagi, /zadania ----------------------------------------------------
+
+#: callback prefix → what a guardian sees of one child (each module's own reply)
+ANSWERS: dict[str, Any] = {}
+
+
+def answer_for(kind: str):  # type: ignore[no-untyped-def]
+    """Register `kind`'s reply for one child (`async (ctx, student) -> Reply`)."""
+    def register(function):  # type: ignore[no-untyped-def]
+        ANSWERS[kind] = function
+        return function
+    return register
+
+
+async def handle_command(kind: str, ctx: Any, person: Person | None) -> list[Any]:
+    """A guardian's command: their only child's answer, or a button per child."""
+    from handlers.message import Reply
+
+    assert person is not None
+    children = await Student.filter(guardians=person.id).order_by("name")
+    if not children:
+        return [Reply("grades_no_children", {})]
+    if len(children) == 1:
+        return [await ANSWERS[kind](ctx, children[0])]
+    buttons = [[(f"{c.name} ({c.class_name})" if c.class_name else c.name, f"{kind}:{c.id}")]
+               for c in children]
+    return [Reply("school_pick_child", {"count": len(children), "kind": kind}, buttons=buttons)]
+
+
+async def handle_callback(kind: str, ctx: Any, data: str, person: Person | None) -> list[Any]:
+    from handlers.message import Reply
+
+    if person is None:
+        return [Reply("not_linked", {})]
+    # the same answer for "not your child" and "no such student"
+    child = await Student.filter(id=data[:64], guardians=person.id).first()
+    if child is None:
+        return [Reply("grades_not_yours", {})]
+    return [await ANSWERS[kind](ctx, child)]
