@@ -86,6 +86,8 @@ class Notice:
     priority: int = PRIORITY_NOTICE
     mailbox: str = "sprawy"
     buttons: list[list[tuple[str, str]]] | None = None
+    #: what the outbox rows are grouped by in counts (default: the key)
+    cause: str = ""
 
 
 @dataclass
@@ -139,7 +141,7 @@ async def fan_out(ctx: ServiceContext, people: Iterable[Person], notice: Notice,
         deliveries.append(Delivery(
             key=f"{notice.key}:{person.id}", channel=head["channel"], recipient=head["recipient"],
             payload=head["payload"], fallbacks=rest, priority=notice.priority,
-            person_id=person.id, cause=notice.key[:100],
+            person_id=person.id, cause=(notice.cause or notice.key)[:100],
             not_before=None if notice.urgent else quiet_until(
                 now, person.quiet_start, person.quiet_end, ctx.zone)))
     await enqueue(deliveries, now)

@@ -19,12 +19,12 @@ from tortoise.transactions import in_transaction
 
 from handlers import i18n
 from handlers.context import ServiceContext
+from handlers.fanout import Notice, fan_out, mode_for
 from handlers.limits import check_all, fit
 from handlers.message import InboundMessage, InvalidInput, Reply
-from handlers.notify import build_delivery, person_targets, preferred_targets
-from handlers.quiet import quiet_until
-from store.models import Grade, GradeNotice, Identity, Person, Student
-from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
+from handlers.notify import build_delivery, person_targets
+from store.models import Grade, GradeNotice, Person, Student
+from store.outbox import PRIORITY_NOTICE, enqueue
 
 RECENT = 10
 
@@ -138,50 +138,34 @@ async def apply_batch(ctx: ServiceContext, batch: list[GradeIn]) -> dict[str, An
 
 async def notify_guardians(ctx: ServiceContext, students: dict[str, Student],
                            news: dict[str, list[tuple[Grade, bool]]], now: datetime) -> int:
-    """One notice per guardian and student: a message now (or after quiet hours), or a
-    digest entry. Returns how many guardians were told or queued for a digest."""
+    """One notice per guardian and student through the one fan-out (handlers/fanout.py):
+    a message now (or after quiet hours), nothing if they turned grades off, or — for
+    the grade digest — a `GradeNotice` per grade for the `grade-digest` job. Returns how
+    many guardians were told or queued for a digest."""
+    from handlers.school import guardians_of  # the school module reads grades' time parser
+
     if not news:
         return 0
-    links = await Student.filter(id__in=list(news)).values_list("id", "guardians__id")
-    guardian_ids = {pid for _, pid in links if pid is not None}
-    people = {p.id: p for p in await Person.filter(id__in=guardian_ids)}
-    addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for pid, channel, address in await Identity.filter(person_id__in=guardian_ids).values_list(
-        "person_id", "channel", "address"
-    ):
-        addresses[pid].append((channel, address))
-    deliveries: list[Delivery] = []
+    guardians = await guardians_of(set(news))
+    told = 0
     notices: list[GradeNotice] = []
-    for student_id, guardian_id in links:
-        if guardian_id is None:
-            continue
-        person = people[guardian_id]
-        items = news[student_id]
-        if person.digest_mode == "daily":
-            notices.extend(GradeNotice(person_id=person.id, student_id=student_id, grade_id=g.id,
-                                       correction=corr, created_at=now) for g, corr in items)
-            continue
+    for student_id, items in news.items():
+        people = guardians.get(student_id, [])
+        digest = [p for p in people if mode_for(p, "grades") == "digest"]
+        notices.extend(GradeNotice(person_id=p.id, student_id=student_id, grade_id=g.id,
+                                   correction=corr, created_at=now)
+                       for p in digest for g, corr in items)
         fingerprint = hashlib.sha256(
             ",".join(sorted(f"{g.id}@{g.revision}" for g, _ in items)).encode()).hexdigest()[:16]
-        delivery = build_delivery(
-            ctx,
-            preferred_targets(person, addresses[person.id]),
-            key=f"grades:{student_id}:{fingerprint}",
-            template="grades_new",
-            lang=i18n.language(person.language),
-            context=_message_context(students[student_id], items),
-            priority=PRIORITY_NOTICE,
-            person_id=person.id,
-            mailbox="sprawy",
-            not_before=quiet_until(now, person.quiet_start, person.quiet_end, ctx.zone),
+        outcome = await fan_out(ctx, [p for p in people if p not in digest], Notice(
+            kind="grades", template="grades_new", key=f"grades:{student_id}:{fingerprint}",
             cause=f"grades:{student_id}",
-        )
-        if delivery:  # a guardian with no channel at all cannot be told; the roster shows it
-            deliveries.append(delivery)
-    await enqueue(deliveries, now)
+            context=_message_context(students[student_id], items)), now)
+        # a guardian with no channel at all cannot be told; the roster shows it
+        told += outcome.queued + len({p.id for p in digest})
     if notices:
         await GradeNotice.bulk_create(notices, batch_size=1000)
-    return len(deliveries) + len({(n.person_id, n.student_id) for n in notices})  # type: ignore[attr-defined]
+    return told
 
 
 def _message_context(student: Student, items: list[tuple[Grade, bool]]) -> dict[str, Any]:

@@ -17,10 +17,15 @@ export EMIL_RATE_CODE_FAILURES_PER_CLIENT=100000 EMIL_RATE_CODE_FAILURES_PER_CAS
 "$BIN/emilanowek" serve > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-  sleep 0.2
-done
+"$BIN/python" - "$PORT" <<'PY'
+import sys, time, urllib.request
+for _ in range(150):  # until /healthz answers 200 (30 s at most)
+    try:
+        if urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/healthz", timeout=1).status == 200:
+            break
+    except OSError:
+        time.sleep(0.2)
+PY
 CHECKS="not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 EXAMPLES="${FUZZ_EXAMPLES:-60}"
 status=0
