@@ -69,7 +69,9 @@ def instance_name(settings: Settings) -> str:
 def build_services(settings: Settings, clock: Clock) -> ServiceContext:
     return ServiceContext(
         clock=clock,
-        renderer=Renderer(settings.zone, settings.base_url),
+        renderer=Renderer(settings.zone, settings.base_url, facts={
+            "link_code_hours": max(1, round(settings.link_code_ttl_minutes / 60)),
+            "renew_window_days": settings.renew_window_days}),
         zone=settings.zone,
         mail_domain=settings.mail_domain,
         base_url=settings.base_url,

@@ -92,3 +92,30 @@ def on_day(value: date, lang: str) -> str:
         preposition = "we" if weekday == "wtorek" else "w"
         return f"{preposition} {weekday} {format_date(value, 'd MMMM', locale='pl')}"
     return f"on {format_date(value, 'EEEE d MMMM', locale='en')}"
+
+
+#: codes the gateway keeps, as people read them (no raw code is ever shown to a person)
+LABELS = {
+    "pl": {"published": "opublikowane", "scheduled": "zaplanowane", "pending": "czeka na "
+           "potwierdzenie", "cancelled": "anulowane", "retracted": "wycofane",
+           "due-soon": "termin za 2 dni", "overdue-1": "1 dzień po terminie",
+           "overdue-7": "7 dni po terminie", "overdue-14": "14 dni po terminie",
+           "telegram": "Telegram", "email": "e-mail", "pl": "polski", "en": "angielski",
+           "created": "sprawa przyjęta", "message": "wiadomość", "note": "notatka urzędu",
+           "status": "zmiana statusu", "homework": "zadanie domowe", "test": "sprawdzian",
+           "quiz": "kartkówka"},
+    "en": {"published": "published", "scheduled": "scheduled", "pending": "awaiting "
+           "confirmation", "cancelled": "cancelled", "retracted": "retracted",
+           "due-soon": "due in 2 days", "overdue-1": "1 day overdue", "overdue-7": "7 days "
+           "overdue", "overdue-14": "14 days overdue", "telegram": "Telegram",
+           "email": "email", "pl": "Polish", "en": "English", "created": "case received",
+           "message": "message", "note": "office note", "status": "status change",
+           "homework": "homework", "test": "test", "quiz": "quiz"},
+}
+
+
+def label(code: object, lang: str) -> str:
+    """A stored code in words; a reminder level `<level>@<date>` reads by its level."""
+    text = str(code or "")
+    key = text.split("@", 1)[0]
+    return LABELS[language(lang)].get(key, text)

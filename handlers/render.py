@@ -21,7 +21,8 @@ TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 class Renderer:
-    def __init__(self, zone: ZoneInfo, base_url: str, root: Path = TEMPLATES) -> None:
+    def __init__(self, zone: ZoneInfo, base_url: str, root: Path = TEMPLATES,
+                 facts: dict[str, Any] | None = None) -> None:
         self.zone = zone
         self.base_url = base_url
         loader = jinja2.FileSystemLoader(str(root))
@@ -42,10 +43,14 @@ class Renderer:
             env.filters["datetime"] = lambda v, lang: i18n.short_datetime(v, lang, self.zone)
             env.filters["status"] = i18n.status_label
             env.filters["on_day"] = i18n.on_day
+            env.filters["label"] = i18n.label
             env.filters["markdownish"] = markdownish
             env.filters["plaintext"] = plain_text
             env.globals["plural"] = i18n.plural
             env.globals["base_url"] = base_url
+            # facts the settings decide (a link code's hours, the renewal window), so a
+            # template never states one the settings contradict
+            env.globals.update(facts or {})
 
     def _template(self, env: jinja2.Environment, name: str, channel: str, lang: str):
         lang = i18n.language(lang)

@@ -180,7 +180,7 @@ async def test_bot_dialogue_and_status(gw: Gateway) -> None:
     await gw.drain()
     assert "Rada pedagogiczna" in gw.botapi.texts_to(7002)[-1]
     [status] = await gw.tg(7001, "/ogloszenie status")
-    assert "Rada pedagogiczna — published: odbiorców 3" in status and "wysłane 3" in status
+    assert "Rada pedagogiczna — opublikowane: odbiorców 3" in status and "wysłane 3" in status
     [denied] = await gw.tg(7005, "/ogloszenie")
     assert "nie jest dostępne" in denied
 

@@ -146,7 +146,7 @@ async def test_readers_without_channel_and_the_librarian_summary(gw: Gateway) ->
     report = gw.botapi.texts_to(6100)[-1]
     assert "Wiadomości: 1" in report
     assert "Czytelnicy bez kanału kontaktu (do wysłania pocztą): 2" in report
-    assert "karta K2 (Bez kontaktu), overdue-7: Książka 2" in report
+    assert "karta K2 (Bez kontaktu), 7 dni po terminie: Książka 2" in report
     again = await run_job(gw.services, "overdue-reminders")
     assert again["messages"] == 0
 
