@@ -7,13 +7,17 @@ business; we only pick the fields the gateway needs.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
 from telegram import Bot, Update
+from telegram.error import TelegramError
 
-from handlers.message import InboundMessage
+from handlers.message import Attachment, InboundMessage
 from store.models import RawInbound
+
+log = logging.getLogger(__name__)
 
 
 def to_inbound(data: dict[str, Any], bot: Bot | None, inbound_id: int = 0) -> InboundMessage | None:
@@ -40,7 +44,9 @@ def to_inbound(data: dict[str, Any], bot: Bot | None, inbound_id: int = 0) -> In
         command = word[1:].split("@", 1)[0].lower()
         args = text[entities[0].length:].split()
     user = message.from_user
+    replied = message.reply_to_message
     return InboundMessage(
+        replying_to=(replied.text or replied.caption or "") if replied else "",
         channel="telegram",
         address=str(update.effective_chat.id),
         private=update.effective_chat.type == "private",
@@ -52,6 +58,27 @@ def to_inbound(data: dict[str, Any], bot: Bot | None, inbound_id: int = 0) -> In
         display_name=user.full_name if user else "",
         language_hint=_lang(user.language_code if user else None),
     )
+
+
+def files_of(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The photo (its largest size) and the document of an update, as Telegram describes
+    them: `file_id`, a name, the declared size. The inbox fetches them (`getFile`)."""
+    message = data.get("message") or {}
+    found = []
+    document = message.get("document")
+    if isinstance(document, dict) and document.get("file_id"):
+        found.append({"file_id": document["file_id"],
+                      "name": str(document.get("file_name") or "dokument")[:255],
+                      "size": int(document.get("file_size") or 0),
+                      "type": str(document.get("mime_type") or "application/octet-stream")})
+    photos = message.get("photo")
+    if isinstance(photos, list) and photos:
+        largest = max((p for p in photos if isinstance(p, dict)),
+                      key=lambda p: int(p.get("file_size") or 0), default=None)
+        if largest and largest.get("file_id"):
+            found.append({"file_id": largest["file_id"], "name": "zdjecie.jpg",
+                          "size": int(largest.get("file_size") or 0), "type": "image/jpeg"})
+    return found
 
 
 def _lang(code: str | None) -> str | None:
@@ -71,3 +98,32 @@ async def store_updates(updates: list[dict[str, Any]], now: datetime) -> None:
     """Persist updates, ignoring ones already stored (Telegram re-sends until acked)."""
     if updates:
         await RawInbound.bulk_create([raw_update(u, now) for u in updates], ignore_conflicts=True)
+
+
+async def fetch_attachments(bot: Bot, data: dict[str, Any], max_size: int
+                            ) -> tuple[list[Attachment], list[tuple[str, int]]]:
+    """Download an update's photo or document (`getFile`, then the file) if it is not
+    larger than `max_size`; what is larger or cannot be fetched is returned by name and
+    size, to be listed with the case and told to the resident, never silently dropped."""
+    kept: list[Attachment] = []
+    refused: list[tuple[str, int]] = []
+    for info in files_of(data):
+        if info["size"] > max_size:
+            refused.append((info["name"], info["size"]))
+            continue
+        try:
+            remote = await bot.get_file(info["file_id"])
+            if (remote.file_size or 0) > max_size:
+                refused.append((info["name"], remote.file_size or 0))
+                continue
+            content = bytes(await remote.download_as_bytearray())
+        except TelegramError:
+            log.warning("could not fetch a file of update %s", data.get("update_id"),
+                        exc_info=True)
+            refused.append((info["name"], info["size"]))
+            continue
+        if len(content) > max_size:
+            refused.append((info["name"], len(content)))
+            continue
+        kept.append(Attachment(filename=info["name"], content_type=info["type"], data=content))
+    return kept, refused

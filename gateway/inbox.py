@@ -101,6 +101,7 @@ class Inbox:
             work = await asyncio.to_thread(lambda: [self.parse(row) for row in rows])
         else:
             work = [self.parse(row) for row in rows]
+        await self.fetch_files(work)
         try:
             await self.handle_batch(work)
         except Exception as error:
@@ -112,6 +113,19 @@ class Inbox:
                 await self.handle_one(item)
         self.outbox_wake()
         return len(rows)
+
+    async def fetch_files(self, work: list[Work]) -> None:
+        """Photos and documents sent to the bot, fetched before the batch's transaction
+        (network I/O inside it would hold SQLite's connection)."""
+        if self.bot is None:
+            return
+        for row, msg, _ in work:
+            if msg is None or row.channel != "telegram":
+                continue
+            data = json.loads(bytes(row.payload))
+            if telegram_inbound.files_of(data):
+                msg.attachments, msg.too_large = await telegram_inbound.fetch_attachments(
+                    self.bot, data, self.ctx.attachment_max_size)
 
     def parse(self, row: RawInbound) -> Work:
         try:

@@ -192,6 +192,9 @@ async def case_for_requester(
         return case
     if msg.channel == "telegram" and case.requester_chat and case.requester_chat == msg.address:
         return case
+    if person is not None and case.requester_email and await Identity.filter(
+            person_id=person.id, channel="email", address=case.requester_email).exists():
+        return case  # the address it came from is one the town linked to this person
     return None
 
 
@@ -203,10 +206,32 @@ def status_reply(case: Case, history: list[CaseEvent]) -> Reply:
     return Reply("case_status", {"case": case, "history": history}, case=case.number)
 
 
-async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext) -> None:
-    """Append a resident's follow-up to the case and remember the channel they used."""
+def too_large(ctx: ServiceContext, msg: InboundMessage) -> list[tuple[str, int]]:
+    """Attachments that will not be kept (over `EMIL_ATTACHMENT_MAX_SIZE`, or that the
+    channel could not fetch), by name and size: listed in the case, told to the sender."""
+    return list(msg.too_large) + [(a.filename[:255], len(a.data)) for a in msg.attachments
+                                  if len(a.data) > ctx.attachment_max_size]
+
+
+def megabytes(size: int) -> str:
+    """"1,9": Polish writes a decimal comma."""
+    return f"{size / 1_048_576:.1f}".replace(".", ",")
+
+
+def with_refused(text: str, refused: list[tuple[str, int]]) -> str:
+    if not refused:
+        return text
+    listed = ", ".join(f"{name} ({megabytes(size)} MB)" for name, size in refused)
+    return f"{text}\n\n[Załączniki za duże, niezapisane: {listed}]".strip()
+
+
+async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext
+                      ) -> list[tuple[str, int]]:
+    """Append a resident's follow-up to the case and remember the channel they used;
+    returns the attachments that were too large to keep."""
     now = ctx.clock.now()
-    text = msg.text.strip()
+    refused = too_large(ctx, msg)
+    text = with_refused(msg.text.strip(), refused)
     await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
                            channel=msg.channel, created_at=now)
     files = _stored_attachments(ctx, case.number, tuple(msg.attachments), now)
@@ -218,6 +243,7 @@ async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext) -> N
     if msg.channel == "email" and not case.requester_email:
         update["requester_email"] = msg.address
     await Case.filter(number=case.number).update(**update)
+    return refused
 
 
 # --- email: sprawy@ -------------------------------------------------------------------
@@ -277,15 +303,17 @@ async def handle_email(
         if not msg.proof and not code_in_text(ctx.code_key, case, msg.subject, msg.text):
             return [Reply("proof_needed", {"mailbox": "sprawy", "number": case.number},
                           case=case.number)]
-        await add_message(case, msg, ctx)
-        return [Reply("case_message_added", {"case": case}, case=case.number)]
+        refused = await add_message(case, msg, ctx)
+        return [Reply("case_message_added", {"case": case, "too_large": refused},
+                      case=case.number)]
 
     body = msg.text.strip()
     if not body and not subject:
         return [Reply("case_empty", {})]
+    refused = too_large(ctx, msg)
     draft = NewCase(
         subject=subject or body.splitlines()[0][:120],
-        body=body,
+        body=with_refused(body, refused),
         channel="email",
         person=person if msg.proof else None,  # a forged From must not file in their name
         email=msg.address,
@@ -293,17 +321,53 @@ async def handle_email(
         lang=person.language if person else "pl",
     )
     [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
-    return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)]
+    return [Reply("case_created", {"case": case, "access_code": code, "too_large": refused},
+                  case=case.number)]
 
 
 # --- Telegram: /sprawa dialogue and /status --------------------------------------------
 
 
 async def start_dialogue(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
+    """`/sprawa` opens a new case; `/sprawa UM-…` adds the next message to that case."""
     from handlers.dialogue import begin
 
+    number = find_number(" ".join(msg.args))
+    if number:
+        case = await case_for_requester(number, msg, person)
+        if case is None:
+            return [Reply("case_not_yours", {"number": number})]
+        await begin(ctx, msg, "case_message", "text", {"number": case.number})
+        return [Reply("case_ask_message", {"case": case})]
     await begin(ctx, msg, "case", "subject")
     return [Reply("case_ask_subject", {})]
+
+
+async def continue_message(
+    ctx: ServiceContext, msg: InboundMessage, person: Person | None, step: str, data: dict
+) -> tuple[list[Reply], str | None, dict]:
+    """The message after `/sprawa UM-…`: added to that case (text, photos, documents)."""
+    case = await case_for_requester(data.get("number"), msg, person)
+    if case is None:
+        return [Reply("case_not_yours", {"number": data.get("number")})], None, {}
+    refused = await add_message(case, msg, ctx)
+    return [Reply("case_message_added", {"case": case, "too_large": refused},
+                  case=case.number)], None, {}
+
+
+async def follow_up_by_reply(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                             ) -> list[Reply] | None:
+    """A Telegram reply to our message about a case adds to that case; None if the
+    replied-to message names no case."""
+    number = find_number(msg.replying_to)
+    if number is None:
+        return None
+    case = await case_for_requester(number, msg, person)
+    if case is None:
+        return [Reply("case_not_yours", {"number": number})]
+    refused = await add_message(case, msg, ctx)
+    return [Reply("case_message_added", {"case": case, "too_large": refused},
+                  case=case.number)]
 
 
 async def continue_dialogue(

@@ -58,6 +58,10 @@ class InboundMessage:
     proof: str | None = None
     #: Telegram: whether the chat is a private one (groups may not link or see personal data)
     private: bool = True
+    #: Telegram: the text of the message this one replies to (ours, about a case)
+    replying_to: str = ""
+    #: attachments too large to keep: (file name, size in bytes), listed in the case text
+    too_large: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass

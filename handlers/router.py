@@ -102,6 +102,7 @@ CALLBACKS: dict[str, Handler] = {
 #: a dialogue's next step: (replies, next step or None, data)
 DIALOGUES = {
     "case": cases.continue_dialogue,
+    "case_message": cases.continue_message,
     "announcement": announcements.continue_dialogue,
 }
 
@@ -165,6 +166,10 @@ async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None)
         replies, step, data = await DIALOGUES[conv.kind](ctx, msg, person, conv.step, conv.data)
         await dialogue.advance(ctx, conv, step, data)
         return replies
+    if msg.replying_to:
+        follow_up = await cases.follow_up_by_reply(ctx, msg, person)
+        if follow_up is not None:
+            return follow_up
     return [Reply("free_text", {"linked": person is not None})]
 
 

@@ -45,6 +45,8 @@ class BotApiDouble:
     _window: deque = field(default_factory=deque)
     _last_for_chat: dict[str, float] = field(default_factory=dict)
     new_message: asyncio.Event = field(default_factory=asyncio.Event)
+    #: files a user "uploaded": file_id → bytes, served by getFile and /file/bot…/path
+    files: dict[str, bytes] = field(default_factory=dict)
 
     def messages_to(self, chat_id: int | str) -> list[Sent]:
         return [s for s in self.sent if s.chat_id == str(chat_id) and s.method != "answerCallbackQuery"]
@@ -78,7 +80,14 @@ class BotApiDouble:
         app = web.Application()
         app.router.add_post("/bot{token}/{method}", self._handle)
         app.router.add_get("/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         return app
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["path"].rsplit("/", 1)[-1]
+        if file_id not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[file_id])
 
     @staticmethod
     async def _params(request: web.Request) -> dict[str, Any]:
@@ -122,6 +131,13 @@ class BotApiDouble:
             return self._ok(True)
         if method == "getUpdates":
             return await self._get_updates(params)
+        if method == "getFile":
+            file_id = str(params.get("file_id"))
+            if file_id not in self.files:
+                return self._error(400, "Bad Request: invalid file_id")
+            return self._ok({"file_id": file_id, "file_unique_id": f"u{file_id}",
+                             "file_size": len(self.files[file_id]),
+                             "file_path": f"documents/{file_id}"})
         if method not in ("sendMessage", "sendDocument", "answerCallbackQuery"):
             return self._error(404, f"Not Found: method {method}")
         if self.failures:
