@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -362,9 +361,6 @@ async def _person_or_404(request: web.Request) -> Person:
     return person
 
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-
-
 @routes.patch("/api/v1/people/{id}")
 async def update_person(request: web.Request) -> web.Response:
     """Notification preferences (the API side of `/ustawienia`)."""
@@ -386,9 +382,10 @@ async def update_person(request: web.Request) -> web.Response:
     for name in ("quiet_start", "quiet_end"):
         value = field(body, name, str, required=False)
         if value is not None:
-            if not _HHMM.match(value):
+            normalised = accounts.clock_time(value)
+            if normalised is None:
                 raise ApiError(400, "invalid_field", f"'{name}' is HH:MM", field=name)
-            changes[name] = value
+            changes[name] = normalised
     order = field(body, "channel_order", list, required=False)
     if order is not None:
         if not order or any(c not in ("telegram", "email") for c in order):

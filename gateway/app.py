@@ -45,6 +45,7 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.scheduler import scheduler_ctx
 from gateway.worker_process import worker_process_ctx
+from handlers import router
 from handlers.context import LibraryRules, ServiceContext
 from handlers.ratelimit import Limits
 from handlers.render import Renderer
@@ -59,7 +60,6 @@ from store.secrets import stored_secret
 
 log = logging.getLogger(__name__)
 
-MAILBOXES = ("sprawy", "biblioteka", "ogloszenia")
 
 
 def instance_name(settings: Settings) -> str:
@@ -297,7 +297,7 @@ async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
     if not app[OPTIONS]["start_listeners"]:
         yield
         return
-    handler = GatewaySMTPHandler(settings.mail_domain, MAILBOXES, app[CLOCK].now,
+    handler = GatewaySMTPHandler(settings.mail_domain, router.MAILBOXES, app[CLOCK].now,
                                  on_stored=app[INBOX].notify,
                                  limiter=app[SERVICES].limits.mail_cases_per_sender)
     loop = asyncio.get_running_loop()

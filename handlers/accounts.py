@@ -21,6 +21,14 @@ LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
+def clock_time(value: str) -> str | None:
+    """"7:00" or "07:00" → "07:00"; None if it is not a time of day. The one rule for
+    the bot's `/ustawienia cisza` and the API's `quiet_start`/`quiet_end` (they used to
+    disagree on "7:00")."""
+    match = _HHMM.match(value.strip()) if len(value) <= 5 else None
+    return f"{int(match.group(1)):02d}:{match.group(2)}" if match else None
+
+
 async def new_person(ctx: ServiceContext, **fields: object) -> Person:
     """Create a person with the town's defaults (`EMIL_QUIET_START`/`EMIL_QUIET_END`)
     unless the caller gives their own: the one place people come into being."""
@@ -117,11 +125,10 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
             if value in ("off", "brak", "wyłącz", "wylacz"):
                 changes["quiet_start"] = changes["quiet_end"] = "00:00"
             else:
-                parts = value.split("-")
-                if len(parts) != 2 or not all(_HHMM.match(p) for p in parts):
+                parts = [clock_time(p) for p in value.split("-")]
+                if len(parts) != 2 or None in parts:
                     return [Reply("settings_invalid", {"word": word})]
-                changes["quiet_start"], changes["quiet_end"] = (f"{int(p.split(':')[0]):02d}:"
-                                                                f"{p.split(':')[1]}" for p in parts)
+                changes["quiet_start"], changes["quiet_end"] = parts
         elif word in ("godzina", "hour") and value.isdigit() and 0 <= int(value) <= 23:
             changes["digest_hour"] = int(value)
         elif word in ("język", "jezyk", "language", "lang") and value in ("pl", "en"):

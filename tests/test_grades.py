@@ -266,3 +266,13 @@ async def test_end_of_term_batch_exact_message_count(gw: Gateway) -> None:
     resp = await push(gw, batch, "end-of-term-retry")  # re-sent under a new id: nothing new
     assert (await resp.json())["unchanged"] == 10_000
     assert await Outbox.filter(cause__startswith="grades:").count() == 1000
+
+
+async def test_the_api_and_the_bot_accept_the_same_times(gw: Gateway) -> None:
+    """Issue #12: the bot accepted `7:00`, the API refused it."""
+    parent = await family(gw)
+    resp = await gw.client.patch(f"/api/v1/people/{parent}", headers=gw.admin,
+                                 json={"quiet_start": "21:30", "quiet_end": "7:00"})
+    assert (await resp.json())["quiet_end"] == "07:00"
+    reply = (await gw.tg(4001, "/ustawienia cisza 22:00-7:00"))[-1]
+    assert "22:00–07:00" in reply

@@ -58,3 +58,11 @@ def test_polish_day_phrases() -> None:
     assert on_day(date(2026, 12, 2), "pl") == "w środę 2 grudnia"
     assert on_day(date(2026, 12, 5), "pl") == "w sobotę 5 grudnia"
     assert on_day(date(2026, 12, 4), "en") == "on Friday 4 December"
+
+
+def test_one_rule_for_a_time_of_day() -> None:
+    from handlers.accounts import clock_time
+
+    assert clock_time("7:00") == clock_time("07:00") == "07:00"
+    assert clock_time("23:59") == "23:59"
+    assert clock_time("24:00") is None and clock_time("7") is None and clock_time("") is None
