@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python -m bench.grades_batch
 	$(BIN)/python -m bench.library_sync
 	$(BIN)/python -m bench.announcement_broadcast
+	$(BIN)/python -m bench.attendance_day
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info

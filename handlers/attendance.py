@@ -112,13 +112,17 @@ async def _join_batches(to_tell: dict[str, list[str]], now: datetime, gather: ti
 
 
 async def gather_run(ctx: ServiceContext) -> dict[str, Any]:
-    """Tell every gathering batch whose window has closed (the `attendance-gather` job)."""
+    """Tell every gathering batch whose window has closed (the `attendance-gather` job),
+    each in its own transaction, so a long list is not one long write lock."""
+    from tortoise.transactions import in_transaction
+
     now = ctx.clock.now()
     due = await AttendanceBatch.filter(sent_at__isnull=True, due_at__lte=now).values_list(
         "id", flat=True)
     told = 0
     for batch_id in due:
-        told += await _tell(ctx, batch_id, now)
+        async with in_transaction():
+            told += await _tell(ctx, batch_id, now)
     return {"batches": len(due), "notifications": told}
 
 
@@ -141,8 +145,9 @@ async def _tell(ctx: ServiceContext, batch_id: int, now: datetime) -> int:
         kind="attendance", template="attendance_new", key=f"attendance:{batch_id}",
         context=context, digest_lines=lambda person, lang: [
             ctx.renderer.email("attendance_new", lang, context)["subject"]]), now)
-    for entry in entries:
-        await Attendance.filter(id=entry.id).update(announced_status=entry.status)
+    for status in {entry.status for entry in entries}:  # one statement per status, not per entry
+        await Attendance.filter(id__in=[e.id for e in entries if e.status == status]).update(
+            announced_status=status)
     return outcome.queued + outcome.digested
 
 
