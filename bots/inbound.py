@@ -85,6 +85,14 @@ def _lang(code: str | None) -> str | None:
     return "en" if code and code.startswith("en") else None
 
 
+def read_stored(row: RawInbound, ctx: Any, bot: Bot | None
+                ) -> tuple[InboundMessage | None, str]:
+    """A stored update → the gateway's message, or None and why it gets no answer (the
+    Telegram side of the inbox's one function per channel; `mail/inbound.py` the other)."""
+    msg = to_inbound(json.loads(bytes(row.payload)), bot, row.id)
+    return msg, "" if msg else "update without a message"
+
+
 def raw_update(data: dict[str, Any], now: datetime) -> RawInbound:
     return RawInbound(
         channel="telegram",

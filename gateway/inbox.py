@@ -30,16 +30,19 @@ from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
 from handlers.notify import queue
 from handlers.router import UNKNOWN
-from mail import loops
-from mail import parse as mail_parse
-from mail.authenticate import dmarc_pass
+from mail import inbound as mail_inbound
 from store.errors import is_transient
 from store.models import Person, RawInbound
-from store.outbox import PRIORITY_REPLY, Delivery
+from store.outbox import Delivery
 
 log = logging.getLogger(__name__)
 
 UNPARSEABLE = "unparseable"
+
+#: channel → the function that turns its stored raw row into a message (or a reason)
+READERS = {"email": mail_inbound.read_stored, "telegram": telegram_inbound.read_stored}
+#: readers that parse large input or wait on DNS: run in a worker thread
+SLOW_READERS = {"email"}
 
 #: (row, the message or None, why it gets no answer)
 Work = tuple[RawInbound, InboundMessage | None, str]
@@ -95,7 +98,7 @@ class Inbox:
         rows = await RawInbound.filter(status="pending").order_by("id").limit(self.batch)
         if not rows:
             return 0
-        if any(row.channel == "email" for row in rows):
+        if any(row.channel in SLOW_READERS for row in rows):
             # MIME parsing of a large mail and the DKIM check's DNS lookups take time:
             # off the event loop, which SMTP, HTTP and the outbox share
             work = await asyncio.to_thread(lambda: [self.parse(row) for row in rows])
@@ -138,22 +141,8 @@ class Inbox:
         return row, msg, reason
 
     def _parse(self, row: RawInbound) -> tuple[InboundMessage | None, str]:
-        """The message, or None and why it gets no answer."""
-        if row.channel == "email":
-            raw = bytes(row.payload)
-            message = mail_parse.parse_bytes(raw)
-            reason = loops.automatic_reason(message, row.envelope.get("from", ""),
-                                            self.ctx.mail_domain)
-            if reason:
-                return None, f"automatic mail: {reason}"
-            msg = mail_parse.to_inbound(message, row.envelope.get("from", ""),
-                                        row.envelope.get("mailbox", ""), row.id)
-            if self.ctx.mail_auth is not None and dmarc_pass(raw, message, self.ctx.mail_auth):
-                msg.proof = "dmarc"
-            return msg, ""
-        data = json.loads(bytes(row.payload))
-        msg = telegram_inbound.to_inbound(data, self.bot, row.id)
-        return msg, "" if msg else "update without a message"
+        """The message, or None and why it gets no answer: each channel's own reader."""
+        return READERS[row.channel](row, self.ctx, self.bot)
 
     async def handle_batch(self, work: list[Work]) -> None:
         """Route a batch in one transaction; raises (and rolls back) if any message fails."""
@@ -206,12 +195,7 @@ class Inbox:
     async def answer(self, row: RawInbound, msg: InboundMessage, person: Person | None = UNKNOWN
                      ) -> list[Delivery]:
         """Route one message (inside the caller's transaction); its replies to queue."""
-        deliveries = await router.handle(self.ctx, msg, person)
-        if msg.callback_id:
-            deliveries.insert(0, Delivery(
-                key=f"cbanswer:{row.id}", channel="telegram", recipient=msg.address,
-                payload={"answer_callback": msg.callback_id}, priority=PRIORITY_REPLY))
-        return deliveries
+        return await router.handle(self.ctx, msg, person)
 
 
 async def take(ids: list[int]) -> set[int]:

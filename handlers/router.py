@@ -230,4 +230,9 @@ async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
         replies = [Reply(error.template, error.context)]
     if person is not None and person.last_channel != msg.channel:
         await Person.filter(id=person.id).update(last_channel=msg.channel)
-    return to_deliveries(ctx, msg, person, replies)
+    deliveries = to_deliveries(ctx, msg, person, replies)
+    if msg.callback_id:  # a pressed button is answered first (its spinner stops)
+        deliveries.insert(0, Delivery(
+            key=f"cbanswer:{msg.inbound_id}", channel=msg.channel, recipient=msg.address,
+            payload={"answer_callback": msg.callback_id}, priority=PRIORITY_REPLY))
+    return deliveries
