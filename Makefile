@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python -m bench.library_sync
 	$(BIN)/python -m bench.announcement_broadcast
 	$(BIN)/python -m bench.attendance_day
+	$(BIN)/python -m bench.hook_feeds
 
 clean:
 	rm -rf $(VENV) var .pytest_cache *.egg-info

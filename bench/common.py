@@ -15,6 +15,7 @@ import platform
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def report(title: str, ours: float, baseline: float, unit: str, target: float | 
 
 
 def _client(url: str, body: bytes, headers: dict[str, str], total: int, concurrency: int,
-            queue: multiprocessing.Queue) -> None:
+            queue: multiprocessing.Queue, sign: str | None = None) -> None:
     async def main() -> None:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
@@ -55,8 +56,20 @@ def _client(url: str, body: bytes, headers: dict[str, str], total: int, concurre
             async def worker(n: int) -> None:
                 nonlocal failures
                 for _ in range(n):
-                    data = body.replace(b"{n}", str(next(counter)).encode())
-                    async with session.post(url, data=data, headers=headers) as resp:
+                    n = next(counter)
+                    data = body.replace(b"{n}", str(n).encode())
+                    if sign:  # Standard Webhooks: each request signed as the register would
+                        from standardwebhooks.webhooks import Webhook
+
+                        stamp = datetime.now(timezone.utc)
+                        signed = {"webhook-id": f"bench-{n}",
+                                  "webhook-timestamp": str(int(stamp.timestamp())),
+                                  "webhook-signature": Webhook(sign).sign(
+                                      f"bench-{n}", stamp, data.decode())}
+                        request_headers = {**headers, **signed}
+                    else:
+                        request_headers = headers
+                    async with session.post(url, data=data, headers=request_headers) as resp:
                         await resp.read()
                         if resp.status >= 300:
                             failures += 1
@@ -70,12 +83,13 @@ def _client(url: str, body: bytes, headers: dict[str, str], total: int, concurre
 
 
 def load(url: str, body: bytes, headers: dict[str, str], total: int = 4000,
-         concurrency: int = 64) -> tuple[float, int]:
+         concurrency: int = 64, sign: str | None = None) -> tuple[float, int]:
     """POST `total` requests from another process; returns (requests/s, failures).
-    `{n}` in the body is replaced with a unique number per request."""
+    `{n}` in the body is replaced with a unique number per request; with `sign` (a
+    `whsec_` secret) each request is signed the Standard Webhooks way."""
     queue: multiprocessing.Queue = multiprocessing.Queue()
     proc = multiprocessing.Process(target=_client, args=(url, body, headers, total, concurrency,
-                                                         queue))
+                                                         queue, sign))
     proc.start()
     result = queue.get()
     proc.join()

@@ -31,6 +31,7 @@ from gateway.keys import (
     CLOCK,
     DISPATCHER,
     HEALTH,
+    HOOK_COMMIT,
     INBOX,
     METRICS,
     OPTIONS,
@@ -137,7 +138,7 @@ async def bot_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def commit_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Group commits for the two hot endpoints: case submissions and webhook updates."""
+    """Group commits for the hot endpoints: case submissions, webhook updates, hooks."""
     clock = app[CLOCK]
     case_commit: GroupCommit = GroupCommit(
         lambda drafts: api.apply_new_cases(app, drafts),
@@ -148,10 +149,14 @@ async def commit_ctx(app: web.Application) -> AsyncIterator[None]:
         return [None] * len(updates)
 
     update_commit: GroupCommit = GroupCommit(apply_updates, after_commit=lambda: app[INBOX].notify())
-    app[CASE_COMMIT], app[UPDATE_COMMIT] = case_commit, update_commit
+    hook_commit: GroupCommit = GroupCommit(
+        lambda works: hooks.apply_hooks(app[SERVICES], works),
+        after_commit=lambda: app[DISPATCHER].notify())
+    app[CASE_COMMIT], app[UPDATE_COMMIT], app[HOOK_COMMIT] = case_commit, update_commit, hook_commit
     health = app[HEALTH]
     running = [tasks.supervise("case-commit", case_commit.run, health),
-               tasks.supervise("update-commit", update_commit.run, health)]
+               tasks.supervise("update-commit", update_commit.run, health),
+               tasks.supervise("hook-commit", hook_commit.run, health)]
     yield
     await tasks.stop(*running)
 

@@ -10,15 +10,15 @@ the first answer and not applied again.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from gateway.errors import ApiError
-from gateway.keys import CLOCK, DISPATCHER, METRICS, SERVICES, SETTINGS
+from gateway.keys import HOOK_COMMIT, METRICS, SETTINGS
 from gateway.validate import parse_json, read_limited
 from handlers import attendance, grades, homework, library, remarks, school_messages
 from handlers.context import ServiceContext
@@ -61,22 +61,39 @@ def signed_hook(source: str, secret_of: Callable[[Any], str | None], parse: Pars
         except InvalidInput as error:
             metrics.hooks_total.labels(source, "invalid").inc()
             raise ApiError(400, "invalid_field", error.message, field=error.field) from None
-        services = app[SERVICES]
         try:
-            async with in_transaction():
-                delivery = await HookDelivery.create(webhook_id=hook_id, source=source,
-                                                     received_at=app[CLOCK].now())
-                result = await apply(services, batch)
-                delivery.response = result
-                await delivery.save(update_fields=["response"])
+            # group commit: concurrent hook requests share one transaction, each answered
+            # after its own batch is durable; one that fails is retried alone, so each
+            # request stays all or nothing (store/batcher.py)
+            result = await app[HOOK_COMMIT].submit(HookWork(hook_id, source, apply, batch))
         except IntegrityError:  # the same id arrived twice at once: the other one applied it
             seen = await HookDelivery.get(webhook_id=hook_id)
             return web.json_response({**seen.response, "replayed": True})
         metrics.hooks_total.labels(source, "applied").inc()
-        app[DISPATCHER].notify()
         return web.json_response(result)
 
     return handler
+
+
+@dataclass
+class HookWork:
+    hook_id: str
+    source: str
+    apply: Apply
+    batch: Any
+
+
+async def apply_hooks(services: ServiceContext, works: list[HookWork]) -> list[dict[str, Any]]:
+    """Group-commit body: apply each hook's batch and record its id with its answer, all
+    in the caller's one transaction (a repeated id raises IntegrityError: retried alone)."""
+    now = services.clock.now()
+    results = []
+    for work in works:
+        result = await work.apply(services, work.batch)
+        await HookDelivery.create(webhook_id=work.hook_id, source=work.source, response=result,
+                                  received_at=now)
+        results.append(result)
+    return results
 
 
 def _register(settings: Any) -> str | None:

@@ -27,6 +27,7 @@ INBOX = web.AppKey("inbox", Inbox)
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CASE_COMMIT = web.AppKey("case_commit", GroupCommit)
 UPDATE_COMMIT = web.AppKey("update_commit", GroupCommit)
+HOOK_COMMIT = web.AppKey("hook_commit", GroupCommit)
 SMTP_PORT = web.AppKey("smtp_port", int)
 STATE = web.AppKey("state", dict)  # what /healthz reports: {"smtp": bool, ...}
 PUBLISHER = web.AppKey("publisher", asyncio.Event)  # wakes the announcement fan-out
