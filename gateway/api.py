@@ -228,7 +228,8 @@ async def _idempotent(request: web.Request, draft: dict[str, Any], caller: str
 
 
 async def _case_or_404(number: str) -> Case:
-    case = await Case.get_or_none(number=number.upper())
+    found = cases.find_number(number[:32])
+    case = await Case.get_or_none(number=found) if found else None
     if case is None:
         raise ApiError(404, "not_found", "no such case")
     return case
@@ -255,7 +256,8 @@ async def case_by_code(request: web.Request, number: str, code: str) -> Case:
                limits.code_failures_per_case.wait(number))
     if wait:
         raise _too_many(wait, "failed access-code attempts")
-    case = await Case.get_or_none(number=number)
+    found = cases.find_number(number)
+    case = await Case.get_or_none(number=found) if found else None
     if case is None or not cases.code_matches(request.app[SERVICES].code_key,
                                               case.access_code_hash, code[:64]):
         limits.code_failures_per_client.take(client)

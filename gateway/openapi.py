@@ -47,6 +47,23 @@ def _op(summary: str, ok: str, ok_schema: S | None = None, *, errors: tuple[int,
     return op
 
 
+def _page(summary: str, statuses: tuple[int, ...], *, params: list[S],
+          form: S | None = None, multipart: bool = False) -> S:
+    """An HTML page or form target: pages and errors are HTML, redirects have no body."""
+    responses: S = {}
+    for status in statuses:
+        if status in (301, 302, 303):
+            responses[str(status)] = {"description": "see the Location header"}
+        else:
+            responses[str(status)] = {"description": "a page",
+                                      "content": {"text/html": {"schema": STR}}}
+    op: S = {"summary": summary, "responses": responses, "parameters": params, "security": []}
+    if form is not None:
+        kind = "multipart/form-data" if multipart else "application/x-www-form-urlencoded"
+        op["requestBody"] = {"required": True, "content": {kind: {"schema": form}}}
+    return op
+
+
 def _path(name: str, schema: S | None = None) -> S:
     return {"name": name, "in": "path", "required": True, "schema": schema or STR}
 
@@ -159,6 +176,20 @@ def document() -> S:
                        STR, errors=(), content_type="text/html", params=[_path("token")]),
             "post": _op("Acknowledge the announcement", "200", STR, errors=(),
                         content_type="text/html", params=[_path("token")])},
+        "/sprawy/{number}": {"get": _page(
+            "The resident's case page: with `?code=` it checks the code, keeps a cookie and "
+            "redirects to the bare address; without a session it asks for the code",
+            (200, 303, 404, 429), params=[_path("number"), {"name": "code", "in": "query",
+                                                            "required": False, "schema": STR},
+                                          {"name": "lang", "in": "query", "required": False,
+                                           "schema": {"type": "string", "enum": ["pl", "en"]}}])},
+        "/sprawy/{number}/kod": {"post": _page(
+            "The access-code form: redirects to the page with the code", (303, 400, 404),
+            params=[_path("number")], form=_obj(["code"], code=STR))},
+        "/sprawy/{number}/wiadomosc": {"post": _page(
+            "Add a message (and an attachment) to one's own case; CSRF token required",
+            (303, 400, 403, 404), params=[_path("number")],
+            form=_obj(["csrf"], csrf=STR, message=STR), multipart=True)},
         "/telegram/webhook": {"post": _op(
             "Telegram updates in webhook mode (X-Telegram-Bot-Api-Secret-Token)", "200", None,
             errors=(400, 401, 404, 413), body={"type": "object"})},

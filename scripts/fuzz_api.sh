@@ -33,7 +33,7 @@ echo "schemathesis: $EXAMPLES examples per operation, anonymous then with an adm
 for auth in "" "Authorization: Bearer $ADMIN"; do
   "$BIN/schemathesis" run "http://127.0.0.1:$PORT/api/openapi.json" \
       --checks "$CHECKS" --max-examples "$EXAMPLES" --request-timeout 20 \
-      --suppress-health-check all ${auth:+-H "$auth"} || status=1
+      --suppress-health-check all --seed "${FUZZ_SEED:-20261126}" ${auth:+-H "$auth"} || status=1
 done
 # our middleware logs "unhandled error" for every 500 (aiohttp's own 400s for NUL bytes in
 # headers log a traceback too, and are fine)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from tortoise.exceptions import DBConnectionError, OperationalError
+from tortoise.exceptions import DBConnectionError, OperationalError, ValidationError
 
 try:  # asyncpg is there whenever PostgreSQL is used (tortoise-orm[asyncpg])
     import asyncpg
@@ -58,6 +58,8 @@ def is_input_fault(error: BaseException) -> bool:
     for _ in range(5):
         if current is None:
             break
+        if isinstance(current, ValidationError):  # Tortoise checks a value against its field
+            return True
         if _PG_DATA_ERROR and isinstance(current, _PG_DATA_ERROR):
             return True
         current = current.__cause__

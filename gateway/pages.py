@@ -1,0 +1,154 @@
+"""The residents' case page, `/sprawy/UM-YYYY-NNNNNN` (issue #13, first part).
+
+The link in our mail carries the access code once: the page checks it (limited per
+client and per case, like the API), keeps a signed, path-scoped, `HttpOnly`,
+`SameSite=Lax` cookie for an hour and redirects to the bare address, so the code leaves
+the address bar (and the browser history and any Referer). Without the cookie the page
+asks for the code. With it, the resident reads the status and the public history, in
+Polish or English (`?lang=en`), and adds a message and an attachment (CSRF token tied to
+the cookie; POST → 303 → GET). Server-rendered, no script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from aiohttp import web
+from itsdangerous import BadSignature, TimestampSigner
+
+from gateway.api import PAGE_HEADERS, case_by_code
+from gateway.errors import ApiError
+from gateway.keys import SERVICES, SETTINGS
+from handlers import cases, i18n
+from handlers.message import Attachment, InboundMessage
+from store.models import Case
+
+routes = web.RouteTableDef()
+SESSION_SECONDS = 3600
+MESSAGE_MAX = 20_000
+
+
+def _signer(request: web.Request) -> TimestampSigner:
+    return TimestampSigner(request.app[SERVICES].signing_secret, salt="case-page")
+
+
+def _cookie_name(number: str) -> str:
+    return "sprawa-" + number.replace("-", "")
+
+
+def _session(request: web.Request, number: str) -> str | None:
+    value = request.cookies.get(_cookie_name(number), "")
+    try:
+        signed_number = _signer(request).unsign(value, max_age=SESSION_SECONDS).decode()
+    except BadSignature:
+        return None
+    return value if signed_number == number else None
+
+
+def _csrf(request: web.Request, session: str) -> str:
+    key = request.app[SERVICES].signing_secret.encode()
+    return hmac.new(key, f"csrf:{session}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _lang(request: web.Request) -> str:
+    return i18n.language(request.query.get("lang") or "pl")
+
+
+def _page(request: web.Request, status: int = 200, **context: object) -> web.Response:
+    lang = _lang(request)
+    text = request.app[SERVICES].renderer.page("case.html", lang, {"lang": lang, **context})
+    return web.Response(status=status, text=text, content_type="text/html", charset="utf-8",
+                        headers=PAGE_HEADERS)
+
+
+class PageError(Exception):
+    def __init__(self, status: int, notice: str) -> None:
+        super().__init__(notice)
+        self.status, self.notice = status, notice
+
+
+def _number(request: web.Request) -> str:
+    number = cases.find_number(request.match_info["number"][:32])
+    if number is None:
+        raise PageError(404, "missing")
+    return number
+
+
+@web.middleware
+async def page_errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """A page's refusals are pages too (HTML in the person's language), not JSON."""
+    try:
+        return await handler(request)
+    except PageError as error:
+        return _page(request, status=error.status, number="", notice=error.notice)
+
+
+@routes.get("/sprawy/{number}")
+async def case_page(request: web.Request) -> web.Response:
+    number = _number(request)
+    code = request.query.get("code")
+    if code:
+        try:
+            await case_by_code(request, number, code)
+        except ApiError as error:
+            return _page(request, status=error.status, number=number, ask=True,
+                         wrong=error.status == 404, limited=error.status == 429)
+        session = _signer(request).sign(number).decode()
+        suffix = "?lang=en" if _lang(request) == "en" else ""
+        response = web.HTTPSeeOther(f"/sprawy/{number}{suffix}")
+        response.set_cookie(_cookie_name(number), session, max_age=SESSION_SECONDS,
+                            path=f"/sprawy/{number}", httponly=True, samesite="Lax",
+                            secure=request.app[SETTINGS].base_url.startswith("https://"))
+        raise response
+    session = _session(request, number)
+    if session is None:
+        return _page(request, number=number, ask=True)
+    case = await Case.get_or_none(number=number)
+    if case is None:
+        raise PageError(404, "missing")
+    return _page(request, number=number, case=case, history=await cases.public_history(case),
+                 csrf=_csrf(request, session), added=request.query.get("dodano") == "1")
+
+
+@routes.post("/sprawy/{number}/kod")
+async def case_code(request: web.Request) -> web.Response:
+    number = _number(request)
+    form = await request.post()
+    code = str(form.get("code", ""))[:64]
+    suffix = "&lang=en" if _lang(request) == "en" else ""
+    raise web.HTTPSeeOther(f"/sprawy/{number}?code={code}{suffix}")
+
+
+@routes.post("/sprawy/{number}/wiadomosc")
+async def case_message(request: web.Request) -> web.Response:
+    number = _number(request)
+    session = _session(request, number)
+    if session is None:
+        raise web.HTTPSeeOther(f"/sprawy/{number}")
+    services = request.app[SERVICES]
+    form = await request.post()
+    if not hmac.compare_digest(str(form.get("csrf", "")), _csrf(request, session)):
+        raise PageError(403, "expired")
+    text = str(form.get("message", "")).strip()[:MESSAGE_MAX]
+    upload = form.get("attachment")
+    attachments = []
+    if getattr(upload, "file", None) is not None and getattr(upload, "filename", ""):
+        data = upload.file.read(services.attachment_max_size + 1)  # type: ignore[union-attr]
+        attachments.append(Attachment(filename=str(upload.filename)[:255],  # type: ignore[union-attr]
+                                      content_type=str(upload.content_type)[:127],  # type: ignore[union-attr]
+                                      data=data))
+    case = await Case.get_or_none(number=number)
+    if case is None:
+        raise PageError(404, "missing")
+    if text or attachments:
+        msg = InboundMessage(channel="web", address=case.requester_email or "", text=text,
+                             attachments=attachments)
+        await cases.add_message(case, msg, services)
+    suffix = "&lang=en" if _lang(request) == "en" else ""
+    raise web.HTTPSeeOther(f"/sprawy/{number}?dodano=1{suffix}")
+
+
+def setup(app: web.Application) -> None:
+    app.middlewares.append(page_errors)
+    app.router.add_routes(routes)
