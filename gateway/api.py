@@ -415,7 +415,8 @@ async def upsert_student(request: web.Request) -> web.Response:
     class_name = fit(Student, "class_name", field(body, "class", str, required=False, default=""),
                      "class")
     guardians = field(body, "guardians", list, required=False, default=[], max_length=100)
-    if not all(isinstance(g, int) and not isinstance(g, bool) for g in guardians):
+    if not all(isinstance(g, int) and not isinstance(g, bool) and 0 < g < 2**31
+               for g in guardians):
         raise ApiError(400, "invalid_field", "'guardians' lists person ids", field="guardians")
     async with in_transaction():
         found = set(await Person.filter(id__in=guardians).values_list("id", flat=True))

@@ -58,7 +58,9 @@ def is_input_fault(error: BaseException) -> bool:
     for _ in range(5):
         if current is None:
             break
-        if isinstance(current, ValidationError):  # Tortoise checks a value against its field
+        if isinstance(current, (ValidationError, OverflowError)):
+            # Tortoise checked a value against its field, or a number was past what the
+            # database driver can bind (sqlite3: 64 bits)
             return True
         if _PG_DATA_ERROR and isinstance(current, _PG_DATA_ERROR):
             return True

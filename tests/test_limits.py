@@ -96,3 +96,10 @@ async def test_a_too_long_loan_field_is_a_400(gw: Gateway) -> None:
                                 headers=gw.signed(body, LIBRARY_SECRET, "loan_2"))
     assert (resp.status, (await resp.json())["error"]["field"]) == (400, "loans[0].renewals")
     assert await Loan.all().count() == 0
+
+
+async def test_numbers_past_the_database_are_a_400_not_a_500(gw: Gateway) -> None:
+    """Found by schemathesis in CI: a guardian id of -6.8e19 reached SQLite (OverflowError)."""
+    resp = await gw.client.post("/api/v1/students", headers=gw.admin, json={
+        "id": "S1", "name": "N", "guardians": [7649, -68441057290266353664]})
+    assert resp.status == 400 and (await resp.json())["error"]["field"] == "guardians"
