@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from standardwebhooks.webhooks import Webhook
 
 from gateway.config import Settings
 from tests.doubles.botapi import BotApiDouble
@@ -59,8 +60,6 @@ def _client(url: str, body: bytes, headers: dict[str, str], total: int, concurre
                     n = next(counter)
                     data = body.replace(b"{n}", str(n).encode())
                     if sign:  # Standard Webhooks: each request signed as the register would
-                        from standardwebhooks.webhooks import Webhook
-
                         stamp = datetime.now(timezone.utc)
                         signed = {"webhook-id": f"bench-{n}",
                                   "webhook-timestamp": str(int(stamp.timestamp())),

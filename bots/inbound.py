@@ -47,6 +47,7 @@ def to_inbound(data: dict[str, Any], bot: Bot | None, inbound_id: int = 0) -> In
     replied = message.reply_to_message
     return InboundMessage(
         replying_to=(replied.text or replied.caption or "") if replied else "",
+        remote_files=files_of(data),
         channel="telegram",
         address=str(update.effective_chat.id),
         private=update.effective_chat.type == "private",
@@ -108,14 +109,14 @@ async def store_updates(updates: list[dict[str, Any]], now: datetime) -> None:
         await RawInbound.bulk_create([raw_update(u, now) for u in updates], ignore_conflicts=True)
 
 
-async def fetch_attachments(bot: Bot, data: dict[str, Any], max_size: int
+async def fetch_attachments(bot: Bot, files: list[dict[str, Any]], max_size: int
                             ) -> tuple[list[Attachment], list[tuple[str, int]]]:
-    """Download an update's photo or document (`getFile`, then the file) if it is not
+    """Download a message's photo or document (`getFile`, then the file) if it is not
     larger than `max_size`; what is larger or cannot be fetched is returned by name and
     size, to be listed with the case and told to the resident, never silently dropped."""
     kept: list[Attachment] = []
     refused: list[tuple[str, int]] = []
-    for info in files_of(data):
+    for info in files:
         if info["size"] > max_size:
             refused.append((info["name"], info["size"]))
             continue
@@ -126,8 +127,7 @@ async def fetch_attachments(bot: Bot, data: dict[str, Any], max_size: int
                 continue
             content = bytes(await remote.download_as_bytearray())
         except TelegramError:
-            log.warning("could not fetch a file of update %s", data.get("update_id"),
-                        exc_info=True)
+            log.warning("could not fetch file %s", info["file_id"][:40], exc_info=True)
             refused.append((info["name"], info["size"]))
             continue
         if len(content) > max_size:

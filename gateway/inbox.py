@@ -15,7 +15,6 @@ keeps the details under the same reference.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 from collections import defaultdict
@@ -122,13 +121,10 @@ class Inbox:
         (network I/O inside it would hold SQLite's connection)."""
         if self.bot is None:
             return
-        for row, msg, _ in work:
-            if msg is None or row.channel != "telegram":
-                continue
-            data = json.loads(bytes(row.payload))
-            if telegram_inbound.files_of(data):
+        for _, msg, _ in work:
+            if msg is not None and msg.remote_files:  # named when the update was read
                 msg.attachments, msg.too_large = await telegram_inbound.fetch_attachments(
-                    self.bot, data, self.ctx.attachment_max_size)
+                    self.bot, msg.remote_files, self.ctx.attachment_max_size)
 
     def parse(self, row: RawInbound) -> Work:
         try:

@@ -45,7 +45,8 @@ class JobSpec:
     due_format: str = "%Y-%m-%d"
 
 
-def _jobs() -> tuple[JobSpec, ...]:
+def jobs() -> tuple[JobSpec, ...]:
+    """The one list of jobs: the scheduler and `emilanowek run-job` read it."""
     from handlers import announcements, attendance, fanout
 
     return (
@@ -61,11 +62,6 @@ def _jobs() -> tuple[JobSpec, ...]:
                 every=lambda s: s.announcement_poll_seconds, due_format="%Y-%m-%dT%H:%M:%S"),
         JobSpec("retention", retention, cron={"hour": lambda s: 3, "minute": lambda s: 30}),
     )
-
-
-def jobs() -> tuple[JobSpec, ...]:
-    """The one list of jobs: the scheduler and `emilanowek run-job` read it."""
-    return _jobs()
 
 
 def registry() -> dict[str, Job]:

@@ -19,7 +19,7 @@ from typing import Any
 from handlers import school
 from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out
-from handlers.message import Reply
+from handlers.message import InvalidInput, Reply
 from store.models import Attendance, AttendanceBatch, Student
 
 STATUSES = ("absent", "late", "excused", "present")
@@ -43,8 +43,6 @@ def parse_batch(body: dict[str, Any]) -> list[AttendanceIn]:
         item = school.record(raw, where)
         period = item.get("period")
         if isinstance(period, bool) or not isinstance(period, int) or not 0 <= period <= 20:
-            from handlers.message import InvalidInput
-
             raise InvalidInput(f"{where}.period", f"'{where}.period' must be a lesson number 0–20")
         entry = AttendanceIn(
             id=school.text(item, "id", where, Attendance, "id") or "",
@@ -143,8 +141,7 @@ async def _tell(ctx: ServiceContext, batch_id: int, now: datetime) -> int:
     guardians = (await school.guardians_of({student.id})).get(student.id, [])
     outcome = await fan_out(ctx, guardians, Notice(
         kind="attendance", template="attendance_new", key=f"attendance:{batch_id}",
-        context=context, digest_lines=lambda person, lang: [
-            ctx.renderer.email("attendance_new", lang, context)["subject"]]), now)
+        context=context), now)
     for status in {entry.status for entry in entries}:  # one statement per status, not per entry
         await Attendance.filter(id__in=[e.id for e in entries if e.status == status]).update(
             announced_status=status)

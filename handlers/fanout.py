@@ -74,14 +74,13 @@ def mode_for(person: Person, kind: str) -> str:
 @dataclass
 class Notice:
     """What to tell. `context` is the template context, or a function of the person
-    for per-person content (their child's entries); `digest_lines` gives, per language,
-    the lines this notice adds to a daily digest."""
+    for per-person content (their child's entries). In a daily digest the notice is one
+    line: its email template's subject, in the person's language."""
 
     kind: str
     template: str
     key: str
     context: dict[str, Any] | Callable[[Person], dict[str, Any]]
-    digest_lines: Callable[[Person, str], list[str]] | None = None
     urgent: bool = False
     priority: int = PRIORITY_NOTICE
     mailbox: str = "sprawy"
@@ -118,9 +117,11 @@ async def fan_out(ctx: ServiceContext, people: Iterable[Person], notice: Notice,
         if mode == "off":
             outcome.off += 1
             continue
-        if mode == "digest" and notice.digest_lines is not None:
+        context = notice.context(person) if callable(notice.context) else notice.context
+        if mode == "digest":
+            line = ctx.renderer.email(notice.template, lang, context)["subject"]
             digest.append(DigestItem(person_id=person.id, kind=notice.kind, key=notice.key[:200],
-                                     lines=notice.digest_lines(person, lang), created_at=now))
+                                     lines=[line], created_at=now))
             continue
         targets = preferred_targets(person, addresses[person.id])
         if not targets:
@@ -129,7 +130,7 @@ async def fan_out(ctx: ServiceContext, people: Iterable[Person], notice: Notice,
         rendered = []
         for channel, address in targets:
             if callable(notice.context):
-                text = ctx.renderer.render(notice.template, channel, lang, notice.context(person))
+                text = ctx.renderer.render(notice.template, channel, lang, context)
             else:  # the same for everyone: rendered once per language and channel
                 text = shared.get((lang, channel))
                 if text is None:
@@ -180,7 +181,6 @@ async def digest_run(ctx: ServiceContext) -> dict[str, Any]:
                         key=f"school-digest:{local.date().isoformat()}",
                         context={"sections": [{"kind": k, "lines": v} for k, v in sections.items()],
                                  "day": now})
-        person.notices = {**(person.notices or {}), "digest": "instant"}
         outcome = await fan_out(ctx, [person], notice, now)
         if outcome.queued:
             await DigestItem.filter(id__in=[i.id for i in items]).update(sent_at=now)

@@ -79,9 +79,7 @@ async def apply_batch(ctx: ServiceContext, batch: list[HomeworkIn]) -> dict[str,
         context = {"class_name": class_name, "items": [_view(h) for h in items]}
         key = "homework:" + ",".join(sorted(f"{h.id}@{h.due}@{h.title[:20]}" for h in items))
         outcome = await fan_out(ctx, guardians, Notice(
-            kind="homework", template="homework_new", key=key[:190], context=context,
-            digest_lines=lambda person, lang, c=context: [
-                ctx.renderer.email("homework_new", lang, c)["subject"]]), now)
+            kind="homework", template="homework_new", key=key[:190], context=context), now)
         told += outcome.queued + outcome.digested
     return {"accepted": len(batch), "created": created, "updated": updated,
             "unchanged": unchanged, "unknown_classes": sorted(unknown), "notifications": told}

@@ -60,6 +60,8 @@ class InboundMessage:
     private: bool = True
     #: Telegram: the text of the message this one replies to (ours, about a case)
     replying_to: str = ""
+    #: Telegram: files the update names (file_id, name, size, type), fetched by the inbox
+    remote_files: list[dict[str, Any]] = field(default_factory=list)
     #: attachments too large to keep: (file name, size in bytes), listed in the case text
     too_large: list[tuple[str, int]] = field(default_factory=list)
 

@@ -77,7 +77,7 @@ async def apply_batch(ctx: ServiceContext, batch: list[RemarkIn]) -> dict[str, A
         key = "remarks:" + ",".join(sorted(f"{r.id}@{r.text[:20]}" for r, _ in items))
         outcome = await fan_out(ctx, guardians.get(student_id, []), Notice(
             kind="remarks", template="remarks_new", key=f"{key[:150]}:{len(items)}",
-            context=context, digest_lines=_lines(ctx, context)), now)
+            context=context), now)
         told += outcome.queued + outcome.digested
     return {"accepted": len(known), "created": created, "corrected": corrected,
             "unchanged": unchanged, "unknown_students": sorted({r.student for r in batch}
@@ -88,10 +88,6 @@ async def apply_batch(ctx: ServiceContext, batch: list[RemarkIn]) -> dict[str, A
 def _view(remark: RemarkIn | Remark, correction: bool = False) -> dict[str, Any]:
     return {"kind": remark.kind, "text": remark.text, "teacher": remark.teacher,
             "recorded_at": remark.recorded_at, "correction": correction}
-
-
-def _lines(ctx: ServiceContext, context: dict[str, Any]):  # type: ignore[no-untyped-def]
-    return lambda person, lang: [ctx.renderer.email("remarks_new", lang, context)["subject"]]
 
 
 async def recent_reply(student: Any) -> Reply:

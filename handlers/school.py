@@ -15,7 +15,7 @@ from tortoise.models import Model
 
 from handlers.grades import parse_time
 from handlers.limits import fit
-from handlers.message import InvalidInput
+from handlers.message import InvalidInput, Reply
 from store.models import Person, Student
 
 
@@ -110,8 +110,6 @@ def answer_for(kind: str):  # type: ignore[no-untyped-def]
 
 async def handle_command(kind: str, ctx: Any, person: Person | None) -> list[Any]:
     """A guardian's command: their only child's answer, or a button per child."""
-    from handlers.message import Reply
-
     assert person is not None
     children = await Student.filter(guardians=person.id).order_by("name")
     if not children:
@@ -124,8 +122,6 @@ async def handle_command(kind: str, ctx: Any, person: Person | None) -> list[Any
 
 
 async def handle_callback(kind: str, ctx: Any, data: str, person: Person | None) -> list[Any]:
-    from handlers.message import Reply
-
     if person is None:
         return [Reply("not_linked", {})]
     # the same answer for "not your child" and "no such student"

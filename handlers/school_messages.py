@@ -78,8 +78,7 @@ async def apply_batch(ctx: ServiceContext, batch: list[MessageIn]) -> dict[str, 
                    "sender": message.sender}
         outcome = await fan_out(ctx, guardians, Notice(
             kind="messages", template="school_message", key=f"school-message:{message.id}",
-            context=context, digest_lines=lambda person, lang, c=context: [
-                ctx.renderer.email("school_message", lang, c)["subject"]]), now)
+            context=context), now)
         told += outcome.queued + outcome.digested
     return {"accepted": len(batch), "created": created, "unknown": sorted(set(unknown)),
             "notifications": told}

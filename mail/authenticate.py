@@ -48,18 +48,21 @@ def from_domain(message: Message) -> str:
     return address.rpartition("@")[2].lower()
 
 
-def _dmarc_passes(header_value: str, domain: str) -> bool:
+def _passing(header_value: str, method: str, prop_name: str) -> list[str]:
+    """The `header.<prop_name>` values of the passing `method` results of one
+    Authentication-Results header (none if it does not parse)."""
     try:
         parsed = authres.AuthenticationResultsHeader.parse(
             f"Authentication-Results: {header_value}")
     except Exception:  # noqa: BLE001 - a malformed header proves nothing
-        return False
-    for result in parsed.results:
-        if result.method == "dmarc" and result.result == "pass":
-            for prop in result.properties:
-                if prop.type == "header" and prop.name == "from" and prop.value.lower() == domain:
-                    return True
-    return False
+        return []
+    return [prop.value.lower() for result in parsed.results
+            if result.method == method and result.result == "pass"
+            for prop in result.properties if prop.type == "header" and prop.name == prop_name]
+
+
+def _dmarc_passes(header_value: str, domain: str) -> bool:
+    return domain in _passing(header_value, "dmarc", "from")
 
 
 def _authserv_of(header_value: str) -> str:
@@ -92,16 +95,5 @@ def _dkim_aligned(header_value: str, domain: str) -> bool:
     """A passing DKIM signature of the From domain or a parent of it (never a bare TLD).
     authheaders aligns by organizational domain from the public suffix list, under which
     `a.example` and `b.example` share one; we ask for the signer's own domain."""
-    try:
-        parsed = authres.AuthenticationResultsHeader.parse(
-            f"Authentication-Results: {header_value}")
-    except Exception:  # noqa: BLE001
-        return False
-    for result in parsed.results:
-        if result.method == "dkim" and result.result == "pass":
-            for prop in result.properties:
-                signer = prop.value.lower()
-                if prop.type == "header" and prop.name == "d" and "." in signer and (
-                        domain == signer or domain.endswith("." + signer)):
-                    return True
-    return False
+    return any("." in signer and (domain == signer or domain.endswith("." + signer))
+               for signer in _passing(header_value, "dkim", "d"))

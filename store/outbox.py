@@ -144,13 +144,18 @@ def held(row: Outbox) -> QuerySet[Outbox]:
     return Outbox.filter(id=row.id, status="sending", claimed_by=row.claimed_by)
 
 
+def by_claim(rows: list[Outbox]) -> dict[str | None, list[int]]:
+    """Row ids grouped by the claim that holds them (one statement per claim)."""
+    grouped: dict[str | None, list[int]] = {}
+    for row in rows:
+        grouped.setdefault(row.claimed_by, []).append(row.id)
+    return grouped
+
+
 async def renew_leases(rows: list[Outbox], now: datetime, lease: timedelta) -> int:
     """Extend the lease of rows still being sent, so nobody reclaims them meanwhile."""
     renewed = 0
-    by_claim: dict[str | None, list[int]] = {}
-    for row in rows:
-        by_claim.setdefault(row.claimed_by, []).append(row.id)
-    for token, ids in by_claim.items():
+    for token, ids in by_claim(rows).items():
         renewed += await Outbox.filter(id__in=ids, status="sending", claimed_by=token).update(
             lease_until=now + lease)
     return renewed
@@ -158,10 +163,7 @@ async def renew_leases(rows: list[Outbox], now: datetime, lease: timedelta) -> i
 
 async def mark_sent(rows: list[Outbox], now: datetime) -> None:
     """Record delivered rows (one, or a whole claimed batch), one statement per claim."""
-    by_claim: dict[str | None, list[int]] = {}
-    for row in rows:
-        by_claim.setdefault(row.claimed_by, []).append(row.id)
-    for token, ids in by_claim.items():
+    for token, ids in by_claim(rows).items():
         await Outbox.filter(id__in=ids, status="sending", claimed_by=token).update(
             status="sent", sent_at=now, attempts=F("attempts") + 1, lease_until=None,
             last_error="")
