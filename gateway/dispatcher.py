@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -66,15 +66,19 @@ class Pacer:
     one-second window keeps the count per second at `rate`.
     """
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, *, time: Callable[[], float] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.rate = rate
         self.interval = 1.0 / rate
         self._next = -1e9
         self._window: deque[float] = deque()
+        # the loop's clock unless a test brings its own (tests/test_rules.py)
+        self._time = time
+        self._sleep = sleep
 
     async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        clock = self._time or asyncio.get_running_loop().time
+        now = clock()
         self._next = max(self._next + self.interval, now - self.interval)
         wait = self._next - now
         while self._window and now - self._window[0] >= 1.0:
@@ -82,8 +86,8 @@ class Pacer:
         if len(self._window) >= self.rate:
             wait = max(wait, self._window[0] + 1.0 - now)
         if wait > 0:
-            await asyncio.sleep(wait)
-        self._window.append(loop.time())
+            await self._sleep(wait)
+        self._window.append(clock())
 
 
 class Lane:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -26,15 +25,13 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
-from handlers import dialogue, i18n
+from handlers import dialogue, fanout
 from handlers.announcements_text import markdownish
 from handlers.context import ServiceContext
 from handlers.identity import require_proof
 from handlers.message import Attachment, InboundMessage, InvalidInput, Reply
-from handlers.notify import email_payload, preferred_targets
-from handlers.quiet import quiet_until
-from store.models import Announcement, AnnouncementDelivery, Identity, Outbox, Person
-from store.outbox import PRIORITY_BULK, PRIORITY_NOTICE, Delivery, enqueue
+from store.models import Announcement, AnnouncementDelivery, Outbox, Person
+from store.outbox import PRIORITY_BULK, PRIORITY_NOTICE
 
 CHUNK = 2000
 ACK_BUTTON = "Przeczytane / Read"
@@ -137,64 +134,42 @@ def ack_token(ctx: ServiceContext, announcement_id: int, person_id: int) -> str:
 async def publish(ctx: ServiceContext, announcement: Announcement) -> int:
     """Fan an announcement out (idempotent); returns how many recipients were queued now."""
     people = await recipients(announcement.audience)
-    addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    ids = [p.id for p in people]
-    for start in range(0, len(ids), 5000):
-        for pid, channel, address in await Identity.filter(
-            person_id__in=ids[start:start + 5000]
-        ).values_list("person_id", "channel", "address"):
-            addresses[pid].append((channel, address))
-    rendered: dict[tuple[str, str], dict[str, Any]] = {}
-    context = {"announcement": announcement, "ack": "__ACK__"}
+    addresses = await fanout.addresses_of([p.id for p in people])
+    tokens: dict[int, str] = {}
+    urgent = announcement.priority == "urgent"
+    notice = fanout.Notice(
+        kind="announcements", template="announcement", key=f"ann:{announcement.id}",
+        context={"announcement": announcement, "ack": "__ACK__"}, urgent=urgent,
+        priority=PRIORITY_NOTICE if urgent else PRIORITY_BULK, mailbox="ogloszenia",
+        personalise=lambda recipient, channel, payload: _personalise(
+            ctx, payload, channel, announcement, tokens[recipient.person.id]))
     queued = 0
     for start in range(0, len(people), CHUNK):
         chunk = people[start:start + CHUNK]
         now = ctx.clock.now()
-        deliveries, rows = [], []
+        rows = []
         for person in chunk:
-            lang = i18n.language(person.language)
-            targets = preferred_targets(person, addresses[person.id])
-            token = ack_token(ctx, announcement.id, person.id)
+            tokens[person.id] = ack_token(ctx, announcement.id, person.id)
             rows.append(AnnouncementDelivery(announcement_id=announcement.id, person_id=person.id,
-                                             ack_token=token, created_at=now))
-            if not targets:
-                continue
-            payloads = []
-            for channel, address in targets:
-                if (channel, lang) not in rendered:  # render once per channel and language
-                    rendered[(channel, lang)] = ctx.renderer.render(
-                        "announcement", channel, lang, context)
-                payloads.append({"channel": channel, "recipient": address,
-                                 "payload": _personalise(ctx, rendered[(channel, lang)], channel,
-                                                         announcement, token)})
-            head, *rest = payloads
-            urgent = announcement.priority == "urgent"
-            deliveries.append(Delivery(
-                key=f"ann:{announcement.id}:{person.id}", channel=head["channel"],
-                recipient=head["recipient"], payload=head["payload"], fallbacks=rest,
-                priority=PRIORITY_NOTICE if urgent else PRIORITY_BULK, person_id=person.id,
-                not_before=None if urgent else quiet_until(now, person.quiet_start,
-                                                           person.quiet_end, ctx.zone),
-                cause=f"ann:{announcement.id}"))
+                                             ack_token=tokens[person.id], created_at=now))
         async with in_transaction():
             await AnnouncementDelivery.bulk_create(rows, ignore_conflicts=True, batch_size=1000)
-            await enqueue(deliveries, now)
-        queued += len(deliveries)
+            queued += (await fanout.fan_out(ctx, chunk, notice, now, addresses=addresses)).queued
+        tokens.clear()
     await Announcement.filter(id=announcement.id, status="scheduled").update(
         status="published", published_at=ctx.clock.now())
     return queued
 
 
-def _personalise(ctx: ServiceContext, rendered: dict[str, Any], channel: str,
+def _personalise(ctx: ServiceContext, payload: dict[str, Any], channel: str,
                  announcement: Announcement, token: str) -> dict[str, Any]:
+    """The shared rendering with this person's acknowledgement link (and button)."""
     link = f"{ctx.base_url}/ack/{token}"
-    payload: dict[str, Any]
     if channel == "email":
-        personal = {k: v.replace("__ACK__", link) if isinstance(v, str) else v
-                    for k, v in rendered.items()}
-        payload = email_payload(ctx, personal, mailbox="ogloszenia")
+        payload = {k: v.replace("__ACK__", link) if isinstance(v, str) else v
+                   for k, v in payload.items()}
     else:
-        payload = {"text": rendered["text"].replace("__ACK__", link),
+        payload = {**payload, "text": payload["text"].replace("__ACK__", link),
                    "buttons": [[[ACK_BUTTON, f"ack:{announcement.id}"]]]}
     if announcement.attachment:  # kept once on the announcement, not in 20,000 rows
         payload["attachment_of"] = announcement.id
@@ -229,20 +204,14 @@ async def retract(ctx: ServiceContext, announcement: Announcement) -> int:
         got = await Outbox.filter(cause=f"ann:{announcement.id}", status="sent").values_list(
             "person_id", "channel", "recipient")
         people = {p.id: p for p in await Person.filter(id__in={g[0] for g in got})}
-        deliveries = []
-        for pid, channel, recipient in got:
-            person = people.get(pid)
-            lang = i18n.language(person.language if person else "pl")
-            content = ctx.renderer.render("announcement_retracted", channel, lang,
-                                          {"announcement": announcement})
-            payload = (email_payload(ctx, content, mailbox="ogloszenia") if channel == "email"
-                       else {"text": content["text"]})
-            deliveries.append(Delivery(key=f"ann-retract:{announcement.id}:{pid}", channel=channel,
-                                       recipient=recipient, payload=payload,
-                                       priority=PRIORITY_NOTICE, person_id=pid,
-                                       cause=f"ann-retract:{announcement.id}"))
-        await enqueue(deliveries, now)
-    return len(deliveries)
+        told = [fanout.Recipient(people.get(pid), [(channel, recipient)],
+                                 people[pid].language if pid in people else "pl")
+                for pid, channel, recipient in got]
+        outcome = await fanout.fan_out(ctx, told, fanout.Notice(
+            kind="announcements", template="announcement_retracted", urgent=True,
+            key=f"ann-retract:{announcement.id}", mailbox="ogloszenia",
+            context={"announcement": announcement}), now)
+    return outcome.queued
 
 
 def read_ack_token(ctx: ServiceContext, token: str) -> tuple[int, int] | None:

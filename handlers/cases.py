@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from handlers import fanout
 from handlers.context import ServiceContext
 from handlers.message import Attachment, InboundMessage, Reply
-from handlers.notify import build_delivery, ordered_channels, queue
+from handlers.notify import ordered_channels
 from store.models import Attachment as StoredAttachment
 from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
-from store.outbox import PRIORITY_NOTICE, Delivery
+from store.outbox import Delivery
 from store.rows import insert_rows
 from store.sql import sql
 
@@ -150,12 +151,12 @@ async def create_cases(
         files.extend(_stored_attachments(ctx, number, draft.attachments, now))
         delivery = None
         if confirm_to_email and draft.email:
-            delivery = build_delivery(
-                ctx, [("email", draft.email)], key=f"case-created:{number}",
-                template="case_created", lang=draft.lang,
-                context={"case": case, "access_code": code}, priority=PRIORITY_NOTICE,
-                person_id=draft.person.id if draft.person else None, case=number,
-            )
+            # a confirmation answers what the resident just did: no waiting for the morning
+            planned = fanout.plan(ctx, [fanout.Recipient(draft.person, [("email", draft.email)],
+                                                         draft.lang)], fanout.Notice(
+                kind="cases", template="case_created", key=f"case-created:{number}",
+                context={"case": case, "access_code": code}, urgent=True, case=number), now)
+            delivery = planned.deliveries[0] if planned.deliveries else None
         out.append((case, code, delivery))
     await insert_rows(cases)
     await insert_rows(events)
@@ -438,12 +439,8 @@ async def add_staff_event(
     await Case.filter(number=case.number).update(status=case.status, updated_at=now)
     if public:
         targets, person = await requester_targets(case)
-        delivery = build_delivery(
-            ctx, targets, key=f"case-event:{event.id}", template="case_update",
-            lang=person.language if person else "pl",
-            context={"case": case, "event": event}, priority=PRIORITY_NOTICE,
-            person_id=person.id if person else None, case=case.number,
-        )
-        if delivery:
-            await queue([delivery], now)
+        await fanout.fan_out(ctx, [fanout.Recipient(person, targets, person.language if person
+                                                    else "pl")], fanout.Notice(
+            kind="cases", template="case_update", key=f"case-event:{event.id}",
+            context={"case": case, "event": event}, case=case.number), now)
     return event

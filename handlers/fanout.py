@@ -22,10 +22,10 @@ from typing import Any
 
 from handlers import i18n
 from handlers.context import ServiceContext
-from handlers.notify import email_payload, preferred_targets
+from handlers.notify import email_payload, preferred_targets, queue
 from handlers.quiet import quiet_until
 from store.models import DigestItem, Identity, Person
-from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
+from store.outbox import PRIORITY_NOTICE, Delivery
 
 #: every notice type a person may set to instant, digest or off
 NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages")
@@ -75,7 +75,11 @@ def mode_for(person: Person, kind: str) -> str:
 class Notice:
     """What to tell. `context` is the template context, or a function of the person
     for per-person content (their child's entries). In a daily digest the notice is one
-    line: its email template's subject, in the person's language."""
+    line: its email template's subject, in the person's language.
+
+    `personalise(recipient, channel, payload)` adjusts a rendered payload for one
+    person (an announcement's acknowledgement link) without rendering again; `case`
+    threads the mail with its case (subject tag, replies found by Message-ID)."""
 
     kind: str
     template: str
@@ -87,6 +91,41 @@ class Notice:
     buttons: list[list[tuple[str, str]]] | None = None
     #: what the outbox rows are grouped by in counts (default: the key)
     cause: str = ""
+    case: str | None = None
+    personalise: Callable[[Recipient, str, dict[str, Any]], dict[str, Any]] | None = None
+
+
+@dataclass
+class Recipient:
+    """Someone to tell, with where to reach them in the order to try. Usually one of our
+    people; a case's requester may be only an address (`person` None)."""
+
+    person: Person | None
+    targets: list[tuple[str, str]]
+    language: str = "pl"
+
+    @property
+    def key(self) -> str:
+        if self.person is not None:
+            return str(self.person.id)
+        return self.targets[0][1] if self.targets else ""
+
+
+@dataclass
+class Plan:
+    """The rows a fan-out will write, for callers that gather several notices into one
+    write (the overdue run's per-reader groups)."""
+
+    deliveries: list[Delivery] = field(default_factory=list)
+    digest: list[DigestItem] = field(default_factory=list)
+    off: int = 0
+    unreachable: list[str] = field(default_factory=list)
+
+    def extend(self, other: Plan) -> None:
+        self.deliveries += other.deliveries
+        self.digest += other.digest
+        self.off += other.off
+        self.unreachable += other.unreachable
 
 
 @dataclass
@@ -94,41 +133,59 @@ class Outcome:
     queued: int = 0
     digested: int = 0
     off: int = 0
-    unreachable: list[int] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)
 
 
-async def fan_out(ctx: ServiceContext, people: Iterable[Person], notice: Notice,
-                  now: datetime) -> Outcome:
-    """Tell each of `people` (each once) about `notice`, by their preferences."""
-    unique = {p.id: p for p in people}
-    outcome = Outcome()
-    if not unique:
-        return outcome
+async def addresses_of(people_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
+    """Every (channel, address) of these people, fetched in chunks."""
     addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for pid, channel, address in await Identity.filter(person_id__in=list(unique)).values_list(
-            "person_id", "channel", "address"):
-        addresses[pid].append((channel, address))
+    for start in range(0, len(people_ids), 5000):
+        for pid, channel, address in await Identity.filter(
+                person_id__in=people_ids[start:start + 5000]).values_list(
+                    "person_id", "channel", "address"):
+            addresses[pid].append((channel, address))
+    return addresses
+
+
+async def recipients_of(people: Iterable[Person],
+                        addresses: dict[int, list[tuple[str, str]]] | None = None
+                        ) -> list[Recipient]:
+    """People (each once) with their targets in their channel order."""
+    unique = {p.id: p for p in people}
+    if addresses is None:
+        addresses = await addresses_of(list(unique))
+    return [Recipient(p, preferred_targets(p, addresses.get(p.id, [])), p.language)
+            for p in unique.values()]
+
+
+def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
+         now: datetime) -> Plan:
+    """Decide and render, without touching the store: per recipient an outbox row with
+    fallbacks, a digest line, or nothing (off, or nowhere to reach them)."""
+    out = Plan()
     shared: dict[tuple[str, str], dict[str, str]] = {}  # (lang, channel) → rendered text
-    deliveries: list[Delivery] = []
-    digest: list[DigestItem] = []
-    for person in unique.values():
-        mode = mode_for(person, notice.kind)
-        lang = i18n.language(person.language)
+    for recipient in recipients:
+        person = recipient.person
+        mode = mode_for(person, notice.kind) if person is not None else "instant"
+        lang = i18n.language(recipient.language)
         if mode == "off":
-            outcome.off += 1
+            out.off += 1
             continue
         context = notice.context(person) if callable(notice.context) else notice.context
-        if mode == "digest":
+        if mode == "digest" and person is not None:
             line = ctx.renderer.email(notice.template, lang, context)["subject"]
-            digest.append(DigestItem(person_id=person.id, kind=notice.kind, key=notice.key[:200],
-                                     lines=[line], created_at=now))
+            out.digest.append(DigestItem(person_id=person.id, kind=notice.kind,
+                                         key=notice.key[:200], lines=[line], created_at=now))
             continue
-        targets = preferred_targets(person, addresses[person.id])
-        if not targets:
-            outcome.unreachable.append(person.id)
+        if not recipient.targets:
+            out.unreachable.append(recipient.key)
             continue
+        quiet = None
+        if person is not None and not notice.urgent:
+            quiet = {"start": person.quiet_start, "end": person.quiet_end,
+                     "zone": ctx.zone.key}
         rendered = []
-        for channel, address in targets:
+        for channel, address in recipient.targets:
             if callable(notice.context):
                 text = ctx.renderer.render(notice.template, channel, lang, context)
             else:  # the same for everyone: rendered once per language and channel
@@ -136,20 +193,43 @@ async def fan_out(ctx: ServiceContext, people: Iterable[Person], notice: Notice,
                 if text is None:
                     text = shared[(lang, channel)] = ctx.renderer.render(
                         notice.template, channel, lang, notice.context)
-            rendered.append({"channel": channel, "recipient": address,
-                             "payload": _payload(ctx, notice, channel, text)})
+            payload = _payload(ctx, notice, channel, text)
+            if notice.personalise:
+                payload = notice.personalise(recipient, channel, payload)
+            # a fallback taken at night waits for the morning too (store/outbox.mark_failed)
+            rendered.append({"channel": channel, "recipient": address, "payload": payload,
+                             **({"quiet": quiet} if quiet else {})})
         head, *rest = rendered
-        deliveries.append(Delivery(
-            key=f"{notice.key}:{person.id}", channel=head["channel"], recipient=head["recipient"],
-            payload=head["payload"], fallbacks=rest, priority=notice.priority,
-            person_id=person.id, cause=(notice.cause or notice.key)[:100],
-            not_before=None if notice.urgent else quiet_until(
-                now, person.quiet_start, person.quiet_end, ctx.zone)))
-    await enqueue(deliveries, now)
-    if digest:
-        await DigestItem.bulk_create(digest, ignore_conflicts=True, batch_size=1000)
-    outcome.queued, outcome.digested = len(deliveries), len(digest)
-    return outcome
+        out.deliveries.append(Delivery(
+            key=f"{notice.key}:{recipient.key}", channel=head["channel"],
+            recipient=head["recipient"], payload=head["payload"], fallbacks=rest,
+            priority=notice.priority, person_id=person.id if person is not None else None,
+            cause=(notice.cause or notice.key)[:100],
+            not_before=quiet_until(now, quiet["start"], quiet["end"], ctx.zone) if quiet
+            else None))
+    return out
+
+
+async def write(planned: Plan, now: datetime) -> Outcome:
+    """Write a plan's outbox rows and digest lines (inside the caller's transaction)."""
+    await queue(planned.deliveries, now)
+    if planned.digest:
+        await DigestItem.bulk_create(planned.digest, ignore_conflicts=True, batch_size=1000)
+    return Outcome(queued=len(planned.deliveries), digested=len(planned.digest),
+                   off=planned.off, unreachable=planned.unreachable)
+
+
+async def fan_out(ctx: ServiceContext, people: Iterable[Person | Recipient], notice: Notice,
+                  now: datetime, *, addresses: dict[int, list[tuple[str, str]]] | None = None
+                  ) -> Outcome:
+    """Tell each of `people` (each once) about `notice`, by their preferences. Pass
+    `addresses` (from :func:`addresses_of`) when fanning out to many in chunks."""
+    given = list(people)
+    recipients = [r for r in given if isinstance(r, Recipient)]
+    recipients += await recipients_of([p for p in given if isinstance(p, Person)], addresses)
+    if not recipients:
+        return Outcome()
+    return await write(plan(ctx, recipients, notice, now), now)
 
 
 def _payload(ctx: ServiceContext, notice: Notice, channel: str,
@@ -157,7 +237,7 @@ def _payload(ctx: ServiceContext, notice: Notice, channel: str,
     """The outbox payload of rendered text; every mail gets a Message-ID of its own (a
     reply to it proves its reader, handlers/identity.py)."""
     if channel == "email":
-        return email_payload(ctx, rendered, mailbox=notice.mailbox)
+        return email_payload(ctx, rendered, mailbox=notice.mailbox, case=notice.case)
     payload: dict[str, Any] = {"text": rendered["text"]}
     if notice.buttons:
         payload["buttons"] = notice.buttons

@@ -17,14 +17,11 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from handlers import i18n
 from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out, mode_for
 from handlers.limits import check_all, fit
 from handlers.message import InboundMessage, InvalidInput, Reply
-from handlers.notify import build_delivery, person_targets
 from store.models import Grade, GradeNotice, Person, Student
-from store.outbox import PRIORITY_NOTICE, enqueue
 
 RECENT = 10
 
@@ -207,13 +204,11 @@ async def digest_run(ctx: ServiceContext) -> dict[str, Any]:
             context = {"children": [
                 {**_message_context(students[sid], items)} for sid, items in per_student.items()
             ], "day": now}
-            targets = await person_targets(person)
-            delivery = build_delivery(ctx, targets, key=f"grade-digest:{day}", template="grades_digest",
-                                      lang=i18n.language(person.language), context=context,
-                                      priority=PRIORITY_NOTICE, person_id=person.id)
-            if delivery is None:
+            outcome = await fan_out(ctx, [person], Notice(
+                kind="digest", template="grades_digest", key=f"grade-digest:{day}",
+                context=context), now)
+            if not outcome.queued:
                 continue  # nowhere to send: keep the notices for when a channel exists
-            await enqueue([delivery], now)
             await GradeNotice.filter(id__in=[n.id for n in notices]).update(sent_at=now)
             sent += 1
     return {"digests": sent}

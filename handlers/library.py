@@ -21,14 +21,12 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from handlers import i18n
+from handlers import fanout
 from handlers.context import ServiceContext
 from handlers.identity import require_proof
 from handlers.limits import check_all
 from handlers.message import InboundMessage, InvalidInput, Reply
-from handlers.notify import build_delivery, person_targets, preferred_targets
-from store.models import Identity, Loan, LoanReminder, Outbox, Person, Renewal
-from store.outbox import PRIORITY_NOTICE, Delivery, enqueue
+from store.models import Loan, LoanReminder, Outbox, Person, Renewal
 
 #: (level, first day it applies: negative = before the due date)
 LEVELS = (("overdue-14", 14), ("overdue-7", 7), ("overdue-1", 1), ("due-soon", -2))
@@ -243,51 +241,46 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
                if (loan.id, f"{level}@{loan.due.isoformat()}") not in done]
     cards = {loan.card for loan, _ in due_now}
     readers = {p.library_card: p for p in await Person.filter(library_card__in=cards)}
-    addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for pid, channel, address in await Identity.filter(
-        person_id__in=[p.id for p in readers.values()]
-    ).values_list("person_id", "channel", "address"):
-        addresses[pid].append((channel, address))
+    reachable = {r.person.id: r for r in await fanout.recipients_of(readers.values())}
 
     groups: dict[tuple[str, str], list[Loan]] = defaultdict(list)
     for loan, level in due_now:
         groups[(loan.card, level)].append(loan)
-    deliveries: list[Delivery] = []
+    planned = fanout.Plan()
     reminders: list[LoanReminder] = []
     unreachable: list[dict[str, Any]] = []
     by_level: dict[str, int] = defaultdict(int)
     for (card, level), items in groups.items():
         reader = readers.get(card)
-        targets = preferred_targets(reader, addresses[reader.id]) if reader else []
-        delivery = None
-        if reader and targets:
-            ids = ",".join(sorted(f"{x.id}@{x.due.isoformat()}" for x in items))
-            delivery = build_delivery(
-                ctx, targets,
-                key=f"loan-reminder:{card}:{level}:{hashlib.sha256(ids.encode()).hexdigest()[:16]}",
-                template="library_reminder", lang=i18n.language(reader.language),
-                context={"level": level, "loans": [{"title": x.title, "due": x.due,
-                                                    "days": (today - x.due).days} for x in items]},
-                priority=PRIORITY_NOTICE, person_id=reader.id, mailbox="biblioteka",
-                cause="loan-reminder",
-            )
-        if delivery:
-            deliveries.append(delivery)
+        ids = ",".join(sorted(f"{x.id}@{x.due.isoformat()}" for x in items))
+        notice = fanout.Notice(
+            kind="library", template="library_reminder", mailbox="biblioteka",
+            key=f"loan-reminder:{card}:{level}:{hashlib.sha256(ids.encode()).hexdigest()[:16]}",
+            context={"level": level, "loans": [{"title": x.title, "due": x.due,
+                                                "days": (today - x.due).days} for x in items]},
+            cause="loan-reminder")
+        one = fanout.plan(ctx, [reachable[reader.id]], notice, now) if reader else fanout.Plan()
+        planned.extend(one)
+        told = bool(one.deliveries)
+        if told:
             by_level[level] += 1
         else:
             unreachable.append({"card": card, "name": reader.name if reader else None,
                                 "level": level, "titles": [x.title for x in items]})
         reminders.extend(LoanReminder(loan_id=x.id, level=f"{level}@{x.due.isoformat()}",
-                                      card=card, reachable=delivery is not None, created_at=now)
+                                      card=card, reachable=told, created_at=now)
                          for x in items)
     async with in_transaction():
         await LoanReminder.bulk_create(reminders, batch_size=1000, ignore_conflicts=True)
-        await enqueue(deliveries, now)
-        summary = {"date": today.isoformat(), "messages": len(deliveries),
+        await fanout.write(planned, now)
+        summary = {"date": today.isoformat(), "messages": len(planned.deliveries),
                    "loans": len(reminders), "by_level": dict(by_level),
                    "unreachable": unreachable,
                    "failed_yesterday": await _failed_since(now - timedelta(days=1))}
-        await enqueue(await _librarian_summaries(ctx, summary, today), now)
+        librarians = [p for p in await Person.all() if "librarian" in (p.roles or [])]
+        await fanout.fan_out(ctx, librarians, fanout.Notice(
+            kind="library", template="library_summary", mailbox="biblioteka",
+            key=f"library-summary:{today.isoformat()}", context=summary), now)
     summary["unreachable_readers"] = len({u["card"] for u in unreachable})
     return summary
 
@@ -297,20 +290,3 @@ async def _failed_since(since: datetime) -> list[dict[str, Any]]:
                                ).values("recipient", "channel", "last_error")
     return [{"recipient": r["recipient"], "channel": r["channel"], "error": r["last_error"][:200]}
             for r in rows]
-
-
-async def _librarian_summaries(ctx: ServiceContext, summary: dict[str, Any], today: date
-                               ) -> list[Delivery]:
-    out = []
-    for librarian in await Person.all():
-        if "librarian" not in (librarian.roles or []):
-            continue
-        targets = await person_targets(librarian)
-        delivery = build_delivery(ctx, targets, key=f"library-summary:{today.isoformat()}",
-                                  template="library_summary",
-                                  lang=i18n.language(librarian.language), context=summary,
-                                  priority=PRIORITY_NOTICE, person_id=librarian.id,
-                                  mailbox="biblioteka")
-        if delivery:
-            out.append(delivery)
-    return out

@@ -1,4 +1,4 @@
-"""Turning "tell this person" into outbox rows: channel choice, rendering, fallbacks.
+"""Where a person is reached, and the mail payload: the pieces handlers/fanout.py builds on.
 
 A person is reached on their preferred channel first (an explicit order from
 `/ustawienia`, else the channel they last used, else Telegram before email); the other
@@ -13,7 +13,7 @@ from email.utils import make_msgid
 from typing import Any
 
 from handlers.context import ServiceContext
-from store.models import Identity, MailThread, Person
+from store.models import MailThread, Person
 from store.outbox import Delivery, enqueue
 
 DEFAULT_ORDER = ("telegram", "email")
@@ -60,26 +60,6 @@ def email_payload(
     }
 
 
-def render_for(
-    ctx: ServiceContext,
-    channel: str,
-    template: str,
-    lang: str,
-    context: dict[str, Any],
-    *,
-    mailbox: str = "sprawy",
-    case: str | None = None,
-    buttons: list[list[tuple[str, str]]] | None = None,
-) -> dict[str, Any]:
-    rendered = ctx.renderer.render(template, channel, lang, context)
-    if channel == "email":
-        return email_payload(ctx, rendered, mailbox=mailbox, case=case)
-    payload: dict[str, Any] = {"text": rendered["text"]}
-    if buttons:
-        payload["buttons"] = buttons
-    return payload
-
-
 async def queue(deliveries: list[Delivery], now: datetime) -> None:
     """Put deliveries in the outbox, and record the Message-IDs of the case mail among them
     so that a plain reply finds its case. Call inside the transaction of their cause."""
@@ -93,56 +73,8 @@ async def queue(deliveries: list[Delivery], now: datetime) -> None:
     await enqueue(deliveries, now)
 
 
-def build_delivery(
-    ctx: ServiceContext,
-    targets: list[tuple[str, str]],
-    *,
-    key: str,
-    template: str,
-    lang: str,
-    context: dict[str, Any],
-    priority: int,
-    person_id: int | None = None,
-    mailbox: str = "sprawy",
-    case: str | None = None,
-    not_before: datetime | None = None,
-    buttons: list[list[tuple[str, str]]] | None = None,
-    cause: str = "",
-) -> Delivery | None:
-    """One delivery to the first target, with the rest rendered as fallbacks."""
-    if not targets:
-        return None
-    rendered = [
-        {
-            "channel": channel,
-            "recipient": address,
-            "payload": render_for(
-                ctx, channel, template, lang, context, mailbox=mailbox, case=case, buttons=buttons
-            ),
-        }
-        for channel, address in targets
-    ]
-    head, *rest = rendered
-    return Delivery(
-        key=f"{key}:{person_id if person_id is not None else head['recipient']}",
-        channel=head["channel"],
-        recipient=head["recipient"],
-        payload=head["payload"],
-        priority=priority,
-        person_id=person_id,
-        fallbacks=rest,
-        not_before=not_before,
-        cause=cause or key,
-    )
-
-
 def preferred_targets(person: Person, identities: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """A person's (channel, address) pairs in the order to try: their explicit order from
     `/ustawienia`, else the channel they last used first, then Telegram before email."""
     first = None if person.channel_order else person.last_channel
     return ordered_channels(identities, person.channel_order or [], first)
-
-
-async def person_targets(person: Person) -> list[tuple[str, str]]:
-    identities = await Identity.filter(person_id=person.id).values_list("channel", "address")
-    return preferred_targets(person, [(c, a) for c, a in identities])

@@ -14,12 +14,14 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from tortoise.expressions import F
 from tortoise.functions import Count, Min
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
+from handlers.quiet import quiet_until  # a pure rule with no imports of its own
 from store.models import Outbox, SentMail
 from store.sql import as_models, on_postgres, sql
 
@@ -193,6 +195,15 @@ async def mark_retry(row: Outbox, now: datetime, error: str) -> None:
     )
 
 
+def fallback_time(fallback: dict[str, Any], now: datetime) -> datetime:
+    """When a fallback may leave: now, or when its person's quiet hours end if the
+    fan-out recorded them with it (a Telegram failure at 23:00 does not mail at 23:00)."""
+    quiet = fallback.get("quiet")
+    if not quiet:
+        return now
+    return quiet_until(now, quiet["start"], quiet["end"], ZoneInfo(quiet["zone"])) or now
+
+
 async def mark_failed(row: Outbox, now: datetime, error: str) -> Outbox | None:
     """Record a permanent failure; queue the next fallback channel, if any, in the same
     transaction. Returns the fallback row."""
@@ -215,7 +226,7 @@ async def mark_failed(row: Outbox, now: datetime, error: str) -> Outbox | None:
             fallbacks=rest,
             priority=row.priority,
             status="pending",
-            next_attempt_at=now,
+            next_attempt_at=fallback_time(nxt, now),
             cause=row.cause,
             created_at=now,
         )

@@ -209,7 +209,9 @@ async def test_fan_out_that_died_half_way_completes_without_duplicates(
                                          address=str(100000 + p.id), created_at=now)
                                 for p in people])
     created = await post(gw, audience={"units": ["szkola-2"]})
-    real_enqueue = announcements.enqueue
+    from handlers import fanout
+
+    real_enqueue = fanout.queue
     calls = {"n": 0}
 
     async def dies_on_second_chunk(deliveries, when):  # type: ignore[no-untyped-def]
@@ -218,11 +220,11 @@ async def test_fan_out_that_died_half_way_completes_without_duplicates(
             raise ConnectionError("power cut")
         return await real_enqueue(deliveries, when)
 
-    monkeypatch.setattr(announcements, "enqueue", dies_on_second_chunk)
+    monkeypatch.setattr(fanout, "queue", dies_on_second_chunk)
     with pytest.raises(ConnectionError):
         await run_job(gw.services, "scheduled-announcements")
     assert await Outbox.filter(cause=f"ann:{created['id']}").count() == announcements.CHUNK
-    monkeypatch.setattr(announcements, "enqueue", real_enqueue)
+    monkeypatch.setattr(fanout, "queue", real_enqueue)
     await run_job(gw.services, "scheduled-announcements")
     await run_job(gw.services, "scheduled-announcements")
     assert await Outbox.filter(cause=f"ann:{created['id']}").count() == 4500

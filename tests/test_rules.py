@@ -1,5 +1,6 @@
 """Pure rules, checked in milliseconds (no store, no network): quiet hours across the
-daylight-saving changes, rate limit buckets, notice preferences, Polish day phrases."""
+daylight-saving changes, rate limit buckets, notice preferences, Polish day phrases, reminder
+levels, renewal refusals, loop detection, the pacer, route permissions, fallback holds."""
 
 from __future__ import annotations
 
@@ -66,3 +67,132 @@ def test_one_rule_for_a_time_of_day() -> None:
     assert clock_time("7:00") == clock_time("07:00") == "07:00"
     assert clock_time("23:59") == "23:59"
     assert clock_time("24:00") is None and clock_time("7") is None and clock_time("") is None
+
+
+# --- reminder levels, renewal refusals --------------------------------------------------
+
+
+def test_reminder_level_is_the_highest_reached_and_due_soon_two_days_before() -> None:
+    from handlers.library import level_for
+
+    due = date(2026, 12, 10)
+    expected = {date(2026, 12, 7): None, date(2026, 12, 8): "due-soon",
+                date(2026, 12, 9): "due-soon", date(2026, 12, 10): None,
+                date(2026, 12, 11): "overdue-1", date(2026, 12, 16): "overdue-1",
+                date(2026, 12, 17): "overdue-7", date(2026, 12, 23): "overdue-7",
+                date(2026, 12, 24): "overdue-14", date(2027, 3, 1): "overdue-14"}
+    assert {day: level_for(due, day) for day in expected} == expected
+
+
+def test_renewal_refusals_in_their_order() -> None:
+    from handlers.context import LibraryRules
+    from handlers.library import renewal_refusal
+
+    ctx = SimpleNamespace(library=LibraryRules(grace_days=14, renew_window_days=7))
+    today = date(2026, 12, 1)
+
+    def loan(**fields):  # type: ignore[no-untyped-def]
+        base = {"due": date(2026, 12, 5), "reserved": False, "renewals": 0, "max_renewals": 2}
+        return SimpleNamespace(**{**base, **fields})
+
+    assert renewal_refusal(loan(), today, ctx, blocked=False) is None
+    assert renewal_refusal(loan(reserved=True), today, ctx, blocked=True) == "blocked"
+    assert renewal_refusal(loan(reserved=True), today, ctx, blocked=False) == "reserved"
+    assert renewal_refusal(loan(renewals=2), today, ctx, blocked=False) == "too_many"
+    assert renewal_refusal(loan(due=date(2026, 12, 9)), today, ctx, blocked=False) == "too_soon"
+    assert renewal_refusal(loan(due=date(2026, 12, 8)), today, ctx, blocked=False) is None
+    assert renewal_refusal(loan(due=date(2026, 11, 16)), today, ctx, blocked=False) == "overdue"
+    assert renewal_refusal(loan(due=date(2026, 11, 17)), today, ctx, blocked=False) is None
+
+
+# --- loop detection ---------------------------------------------------------------------
+
+
+def test_automatic_mail_is_recognised_and_a_person_s_is_not() -> None:
+    from email.message import EmailMessage
+
+    from mail.loops import automatic_reason
+
+    def mail(**headers: str) -> EmailMessage:
+        msg = EmailMessage()
+        for name, value in headers.items():
+            msg[name.replace("_", "-")] = value
+        msg.set_content("treść")
+        return msg
+
+    ours = "milanowek.example"
+    assert automatic_reason(mail(), "anna@example.org", ours) is None
+    assert automatic_reason(mail(Auto_Submitted="no"), "anna@example.org", ours) is None
+    assert automatic_reason(mail(), "<>", ours) == "null return path (bounce)"
+    assert automatic_reason(mail(), "MAILER-DAEMON@example.org", ours) == "sender mailer-daemon"
+    assert automatic_reason(mail(Auto_Submitted="auto-replied"), "a@example.org", ours)
+    assert automatic_reason(mail(Precedence="bulk"), "a@example.org", ours)
+    assert automatic_reason(mail(X_Loop="sprawy@milanowek.example"), "a@example.org", ours)
+    assert automatic_reason(mail(X_Loop="other@example.org"), "a@example.org", ours) is None
+    assert automatic_reason(mail(List_Id="<lista.example.org>"), "a@example.org", ours)
+
+
+# --- the pacer --------------------------------------------------------------------------
+
+
+async def test_the_pacer_spaces_evenly_and_never_exceeds_its_rate_in_any_second() -> None:
+    from gateway.dispatcher import Pacer
+
+    clock = [100.0]
+
+    async def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    pacer = Pacer(30, time=lambda: clock[0], sleep=sleep)
+    sent = []
+    for n in range(300):
+        if n % 50 == 49:
+            clock[0] += 0.2  # a busy loop wakes late now and then
+        await pacer.acquire()
+        sent.append(clock[0])
+    assert all(sum(1 for t in sent if start <= t < start + 1.0) <= 30 for start in sent)
+    assert 300 / 30 - 1 <= sent[-1] - sent[0] <= 300 / 30 + 1  # the rate, late wake-ups made up
+
+
+# --- route permissions ------------------------------------------------------------------
+
+
+def test_who_may_use_which_command() -> None:
+    from handlers.router import ROUTES, allowed
+
+    routes = {r.name: r for r in ROUTES}
+    nobody = None
+    resident = SimpleNamespace(roles=[])
+    parent = SimpleNamespace(roles=["parent"])
+    staff = SimpleNamespace(roles=["staff"])
+    admin = SimpleNamespace(roles=["admin"])
+    table = {  # route: (unlinked, resident, parent, staff, admin)
+        "help": (True, True, True, True, True),
+        "case": (True, True, True, True, True),
+        "grades": (False, False, True, False, True),
+        "attendance": (False, False, True, False, True),
+        "homework": (False, False, True, False, True),
+        "loans": (False, True, True, True, True),
+        "announce": (False, False, False, True, True),
+        "settings": (False, True, True, True, True),
+    }
+    for name, expected in table.items():
+        got = tuple(allowed(routes[name], who)  # type: ignore[arg-type]
+                    for who in (nobody, resident, parent, staff, admin))
+        assert got == expected, name
+    assert all(r.help for r in ROUTES)  # the help line is a field of the route
+
+
+# --- fallbacks wait for the morning too --------------------------------------------------
+
+
+def test_a_fallback_taken_at_night_waits_for_the_end_of_quiet_hours() -> None:
+    from store.outbox import fallback_time
+
+    night = datetime(2026, 11, 25, 22, 30, tzinfo=timezone.utc)  # 23:30 in Milanówek
+    quiet = {"start": "22:00", "end": "07:00", "zone": "Europe/Warsaw"}
+    assert fallback_time({"channel": "email", "quiet": quiet}, night) == datetime(
+        2026, 11, 26, 6, 0, tzinfo=timezone.utc)
+    assert fallback_time({"channel": "email"}, night) == night  # urgent: no hold
+    noon = datetime(2026, 11, 26, 11, 0, tzinfo=timezone.utc)
+    assert fallback_time({"channel": "email", "quiet": quiet}, noon) == noon
