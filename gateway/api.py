@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import logging
 from datetime import datetime, timedelta, timezone
@@ -14,6 +13,7 @@ from aiohttp import web
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
+from bots import webhook
 from gateway import auth
 from gateway.errors import ApiError
 from gateway.jobs import run_job
@@ -31,20 +31,17 @@ from gateway.keys import (
     UPDATE_COMMIT,
 )
 from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
-from handlers import accounts, announcements, cases, grades, library, notify
+from handlers import accounts, announcements, cases, grades, library, notify, people
 from handlers.addresses import normalise_email
-from handlers.fanout import parse_notices
 from handlers.i18n import OPEN311
 from handlers.limits import fit, fit_text
 from handlers.message import Attachment as MessageAttachment
 from handlers.message import InvalidInput
 from store.models import (
     CASE_STATUSES,
-    ROLES,
     Announcement,
     Case,
     IdempotentRequest,
-    Identity,
     Person,
     Student,
 )
@@ -124,19 +121,9 @@ async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) ->
     its code only by mail to that address, so naming a resident's address reveals
     nothing of their case. An `idempotency_key` stores the answer with the case."""
     services = app[SERVICES]
-    emails = {d["email"] for d in drafts if d.get("email")}
-    owners: dict[str, Person] = {}
-    if emails:
-        for identity in await Identity.filter(channel="email", address__in=emails).prefetch_related(
-            "person"
-        ):
-            owners[identity.address] = identity.person
-    new = [
+    new = await cases.drafts_by_address([
         cases.NewCase(subject=d["subject"], body=d["body"], category=d.get("category"),
-                      channel="api", email=d.get("email"), person=owners.get(d.get("email") or ""),
-                      lang=owners[d["email"]].language if d.get("email") in owners else "pl")
-        for d in drafts
-    ]
+                      channel="api", email=d.get("email")) for d in drafts])
     created = await cases.create_cases(services, new, confirm_to_email=True)
     now = services.clock.now()
     await notify.queue([d for _, _, d in created if d is not None], now)
@@ -292,46 +279,23 @@ async def case_event(request: web.Request) -> web.Response:
 # --- people ---------------------------------------------------------------------------
 
 
-def _roles(body: dict[str, Any]) -> list[str]:
-    roles = field(body, "roles", list)
-    if not roles or not all(isinstance(r, str) and r in ROLES for r in roles):
-        raise ApiError(400, "invalid_field", f"'roles' must list some of {', '.join(ROLES)}",
-                       field="roles")
-    return sorted(set(roles))
-
-
 @routes.post("/api/v1/people")
 async def create_person(request: web.Request) -> web.Response:
     await require(request, "admin")
     body = await keyed_body(request)
-    name = fit(Person, "name", field(body, "name", str).strip(), "name")
-    roles = _roles(body)
-    email = field(body, "email", str, required=False)
-    chat = field(body, "telegram_chat_id", (int, str), required=False)
-    if chat is not None:
-        fit(Identity, "address", str(chat), "telegram_chat_id")
-    card = fit(Person, "library_card", field(body, "library_card", str, required=False),
-               "library_card")
-    units = field(body, "units", list, required=False, default=[], max_length=50)
-    if not all(isinstance(u, str) and 0 < len(u) <= 64 for u in units):
-        raise ApiError(400, "invalid_field", "'units' lists names of up to 64 characters",
-                       field="units")
-    language = field(body, "language", str, required=False, default="pl")
-    if language not in ("pl", "en"):
-        raise ApiError(400, "invalid_field", "'language' must be 'pl' or 'en'", field="language")
-    if not all(isinstance(u, str) and u for u in units):
-        raise ApiError(400, "invalid_field", "'units' must be a list of names", field="units")
-    async with in_transaction():
-        if card and await Person.filter(library_card=card).exists():
-            raise ApiError(409, "conflict", "this library card belongs to someone else",
-                           field="library_card")
-        person = await accounts.new_person(request.app[SERVICES], name=name, roles=roles,
-                                           units=sorted(set(units)), library_card=card,
-                                           language=language)
-        if email:
-            await accounts.link("email", valid_email(email), person)
-        if chat is not None:
-            await accounts.link("telegram", str(chat), person)
+    wanted = people.parse_person(
+        name=field(body, "name", str), roles=field(body, "roles", list),
+        units=field(body, "units", list, required=False, default=[], max_length=50),
+        email=field(body, "email", str, required=False),
+        telegram_chat=field(body, "telegram_chat_id", (int, str), required=False),
+        library_card=field(body, "library_card", str, required=False),
+        language=field(body, "language", str, required=False))
+    try:
+        async with in_transaction():
+            person = await people.create(request.app[SERVICES], wanted)
+    except people.CardTaken:
+        raise ApiError(409, "conflict", "this library card belongs to someone else",
+                       field="library_card") from None
     return web.json_response({"id": person.id}, status=201)
 
 
@@ -369,40 +333,11 @@ async def update_person(request: web.Request) -> web.Response:
     await require(request, "admin")
     person = await _person_or_404(request)
     body = await keyed_body(request)
-    changes: dict[str, Any] = {}
-    mode = field(body, "digest_mode", str, required=False)
-    if mode is not None:
-        if mode not in ("instant", "daily"):
-            raise ApiError(400, "invalid_field", "'digest_mode' is 'instant' or 'daily'",
-                           field="digest_mode")
-        changes["digest_mode"] = mode
-    hour = field(body, "digest_hour", int, required=False)
-    if hour is not None:
-        if not 0 <= hour <= 23:
-            raise ApiError(400, "invalid_field", "'digest_hour' is 0–23", field="digest_hour")
-        changes["digest_hour"] = hour
-    for name in ("quiet_start", "quiet_end"):
-        value = field(body, name, str, required=False)
-        if value is not None:
-            normalised = accounts.clock_time(value)
-            if normalised is None:
-                raise ApiError(400, "invalid_field", f"'{name}' is HH:MM", field=name)
-            changes[name] = normalised
-    order = field(body, "channel_order", list, required=False)
-    if order is not None:
-        if not order or any(c not in ("telegram", "email") for c in order):
-            raise ApiError(400, "invalid_field", "'channel_order' lists telegram and/or email",
-                           field="channel_order")
-        changes["channel_order"] = list(dict.fromkeys(order))
-    language = field(body, "language", str, required=False)
-    if language is not None:
-        if language not in ("pl", "en"):
-            raise ApiError(400, "invalid_field", "'language' is 'pl' or 'en'", field="language")
-        changes["language"] = language
-    if body.get("notices") is not None:
-        changes["notices"] = {**(person.notices or {}), **parse_notices(body["notices"])}
-    if changes:
-        await Person.filter(id=person.id).update(**changes)
+    kinds = {"digest_mode": str, "digest_hour": int, "quiet_start": str, "quiet_end": str,
+             "channel_order": list, "language": str, "notices": dict}
+    changes = people.parse_preferences(
+        {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person)
+    await people.set_preferences(person, changes)
     return web.json_response({"id": person.id, **changes})
 
 
@@ -614,21 +549,17 @@ PAGE_HEADERS = {
 
 
 #: an update is a message with its entities; a few kilobytes, even with a long caption
-TELEGRAM_UPDATE_MAX_BYTES = 256 * 1024
-
-
 @routes.post("/telegram/webhook")
 async def telegram_webhook(request: web.Request) -> web.Response:
+    """Updates pushed by Telegram (bots/webhook.py decides what is accepted)."""
     settings = request.app[SETTINGS]
-    if settings.telegram_mode != "webhook" or not settings.telegram_webhook_secret:
-        raise ApiError(404, "not_found", "the webhook is off")
-    given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
-    if not hmac.compare_digest(given.encode(), settings.telegram_webhook_secret.encode()):
-        raise ApiError(401, "unauthorized", "bad secret token")
-    body = await json_body(request, TELEGRAM_UPDATE_MAX_BYTES)
-    if not isinstance(body.get("update_id"), int):
-        raise ApiError(400, "missing_field", "'update_id' is required", field="update_id")
-    await request.app[UPDATE_COMMIT].submit(body)
+    try:
+        webhook.authorise(settings.telegram_mode, settings.telegram_webhook_secret,
+                          request.headers.get(webhook.SECRET_HEADER, ""))
+        update = webhook.checked_update(await json_body(request, webhook.MAX_UPDATE_BYTES))
+    except webhook.Refused as refusal:
+        raise ApiError(refusal.status, refusal.code, refusal.message) from None
+    await request.app[UPDATE_COMMIT].submit(update)
     return web.Response(status=200)
 
 

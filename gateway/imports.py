@@ -19,19 +19,18 @@ import click
 from tortoise.transactions import in_transaction
 
 from handlers import (
-    accounts,
     attendance,
     grades,
     homework,
     library,
+    people,
     remarks,
     school_messages,
 )
-from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
 from handlers.limits import check_all
 from handlers.message import InvalidInput
-from store.models import ROLES, Identity, Person, Student
+from store.models import Identity, Person, Student
 
 CHUNK = 1000
 
@@ -156,54 +155,20 @@ async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
     """Columns: name, roles, email, telegram_chat_id, library_card, units, language."""
     for line, row in rows:
         bar(1)
-        roles = _split(row.get("roles", "")) or ["citizen"]
-        if not row.get("name"):
-            report.errors.append(f"line {line}: 'name' is required")
-            continue
-        if any(r not in ROLES for r in roles):
-            report.errors.append(f"line {line}: roles must be some of {', '.join(ROLES)}")
-            continue
-        given = row.get("email", "")
-        email = normalise_email(given) if given else None
-        card = row.get("library_card") or None
-        if not email and not card:
-            report.errors.append(f"line {line}: give 'email' or 'library_card' to identify the person")
-            continue
-        if given and email is None:
-            report.errors.append(f"line {line}: {given[:80]!r} is not an email address")
-            continue
         try:
-            check_all(Person, {"name": row["name"], "library_card": card})
+            wanted = people.parse_person(
+                name=row.get("name", ""), roles=_split(row.get("roles", "")) or ["citizen"],
+                units=_split(row.get("units", "")), email=row.get("email") or None,
+                telegram_chat=row.get("telegram_chat_id") or None,
+                library_card=row.get("library_card") or None, language=row.get("language"))
         except InvalidInput as error:
             report.errors.append(f"line {line}: {error.message}")
             continue
-        language = row.get("language") or "pl"
-        if language not in ("pl", "en"):
-            report.errors.append(f"line {line}: language must be pl or en")
+        if not wanted.email and not wanted.library_card:
+            report.errors.append(f"line {line}: give 'email' or 'library_card' to identify the person")
             continue
-        wanted = {"name": row["name"], "roles": sorted(set(roles)),
-                  "units": sorted(set(_split(row.get("units", "")))), "library_card": card,
-                  "language": language}
         async with in_transaction():
-            person = await accounts.person_by_address("email", email) if email else None
-            if person is None and card:
-                person = await Person.get_or_none(library_card=card)
-            if person is None:
-                person = await accounts.new_person(ctx, **wanted)
-                changed = True
-            else:
-                changed = any(getattr(person, k) != v for k, v in wanted.items())
-                if changed:
-                    await Person.filter(id=person.id).update(**wanted)
-            if email and not await Identity.filter(channel="email", address=email,
-                                                   person_id=person.id).exists():
-                await accounts.link("email", email, person)
-                changed = True
-            chat = row.get("telegram_chat_id")
-            if chat and not await Identity.filter(channel="telegram", address=chat,
-                                                  person_id=person.id).exists():
-                await accounts.link("telegram", chat, person)
-                changed = True
+            _, changed = await people.upsert(ctx, wanted)
         report.applied += changed
         report.unchanged += not changed
 

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
 
+from handlers import people
 from handlers.context import ServiceContext
 from handlers.fanout import MODE_WORDS, NOTICE_WORDS, modes_of
-from handlers.message import InboundMessage, Reply
+from handlers.message import InboundMessage, InvalidInput, Reply
 from store.models import Identity, LinkCode, Person
 
 LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -134,14 +135,15 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
         elif word in ("język", "jezyk", "language", "lang") and value in ("pl", "en"):
             changes["language"] = value
         elif word in NOTICE_WORDS and value in MODE_WORDS:
-            notices = dict(changes.get("notices") or person.notices or {})
+            notices = dict(changes.get("notices") or {})
             notices[NOTICE_WORDS[word]] = MODE_WORDS[value]
             changes["notices"] = notices
         else:
             return [Reply("settings_invalid", {"word": word})]
-    if changes:
-        await Person.filter(id=person.id).update(**changes)
-        for name, value in changes.items():
-            setattr(person, name, value)
+    try:  # the words are the bot's; the rule is the API's (handlers/people.py)
+        changes = people.parse_preferences(changes, person)
+    except InvalidInput as error:
+        return [Reply("settings_invalid", {"word": error.field})]
+    await people.set_preferences(person, changes)
     return [Reply("settings", {"person": person, "changed": bool(changes),
                                "modes": modes_of(person)})]

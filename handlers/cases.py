@@ -17,11 +17,12 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from handlers import fanout
+from handlers.accounts import people_by_address
 from handlers.context import ServiceContext
 from handlers.message import Attachment, InboundMessage, Reply
 from handlers.notify import ordered_channels
@@ -113,6 +114,14 @@ class NewCase:
     chat: str | None = None
     attachments: tuple[Attachment, ...] = ()
     lang: str = "pl"
+
+
+async def drafts_by_address(drafts: list[NewCase]) -> list[NewCase]:
+    """Drafts naming an email, with that address's person (and language) if it is one of
+    ours: the case is theirs too, whichever way it came in."""
+    owners = await people_by_address("email", {d.email for d in drafts if d.email})
+    return [replace(d, person=owners[d.email], lang=owners[d.email].language)
+            if d.email in owners and d.person is None else d for d in drafts]
 
 
 async def create_cases(

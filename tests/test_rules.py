@@ -196,3 +196,45 @@ def test_a_fallback_taken_at_night_waits_for_the_end_of_quiet_hours() -> None:
     assert fallback_time({"channel": "email"}, night) == night  # urgent: no hold
     noon = datetime(2026, 11, 26, 11, 0, tzinfo=timezone.utc)
     assert fallback_time({"channel": "email", "quiet": quiet}, noon) == noon
+
+
+# --- people and their preferences: one validator for the API, the CSV import, the bot ---
+
+
+def test_a_person_is_checked_the_same_way_wherever_they_come_from() -> None:
+    import pytest
+
+    from handlers.message import InvalidInput
+    from handlers.people import parse_person
+
+    ok = parse_person(name=" Anna Nowak ", roles=["parent", "parent"], email="Anna@Example.org",
+                      telegram_chat=123, units=["szkola-2"])
+    assert (ok.name, ok.roles, ok.email, ok.telegram_chat) == ("Anna Nowak", ("parent",),
+                                                               "anna@example.org", "123")
+    for bad, field in ((dict(name="", roles=["parent"]), "name"),
+                       (dict(name="A", roles=["king"]), "roles"),
+                       (dict(name="A", roles=["parent"], email="nie-adres"), "email"),
+                       (dict(name="A", roles=["parent"], language="de"), "language"),
+                       (dict(name="A" * 500, roles=["parent"]), "name"),
+                       (dict(name="A", roles=["parent"], units=["x" * 65]), "units")):
+        with pytest.raises(InvalidInput) as raised:
+            parse_person(**bad)  # type: ignore[arg-type]
+        assert raised.value.field == field
+
+
+def test_preferences_have_one_rule_for_the_bot_and_the_api() -> None:
+    import pytest
+
+    from handlers.message import InvalidInput
+    from handlers.people import parse_preferences
+
+    person = SimpleNamespace(notices={"grades": "digest"})
+    assert parse_preferences({"quiet_start": "7:00", "quiet_end": "22:05",
+                              "notices": {"attendance": "off"}}, person) == {  # type: ignore[arg-type]
+        "quiet_start": "07:00", "quiet_end": "22:05",
+        "notices": {"grades": "digest", "attendance": "off"}}
+    for bad in ({"digest_hour": 24}, {"digest_hour": True}, {"language": "de"},
+                {"channel_order": ["fax"]}, {"quiet_start": "25:00"},
+                {"notices": {"grades": "sometimes"}}, {"colour": "red"}):
+        with pytest.raises(InvalidInput):
+            parse_preferences(bad, person)  # type: ignore[arg-type]

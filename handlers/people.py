@@ -1,0 +1,147 @@
+"""People as the town describes them, and how each wants to be told: one validator for
+a person (the API and the CSV import) and one for preferences (the API and `/ustawienia`),
+and one upsert. `gateway/` only reads HTTP or CSV into plain values and calls these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from handlers import accounts
+from handlers.addresses import normalise_email
+from handlers.context import ServiceContext
+from handlers.fanout import parse_notices
+from handlers.i18n import LANGUAGES
+from handlers.limits import check_all
+from handlers.message import InvalidInput
+from store.models import ROLES, Identity, Person
+
+CHANNELS = ("telegram", "email")
+DIGEST_MODES = ("instant", "daily")
+
+
+@dataclass(frozen=True)
+class PersonIn:
+    name: str
+    roles: tuple[str, ...]
+    units: tuple[str, ...] = ()
+    email: str | None = None
+    telegram_chat: str | None = None
+    library_card: str | None = None
+    language: str = "pl"
+
+    def fields(self) -> dict[str, Any]:
+        """The Person columns this description sets."""
+        return {"name": self.name, "roles": list(self.roles), "units": list(self.units),
+                "library_card": self.library_card, "language": self.language}
+
+
+def parse_person(*, name: str, roles: list[Any], units: list[Any] | None = None,
+                 email: str | None = None, telegram_chat: str | int | None = None,
+                 library_card: str | None = None, language: str | None = None) -> PersonIn:
+    """A person's description checked, whoever sent it: InvalidInput names the field."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("name", "'name' is required")
+    if not roles or not all(isinstance(r, str) and r in ROLES for r in roles):
+        raise InvalidInput("roles", f"'roles' must list some of {', '.join(ROLES)}")
+    units = units or []
+    if len(units) > 50 or not all(isinstance(u, str) and 0 < len(u) <= 64 for u in units):
+        raise InvalidInput("units", "'units' lists up to 50 names of up to 64 characters")
+    language = language or "pl"
+    if language not in LANGUAGES:
+        raise InvalidInput("language", f"'language' is one of {', '.join(LANGUAGES)}")
+    address = None
+    if email:
+        address = normalise_email(email)
+        if address is None:
+            raise InvalidInput("email", "'email' is not a valid address")
+    chat = str(telegram_chat) if telegram_chat not in (None, "") else None
+    card = library_card or None
+    check_all(Person, {"name": name, "library_card": card})
+    if chat is not None:
+        check_all(Identity, {"address": chat})
+    return PersonIn(name=name, roles=tuple(sorted(set(roles))), units=tuple(sorted(set(units))),
+                    email=address, telegram_chat=chat, library_card=card, language=language)
+
+
+async def create(ctx: ServiceContext, wanted: PersonIn) -> Person:
+    """A new person with their addresses; a library card is one person's only."""
+    if wanted.library_card and await Person.filter(library_card=wanted.library_card).exists():
+        raise CardTaken(wanted.library_card)
+    person = await accounts.new_person(ctx, **wanted.fields())
+    await _link_addresses(person, wanted)
+    return person
+
+
+async def upsert(ctx: ServiceContext, wanted: PersonIn) -> tuple[Person, bool]:
+    """Find the person by email, then by library card, and make them match `wanted`
+    (re-importing the same list changes nothing). Returns (person, changed)."""
+    person = await accounts.person_by_address("email", wanted.email) if wanted.email else None
+    if person is None and wanted.library_card:
+        person = await Person.get_or_none(library_card=wanted.library_card)
+    if person is None:
+        return await create(ctx, wanted), True
+    fields = wanted.fields()
+    changed = any(getattr(person, k) != v for k, v in fields.items())
+    if changed:
+        await Person.filter(id=person.id).update(**fields)
+    return person, await _link_addresses(person, wanted) or changed
+
+
+async def _link_addresses(person: Person, wanted: PersonIn) -> bool:
+    linked = False
+    for channel, address in (("email", wanted.email), ("telegram", wanted.telegram_chat)):
+        if address and not await Identity.filter(channel=channel, address=address,
+                                                 person_id=person.id).exists():
+            await accounts.link(channel, address, person)
+            linked = True
+    return linked
+
+
+class CardTaken(Exception):
+    """The library card is already someone else's (409 in the API)."""
+
+
+def parse_preferences(values: dict[str, Any], person: Person) -> dict[str, Any]:
+    """The changes to a person's preferences, checked: the one rule for the API's PATCH
+    and the bot's `/ustawienia` (which first turns its Polish words into these values)."""
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if name == "digest_mode":
+            if value not in DIGEST_MODES:
+                raise InvalidInput(name, "'digest_mode' is 'instant' or 'daily'")
+            changes[name] = value
+        elif name == "digest_hour":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 23:
+                raise InvalidInput(name, "'digest_hour' is 0–23")
+            changes[name] = value
+        elif name in ("quiet_start", "quiet_end"):
+            normalised = accounts.clock_time(value) if isinstance(value, str) else None
+            if normalised is None:
+                raise InvalidInput(name, f"'{name}' is HH:MM")
+            changes[name] = normalised
+        elif name == "channel_order":
+            if (not isinstance(value, list) or not value
+                    or any(c not in CHANNELS for c in value)):
+                raise InvalidInput(name, "'channel_order' lists telegram and/or email")
+            changes[name] = list(dict.fromkeys(value))
+        elif name == "language":
+            if value not in LANGUAGES:
+                raise InvalidInput(name, f"'language' is one of {', '.join(LANGUAGES)}")
+            changes[name] = value
+        elif name == "notices":
+            changes[name] = {**(person.notices or {}), **parse_notices(value)}
+        else:
+            raise InvalidInput(name, f"'{name}' is not a preference")
+    return changes
+
+
+async def set_preferences(person: Person, changes: dict[str, Any]) -> None:
+    if changes:
+        await Person.filter(id=person.id).update(**changes)
+        for name, value in changes.items():
+            setattr(person, name, value)
