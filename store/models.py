@@ -120,9 +120,12 @@ class Case(Model):
     last_channel = fields.CharField(max_length=16)
     created_at = fields.DatetimeField()
     updated_at = fields.DatetimeField()
+    assignee_id = fields.IntField(null=True, db_index=True,
+                                  description="the clerk the case is assigned to, if any")
 
     class Meta:
         table = "case"
+        indexes = (("status", "updated_at"),)
 
 
 class CaseEvent(Model):
@@ -138,6 +141,10 @@ class CaseEvent(Model):
     public = fields.BooleanField(default=True)
     channel = fields.CharField(max_length=16, null=True)
     created_at = fields.DatetimeField()
+    #: the resident's mail's Message-ID (a clerk's reply answers it, threaded)
+    message_id = fields.CharField(max_length=255, null=True)
+    #: the clerk who wrote a note or reply
+    author_id = fields.IntField(null=True)
 
     class Meta:
         table = "case_event"
@@ -555,3 +562,49 @@ class DigestItem(Model):
         table = "digest_item"
         unique_together = (("person_id", "key"),)
         indexes = (("person_id", "sent_at"),)
+
+
+class SignInLink(Model):
+    """A one-time console sign-in link: single use, short-lived, and good only in the
+    browser that asked for it (its cookie's hash is kept with the link)."""
+
+    token_hash = fields.CharField(max_length=64, primary_key=True)
+    person_id = fields.IntField()
+    browser_hash = fields.CharField(max_length=64)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "sign_in_link"
+
+
+class StaffSession(Model):
+    """A signed-in console browser. Only the hash of the cookie is kept."""
+
+    token_hash = fields.CharField(max_length=64, primary_key=True)
+    person_id = fields.IntField(db_index=True)
+    csrf = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+    last_seen_at = fields.DatetimeField()
+    ended_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "staff_session"
+
+
+class AuditEntry(Model):
+    """Who did what to which object, when and from where: appended, never changed (the
+    database refuses UPDATE and DELETE on it, store/migrations/0005_console.py)."""
+
+    id = fields.BigIntField(primary_key=True)
+    at = fields.DatetimeField(db_index=True)
+    actor = fields.CharField(max_length=200)
+    person_id = fields.IntField(null=True, db_index=True)
+    source = fields.CharField(max_length=16)
+    action = fields.CharField(max_length=64)
+    object = fields.CharField(max_length=100, db_index=True)
+    address = fields.CharField(max_length=64, default="")
+    detail = fields.JSONField(default=dict)
+
+    class Meta:
+        table = "audit"
