@@ -31,7 +31,7 @@ from gateway.keys import (
     UPDATE_COMMIT,
 )
 from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
-from handlers import accounts, announcements, cases, grades, library, notify, people
+from handlers import accounts, announcements, audit, cases, grades, library, notify, people
 from handlers.addresses import normalise_email
 from handlers.i18n import OPEN311
 from handlers.limits import fit, fit_text
@@ -67,6 +67,13 @@ async def keyed_body(request: web.Request) -> dict[str, Any]:
 
 async def require(request: web.Request, scope: str) -> None:
     await auth.require(request, scope, request.app[SETTINGS].admin_token)
+
+
+async def audited(request: web.Request, action: str, obj: str, **detail: Any) -> None:
+    """Append the caller's action to the audit trail (the key's label, the peer)."""
+    actor = audit.Actor(label=request.get(auth.CALLER) or "API", source="api",
+                        address=client_address(request))
+    await audit.record(actor, action, obj, request.app[SERVICES].clock.now(), **detail)
 
 
 @routes.get("/healthz")
@@ -272,6 +279,8 @@ async def case_event(request: web.Request) -> web.Response:
         case = await _case_or_404(request.match_info["number"])
         event = await cases.add_staff_event(request.app[SERVICES], case, status=status, note=note,
                                             public=public)
+        await audited(request, "case.status" if status else "case.note", case.number,
+                      status=status, public=public)
     request.app[DISPATCHER].notify()
     return web.json_response({"id": event.id, **_case_json(case)}, status=201)
 
@@ -293,6 +302,8 @@ async def create_person(request: web.Request) -> web.Response:
     try:
         async with in_transaction():
             person = await people.create(request.app[SERVICES], wanted)
+            await audited(request, "person.create", f"person:{person.id}",
+                          roles=list(wanted.roles), units=list(wanted.units))
     except people.CardTaken:
         raise ApiError(409, "conflict", "this library card belongs to someone else",
                        field="library_card") from None
@@ -305,6 +316,7 @@ async def create_link_code(request: web.Request) -> web.Response:
     person = await _person_or_404(request)
     services = request.app[SERVICES]
     entry = await accounts.create_link_code(person, services.clock.now(), services.link_code_ttl)
+    await audited(request, "person.link_code", f"person:{person.id}")
     body = {"code": entry.code, "expires_at": entry.expires_at.isoformat()}
     if services.bot_username:
         body["link"] = f"https://t.me/{services.bot_username}?start={entry.code}"
@@ -338,6 +350,8 @@ async def update_person(request: web.Request) -> web.Response:
     changes = people.parse_preferences(
         {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person)
     await people.set_preferences(person, changes)
+    if changes:
+        await audited(request, "person.preferences", f"person:{person.id}", fields=sorted(changes))
     return web.json_response({"id": person.id, **changes})
 
 
@@ -360,6 +374,9 @@ async def upsert_student(request: web.Request) -> web.Response:
             raise ApiError(400, "invalid_field", f"no person with id {missing[0]}",
                            field="guardians")
         _, changed = await grades.upsert_student(student_id, name, class_name, guardians)
+        if changed:
+            await audited(request, "student.upsert", f"student:{student_id}",
+                          guardians=guardians)
     return web.json_response({"id": student_id, "changed": changed}, status=201)
 
 
@@ -383,6 +400,7 @@ async def create_api_key(request: web.Request) -> web.Response:
                        field="scopes")
     label = field(body, "label", str, required=False, default="", max_length=200)
     key = await auth.create_key(scopes, label)
+    await audited(request, "api_key.create", "api-key", scopes=sorted(set(scopes)), label=label)
     return web.json_response({"key": key, "scopes": sorted(set(scopes)), "label": label},
                              status=201)
 
@@ -393,6 +411,7 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     key_id = path_id(request, "key")
     if not await auth.revoke_key(key_id):
         raise ApiError(404, "not_found", "no such key")
+    await audited(request, "api_key.revoke", f"api-key:{key_id}")
     return web.json_response({"id": key_id, "revoked": True})
 
 
@@ -421,6 +440,7 @@ async def library_overdue_run(request: web.Request) -> web.Response:
     await require(request, "library")
     due = request.query.get("due")
     summary = await run_job(request.app[SERVICES], "overdue-reminders", due=due)
+    await audited(request, "library.overdue_run", "job:overdue-reminders", due=due)
     request.app[DISPATCHER].notify()
     return web.json_response(summary, dumps=lambda v: json.dumps(v, default=str))
 
@@ -478,7 +498,9 @@ async def create_announcement(request: web.Request) -> web.Response:
             data=data)
     announcement = await announcements.create(
         request.app[SERVICES], author=author, title=title, body=text, audience=audience,
-        priority=priority, publish_at=publish_at, source="api", attachment=attachment)
+        priority=priority, publish_at=publish_at, source="api", attachment=attachment,
+        actor=audit.Actor(label=request.get(auth.CALLER) or "API", source="api",
+                          address=client_address(request)))
     request.app[PUBLISHER].set()
     return web.json_response({"id": announcement.id, "status": announcement.status,
                               "publish_at": announcement.publish_at.isoformat()}, status=202)
@@ -497,6 +519,7 @@ async def cancel_announcement(request: web.Request) -> web.Response:
     if not await announcements.cancel(request.app[SERVICES], found):
         raise ApiError(409, "conflict", f"only a scheduled announcement can be cancelled "
                                         f"(this one is {found.status})")
+    await audited(request, "announcement.cancel", f"announcement:{found.id}")
     return web.json_response({"id": found.id, "status": "cancelled"})
 
 
@@ -508,6 +531,7 @@ async def retract_announcement(request: web.Request) -> web.Response:
         raise ApiError(409, "conflict", f"only a published announcement can be retracted "
                                         f"(this one is {found.status})")
     notices = await announcements.retract(request.app[SERVICES], found)
+    await audited(request, "announcement.retract", f"announcement:{found.id}", notices=notices)
     request.app[DISPATCHER].notify()
     return web.json_response({"id": found.id, "status": "retracted", "notices": notices})
 

@@ -15,6 +15,10 @@ SCOPES = ("admin", "cases", "announce", "library", "register")
 KEY_PREFIX = "emk_"
 
 
+#: the name the request's key goes by in the audit trail
+CALLER = web.RequestKey("caller", str)
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -34,24 +38,33 @@ def bearer(request: web.Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-async def scopes_of(token: str | None, admin_token: str | None) -> set[str]:
+async def caller_of(token: str | None, admin_token: str | None) -> tuple[set[str], str]:
+    """The scopes of a bearer token and the name it goes by in the audit trail."""
     if not token:
-        return set()
+        return set(), ""
     if admin_token and hmac.compare_digest(token.encode(), admin_token.encode()):
-        return set(SCOPES)
+        return set(SCOPES), "EMIL_ADMIN_TOKEN"
     key = await ApiKey.get_or_none(key_hash=hash_key(token), revoked=False)
     if key is None:
-        return set()
-    return set(SCOPES) if "admin" in key.scopes else set(key.scopes)
+        return set(), ""
+    label = f"API key #{key.id}" + (f" ({key.label})" if key.label else "")
+    return (set(SCOPES) if "admin" in key.scopes else set(key.scopes)), label
+
+
+async def scopes_of(token: str | None, admin_token: str | None) -> set[str]:
+    return (await caller_of(token, admin_token))[0]
 
 
 async def require(request: web.Request, scope: str, admin_token: str | None) -> None:
+    """Refuse without a key holding `scope`; otherwise note the caller on the request
+    (`request["caller"]`, for the audit trail)."""
     token = bearer(request)
-    scopes = await scopes_of(token, admin_token)
+    scopes, label = await caller_of(token, admin_token)
     if not token or not scopes:
         raise ApiError(401, "unauthorized", "a valid API key is required (Authorization: Bearer …)")
     if scope not in scopes:
         raise ApiError(403, "forbidden", f"this key lacks the '{scope}' scope")
+    request[CALLER] = label
 
 
 async def list_keys() -> list[dict[str, object]]:

@@ -25,7 +25,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
-from handlers import dialogue, fanout
+from handlers import audit, dialogue, fanout
 from handlers.announcements_text import markdownish
 from handlers.context import ServiceContext
 from handlers.identity import require_proof
@@ -109,9 +109,15 @@ async def recipients(audience: dict[str, list[str]]) -> list[Person]:
 async def create(ctx: ServiceContext, *, author: Person | None, title: str, body: str,
                  audience: dict[str, list[str]], priority: str = "normal",
                  publish_at: datetime | None = None, source: str = "api",
-                 confirmed: bool = True, attachment: Attachment | None = None) -> Announcement:
+                 confirmed: bool = True, attachment: Attachment | None = None,
+                 actor: audit.Actor | None = None) -> Announcement:
+    """Store an announcement (scheduled, or pending its author's confirmation by mail).
+    A staff member writing by bot or mail is the actor in the audit trail; the API and
+    the console record their own caller."""
     now = ctx.clock.now()
-    return await Announcement.create(
+    if actor is None and author is not None and source in ("telegram", "email"):
+        actor = audit.Actor.of(author, "bot" if source == "telegram" else "mail")
+    announcement = await Announcement.create(
         attachment=None if attachment is None else {
             "filename": attachment.filename, "content_type": attachment.content_type,
             "data": base64.b64encode(attachment.data).decode()},
@@ -120,6 +126,10 @@ async def create(ctx: ServiceContext, *, author: Person | None, title: str, body
         publish_at=publish_at or now, status="scheduled" if confirmed else "pending",
         confirm_token=None if confirmed else secrets.token_urlsafe(12),
     )
+    if actor is not None:
+        await audit.record(actor, "announcement.create", f"announcement:{announcement.id}", now,
+                           title=announcement.title, audience=audience, priority=priority)
+    return announcement
 
 
 def ack_serializer(ctx: ServiceContext) -> URLSafeTimedSerializer:
