@@ -26,6 +26,7 @@ from handlers.accounts import people_by_address
 from handlers.context import ServiceContext
 from handlers.message import Attachment, InboundMessage, Reply
 from handlers.notify import ordered_channels
+from store import search
 from store.models import Attachment as StoredAttachment
 from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
 from store.outbox import Delivery
@@ -114,6 +115,8 @@ class NewCase:
     chat: str | None = None
     attachments: tuple[Attachment, ...] = ()
     lang: str = "pl"
+    #: the Message-ID of the mail that opened it (a clerk's reply is threaded to it)
+    message_id: str | None = None
 
 
 async def drafts_by_address(drafts: list[NewCase]) -> list[NewCase]:
@@ -155,7 +158,7 @@ async def create_cases(
         cases.append(case)
         events.append(
             CaseEvent(case_id=number, kind="created", status="received", text="",
-                      channel=draft.channel, created_at=now)
+                      channel=draft.channel, created_at=now, message_id=draft.message_id)
         )
         files.extend(_stored_attachments(ctx, number, draft.attachments, now))
         delivery = None
@@ -169,6 +172,8 @@ async def create_cases(
         out.append((case, code, delivery))
     await insert_rows(cases)
     await insert_rows(events)
+    await search.index(text for case in cases for text in ((case.number, case.subject),
+                                                           (case.number, case.body)))
     if files:
         await StoredAttachment.bulk_create(files)
     return out
@@ -243,7 +248,10 @@ async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext
     refused = too_large(ctx, msg)
     text = with_refused(msg.text.strip(), refused)
     await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
-                           channel=msg.channel, created_at=now)
+                           channel=msg.channel, created_at=now,
+                           message_id=msg.message_id if msg.channel == "email" else None)
+    await search.index([(case.number, text)] + [(case.number, a.filename)
+                                                for a in msg.attachments])
     files = _stored_attachments(ctx, case.number, tuple(msg.attachments), now)
     if files:
         await StoredAttachment.bulk_create(files)
@@ -329,6 +337,7 @@ async def handle_email(
         email=msg.address,
         attachments=tuple(msg.attachments),
         lang=person.language if person else "pl",
+        message_id=msg.message_id,
     )
     [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
     return [Reply("case_created", {"case": case, "access_code": code, "too_large": refused},
@@ -432,16 +441,21 @@ async def requester_targets(case: Case) -> tuple[list[tuple[str, str]], Person |
 
 
 async def add_staff_event(
-    ctx: ServiceContext, case: Case, *, status: str | None, note: str | None, public: bool
+    ctx: ServiceContext, case: Case, *, status: str | None, note: str | None, public: bool,
+    author: Person | None = None, channel: str = "api",
 ) -> CaseEvent:
-    """Record a staff status change or note; a public one is told to the requester.
+    """Record a staff status change or note; a public one (a reply) is told to the
+    requester on the channel they last used, with fallback, and in mail threaded to
+    their last message.
 
     Call inside a transaction: the event and its notice commit together.
     """
     now = ctx.clock.now()
     kind = "status" if status else "note"
     event = await CaseEvent.create(case_id=case.number, kind=kind, status=status,
-                                   text=note or "", public=public, created_at=now)
+                                   text=note or "", public=public, created_at=now,
+                                   channel=channel, author_id=author.id if author else None)
+    await search.index([(case.number, note or "")])
     if status:
         case.status = status
     case.updated_at = now
@@ -451,5 +465,19 @@ async def add_staff_event(
         await fanout.fan_out(ctx, [fanout.Recipient(person, targets, person.language if person
                                                     else "pl")], fanout.Notice(
             kind="cases", template="case_update", key=f"case-event:{event.id}",
-            context={"case": case, "event": event}, case=case.number), now)
+            context={"case": case, "event": event}, case=case.number,
+            in_reply_to=await last_mail_of(case)), now)
     return event
+
+
+async def last_mail_of(case: Case) -> str | None:
+    """The Message-ID of the resident's latest mail in the case, if any."""
+    found = await CaseEvent.filter(case_id=case.number, message_id__isnull=False).order_by(
+        "-id").first().values_list("message_id", flat=True)
+    return found  # type: ignore[return-value]
+
+
+async def assign(case: Case, assignee: Person | None, now: datetime) -> None:
+    await Case.filter(number=case.number).update(
+        assignee_id=assignee.id if assignee else None, updated_at=now)
+    case.assignee_id = assignee.id if assignee else None

@@ -92,6 +92,8 @@ class Notice:
     #: what the outbox rows are grouped by in counts (default: the key)
     cause: str = ""
     case: str | None = None
+    #: the Message-ID a mail answers (a clerk's reply to the resident's mail)
+    in_reply_to: str | None = None
     personalise: Callable[[Recipient, str, dict[str, Any]], dict[str, Any]] | None = None
 
 
@@ -237,7 +239,8 @@ def _payload(ctx: ServiceContext, notice: Notice, channel: str,
     """The outbox payload of rendered text; every mail gets a Message-ID of its own (a
     reply to it proves its reader, handlers/identity.py)."""
     if channel == "email":
-        return email_payload(ctx, rendered, mailbox=notice.mailbox, case=notice.case)
+        return email_payload(ctx, rendered, mailbox=notice.mailbox, case=notice.case,
+                             in_reply_to=notice.in_reply_to)
     payload: dict[str, Any] = {"text": rendered["text"]}
     if notice.buttons:
         payload["buttons"] = notice.buttons
