@@ -20,7 +20,7 @@ from aiohttp import web
 from bots.inbound import store_updates
 from bots.poller import poll_forever
 from bots.sender import TelegramSender, build_bot
-from gateway import api, hooks, openapi, pages, tasks
+from gateway import api, hooks, openapi, pages, panel, tasks
 from gateway.config import Settings
 from gateway.dispatcher import Dispatcher, Lane
 from gateway.errors import errors_middleware
@@ -50,6 +50,7 @@ from handlers import router
 from handlers.context import LibraryRules, ServiceContext
 from handlers.ratelimit import Limits
 from handlers.render import Renderer
+from handlers.retention import Retention
 from mail.authenticate import MailAuth
 from mail.sender import MailSender
 from mail.server import GatewaySMTPHandler, smtp_factory
@@ -89,6 +90,13 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
                            verify=settings.mail_auth == "dkim"),
         ack_ttl=timedelta(days=settings.ack_ttl_days),
         retention_days=settings.retention_days,
+        retention=Retention(
+            messages_days=settings.retention_days,
+            closed_case_days=settings.retain_closed_case_days,
+            attachment_days=settings.retain_attachment_days, loan_days=settings.retain_loan_days,
+            conversation_days=settings.retain_conversation_days,
+            spool_days=settings.retain_spool_days, session_days=settings.retain_session_days,
+            school_year_start=settings.school_year_start, spool_dir=settings.sent_mail_dir),
         attendance_gather=timedelta(minutes=settings.attendance_gather_minutes),
         limits=Limits(time.monotonic, cases_per_client=settings.rate_cases_per_client,
                       cases_per_recipient=settings.rate_cases_per_recipient,
@@ -348,4 +356,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     hooks.setup(app)
     openapi.setup(app)
     pages.setup(app)
+    panel.setup(app)
     return app

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     attendance_gather_minutes: float = 10
     #: the town office's unit: its staff handle cases (INTERFACES.md)
     cases_unit: str = "urzad"
+    #: a console session ends after this many minutes without a request
+    panel_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
 
     # grades
     quiet_start: str = "22:00"
@@ -116,8 +118,16 @@ class Settings(BaseSettings):
     renew_window_days: int = 7
     overdue_hour: int = 8
 
-    # retention
-    retention_days: int = 365
+    # retention: how long each kind of personal data is kept (handlers/retention.py)
+    retention_days: int = 365  # raw mail and updates, sent messages and their Message-IDs
+    retain_closed_case_days: int = Field(default=730, ge=1)
+    retain_attachment_days: int = Field(default=365, ge=1)
+    retain_loan_days: int = Field(default=90, ge=1)
+    retain_conversation_days: int = Field(default=7, ge=1)
+    retain_spool_days: int = Field(default=30, ge=1)
+    retain_session_days: int = Field(default=30, ge=1)
+    #: the school year starts on this day (MM-DD): school records of earlier years go
+    school_year_start: str = Field(default="09-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
 
     #: SQLite's `synchronous` pragma: FULL (default) keeps acknowledged mail through a
     #: power loss; NORMAL is faster and loses the last commits on power loss only

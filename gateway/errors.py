@@ -43,7 +43,7 @@ async def errors_middleware(
         return error_response(error.status, error.code, error.message, headers=error.headers,
                               **error.extra)
     except web.HTTPException as error:
-        if error.status >= 400 and not request.path.startswith(("/ack/", "/sprawy/")):
+        if error.status >= 400 and not request.path.startswith(("/ack/", "/sprawy/", "/panel")):
             return error_response(error.status, error.reason.lower().replace(" ", "_"),
                                   error.reason)
         raise

@@ -208,6 +208,7 @@ def document() -> S:
             {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
             params=HOOK_HEADERS)},
     }
+    paths.update(console_paths())
     for path in ("/ack/{token}",):
         for op in paths[path].values():
             op["responses"]["404"] = {"description": "invalid or expired link",
@@ -226,6 +227,92 @@ def document() -> S:
                 ["code", "message"], code=STR, message=STR, field=STR))},
         },
     }
+
+
+def console_paths() -> S:
+    """The staff console (gateway/panel*.py): HTML pages behind a session cookie. Without
+    one a page redirects to the sign-in form and a form answers 401; every form needs the
+    session's CSRF token."""
+    number, ident = _path("number"), _path("id")
+    csrf = _obj(["csrf"], csrf=STR)
+    text_form = _obj(["csrf"], csrf=STR, tekst=STR, status=STR, osoba=STR)
+    page = (200, 303, 403, 404)
+    form = (303, 400, 401, 403, 404, 409)
+    query = [{"name": n, "in": "query", "required": False, "schema": STR}
+             for n in ("lang", "szukaj", "status", "kanal", "wiek", "przydzial", "strona")]
+    paths: S = {
+        "/panel": {"get": _page("The console: the first section the person may use",
+                                (200, 303), params=[])},
+        "/panel/": {"get": _page("The console: the first section the person may use",
+                                 (200, 303), params=[])},
+        "/panel/wejscie": {
+            "get": _page("Sign-in form (email); sets the browser cookie the link is bound to",
+                         (200,), params=[{"name": "dalej", "in": "query", "required": False,
+                                          "schema": STR}]),
+            "post": _page("Send a one-time sign-in link by mail or the bot (same answer for "
+                          "any address)", (200, 400, 403, 429), params=[],
+                          form=_obj(["csrf", "email"], csrf=STR, email=STR, dalej=STR))},
+        "/panel/wejscie/{token}": {
+            "get": _page("The sign-in link: a button (a mail scanner's visit spends nothing)",
+                         (200,), params=[_path("token")]),
+            "post": _page("Spend the link in the browser that asked for it; starts a session",
+                          (303, 403), params=[_path("token")], form=csrf)},
+        "/panel/wyloguj": {"post": _page("Sign out", (303, 401, 403), params=[], form=csrf)},
+        "/panel/wyloguj-wszedzie": {"post": _page("End every session of this person",
+                                                  (303, 401, 403), params=[], form=csrf)},
+        "/panel/sprawy": {"get": _page("The case queue: filters and full-text search",
+                                       page, params=query)},
+        "/panel/sprawy/{number}": {"get": _page("A case: the thread, attachments, forms",
+                                                page, params=[number])},
+        "/panel/sprawy/{number}/zalaczniki/{id}": {"get": {
+            **_page("Download an attachment", (303, 403, 404), params=[number, ident]),
+            "responses": {"200": {"description": "the file", "content": {
+                "application/octet-stream": {"schema": STR}}},
+                **_page("", (303, 403, 404), params=[])["responses"]}}},
+        **{f"/panel/sprawy/{{number}}/{name}": {"post": _page(summary, form, params=[number],
+                                                              form=text_form)}
+           for name, summary in (("odpowiedz", "Reply to the resident"),
+                                 ("notatka", "An internal note"),
+                                 ("status", "Change the status (the resident is told)"),
+                                 ("przydziel", "Assign the case"))},
+        "/panel/audyt": {"get": _page("The audit trail (admins)", page, params=[
+            {"name": n, "in": "query", "required": False, "schema": STR}
+            for n in ("kto", "akcja", "obiekt", "zrodlo", "lang")])},
+        "/panel/ogloszenia": {
+            "get": _page("Announcements: compose and recent", page, params=[]),
+            "post": _page("Send the previewed announcement", form, params=[],
+                          form=_obj(["csrf", "tytul", "tresc"], csrf=STR, tytul=STR,
+                                    tresc=STR))},
+        "/panel/ogloszenia/podglad": {"post": _page(
+            "Preview: how many it reaches, as Telegram and as mail", (200, 400, 401, 403),
+            params=[], form=_obj(["csrf"], csrf=STR, tytul=STR, tresc=STR))},
+        "/panel/ogloszenia/{id}": {"get": _page("An announcement's counts, refreshing",
+                                                page, params=[ident])},
+        "/panel/ogloszenia/{id}/anuluj": {"post": _page("Cancel a scheduled announcement",
+                                                        form, params=[ident], form=csrf)},
+        "/panel/ogloszenia/{id}/wycofaj": {"post": _page("Retract a published announcement",
+                                                         form, params=[ident], form=csrf)},
+        "/panel/biblioteka": {"get": _page("Library: last run, readers to phone, renewals",
+                                           page, params=[])},
+        "/panel/ludzie": {"get": _page("People: search", page, params=[
+            {"name": "szukaj", "in": "query", "required": False, "schema": STR}])},
+        "/panel/ludzie/{id}": {"get": _page("A person", page, params=[ident])},
+        "/panel/ludzie/{id}/kod": {"post": _page("A link code as a QR code and a letter",
+                                                 (200, 401, 403, 404), params=[ident],
+                                                 form=csrf)},
+        "/panel/ludzie/{id}/eksport": {"post": {
+            **_page("RODO export", (401, 403, 404), params=[ident], form=csrf),
+            "responses": {"200": {"description": "everything held", "content": _json(
+                {"type": "object"})}, **_page("", (401, 403, 404), params=[])["responses"]}}},
+        "/panel/ludzie/{id}/usun": {"post": _page(
+            "RODO erasure (the person's number typed again)", form, params=[ident],
+            form=_obj(["csrf", "potwierdzenie"], csrf=STR, potwierdzenie=STR))},
+        "/panel/zdrowie": {"get": _page("Health at a glance", page, params=[])},
+        "/static/panel.css": {"get": {"summary": "The console's stylesheet", "security": [],
+                                      "responses": {"200": {"description": "CSS", "content": {
+                                          "text/css": {"schema": STR}}}}}},
+    }
+    return paths
 
 
 async def serve(request: web.Request) -> web.Response:

@@ -57,6 +57,7 @@ SAMPLE = {
     "body": "Jutro <b>o 10</b>", "title": "Wycieczka", "sender": "Wychowawczyni",
     "class_name": "4b", "name": "Anna", "command": "ocenki", "guess": "oceny", "word": "kanal",
     "mailbox": "sprawy", "changed": True, "id": 7, "token": "abcdefgh12345678",
+    "link": "https://e.milanowek.example/panel/wejscie/abc", "minutes": 10,
     "new": [{"subject": "Polski", "value": "5", "weight": None, "category": None,
              "recorded_at": NOW}],
     "corrections": [], "too_short": False,

@@ -1,0 +1,414 @@
+"""The staff console, `/panel/` (issue #13): pages for the people who run the service.
+
+Server-rendered with Jinja2, no script at all (the CSP of every page forbids it), one
+stylesheet served from here. This module reads HTTP (cookies, forms, query strings) and
+calls `handlers/` for every rule: who may sign in and see what (handlers/staff.py), what
+a reply or a status change does (handlers/cases.py), the audit trail (handlers/audit.py).
+
+Every form carries the session's CSRF token (the sign-in form one tied to the browser
+cookie); every POST answers with 303 to a page (POST → redirect → GET). Refusals are
+pages in the reader's language. Polish by default, English with `?lang=en` (kept in a
+cookie).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+from tortoise.transactions import in_transaction
+
+from gateway.api import PAGE_HEADERS, client_address
+from gateway.keys import DISPATCHER, SERVICES, SETTINGS
+from handlers import audit, cases, i18n, staff
+from handlers.addresses import normalise_email
+from handlers.context import ServiceContext
+from store import search
+from store.models import CASE_STATUSES, Attachment, Case, CaseEvent, Person
+
+routes = web.RouteTableDef()
+#: the signed-in session and its person (set by the `console` middleware)
+STAFF = web.RequestKey("staff", tuple)
+
+SESSION_COOKIE = "panel-sesja"
+BROWSER_COOKIE = "panel-przegladarka"
+LANG_COOKIE = "panel-jezyk"
+PAGE_SIZE = 50
+TEXT_MAX = 20_000
+STATIC = Path(__file__).resolve().parent.parent / "templates" / "static"
+CHANNELS = ("email", "telegram", "api", "web")
+
+
+class Refusal(Exception):
+    """A console page that cannot be shown: `notice` names the explanation."""
+
+    def __init__(self, status: int, notice: str) -> None:
+        super().__init__(notice)
+        self.status, self.notice = status, notice
+
+
+# --- small helpers ------------------------------------------------------------------------
+
+
+def _services(request: web.Request) -> ServiceContext:
+    return request.app[SERVICES]
+
+
+def _now(request: web.Request):  # type: ignore[no-untyped-def]
+    return _services(request).clock.now()
+
+
+def _secure(request: web.Request) -> bool:
+    return request.app[SETTINGS].base_url.startswith("https://")
+
+
+def _lang(request: web.Request) -> str:
+    return i18n.language(request.query.get("lang") or request.cookies.get(LANG_COOKIE) or "pl")
+
+
+def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, value: str,
+                max_age: int | None = None) -> None:
+    response.set_cookie(name, value, path="/panel", httponly=True, samesite="Lax",
+                        secure=_secure(request), max_age=max_age)
+
+
+def _page(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
+    lang = _lang(request)
+    signed = request.get(STAFF)
+    cases_unit = request.app[SETTINGS].cases_unit
+    text = _services(request).renderer.page(f"panel/{name}.html", lang, {
+        "pl": lang == "pl", "me": signed[1] if signed else None,
+        "csrf": signed[0].csrf if signed else context.pop("csrf", ""),
+        "sections": staff.sections(signed[1], cases_unit) if signed else [],
+        "path": request.path, "statuses": CASE_STATUSES, **context})
+    response = web.Response(status=status, text=text, content_type="text/html",
+                            charset="utf-8", headers=PAGE_HEADERS)
+    if request.query.get("lang") in i18n.LANGUAGES:
+        _set_cookie(request, response, LANG_COOKIE, lang, max_age=365 * 86400)
+    return response
+
+
+def _browser_csrf(request: web.Request, browser: str) -> str:
+    key = _services(request).signing_secret.encode()
+    return hmac.new(key, f"panel-sign-in:{browser}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+async def _form(request: web.Request) -> dict[str, Any]:
+    """The posted form, after its CSRF token is checked against the session."""
+    form = await request.post()
+    session, _ = request[STAFF]
+    if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
+        raise Refusal(403, "expired")
+    return dict(form)
+
+
+def _actor(request: web.Request) -> audit.Actor:
+    return audit.Actor.of(request[STAFF][1], "console", client_address(request))
+
+
+@web.middleware
+async def console(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Under /panel/ (but the sign-in pages) a live session is required; refusals are
+    pages. The session and its person are `request[STAFF]`."""
+    if not request.path.startswith("/panel"):
+        return await handler(request)
+    try:
+        if not request.path.startswith("/panel/wejscie"):
+            idle = timedelta(minutes=request.app[SETTINGS].panel_idle_minutes)
+            signed = await staff.session_of(request.cookies.get(SESSION_COOKIE, ""),
+                                            _now(request), idle)
+            if signed is None:
+                if request.method == "GET":
+                    raise web.HTTPSeeOther("/panel/wejscie?" + urlencode({"dalej": request.path_qs}))
+                raise Refusal(401, "signed_out")
+            request[STAFF] = signed
+        return await handler(request)
+    except Refusal as refusal:
+        return _page(request, "refusal", status=refusal.status, notice=refusal.notice)
+
+
+def _need(request: web.Request, section: str) -> Person:
+    person = request[STAFF][1]
+    if section not in staff.sections(person, request.app[SETTINGS].cases_unit):
+        raise Refusal(403, "forbidden")
+    return person
+
+
+# --- signing in and out ----------------------------------------------------------------------
+
+
+@routes.get("/panel")
+@routes.get("/panel/")
+async def home(request: web.Request) -> web.Response:
+    shown = staff.sections(request[STAFF][1], request.app[SETTINGS].cases_unit)
+    first = {"cases": "/panel/sprawy", "announcements": "/panel/ogloszenia",
+             "library": "/panel/biblioteka", "people": "/panel/ludzie"}
+    for section in shown:
+        if section in first:
+            raise web.HTTPSeeOther(first[section])
+    return _page(request, "home")
+
+
+def _next(value: str) -> str:
+    """Only a console path is a place to go back to (no open redirect)."""
+    return value if value.startswith("/panel/") and not value.startswith("//") else "/panel/"
+
+
+@routes.get("/panel/wejscie")
+async def sign_in_form(request: web.Request) -> web.Response:
+    browser = request.cookies.get(BROWSER_COOKIE) or staff.new_token()
+    response = _page(request, "sign_in", csrf=_browser_csrf(request, browser),
+                     dalej=_next(request.query.get("dalej", "")))
+    _set_cookie(request, response, BROWSER_COOKIE, browser, max_age=3600)
+    return response
+
+
+@routes.post("/panel/wejscie")
+async def sign_in_request(request: web.Request) -> web.Response:
+    browser = request.cookies.get(BROWSER_COOKIE, "")
+    form = await request.post()
+    if not browser or not hmac.compare_digest(str(form.get("csrf", "")),
+                                              _browser_csrf(request, browser)):
+        raise Refusal(403, "expired")
+    services = _services(request)
+    email = normalise_email(str(form.get("email", ""))[:320])
+    if email is None:
+        return _page(request, "sign_in", status=400, csrf=_browser_csrf(request, browser),
+                     invalid=True)
+    limits = services.limits
+    if limits and (limits.sign_in_per_client.take(client_address(request))
+                   or limits.sign_in_per_address.take(email)):
+        raise Refusal(429, "too_many")
+    async with in_transaction():
+        sent = await staff.request_link(services, email, browser, _now(request))
+    if sent:
+        request.app[DISPATCHER].notify()
+    return _page(request, "sign_in", sent=True, minutes=staff.LINK_MINUTES)
+
+
+@routes.get("/panel/wejscie/{token}")
+async def sign_in_link(request: web.Request) -> web.Response:
+    """The link from the mail shows a button: mail scanners open links on delivery and
+    must not spend them."""
+    browser = request.cookies.get(BROWSER_COOKIE, "")
+    return _page(request, "sign_in", confirm=True, token=request.match_info["token"][:100],
+                 csrf=_browser_csrf(request, browser) if browser else "")
+
+
+@routes.post("/panel/wejscie/{token}")
+async def sign_in_confirm(request: web.Request) -> web.Response:
+    browser = request.cookies.get(BROWSER_COOKIE, "")
+    form = await request.post()
+    if not browser or not hmac.compare_digest(str(form.get("csrf", "")),
+                                              _browser_csrf(request, browser)):
+        raise Refusal(403, "other_browser")
+    now = _now(request)
+    async with in_transaction():
+        person = await staff.redeem(request.match_info["token"][:100], browser, now)
+        if person is None:
+            raise Refusal(403, "bad_link")
+        token, _ = await staff.start_session(person, now)
+        await audit.record(audit.Actor.of(person, "console", client_address(request)),
+                           "console.sign_in", f"person:{person.id}", now)
+    response = web.HTTPSeeOther(_next(str(form.get("dalej", ""))))
+    _set_cookie(request, response, SESSION_COOKIE, token)
+    response.del_cookie(BROWSER_COOKIE, path="/panel")
+    raise response
+
+
+@routes.post("/panel/wyloguj")
+async def sign_out(request: web.Request) -> web.Response:
+    await _form(request)
+    await staff.end(request[STAFF][0], _now(request))
+    response = web.HTTPSeeOther("/panel/wejscie?wylogowano=1")
+    response.del_cookie(SESSION_COOKIE, path="/panel")
+    raise response
+
+
+@routes.post("/panel/wyloguj-wszedzie")
+async def sign_out_everywhere(request: web.Request) -> web.Response:
+    await _form(request)
+    person = request[STAFF][1]
+    async with in_transaction():
+        ended = await staff.end_everywhere(person.id, _now(request))
+        await audit.record(_actor(request), "console.sign_out_everywhere", f"person:{person.id}",
+                           _now(request), sessions=ended)
+    response = web.HTTPSeeOther("/panel/wejscie?wylogowano=1")
+    response.del_cookie(SESSION_COOKIE, path="/panel")
+    raise response
+
+
+# --- cases -------------------------------------------------------------------------------------
+
+
+async def _clerks(cases_unit: str) -> list[Person]:
+    """Who a case can be assigned to (roles live in a JSON list, so they are read here)."""
+    people = await Person.all().only("id", "name", "roles", "units").order_by("name")
+    return [p for p in people if staff.may_handle_cases(p, cases_unit)]
+
+
+@routes.get("/panel/sprawy")
+async def case_queue(request: web.Request) -> web.Response:
+    """The queue, newest activity first, filtered by status, channel, age and assignee,
+    and by a full-text search over the whole correspondence."""
+    me = _need(request, "cases")
+    q = request.query
+    query = Case.all()
+    status = q.get("status", "")
+    if status in CASE_STATUSES:
+        query = query.filter(status=status)
+    elif status == "open":
+        query = query.filter(status__in=("received", "in_progress", "waiting"))
+    channel = q.get("kanal", "")
+    if channel in CHANNELS:
+        query = query.filter(origin_channel=channel)
+    age = q.get("wiek", "")
+    if age.isdigit() and 0 < int(age) <= 3650:
+        query = query.filter(created_at__lte=_now(request) - timedelta(days=int(age)))
+    assignee = q.get("przydzial", "")
+    if assignee == "moje":
+        query = query.filter(assignee_id=me.id)
+    elif assignee == "nieprzydzielone":
+        query = query.filter(assignee_id__isnull=True)
+    words = q.get("szukaj", "").strip()[:200]
+    if words:
+        query = query.filter(number__in=await search.matching(words, limit=1000))
+    page = int(q["strona"]) if q.get("strona", "").isdigit() and int(q["strona"]) < 10_000 else 0
+    found = await query.order_by("-updated_at").offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)
+    clerks = {p.id: p for p in await Person.filter(
+        id__in={c.assignee_id for c in found if c.assignee_id}).only("id", "name")}
+    filters = {k: v for k, v in q.items() if k != "strona" and k != "lang"}
+    return _page(request, "cases", cases=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE,
+                 page=page, filters=filters, words=words, clerks=clerks, channels=CHANNELS,
+                 query_of=lambda **changes: urlencode({**filters, **changes}))
+
+
+async def _case(request: web.Request) -> Case:
+    _need(request, "cases")
+    number = cases.find_number(request.match_info["number"][:32])
+    case = await Case.get_or_none(number=number) if number else None
+    if case is None:
+        raise Refusal(404, "no_case")
+    return case
+
+
+@routes.get("/panel/sprawy/{number}")
+async def case_page(request: web.Request) -> web.Response:
+    case = await _case(request)
+    events = await CaseEvent.filter(case_id=case.number).order_by("created_at", "id")
+    files = await Attachment.filter(case_id=case.number).order_by("id").values(
+        "id", "filename", "content_type", "size", "created_at")
+    clerks = await _clerks(request.app[SETTINGS].cases_unit)
+    authors = {p.id: p.name for p in await Person.filter(
+        id__in={e.author_id for e in events if e.author_id})}
+    requester = await Person.get_or_none(id=case.person_id) if case.person_id else None
+    return _page(request, "case", case=case, events=events, files=files, clerks=clerks,
+                 authors=authors, requester=requester, done=request.query.get("zrobione", ""))
+
+
+@routes.get("/panel/sprawy/{number}/zalaczniki/{id}")
+async def case_file(request: web.Request) -> web.StreamResponse:
+    case = await _case(request)
+    file_id = request.match_info["id"]
+    found = await Attachment.get_or_none(id=int(file_id), case_id=case.number) if (
+        file_id.isdigit() and len(file_id) < 10) else None
+    if found is None:
+        raise Refusal(404, "no_file")
+    safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in found.filename)[:120]
+    return web.Response(body=found.data, content_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{safe_name or "plik"}"',
+        "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"})
+
+
+async def _case_action(request: web.Request, action: str) -> web.Response:
+    case = await _case(request)
+    form = await _form(request)
+    services = _services(request)
+    me = request[STAFF][1]
+    text = str(form.get("tekst", "")).strip()[:TEXT_MAX]
+    now = _now(request)
+    async with in_transaction():
+        if action == "reply":
+            if not text:
+                raise Refusal(400, "empty")
+            await cases.add_staff_event(services, case, status=None, note=text, public=True,
+                                        author=me, channel="console")
+            detail: dict[str, Any] = {"length": len(text)}
+        elif action == "note":
+            if not text:
+                raise Refusal(400, "empty")
+            await cases.add_staff_event(services, case, status=None, note=text, public=False,
+                                        author=me, channel="console")
+            detail = {"length": len(text)}
+        elif action == "status":
+            status = str(form.get("status", ""))
+            if status not in CASE_STATUSES:
+                raise Refusal(400, "bad_status")
+            await cases.add_staff_event(services, case, status=status, note=text or None,
+                                        public=True, author=me, channel="console")
+            detail = {"status": status}
+        else:  # assign
+            chosen = str(form.get("osoba", ""))
+            clerks = {str(p.id): p for p in await _clerks(request.app[SETTINGS].cases_unit)}
+            if chosen and chosen not in clerks:
+                raise Refusal(400, "bad_assignee")
+            await cases.assign(case, clerks.get(chosen), now)
+            detail = {"assignee": int(chosen) if chosen else None}
+        await audit.record(_actor(request), f"case.{action}", case.number, now, **detail)
+    request.app[DISPATCHER].notify()
+    raise web.HTTPSeeOther(f"/panel/sprawy/{case.number}?zrobione={action}")
+
+
+@routes.post("/panel/sprawy/{number}/odpowiedz")
+async def case_reply(request: web.Request) -> web.Response:
+    return await _case_action(request, "reply")
+
+
+@routes.post("/panel/sprawy/{number}/notatka")
+async def case_note(request: web.Request) -> web.Response:
+    return await _case_action(request, "note")
+
+
+@routes.post("/panel/sprawy/{number}/status")
+async def case_status(request: web.Request) -> web.Response:
+    return await _case_action(request, "status")
+
+
+@routes.post("/panel/sprawy/{number}/przydziel")
+async def case_assign(request: web.Request) -> web.Response:
+    return await _case_action(request, "assign")
+
+
+# --- audit -------------------------------------------------------------------------------------
+
+
+@routes.get("/panel/audyt")
+async def audit_page(request: web.Request) -> web.Response:
+    _need(request, "audit")
+    q = request.query
+    found = await audit.entries(actor=q.get("kto", ""), action=q.get("akcja", ""),
+                                obj=q.get("obiekt", ""), source=q.get("zrodlo", ""))
+    return _page(request, "audit", entries=found, filters=dict(q), sources=audit.SOURCES)
+
+
+# --- the stylesheet ------------------------------------------------------------------------------
+
+
+@routes.get("/static/panel.css")
+async def stylesheet(request: web.Request) -> web.Response:
+    return web.Response(body=(STATIC / "panel.css").read_bytes(), content_type="text/css",
+                        charset="utf-8", headers={"Cache-Control": "max-age=3600",
+                                                  "X-Content-Type-Options": "nosniff"})
+
+
+def setup(app: web.Application) -> None:
+    from gateway import panel_sections
+
+    app.middlewares.append(console)
+    app.router.add_routes(routes)
+    app.router.add_routes(panel_sections.routes)
