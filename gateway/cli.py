@@ -185,5 +185,75 @@ def import_command(kind: str, file: str) -> None:
         raise SystemExit(1)
 
 
+@main.command("export")
+@click.argument("person_id", type=int)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True),
+              help="Write the JSON here instead of printing it.")
+def export_command(person_id: int, out: str | None) -> None:
+    """RODO access request: everything held about PERSON_ID as one JSON document."""
+    from tortoise.transactions import in_transaction
+
+    from handlers import audit, rodo
+    from store.clock import Clock
+
+    async def work(settings: Settings) -> dict[str, Any] | None:
+        async with in_transaction():
+            found = await rodo.export(person_id)
+            if found is not None:
+                now = Clock().now()
+                found["exported_at"] = now.isoformat()
+                await audit.record(_operator(), "person.export", f"person:{person_id}", now)
+        return found
+
+    found = _with_store(work)
+    if found is None:
+        raise click.ClickException(f"no person with id {person_id}")
+    text = json.dumps(found, ensure_ascii=False, indent=2, default=str)
+    if out:
+        with open(out, "w", encoding="utf-8") as file:
+            file.write(text)
+        click.echo(f"written to {out}", err=True)
+    else:
+        click.echo(text)
+
+
+@main.command("erase")
+@click.argument("person_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def erase_command(person_id: int, yes: bool) -> None:
+    """RODO erasure: remove PERSON_ID and their data; cases the town keeps are anonymised."""
+    from tortoise.transactions import in_transaction
+
+    from handlers import rodo
+    from store.clock import Clock
+    from store.models import Person
+
+    if not yes:
+        typed = click.prompt(f"This erases person {person_id} for good. Type the id again "
+                             "to confirm", default="", show_default=False)
+        if typed.strip() != str(person_id):
+            raise click.ClickException("not confirmed: nothing was erased")
+
+    async def work(settings: Settings) -> dict[str, int] | None:
+        async with in_transaction():
+            if await Person.get_or_none(id=person_id) is None:
+                return None
+            return await rodo.erase(person_id, _operator(), Clock().now())
+
+    done = _with_store(work)
+    if done is None:
+        raise click.ClickException(f"no person with id {person_id}")
+    click.echo(json.dumps(done, ensure_ascii=False))
+
+
+def _operator() -> Any:
+    """The command line's actor in the audit trail: the operating-system user."""
+    import getpass
+
+    from handlers.audit import Actor
+
+    return Actor(label=f"{getpass.getuser()} (wiersz poleceń)", source="cli")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -4,33 +4,25 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from handlers import grades, library
+from handlers import retention as retention_rules
 from handlers.context import ServiceContext
+from handlers.retention import Retention
 from store.jobruns import begin, finish
-from store.models import IdempotentRequest, Outbox, RawInbound, SentMail
 
 Job = Callable[[ServiceContext], Awaitable[dict[str, Any]]]
 
 
 async def retention(ctx: ServiceContext, days: int | None = None) -> dict[str, Any]:
-    """Forget what is no longer needed: handled raw inbound and delivered outbox rows
-    after `EMIL_RETENTION_DAYS`, the record of our Message-IDs with them, and stored
-    idempotent answers (which may hold an access code) after their 24 hours."""
-    now = ctx.clock.now()
-    cutoff = now - timedelta(days=ctx.retention_days if days is None else days)
-    async with in_transaction():
-        raw = await RawInbound.filter(received_at__lt=cutoff).exclude(status="pending").delete()
-        out = await Outbox.filter(created_at__lt=cutoff, status__in=("sent", "failed")).delete()
-        sent = await SentMail.filter(created_at__lt=cutoff).delete()
-        answers = await IdempotentRequest.filter(created_at__lt=now - timedelta(days=1)).delete()
-    return {"raw_inbound_deleted": raw, "outbox_deleted": out, "sent_mail_ids_deleted": sent,
-            "idempotent_answers_deleted": answers}
+    """Forget each kind of personal data after its own period (handlers/retention.py);
+    `days` overrides `EMIL_RETENTION_DAYS` for raw inbound and sent messages."""
+    rules = replace(ctx.retention or Retention(),
+                    messages_days=ctx.retention_days if days is None else days)
+    done = await retention_rules.run(ctx, rules, ctx.clock.now())
+    return {f"{kind}_deleted": count for kind, count in done.items()}
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ class ServiceContext:
     #: how long an acknowledgement link works
     ack_ttl: timedelta = timedelta(days=30)
     retention_days: int = 365
+    #: each other kind's period (handlers/retention.Retention)
+    retention: Any = None
     #: attendance entries of one child within this window become one message
     attendance_gather: timedelta = timedelta(minutes=10)
     #: rate limits of this process (handlers/ratelimit.Limits)

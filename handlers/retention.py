@@ -1,0 +1,185 @@
+"""How long each kind of personal data is kept, and the job that forgets it.
+
+One entry per kind in :data:`KINDS` — what it is, why it is kept, the setting that
+decides for how long — and the README's "What is stored" table says the same. The
+`retention` job (daily, 03:30) applies every entry; each is safe to run any number of
+times. The audit trail is not in the table: it is the record of who did what and is kept.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from handlers import rodo
+from store import search
+from store.models import (
+    Attachment,
+    Attendance,
+    AttendanceBatch,
+    Case,
+    CaseEvent,
+    Conversation,
+    DigestItem,
+    Grade,
+    GradeNotice,
+    Homework,
+    IdempotentRequest,
+    Loan,
+    LoanReminder,
+    Outbox,
+    RawInbound,
+    Remark,
+    Renewal,
+    SchoolMessage,
+    SentMail,
+    SignInLink,
+    StaffSession,
+)
+
+CLOSED = ("resolved", "rejected")
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Days each kind is kept (settings `EMIL_RETENTION_DAYS`, `EMIL_RETAIN_*`)."""
+
+    messages_days: int = 365
+    closed_case_days: int = 730
+    attachment_days: int = 365
+    loan_days: int = 90
+    conversation_days: int = 7
+    spool_days: int = 30
+    session_days: int = 30
+    #: the school year starts on this day (MM-DD); school records of earlier years go
+    school_year_start: str = "09-01"
+    spool_dir: str = ""
+
+
+#: kind → (what, why, setting); the README's table lists the same
+KINDS = {
+    "raw_inbound": ("raw mail and Telegram updates as received", "proof of what arrived; "
+                    "reprocessing after a fault", "EMIL_RETENTION_DAYS"),
+    "sent_messages": ("messages we sent (outbox rows) and their Message-IDs", "delivery "
+                      "evidence; a reply threaded to our mail proves its sender",
+                      "EMIL_RETENTION_DAYS"),
+    "closed_cases": ("personal data of closed cases: requester, body, their messages",
+                     "answering follow-ups; the case record itself is kept",
+                     "EMIL_RETAIN_CLOSED_CASE_DAYS"),
+    "attachments": ("attachments of closed cases", "the clerk's work on the case",
+                    "EMIL_RETAIN_ATTACHMENT_DAYS"),
+    "school": ("grades, attendance, remarks, homework, school messages and their notices",
+               "telling guardians during the school year", "EMIL_SCHOOL_YEAR_START"),
+    "loans": ("returned loans, reminders and renewals", "reminders and renewals",
+              "EMIL_RETAIN_LOAN_DAYS"),
+    "conversations": ("unfinished bot and mail dialogues", "continuing a dialogue",
+                      "EMIL_RETAIN_CONVERSATION_DAYS"),
+    "spool": ("the .eml spool of sent mail (no relay configured)", "development, "
+              "inspection", "EMIL_RETAIN_SPOOL_DAYS"),
+    "console_sessions": ("console sign-in links and ended sessions", "security",
+                         "EMIL_RETAIN_SESSION_DAYS"),
+}
+
+
+def school_year_began(today: date, start: str) -> date:
+    """The first day of the school year `today` is in (e.g. 1 September)."""
+    month, day = (int(x) for x in start.split("-"))
+    began = date(today.year, month, day)
+    return began if today >= began else date(today.year - 1, month, day)
+
+
+async def run(ctx: Any, rules: Retention, now: datetime) -> dict[str, int]:
+    """Forget every kind past its period; returns how many rows (or files) each lost."""
+    done: dict[str, int] = {}
+    cutoff = now - timedelta(days=rules.messages_days)
+    async with in_transaction():
+        done["raw_inbound"] = await RawInbound.filter(received_at__lt=cutoff).exclude(
+            status="pending").delete()
+        done["sent_messages"] = await Outbox.filter(
+            created_at__lt=cutoff, status__in=("sent", "failed", "cancelled")).delete()
+        done["sent_message_ids"] = await SentMail.filter(created_at__lt=cutoff).delete()
+        # stored idempotent answers may hold an access code: a day is their whole use
+        done["idempotent_answers"] = await IdempotentRequest.filter(
+            created_at__lt=now - timedelta(days=1)).delete()
+    done["closed_cases"] = await _closed_cases(now - timedelta(days=rules.closed_case_days))
+    closed_before = now - timedelta(days=rules.attachment_days)
+    old_closed = await Case.filter(status__in=CLOSED, updated_at__lt=closed_before).values_list(
+        "number", flat=True)
+    done["attachments"] = await Attachment.filter(case_id__in=old_closed).delete() \
+        if old_closed else 0
+    done["school"] = await _school(school_year_began(now.astimezone(ctx.zone).date(),
+                                                     rules.school_year_start), ctx)
+    loan_cutoff = now - timedelta(days=rules.loan_days)
+    async with in_transaction():
+        returned = await Loan.filter(returned=True, updated_at__lt=loan_cutoff).values_list(
+            "id", flat=True)
+        done["loans"] = (await LoanReminder.filter(loan_id__in=returned).delete() if returned
+                         else 0) + await Loan.filter(id__in=returned).delete() + \
+            await Renewal.filter(created_at__lt=loan_cutoff).delete()
+    done["conversations"] = await Conversation.filter(
+        updated_at__lt=now - timedelta(days=rules.conversation_days)).delete()
+    done["spool"] = _spool(rules.spool_dir, rules.spool_days)
+    session_cutoff = now - timedelta(days=rules.session_days)
+    done["console_sessions"] = (
+        await SignInLink.filter(expires_at__lt=session_cutoff).delete()
+        + await StaffSession.filter(last_seen_at__lt=session_cutoff).delete())
+    return done
+
+
+async def _closed_cases(before: datetime) -> int:
+    """Closed cases untouched since `before` lose their personal data (as on erasure);
+    the record — number, category, status, dates, the office's notes — stays."""
+    numbers = await Case.filter(status__in=CLOSED, updated_at__lt=before).exclude(
+        body=rodo.ERASED).values_list("number", flat=True)
+    for start in range(0, len(numbers), 500):
+        chunk = numbers[start:start + 500]
+        async with in_transaction():
+            await Case.filter(number__in=chunk).update(
+                body=rodo.ERASED, person_id=None, requester_email=None, requester_chat=None)
+            await CaseEvent.filter(case_id__in=chunk, kind__in=("message", "created")).update(
+                text="", message_id=None)
+            await Attachment.filter(case_id__in=chunk).delete()
+            for number in chunk:
+                await search.forget(number)
+            kept = await CaseEvent.filter(case_id__in=chunk, kind__in=("note", "status")
+                                          ).values_list("case_id", "text")
+            subjects = await Case.filter(number__in=chunk).values_list("number", "subject")
+            await search.index(list(kept) + list(subjects))
+    return len(numbers)
+
+
+async def _school(began: date, ctx: Any) -> int:
+    """Records of earlier school years go (grades, attendance, remarks, homework, school
+    messages, the notices waiting for them)."""
+    start = datetime.combine(began, datetime.min.time(), tzinfo=ctx.zone)
+    async with in_transaction():
+        return (await GradeNotice.filter(created_at__lt=start).delete()
+                + await Grade.filter(recorded_at__lt=start).delete()
+                + await Attendance.filter(date__lt=began).delete()
+                + await AttendanceBatch.filter(due_at__lt=start).delete()
+                + await Remark.filter(recorded_at__lt=start).delete()
+                + await Homework.filter(due__lt=began).delete()
+                + await SchoolMessage.filter(created_at__lt=start).delete()
+                + await DigestItem.filter(created_at__lt=start).delete())
+
+
+def _spool(folder: str, days: int) -> int:
+    """Sent mail written as .eml files (no relay) older than `days`."""
+    if not folder or not os.path.isdir(folder):
+        return 0
+    limit = time.time() - days * 86400
+    removed = 0
+    for path in Path(folder).glob("*.eml"):
+        try:
+            if path.stat().st_mtime < limit:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # another instance got there first
+            continue
+    return removed

@@ -1,0 +1,75 @@
+"""Issue #13, RODO: the retention job covers every kind of personal data, each for the
+period its setting gives (handlers/retention.py; the README's "What is stored" table)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from gateway.jobs import run_job
+from handlers.retention import KINDS, school_year_began
+from store.models import (
+    Attachment,
+    Case,
+    CaseEvent,
+    Conversation,
+    Grade,
+    Homework,
+    Loan,
+    Student,
+)
+from tests.conftest import Gateway, make_mail
+
+
+def test_the_school_year_begins_in_september() -> None:
+    assert school_year_began(date(2026, 11, 26), "09-01") == date(2026, 9, 1)
+    assert school_year_began(date(2026, 6, 20), "09-01") == date(2025, 9, 1)
+    assert school_year_began(date(2026, 9, 1), "09-01") == date(2026, 9, 1)
+
+
+async def test_each_kind_goes_after_its_own_period(gw: Gateway) -> None:
+    now = gw.clock.now()
+    # a closed case untouched for 731 days, and an open one as old
+    await gw.mail(make_mail("Stara sprawa", "Mój adres: ul. Leśna 1", sender="a@example.org"))
+    await gw.mail(make_mail("Otwarta sprawa", "Wciąż czekam", sender="b@example.org"))
+    old = await Case.get(subject="Stara sprawa")
+    await Attachment.create(case_id=old.number, filename="skan.pdf", content_type="x",
+                            size=1, data=b"x", created_at=now)
+    long_ago = now - timedelta(days=731)
+    await Case.filter(number=old.number).update(status="resolved", updated_at=long_ago)
+    await Case.filter(subject="Otwarta sprawa").update(updated_at=long_ago)
+    # school records of last school year, and of this one
+    student = await Student.create(id="s1", name="Kasia", class_name="4b")
+    last_year = datetime(2026, 5, 10, 8, 0, tzinfo=timezone.utc)
+    for gid, when in (("g-old", last_year), ("g-new", now)):
+        await Grade.create(id=gid, student=student, subject="Polski", value="5",
+                           recorded_at=when, updated_at=when)
+    await Homework.create(id="h-old", class_name="4b", subject="Polski", kind="test",
+                          title="Lektura", due=date(2026, 6, 1), updated_at=last_year)
+    # a returned loan 91 days ago, a stale dialogue, an old .eml
+    await Loan.create(id="L1", card="K1", title="Lalka", due=date(2026, 8, 1), returned=True,
+                      updated_at=now - timedelta(days=91))
+    await Conversation.create(key="telegram:1", kind="case", step="body", data={},
+                              updated_at=now - timedelta(days=8))
+    spool = Path(gw.settings.sent_mail_dir)
+    spool.mkdir(parents=True, exist_ok=True)
+    eml = spool / "old.eml"
+    eml.write_bytes(b"To: x@example.org\r\n\r\nx")
+    os.utime(eml, (time.time() - 31 * 86400,) * 2)
+
+    summary = await run_job(gw.services, "retention")
+
+    kept = await Case.get(number=old.number)
+    assert kept.subject == "Stara sprawa" and kept.status == "resolved"  # the record stays
+    assert kept.requester_email is None and "Leśna" not in kept.body
+    assert not await CaseEvent.filter(case_id=old.number, text__icontains="Leśna").exists()
+    assert not await Attachment.filter(case_id=old.number).exists()
+    assert "Wciąż czekam" in (await Case.get(subject="Otwarta sprawa")).body  # open: kept
+    assert [g.id for g in await Grade.all()] == ["g-new"]
+    assert not await Homework.exists(id="h-old")
+    assert not await Loan.exists(id="L1") and not await Conversation.exists(key="telegram:1")
+    assert not eml.exists()
+    assert {f"{kind}_deleted" for kind in KINDS} <= set(summary)
+    assert summary["closed_cases_deleted"] == 1
