@@ -20,6 +20,7 @@ from itsdangerous import BadSignature, TimestampSigner
 from gateway.api import PAGE_HEADERS, case_by_code
 from gateway.errors import ApiError
 from gateway.keys import SERVICES, SETTINGS
+from gateway.validate import MalformedForm, read_form
 from handlers import cases, i18n
 from handlers.message import Attachment, InboundMessage
 from store.models import Case
@@ -82,6 +83,8 @@ async def page_errors(request: web.Request, handler):  # type: ignore[no-untyped
         return await handler(request)
     except PageError as error:
         return _page(request, status=error.status, number="", notice=error.notice)
+    except MalformedForm:
+        return _page(request, status=400, number="", notice="expired")
 
 
 @routes.get("/sprawy/{number}")
@@ -114,7 +117,7 @@ async def case_page(request: web.Request) -> web.Response:
 @routes.post("/sprawy/{number}/kod")
 async def case_code(request: web.Request) -> web.Response:
     number = _number(request)
-    form = await request.post()
+    form = await read_form(request)
     code = str(form.get("code", ""))[:64]
     suffix = "&lang=en" if _lang(request) == "en" else ""
     raise web.HTTPSeeOther(f"/sprawy/{number}?code={code}{suffix}")
@@ -127,7 +130,7 @@ async def case_message(request: web.Request) -> web.Response:
     if session is None:
         raise web.HTTPSeeOther(f"/sprawy/{number}")
     services = request.app[SERVICES]
-    form = await request.post()
+    form = await read_form(request)
     if not hmac.compare_digest(str(form.get("csrf", "")), _csrf(request, session)):
         raise PageError(403, "expired")
     text = str(form.get("message", "")).strip()[:MESSAGE_MAX]

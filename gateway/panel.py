@@ -25,6 +25,7 @@ from tortoise.transactions import in_transaction
 
 from gateway.api import PAGE_HEADERS, client_address
 from gateway.keys import DISPATCHER, SERVICES, SETTINGS
+from gateway.validate import MalformedForm, read_form
 from handlers import audit, cases, i18n, staff
 from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
@@ -100,7 +101,7 @@ def _browser_csrf(request: web.Request, browser: str) -> str:
 
 async def _form(request: web.Request) -> dict[str, Any]:
     """The posted form, after its CSRF token is checked against the session."""
-    form = await request.post()
+    form = await read_form(request)
     session, _ = request[STAFF]
     if not hmac.compare_digest(str(form.get("csrf", "")), session.csrf):
         raise Refusal(403, "expired")
@@ -130,6 +131,8 @@ async def console(request: web.Request, handler):  # type: ignore[no-untyped-def
         return await handler(request)
     except Refusal as refusal:
         return _page(request, "refusal", status=refusal.status, notice=refusal.notice)
+    except MalformedForm:
+        return _page(request, "refusal", status=400, notice="expired")
 
 
 def _need(request: web.Request, section: str) -> Person:
@@ -171,7 +174,7 @@ async def sign_in_form(request: web.Request) -> web.Response:
 @routes.post("/panel/wejscie")
 async def sign_in_request(request: web.Request) -> web.Response:
     browser = request.cookies.get(BROWSER_COOKIE, "")
-    form = await request.post()
+    form = await read_form(request)
     if not browser or not hmac.compare_digest(str(form.get("csrf", "")),
                                               _browser_csrf(request, browser)):
         raise Refusal(403, "expired")
@@ -203,7 +206,7 @@ async def sign_in_link(request: web.Request) -> web.Response:
 @routes.post("/panel/wejscie/{token}")
 async def sign_in_confirm(request: web.Request) -> web.Response:
     browser = request.cookies.get(BROWSER_COOKIE, "")
-    form = await request.post()
+    form = await read_form(request)
     if not browser or not hmac.compare_digest(str(form.get("csrf", "")),
                                               _browser_csrf(request, browser)):
         raise Refusal(403, "other_browser")

@@ -169,3 +169,13 @@ async def test_every_page_and_form_by_role_and_csrf(gw: Gateway, aiohttp_client,
         assert resp.status == 401
     assert await CaseEvent.filter(case_id=number, author_id__isnull=False).count() == (
         2 + 1 if who in ("clerk", "admin") else 0)
+
+
+async def test_a_form_body_that_cannot_be_read_is_a_400_page(gw: Gateway) -> None:
+    """Found by schemathesis: multipart without its boundary was a 500 on every form."""
+    number = await a_case(gw)
+    for path in ("/panel/wejscie", "/panel/wejscie/abc", f"/sprawy/{number}/kod"):
+        resp = await gw.client.post(path, data=b"csrf=&email=",
+                                    headers={"Content-Type": "multipart/form-data"})
+        assert resp.status == 400, path
+        assert resp.content_type == "text/html"
