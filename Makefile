@@ -38,6 +38,7 @@ lint: install
 ## Benchmarks, each prints a ratio against a bare baseline measured in the same run.
 bench: install
 	$(BIN)/python -m bench.hook_endpoints
+	$(BIN)/python -m bench.case_queue
 	$(BIN)/python -m bench.smtp_inbound
 	$(BIN)/python -m bench.outbox_telegram
 	$(BIN)/python -m bench.grades_batch

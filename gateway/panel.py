@@ -40,6 +40,8 @@ SESSION_COOKIE = "panel-sesja"
 BROWSER_COOKIE = "panel-przegladarka"
 LANG_COOKIE = "panel-jezyk"
 PAGE_SIZE = 50
+#: a search looks among this many of the newest matching cases (then the filters apply)
+SEARCH_LIMIT = 200
 TEXT_MAX = 20_000
 STATIC = Path(__file__).resolve().parent.parent / "templates" / "static"
 CHANNELS = ("email", "telegram", "api", "web")
@@ -133,6 +135,13 @@ async def console(request: web.Request, handler):  # type: ignore[no-untyped-def
         return _page(request, "refusal", status=refusal.status, notice=refusal.notice)
     except MalformedForm:
         return _page(request, "refusal", status=400, notice="expired")
+
+
+def row_id(request: web.Request) -> int | None:
+    """The `{id}` of the path as a row id, or None (words, numbers past a database
+    integer): every console `{id}` is read here."""
+    text = request.match_info["id"]
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
 
 
 def _need(request: web.Request, section: str) -> Person:
@@ -280,7 +289,7 @@ async def case_queue(request: web.Request) -> web.Response:
         query = query.filter(assignee_id__isnull=True)
     words = q.get("szukaj", "").strip()[:200]
     if words:
-        query = query.filter(number__in=await search.matching(words, limit=1000))
+        query = query.filter(number__in=await search.matching(words, limit=SEARCH_LIMIT))
     page = int(q["strona"]) if q.get("strona", "").isdigit() and int(q["strona"]) < 10_000 else 0
     found = await query.order_by("-updated_at").offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)
     clerks = {p.id: p for p in await Person.filter(
@@ -288,6 +297,7 @@ async def case_queue(request: web.Request) -> web.Response:
     filters = {k: v for k, v in q.items() if k != "strona" and k != "lang"}
     return _page(request, "cases", cases=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE,
                  page=page, filters=filters, words=words, clerks=clerks, channels=CHANNELS,
+                 search_limit=SEARCH_LIMIT,
                  query_of=lambda **changes: urlencode({**filters, **changes}))
 
 
@@ -317,9 +327,8 @@ async def case_page(request: web.Request) -> web.Response:
 @routes.get("/panel/sprawy/{number}/zalaczniki/{id}")
 async def case_file(request: web.Request) -> web.StreamResponse:
     case = await _case(request)
-    file_id = request.match_info["id"]
-    found = await Attachment.get_or_none(id=int(file_id), case_id=case.number) if (
-        file_id.isdigit() and len(file_id) < 10) else None
+    file_id = row_id(request)
+    found = await Attachment.get_or_none(id=file_id, case_id=case.number) if file_id else None
     if found is None:
         raise Refusal(404, "no_file")
     safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in found.filename)[:120]
@@ -367,24 +376,19 @@ async def _case_action(request: web.Request, action: str) -> web.Response:
     raise web.HTTPSeeOther(f"/panel/sprawy/{case.number}?zrobione={action}")
 
 
-@routes.post("/panel/sprawy/{number}/odpowiedz")
-async def case_reply(request: web.Request) -> web.Response:
-    return await _case_action(request, "reply")
+#: the case page's forms: path → action (the audit trail's `case.<action>`)
+CASE_ACTIONS = {"odpowiedz": "reply", "notatka": "note", "status": "status",
+                "przydziel": "assign"}
 
 
-@routes.post("/panel/sprawy/{number}/notatka")
-async def case_note(request: web.Request) -> web.Response:
-    return await _case_action(request, "note")
+def _case_form(action: str):  # type: ignore[no-untyped-def]
+    async def handle(request: web.Request) -> web.Response:
+        return await _case_action(request, action)
+    return handle
 
 
-@routes.post("/panel/sprawy/{number}/status")
-async def case_status(request: web.Request) -> web.Response:
-    return await _case_action(request, "status")
-
-
-@routes.post("/panel/sprawy/{number}/przydziel")
-async def case_assign(request: web.Request) -> web.Response:
-    return await _case_action(request, "assign")
+for _path, _action in CASE_ACTIONS.items():
+    routes.post(f"/panel/sprawy/{{number}}/{_path}")(_case_form(_action))
 
 
 # --- audit -------------------------------------------------------------------------------------

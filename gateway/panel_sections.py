@@ -7,22 +7,32 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timedelta
 from typing import Any
 
 import qrcode
 import qrcode.image.svg
 from aiohttp import web
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from gateway.api import client_address
 from gateway.jobs import jobs
 from gateway.keys import DISPATCHER, HEALTH, METRICS, PUBLISHER, SETTINGS
-from gateway.panel import STAFF, Refusal, _actor, _form, _need, _now, _page, _services
+from gateway.panel import (
+    STAFF,
+    Refusal,
+    _actor,
+    _form,
+    _need,
+    _now,
+    _page,
+    _services,
+    row_id,
+)
 from handlers import accounts, announcements, audit, rodo
-from handlers.announcements_text import plain_text
 from handlers.fanout import modes_of
 from handlers.i18n import LANGUAGES
 from handlers.limits import fit, fit_text
@@ -115,12 +125,24 @@ async def announcement_preview(request: web.Request) -> web.Response:
     sample = Announcement(id=0, title=draft["title"], body=draft["body"],
                           priority="urgent" if draft["urgent"] else "normal")
     renderer, lang = _services(request).renderer, me.language
-    context = {"announcement": sample, "ack": "…"}
-    telegram = plain_text(renderer.telegram("announcement", lang, context)["text"])
+    context = {"announcement": sample}
+    sample_link = f"{_services(request).base_url}/ack/…"
+    telegram = telegram_preview(renderer.telegram("announcement", lang, context)["text"])
     email = renderer.email("announcement", lang, context)
     return _page(request, "announcements", items=[], units=units, roles=ROLES, draft=draft,
                  preview={"reach": reach, "telegram": telegram, "subject": email["subject"],
-                          "email": email["text"]})
+                          "email": email["text"].replace("__ACK__", sample_link)})
+
+
+#: the tags Telegram's HTML mode shows as formatting (Bot API, "Formatting options")
+_TELEGRAM_TAG = re.compile(r"&lt;(/?)(b|i|u|s|code|pre)&gt;")
+
+
+def telegram_preview(text: str) -> Markup:
+    """A Telegram message as the reader will see it: its formatting tags shown as
+    formatting, everything else escaped (links read as text)."""
+    escaped = str(escape(text))
+    return Markup(_TELEGRAM_TAG.sub(r"<\1\2>", escaped).replace("\n", "<br>"))
 
 
 @routes.post("/panel/ogloszenia")
@@ -141,9 +163,7 @@ async def announcement_send(request: web.Request) -> web.Response:
 
 async def _announcement(request: web.Request) -> Announcement:
     me = _need(request, "announcements")
-    text = request.match_info["id"]
-    found = await Announcement.get_or_none(id=int(text)) if text.isdigit() and len(text) < 10 \
-        else None
+    found = await Announcement.get_or_none(id=row_id(request)) if row_id(request) else None
     if found is None or not _visible(me, found):
         raise Refusal(404, "not_found")
     return found
@@ -227,8 +247,7 @@ async def people_page(request: web.Request) -> web.Response:
 
 async def _person(request: web.Request) -> Person:
     _need(request, "people")
-    text = request.match_info["id"]
-    found = await Person.get_or_none(id=int(text)) if text.isdigit() and len(text) < 10 else None
+    found = await Person.get_or_none(id=row_id(request)) if row_id(request) else None
     if found is None:
         raise Refusal(404, "not_found")
     return found

@@ -345,8 +345,12 @@ async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person 
             return [Reply("announcement_confirm_unknown", {})]
         if not first.startswith(("potwierdzam", "confirm")):
             await cancel(ctx, draft)
+            await audit.record(audit.Actor.of(person, "mail"), "announcement.cancel",
+                               f"announcement:{draft.id}", ctx.clock.now())
             return [Reply("announcement_cancelled", {"announcement": draft})]
         await Announcement.filter(id=draft.id).update(status="scheduled", confirm_token=None)
+        await audit.record(audit.Actor.of(person, "mail"), "announcement.confirm",
+                           f"announcement:{draft.id}", ctx.clock.now())
         draft.status = "scheduled"
         queued = await publish(ctx, draft)
         return [Reply("announcement_sent", {"id": draft.id, "count": queued})]

@@ -125,7 +125,7 @@ class Case(Model):
 
     class Meta:
         table = "case"
-        indexes = (("status", "updated_at"),)
+        indexes = (("status", "updated_at"), ("updated_at",))
 
 
 class CaseEvent(Model):
@@ -148,6 +148,8 @@ class CaseEvent(Model):
 
     class Meta:
         table = "case_event"
+        # a case's thread, in order (the console reads it for every case page)
+        indexes = (("case_id", "created_at"),)
 
 
 class Attachment(Model):
@@ -165,6 +167,7 @@ class Attachment(Model):
 
     class Meta:
         table = "attachment"
+        indexes = (("case_id",),)
 
 
 class MailThread(Model):

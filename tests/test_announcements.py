@@ -14,7 +14,7 @@ from gateway.jobs import run_job
 from gateway.keys import DISPATCHER
 from handlers import announcements
 from store.clock import Clock
-from store.models import Announcement, AnnouncementDelivery, Outbox, Person
+from store.models import Announcement, AnnouncementDelivery, AuditEntry, Outbox, Person
 from store.outbox import PRIORITY_BULK, Delivery, enqueue
 from tests.conftest import WEBHOOK_SECRET, Gateway, make_mail
 from tests.doubles.botapi import callback_update, message_update
@@ -153,6 +153,13 @@ async def test_mail_announcement_needs_confirmation_and_forgery_fails(gw: Gatewa
     await gw.drain()
     assert "Zamknięcie urzędu w piątek" in gw.botapi.texts_to(7004)[-1]
     assert await Outbox.filter(cause__startswith="ann:").count() == 4
+    # the audit trail names the staff member and the channel, for the draft and the "yes"
+    trail = await AuditEntry.filter(object__startswith="announcement:").order_by("id"
+                                                                               ).values_list(
+        "action", "source", "person_id")
+    author = (await Announcement.get()).author_id
+    assert trail == [("announcement.create", "mail", author),
+                     ("announcement.confirm", "mail", author)]
 
 
 async def test_non_staff_mail_is_refused(gw: Gateway) -> None:
@@ -183,6 +190,9 @@ async def test_bot_dialogue_and_status(gw: Gateway) -> None:
     assert "Rada pedagogiczna — opublikowane: odbiorców 3" in status and "wysłane 3" in status
     [denied] = await gw.tg(7005, "/ogloszenie")
     assert "nie jest dostępne" in denied
+    [(action, source)] = await AuditEntry.filter(object__startswith="announcement:").values_list(
+        "action", "source")
+    assert (action, source) == ("announcement.create", "bot")
 
 
 async def test_quiet_hours_wait_but_urgent_does_not(gw: Gateway) -> None:

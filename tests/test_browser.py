@@ -226,6 +226,11 @@ async def test_every_console_page_passes_axe_in_both_languages_and_at_200_percen
     admin = await staff_member(gw, "admin@milanowek.example", ["admin", "staff", "librarian"],
                                ["urzad"], name="Administratorka")
     number = await a_resident_case(gw)
+    for subject, body, sender in (
+            ("Oświetlenie na ul. Królewskiej", "Od tygodnia nie świeci latarnia.", "ola@example.pl"),
+            ("Wywóz śmieci — Literacka", "Pojemnik nie został opróżniony.", "piotr@example.pl"),
+            ("Zaświadczenie o zameldowaniu", "Proszę o zaświadczenie.", "maria@example.pl")):
+        await gw.mail(make_mail(subject, body, sender=sender))
     await JobRun.create(job="overdue-reminders", due="2026-11-25", started_at=gw.clock.now(),
                         finished_at=gw.clock.now(), summary={"messages": 1, "unreachable": [
                             {"card": "K-1", "name": "Zofia", "level": "overdue-7@x",

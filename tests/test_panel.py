@@ -8,7 +8,7 @@ import pytest
 
 from store.models import AuditEntry, Case, CaseEvent, SignInLink, StaffSession
 from tests.conftest import Gateway, make_mail
-from tests.panel import csrf_of, mailed_link, sign_in, staff_member
+from tests.panel import LINK, csrf_of, mailed_link, sign_in, staff_member
 
 
 async def a_case(gw: Gateway, subject: str = "Dziura w drodze",
@@ -179,3 +179,18 @@ async def test_a_form_body_that_cannot_be_read_is_a_400_page(gw: Gateway) -> Non
                                     headers={"Content-Type": "multipart/form-data"})
         assert resp.status == 400, path
         assert resp.content_type == "text/html"
+
+
+async def test_a_staff_member_with_the_bot_gets_the_link_there(gw: Gateway) -> None:
+    await gw.linked(8101, "Tomasz z bota", ["staff"], email="tomasz@milanowek.example",
+                    units=["urzad"])
+    html = await (await gw.client.get("/panel/wejscie")).text()
+    await gw.client.post("/panel/wejscie", data={"email": "tomasz@milanowek.example",
+                                                 "csrf": csrf_of(html)})
+    await gw.drain()
+    [message] = [t for t in gw.botapi.texts_to(8101) if "/panel/wejscie/" in t]
+    link = LINK.search(message).group(1)
+    page = await (await gw.client.get(link)).text()
+    resp = await gw.client.post(link, data={"csrf": csrf_of(page)}, allow_redirects=False)
+    assert resp.status == 303
+    assert (await gw.client.get("/panel/sprawy", allow_redirects=False)).status == 200

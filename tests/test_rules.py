@@ -238,3 +238,16 @@ def test_preferences_have_one_rule_for_the_bot_and_the_api() -> None:
                 {"notices": {"grades": "sometimes"}}, {"colour": "red"}):
         with pytest.raises(InvalidInput):
             parse_preferences(bad, person)  # type: ignore[arg-type]
+
+
+# --- search: folding and query words ------------------------------------------------------
+
+
+def test_search_folds_polish_letters_and_never_passes_query_syntax() -> None:
+    from store.search import fold, key_of, terms
+
+    assert fold("Kościuszki ŁĄKA żółć") == "kosciuszki laka zolc"
+    assert terms("Kościuszki, \"dziura\" OR x:* & !(y) 'z'") == [
+        "kosciuszki", "dziura", "or", "x", "y", "z"]
+    assert all(word.isalnum() or "_" in word for word in terms("a'b;c--d/*e*/"))
+    assert key_of("UM-2026-000123") == 2026000123 > key_of("UM-2025-999999")

@@ -54,6 +54,18 @@ class Migration(migrations.Migration):
             model_name='Case',
             index=Index(fields=['status', 'updated_at']),
         ),
+        ops.AddIndex(
+            model_name='Case',
+            index=Index(fields=['updated_at']),
+        ),
+        ops.AddIndex(
+            model_name='CaseEvent',
+            index=Index(fields=['case_id', 'created_at']),
+        ),
+        ops.AddIndex(
+            model_name='Attachment',
+            index=Index(fields=['case_id']),
+        ),
         ops.CreateModel(
             name='SignInLink',
             fields=[
