@@ -109,13 +109,14 @@ async def test_three_instances_one_killed(database_url: str, botapi: BotApiDoubl
 
 
 async def test_three_instances_started_together_on_an_empty_database(
-        database_url: str, botapi: BotApiDouble, tmp_path: Path) -> None:
+        empty_database_url: str, botapi: BotApiDouble, tmp_path: Path) -> None:
     """Issue #11: two of three `serve` processes used to die in the migration (duplicate
     `pg_type` rows); the advisory lock was taken on a pooled connection that was not the
     one migrating. Now all three come up, and the schema is migrated once."""
     from tests.test_process import gateway_env
 
-    envs = [gateway_env(database_url, botapi, tmp_path / str(n), EMIL_INSTANCE_NAME=f"i{n}")
+    envs = [gateway_env(empty_database_url, botapi, tmp_path / str(n),
+                        EMIL_INSTANCE_NAME=f"i{n}")
             for n in range(3)]
     logs = [tmp_path / f"serve{n}.log" for n in range(3)]
     procs = await asyncio.gather(*(serve(env, log) for env, log in zip(envs, logs, strict=True)))
