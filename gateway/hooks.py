@@ -51,25 +51,28 @@ def signed_hook(source: str, secret_of: Callable[[Any], str | None], parse: Pars
             metrics.hooks_total.labels(source, "unauthorized").inc()
             raise
         hook_id = f"{source}:{request.headers['webhook-id']}"
-        seen = await HookDelivery.get_or_none(webhook_id=hook_id)
-        if seen is not None:
-            metrics.hooks_total.labels(source, "replayed").inc()
-            return web.json_response({**seen.response, "replayed": True})
-        body = parse_json(raw)
         try:
-            batch = parse(body)
-        except InvalidInput as error:
+            batch = parse(parse_json(raw))
+        except (InvalidInput, ApiError) as error:
+            seen = await HookDelivery.get_or_none(webhook_id=hook_id)
+            if seen is not None:  # a repeat is answered as the first time, whatever it says
+                metrics.hooks_total.labels(source, "replayed").inc()
+                return web.json_response({**seen.response, "replayed": True})
             metrics.hooks_total.labels(source, "invalid").inc()
+            if isinstance(error, ApiError):
+                raise
             raise ApiError(400, "invalid_field", error.message, field=error.field) from None
         try:
             # group commit: concurrent hook requests share one transaction, each answered
             # after its own batch is durable; one that fails is retried alone, so each
-            # request stays all or nothing (store/batcher.py)
+            # request stays all or nothing (store/batcher.py). The replay check is made
+            # there too, one query for the whole group.
             result = await app[HOOK_COMMIT].submit(HookWork(hook_id, source, apply, batch))
         except IntegrityError:  # the same id arrived twice at once: the other one applied it
             seen = await HookDelivery.get(webhook_id=hook_id)
             return web.json_response({**seen.response, "replayed": True})
-        metrics.hooks_total.labels(source, "applied").inc()
+        metrics.hooks_total.labels(source, "replayed" if result.get("replayed") else "applied"
+                                   ).inc()
         return web.json_response(result)
 
     return handler
@@ -85,14 +88,24 @@ class HookWork:
 
 async def apply_hooks(services: ServiceContext, works: list[HookWork]) -> list[dict[str, Any]]:
     """Group-commit body: apply each hook's batch and record its id with its answer, all
-    in the caller's one transaction (a repeated id raises IntegrityError: retried alone)."""
+    in the caller's one transaction. An id seen before — stored, or earlier in this
+    group — is answered with its first answer and not applied again; the ids of the
+    whole group are looked up and recorded with one query each."""
     now = services.clock.now()
-    results = []
+    answered: dict[str, dict[str, Any]] = dict(await HookDelivery.filter(
+        webhook_id__in={w.hook_id for w in works}).values_list("webhook_id", "response"))
+    results, recorded = [], []
     for work in works:
+        if work.hook_id in answered:
+            results.append({**answered[work.hook_id], "replayed": True})
+            continue
         result = await work.apply(services, work.batch)
-        await HookDelivery.create(webhook_id=work.hook_id, source=work.source, response=result,
-                                  received_at=now)
+        answered[work.hook_id] = result
+        recorded.append(HookDelivery(webhook_id=work.hook_id, source=work.source,
+                                     response=result, received_at=now))
         results.append(result)
+    if recorded:  # a concurrent instance recording one of them first: IntegrityError, and
+        await HookDelivery.bulk_create(recorded)  # the group is retried one by one
     return results
 
 

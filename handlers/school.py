@@ -11,12 +11,14 @@ from collections import defaultdict
 from datetime import date, datetime
 from typing import Any
 
+from tortoise import connections
 from tortoise.models import Model
 
 from handlers.grades import parse_time
 from handlers.limits import fit
 from handlers.message import InvalidInput, Reply
 from store.models import Person, Student
+from store.sql import sql
 
 
 def items_of(body: dict[str, Any], name: str) -> list[Any]:
@@ -71,10 +73,19 @@ async def students_by_id(ids: set[str]) -> dict[str, Student]:
 
 
 async def guardians_of(student_ids: set[str]) -> dict[str, list[Person]]:
-    """Each student's guardians, in two queries."""
-    links = await Student.filter(id__in=student_ids).values_list("id", "guardians__id")
-    people = {p.id: p for p in await Person.filter(
-        id__in={pid for _, pid in links if pid is not None})}
+    """Each student's guardians: the link table read directly (the ORM's join through
+    the students cost half of a grades hook's time), then the people found, if any."""
+    if not student_ids:
+        return {}
+    db = connections.get("default")
+    marks = ",".join("?" * len(student_ids))
+    _, rows = await db.execute_query(sql(db, "SELECT student_id, person_id FROM "
+                                             f"student_guardian WHERE student_id IN ({marks})"),
+                                     list(student_ids))
+    links = [(r["student_id"], r["person_id"]) for r in rows]
+    if not links:
+        return {}
+    people = {p.id: p for p in await Person.filter(id__in={pid for _, pid in links})}
     found: dict[str, list[Person]] = defaultdict(list)
     for student_id, pid in links:
         if pid is not None and pid in people:
