@@ -256,3 +256,11 @@ async def test_every_console_page_passes_axe_in_both_languages_and_at_200_percen
     await sign_in_in_browser(gw, zoomed, "admin@milanowek.example")
     await zoomed.goto(base(gw) + f"/panel/sprawy/{number}")
     assert await zoomed.evaluate("() => document.documentElement.scrollWidth") <= 640
+    # and on a 375-pixel phone: the page does not scroll sideways (wide tables scroll
+    # inside their own box)
+    phone = await new_page(browser, viewport={"width": 375, "height": 740})
+    await sign_in_in_browser(gw, phone, "admin@milanowek.example")
+    for path in ("/panel/sprawy", f"/panel/sprawy/{number}", "/panel/ogloszenia",
+                 "/panel/audyt"):
+        await phone.goto(base(gw) + path)
+        assert await phone.evaluate("() => document.documentElement.scrollWidth") <= 375, path

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from store.models import AuditEntry, Case, CaseEvent, SignInLink, StaffSession
+from store.models import AuditEntry, Case, CaseEvent, Person, SignInLink, StaffSession
 from tests.conftest import Gateway, make_mail
 from tests.panel import LINK, csrf_of, mailed_link, sign_in, staff_member
 
@@ -114,18 +114,28 @@ async def test_sessions_end_when_idle_and_everywhere_at_once(gw: Gateway, aiohtt
 
 # --- CSRF and roles, by table ---------------------------------------------------------------
 
+STAFF = {"clerk", "admin", "other_staff"}
 PAGES = {  # page: who may see it
     "/panel/sprawy": {"clerk", "admin"},
     "/panel/sprawy/{number}": {"clerk", "admin"},
     "/panel/audyt": {"admin"},
+    "/panel/ogloszenia": STAFF,
+    "/panel/biblioteka": {"librarian", "admin"},
+    "/panel/ludzie?szukaj=a": {"admin"},
+    "/panel/ludzie/{person}": {"admin"},
+    "/panel/zdrowie": {"admin"},
 }
-FORMS = {  # form: who may post it
-    "/panel/sprawy/{number}/odpowiedz": {"clerk", "admin"},
-    "/panel/sprawy/{number}/notatka": {"clerk", "admin"},
-    "/panel/sprawy/{number}/status": {"clerk", "admin"},
-    "/panel/sprawy/{number}/przydziel": {"clerk", "admin"},
-    "/panel/wyloguj-wszedzie": {"clerk", "admin", "other_staff", "librarian"},
-    "/panel/wyloguj": {"clerk", "admin", "other_staff", "librarian"},
+FORMS = {  # form: (who may post it, the answer to them with the token)
+    "/panel/sprawy/{number}/odpowiedz": ({"clerk", "admin"}, 303),
+    "/panel/sprawy/{number}/notatka": ({"clerk", "admin"}, 303),
+    "/panel/sprawy/{number}/status": ({"clerk", "admin"}, 303),
+    "/panel/sprawy/{number}/przydziel": ({"clerk", "admin"}, 303),
+    "/panel/ogloszenia/podglad": (STAFF, 400),  # no title: the form again, with why
+    "/panel/ludzie/{person}/kod": ({"admin"}, 200),
+    "/panel/ludzie/{person}/eksport": ({"admin"}, 200),
+    "/panel/ludzie/{person}/usun": ({"admin"}, 400),  # not confirmed: nothing erased
+    "/panel/wyloguj-wszedzie": ({"clerk", "admin", "other_staff", "librarian"}, 303),
+    "/panel/wyloguj": ({"clerk", "admin", "other_staff", "librarian"}, 303),
 }
 WHO = {"clerk": (["staff"], ["urzad"]), "admin": (["admin"], []),
        "other_staff": (["staff"], ["szkola-2"]), "librarian": (["librarian"], [])}
@@ -135,40 +145,43 @@ WHO = {"clerk": (["staff"], ["urzad"]), "admin": (["admin"], []),
 async def test_every_page_and_form_by_role_and_csrf(gw: Gateway, aiohttp_client, who: str
                                                     ) -> None:  # type: ignore[no-untyped-def]
     number = await a_case(gw)
+    person = await gw.person("Mieszkanka", ["citizen"], email="mieszkanka@example.org")
     roles, units = WHO[who]
     email = f"{who}@milanowek.example"
     await staff_member(gw, email, roles, units, name=who)
     client = await sign_in(gw, email, await aiohttp_client(gw.client.server))
+
+    def url(path: str) -> str:
+        return path.format(number=number, person=person)
+
     for path, allowed in PAGES.items():
-        resp = await client.get(path.format(number=number), allow_redirects=False)
+        resp = await client.get(url(path), allow_redirects=False)
         assert resp.status == (200 if who in allowed else 403), (who, path)
     home = await (await client.get("/panel/", allow_redirects=True)).text()
     token = csrf_of(home)
+    data = {"tekst": "x", "status": "waiting", "osoba": "", "potwierdzenie": "nie"}
     for path in FORMS:
-        url = path.format(number=number)
-        data = {"tekst": "x", "status": "waiting", "osoba": ""}
-        resp = await client.post(url, data=data, allow_redirects=False)
+        resp = await client.post(url(path), data=data, allow_redirects=False)
         assert resp.status == 403, (who, path, "without a token")
-        resp = await client.post(url, data={**data, "csrf": "0" * 43}, allow_redirects=False)
+        resp = await client.post(url(path), data={**data, "csrf": "0" * 43},
+                                 allow_redirects=False)
         assert resp.status == 403, (who, path, "with a wrong token")
-    for path, allowed in FORMS.items():
+    for path, (allowed, answer) in FORMS.items():
         if "wyloguj" in path:
             continue
-        resp = await client.post(path.format(number=number), allow_redirects=False,
-                                 data={"tekst": "x", "status": "waiting", "osoba": "",
-                                       "csrf": token})
-        assert resp.status == (303 if who in allowed else 403), (who, path, "with the token")
+        resp = await client.post(url(path), data={**data, "csrf": token}, allow_redirects=False)
+        assert resp.status == (answer if who in allowed else 403), (who, path, "with the token")
     # nobody signed out sees nothing and changes nothing
     anonymous = await aiohttp_client(gw.client.server)
     for path in PAGES:
-        resp = await anonymous.get(path.format(number=number), allow_redirects=False)
+        resp = await anonymous.get(url(path), allow_redirects=False)
         assert resp.status == 303
     for path in FORMS:
-        resp = await anonymous.post(path.format(number=number), data={"tekst": "x"},
-                                    allow_redirects=False)
+        resp = await anonymous.post(url(path), data={"tekst": "x"}, allow_redirects=False)
         assert resp.status == 401
     assert await CaseEvent.filter(case_id=number, author_id__isnull=False).count() == (
         2 + 1 if who in ("clerk", "admin") else 0)
+    assert await Person.exists(id=person)
 
 
 async def test_a_form_body_that_cannot_be_read_is_a_400_page(gw: Gateway) -> None:
