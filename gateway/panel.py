@@ -180,13 +180,19 @@ async def sign_in_form(request: web.Request) -> web.Response:
     return response
 
 
-@routes.post("/panel/wejscie")
-async def sign_in_request(request: web.Request) -> web.Response:
+async def _browser_form(request: web.Request, refusal: str) -> tuple[str, dict[str, Any]]:
+    """The browser cookie and the posted sign-in form, its token checked against it."""
     browser = request.cookies.get(BROWSER_COOKIE, "")
     form = await read_form(request)
     if not browser or not hmac.compare_digest(str(form.get("csrf", "")),
                                               _browser_csrf(request, browser)):
-        raise Refusal(403, "expired")
+        raise Refusal(403, refusal)
+    return browser, form
+
+
+@routes.post("/panel/wejscie")
+async def sign_in_request(request: web.Request) -> web.Response:
+    browser, form = await _browser_form(request, "expired")
     services = _services(request)
     email = normalise_email(str(form.get("email", ""))[:320])
     if email is None:
@@ -214,11 +220,7 @@ async def sign_in_link(request: web.Request) -> web.Response:
 
 @routes.post("/panel/wejscie/{token}")
 async def sign_in_confirm(request: web.Request) -> web.Response:
-    browser = request.cookies.get(BROWSER_COOKIE, "")
-    form = await read_form(request)
-    if not browser or not hmac.compare_digest(str(form.get("csrf", "")),
-                                              _browser_csrf(request, browser)):
-        raise Refusal(403, "other_browser")
+    browser, form = await _browser_form(request, "other_browser")
     now = _now(request)
     async with in_transaction():
         person = await staff.redeem(request.match_info["token"][:100], browser, now)

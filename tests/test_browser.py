@@ -264,3 +264,42 @@ async def test_every_console_page_passes_axe_in_both_languages_and_at_200_percen
                  "/panel/audyt"):
         await phone.goto(base(gw) + path)
         assert await phone.evaluate("() => document.documentElement.scrollWidth") <= 375, path
+
+
+async def test_compose_and_the_residents_page_by_keyboard_alone(gw: Gateway, browser
+                                                                ) -> None:  # type: ignore[no-untyped-def]
+    """The other two flows with no mouse: Tab to each control (focus visible), type,
+    Space for a checkbox, Enter to send."""
+    await staff_member(gw, "sekretariat@milanowek.example", ["staff"], ["szkola-2"],
+                       name="Sekretariat")
+    await gw.linked(7100, "Nauczyciel", ["staff"], units=["szkola-2"])
+    page = await new_page(browser)
+    await sign_in_in_browser(gw, page, "sekretariat@milanowek.example", keyboard=True)
+    await page.goto(base(gw) + "/panel/ogloszenia")
+    await tab_to(page, "#tytul")
+    await page.keyboard.type("Zebranie")
+    await tab_to(page, "#tresc")
+    await page.keyboard.type("Jutro o 15.")
+    await tab_to(page, "input[name='unit:szkola-2']")
+    await page.keyboard.press("Space")
+    await tab_to(page, "form[action$='/podglad'] button")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("text=Trafi do 2 osób")
+    await tab_to(page, "form[action='/panel/ogloszenia'] button")
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r".*/panel/ogloszenia/\d+$"))
+
+    [confirmation] = await gw.mail(make_mail("Wycinka drzewa", "Proszę o zgodę.",
+                                             sender="Ewa <ewa@example.org>"))
+    text = confirmation.get_body(("plain",)).get_content()
+    link = re.search(r"https?://\S+(/sprawy/UM-\d{4}-\d{6}\?code=\S+)", text).group(1)
+    number = re.search(r"UM-\d{4}-\d{6}", link).group(0)
+    resident = await new_page(browser)
+    await resident.goto(base(gw) + link)
+    await tab_to(resident, "#message")
+    await resident.keyboard.type("Dzwoniłam w tej sprawie.")
+    await tab_to(resident, "main button[type=submit]")
+    await resident.keyboard.press("Enter")
+    await resident.wait_for_selector("text=Dołączyliśmy")
+    assert await CaseEvent.filter(case_id=number, channel="web",
+                                  text="Dzwoniłam w tej sprawie.").exists()
