@@ -69,11 +69,16 @@ async def require(request: web.Request, scope: str) -> None:
     await auth.require(request, scope, request.app[SETTINGS].admin_token)
 
 
+def api_actor(request: web.Request) -> audit.Actor:
+    """The caller in the audit trail: the key's label, from the peer's address."""
+    return audit.Actor(label=request.get(auth.CALLER) or "API", source="api",
+                       address=client_address(request))
+
+
 async def audited(request: web.Request, action: str, obj: str, **detail: Any) -> None:
-    """Append the caller's action to the audit trail (the key's label, the peer)."""
-    actor = audit.Actor(label=request.get(auth.CALLER) or "API", source="api",
-                        address=client_address(request))
-    await audit.record(actor, action, obj, request.app[SERVICES].clock.now(), **detail)
+    """Append the caller's action to the audit trail."""
+    await audit.record(api_actor(request), action, obj, request.app[SERVICES].clock.now(),
+                       **detail)
 
 
 @routes.get("/healthz")
@@ -499,8 +504,7 @@ async def create_announcement(request: web.Request) -> web.Response:
     announcement = await announcements.create(
         request.app[SERVICES], author=author, title=title, body=text, audience=audience,
         priority=priority, publish_at=publish_at, source="api", attachment=attachment,
-        actor=audit.Actor(label=request.get(auth.CALLER) or "API", source="api",
-                          address=client_address(request)))
+        actor=api_actor(request))
     request.app[PUBLISHER].set()
     return web.json_response({"id": announcement.id, "status": announcement.status,
                               "publish_at": announcement.publish_at.isoformat()}, status=202)

@@ -172,8 +172,9 @@ async def create_cases(
         out.append((case, code, delivery))
     await insert_rows(cases)
     await insert_rows(events)
-    await search.index(text for case in cases for text in ((case.number, case.subject),
-                                                           (case.number, case.body)))
+    await search.index((text for case in cases for text in ((case.number, case.subject),
+                                                            (case.number, case.body))),
+                       new_cases=True)
     if files:
         await StoredAttachment.bulk_create(files)
     return out

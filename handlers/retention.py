@@ -18,13 +18,11 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from handlers import rodo
-from store import search
 from store.models import (
     Attachment,
     Attendance,
     AttendanceBatch,
     Case,
-    CaseEvent,
     Conversation,
     DigestItem,
     Grade,
@@ -138,19 +136,8 @@ async def _closed_cases(before: datetime) -> int:
     numbers = await Case.filter(status__in=CLOSED, updated_at__lt=before).exclude(
         body=rodo.ERASED).values_list("number", flat=True)
     for start in range(0, len(numbers), 500):
-        chunk = numbers[start:start + 500]
         async with in_transaction():
-            await Case.filter(number__in=chunk).update(
-                body=rodo.ERASED, person_id=None, requester_email=None, requester_chat=None)
-            await CaseEvent.filter(case_id__in=chunk, kind__in=("message", "created")).update(
-                text="", message_id=None)
-            await Attachment.filter(case_id__in=chunk).delete()
-            for number in chunk:
-                await search.forget(number)
-            kept = await CaseEvent.filter(case_id__in=chunk, kind__in=("note", "status")
-                                          ).values_list("case_id", "text")
-            subjects = await Case.filter(number__in=chunk).values_list("number", "subject")
-            await search.index(list(kept) + list(subjects))
+            await rodo.anonymise_cases(numbers[start:start + 500])
     return len(numbers)
 
 

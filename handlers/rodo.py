@@ -77,24 +77,25 @@ def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
 
 
 async def _raw_from(addresses: dict[str, set[str]]) -> list[RawInbound]:
-    """The raw mail and Telegram updates this person sent (mail by envelope sender,
-    updates by chat)."""
-    rows = []
+    """The raw mail and Telegram updates this person sent (mail by envelope sender, read
+    without the mail itself; updates by chat), each row loaded once."""
+    ids = []
     if addresses["email"]:
-        for row in await RawInbound.filter(channel="email"):
-            if str(row.envelope.get("from", "")).lower() in addresses["email"]:
-                rows.append(row)
+        ids += [row_id for row_id, envelope in await RawInbound.filter(channel="email")
+                .values_list("id", "envelope")
+                if str(envelope.get("from", "")).lower() in addresses["email"]]
     if addresses["telegram"]:
-        for row in await RawInbound.filter(channel="telegram"):
+        for row_id, payload in await RawInbound.filter(channel="telegram").values_list(
+                "id", "payload"):
             try:
-                update = json.loads(bytes(row.payload))
+                update = json.loads(bytes(payload))
             except ValueError:
                 continue
             message = update.get("message") or update.get("callback_query") or {}
             chat = (message.get("chat") or message.get("from") or {}).get("id")
             if str(chat) in addresses["telegram"]:
-                rows.append(row)
-    return rows
+                ids.append(row_id)
+    return await RawInbound.filter(id__in=ids).order_by("id") if ids else []
 
 
 async def export(person_id: int) -> dict[str, Any] | None:
@@ -156,6 +157,26 @@ async def export(person_id: int) -> dict[str, Any] | None:
     }
 
 
+async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
+    """Keep the cases as the town's record — number, subject, category, status, dates,
+    the office's notes — and remove what the resident wrote, their attachments and every
+    link to them; the search index keeps only what the cases still say. Erasure and the
+    retention of closed cases both end here. Call inside a transaction."""
+    if not numbers:
+        return {"case_messages": 0, "attachments": 0}
+    await Case.filter(number__in=numbers).update(
+        body=ERASED, person_id=None, requester_email=None, requester_chat=None)
+    messages = await CaseEvent.filter(case_id__in=numbers, kind__in=("message", "created")
+                                      ).update(text="", message_id=None)
+    attachments = await Attachment.filter(case_id__in=numbers).delete()
+    await search.forget(numbers)
+    kept = await CaseEvent.filter(case_id__in=numbers, kind__in=("note", "status")
+                                  ).values_list("case_id", "text")
+    subjects = await Case.filter(number__in=numbers).values_list("number", "subject")
+    await search.index(list(kept) + list(subjects))
+    return {"case_messages": messages, "attachments": attachments}
+
+
 async def erase(person_id: int, actor: audit.Actor, now: datetime) -> dict[str, int] | None:
     """Erase a person (call inside a transaction). Returns what was done; None if
     unknown."""
@@ -166,19 +187,7 @@ async def erase(person_id: int, actor: audit.Actor, now: datetime) -> dict[str, 
     every = addresses["email"] | addresses["telegram"]
     cases = await _cases(person, addresses)
     numbers = [c.number for c in cases]
-    done: dict[str, int] = {"kept_cases": len(numbers)}
-    if numbers:
-        await Case.filter(number__in=numbers).update(
-            body=ERASED, person_id=None, requester_email=None, requester_chat=None)
-        done["case_messages"] = await CaseEvent.filter(
-            case_id__in=numbers, kind__in=("message", "created")).update(text="", message_id=None)
-        done["attachments"] = await Attachment.filter(case_id__in=numbers).delete()
-        for number in numbers:  # the index keeps only what the case still says
-            await search.forget(number)
-        kept = await CaseEvent.filter(case_id__in=numbers, kind__in=("note", "status")
-                                      ).values_list("case_id", "text")
-        subjects = [(c.number, c.subject) for c in cases]
-        await search.index(list(kept) + subjects)
+    done: dict[str, int] = {"kept_cases": len(numbers), **await anonymise_cases(numbers)}
     outbox = Outbox.filter(_outbox_query(person, addresses))
     await outbox.filter(status__in=("pending", "sending")).update(status="cancelled")
     done["messages_sent"] = await Outbox.filter(_outbox_query(person, addresses)).update(

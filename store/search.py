@@ -71,10 +71,11 @@ def _db() -> BaseDBAsyncClient:
     return connections.get("default")
 
 
-async def index(texts: Iterable[tuple[str, str]]) -> None:
+async def index(texts: Iterable[tuple[str, str]], *, new_cases: bool = False) -> None:
     """Append (case number, text) pairs to their cases' documents, inside the caller's
     transaction. One document per case, so every word of a query may come from a
-    different message of the same case."""
+    different message of the same case. `new_cases`: the cases were created in this
+    transaction and have no document yet (the case endpoint's path reads nothing)."""
     added: dict[str, list[str]] = {}
     for number, text in texts:
         if text and text.strip():
@@ -90,7 +91,7 @@ async def index(texts: Iterable[tuple[str, str]]) -> None:
             "EXCLUDED.content")), [list(r) for r in rows])
         return
     # FTS5 tables take no UPSERT: read what the cases have, then write them whole
-    keys = [r[0] for r in rows]
+    keys = [] if new_cases else [r[0] for r in rows]
     before: dict[int, str] = {}
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
@@ -105,12 +106,15 @@ async def index(texts: Iterable[tuple[str, str]]) -> None:
                            for key, number, text in rows])
 
 
-async def forget(number: str) -> None:
-    """Drop a case's document from the index (erasure)."""
+async def forget(numbers: list[str]) -> None:
+    """Drop these cases' documents from the index (erasure, retention), in one statement."""
+    if not numbers:
+        return
     db = _db()
     column = "id" if on_postgres(db) else "rowid"
-    await db.execute_query(sql(db, f"DELETE FROM case_search WHERE {column} = ?"),
-                           [key_of(number)])
+    marks = ",".join("?" * len(numbers))
+    await db.execute_query(sql(db, f"DELETE FROM case_search WHERE {column} IN ({marks})"),
+                           [key_of(number) for number in numbers])
 
 
 async def matching(query: str, limit: int = 200) -> list[str]:
