@@ -14,6 +14,7 @@ import os
 import platform
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +54,9 @@ def _client(url: str, body: bytes, headers: dict[str, str], total: int, concurre
         async with aiohttp.ClientSession(connector=connector) as session:
             counter = itertools.count(1)
             failures = 0
+            # webhook ids unique to this run: a second run reusing `bench-1…` would be
+            # answered as replays, never applied, and measure nothing but the replay check
+            run = uuid.uuid4().hex[:8]
 
             async def worker(n: int) -> None:
                 nonlocal failures
@@ -61,10 +65,11 @@ def _client(url: str, body: bytes, headers: dict[str, str], total: int, concurre
                     data = body.replace(b"{n}", str(n).encode())
                     if sign:  # Standard Webhooks: each request signed as the register would
                         stamp = datetime.now(timezone.utc)
-                        signed = {"webhook-id": f"bench-{n}",
+                        hook_id = f"bench-{run}-{n}"
+                        signed = {"webhook-id": hook_id,
                                   "webhook-timestamp": str(int(stamp.timestamp())),
                                   "webhook-signature": Webhook(sign).sign(
-                                      f"bench-{n}", stamp, data.decode())}
+                                      hook_id, stamp, data.decode())}
                         request_headers = {**headers, **signed}
                     else:
                         request_headers = headers

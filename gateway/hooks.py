@@ -26,7 +26,8 @@ from handlers.message import InvalidInput
 from store.models import HookDelivery
 
 Parse = Callable[[dict[str, Any]], Any]
-Apply = Callable[[ServiceContext, Any], Awaitable[dict[str, Any]]]
+#: a feed's `apply_batches`: many requests' batches, one answer each, in one transaction
+Apply = Callable[[ServiceContext, list[Any]], Awaitable[list[dict[str, Any]]]]
 
 
 def verify(secret: str, raw: bytes, headers: dict[str, str]) -> None:
@@ -89,23 +90,34 @@ class HookWork:
 async def apply_hooks(services: ServiceContext, works: list[HookWork]) -> list[dict[str, Any]]:
     """Group-commit body: apply each hook's batch and record its id with its answer, all
     in the caller's one transaction. An id seen before — stored, or earlier in this
-    group — is answered with its first answer and not applied again; the ids of the
-    whole group are looked up and recorded with one query each."""
+    group — is answered with its first answer and not applied again. The ids of the
+    whole group are looked up and recorded with one query each, and the batches of one
+    feed are applied together (each feed's `apply_batches` reads and writes the rows of
+    them all at once, still answering each request for its own batch)."""
     now = services.clock.now()
     answered: dict[str, dict[str, Any]] = dict(await HookDelivery.filter(
         webhook_id__in={w.hook_id for w in works}).values_list("webhook_id", "response"))
-    results, recorded = [], []
+    replayed = {w.hook_id for w in works if w.hook_id in answered}
+    first: dict[str, HookWork] = {}
     for work in works:
-        if work.hook_id in answered:
-            results.append({**answered[work.hook_id], "replayed": True})
-            continue
-        result = await work.apply(services, work.batch)
-        answered[work.hook_id] = result
-        recorded.append(HookDelivery(webhook_id=work.hook_id, source=work.source,
-                                     response=result, received_at=now))
-        results.append(result)
-    if recorded:  # a concurrent instance recording one of them first: IntegrityError, and
-        await HookDelivery.bulk_create(recorded)  # the group is retried one by one
+        if work.hook_id not in replayed:
+            first.setdefault(work.hook_id, work)
+    per_feed: dict[Apply, list[HookWork]] = {}
+    for work in first.values():
+        per_feed.setdefault(work.apply, []).append(work)
+    for apply, feed_works in per_feed.items():
+        for work, answer in zip(feed_works, await apply(services, [w.batch for w in feed_works]),
+                                strict=True):
+            answered[work.hook_id] = answer
+    if first:  # a concurrent instance recording one of them first: IntegrityError, and
+        await HookDelivery.bulk_create([  # the group is retried one by one
+            HookDelivery(webhook_id=w.hook_id, source=w.source, response=answered[w.hook_id],
+                         received_at=now) for w in first.values()])
+    results = []
+    for work in works:
+        applied_here = work.hook_id not in replayed and first[work.hook_id] is work
+        results.append(answered[work.hook_id] if applied_here
+                       else {**answered[work.hook_id], "replayed": True})
     return results
 
 
@@ -132,4 +144,4 @@ HOOKS: tuple[tuple[str, str, Callable[[Any], str | None], Any], ...] = (
 def setup(app: web.Application) -> None:
     for path, source, secret_of, module in HOOKS:
         app.router.add_post(path, signed_hook(source, secret_of, module.parse_batch,
-                                              module.apply_batch))
+                                              module.apply_batches))

@@ -90,7 +90,7 @@ async def import_grades(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
     unknown: set[str] = set()
     for chunk in _chunks(parsed):
         async with in_transaction():
-            result = await grades.apply_batch(ctx, chunk)
+            [result] = await grades.apply_batches(ctx, [chunk])
         report.applied += result["created"] + result["corrected"]
         report.unchanged += result["unchanged"]
         unknown.update(result["unknown_students"])
@@ -105,7 +105,7 @@ async def import_loans(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]
     parsed = _parsed(rows, library.parse_item, report)
     for chunk in _chunks(parsed):
         async with in_transaction():
-            result = await library.apply_batch(ctx, chunk)
+            [result] = await library.apply_batches(ctx, [chunk])
         report.applied += result["created"] + result["updated"]
         report.unchanged += result["unchanged"]
         bar(len(chunk))
@@ -190,7 +190,7 @@ def register_feed(module: Any, name: str) -> Callable[..., Any]:
                 report.errors.append(f"line {line}: {error.message}")
         for chunk in _chunks(good):
             async with in_transaction():
-                result = await module.apply_batch(ctx, chunk)
+                [result] = await module.apply_batches(ctx, [chunk])
             report.applied += result.get("created", 0) + result.get("updated", 0) + \
                 result.get("corrected", 0)
             report.unchanged += result.get("unchanged", 0)

@@ -21,6 +21,7 @@ from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out
 from handlers.message import InvalidInput, Reply
 from store.models import Attendance, AttendanceBatch, Student
+from store.upsert import Upserts
 
 STATUSES = ("absent", "late", "excused", "present")
 TOLD = ("absent", "late", "excused")
@@ -54,42 +55,50 @@ def parse_batch(body: dict[str, Any]) -> list[AttendanceIn]:
     return list(parsed.values())
 
 
-async def apply_batch(ctx: ServiceContext, batch: list[AttendanceIn]) -> dict[str, Any]:
-    """Store the entries; those to tell join their child's open gathering batch."""
+async def apply_batches(ctx: ServiceContext, batches: list[list[AttendanceIn]]
+                        ) -> list[dict[str, Any]]:
+    """Store the entries, one answer per batch (their rows read and inserted together,
+    store/upsert.py); those to tell join their child's open gathering batch."""
     now = ctx.clock.now()
-    students = await school.students_by_id({e.student for e in batch})
-    known = [e for e in batch if e.student in students]
-    existing = {a.id: a for a in await Attendance.filter(id__in=[e.id for e in known])}
-    fresh: list[Attendance] = []
-    to_tell: dict[str, list[str]] = defaultdict(list)
-    updated = unchanged = 0
-    for entry in known:
-        fields = {"student_id": entry.student, "date": entry.date, "period": entry.period,
-                  "status": entry.status, "subject": entry.subject}
-        old = existing.get(entry.id)
-        if old is None:
-            fresh.append(Attendance(id=entry.id, updated_at=now, **fields))
-            if entry.status in TOLD:
+    everything = [e for batch in batches for e in batch]
+    students = await school.students_by_id({e.student for e in everything})
+    rows = await Upserts.read(Attendance, [e.id for e in everything if e.student in students],
+                              now)
+    answers, tellings = [], []
+    for batch in batches:
+        to_tell: dict[str, list[str]] = defaultdict(list)
+        known = [e for e in batch if e.student in students]
+        counts = {"created": 0, "changed": 0, "unchanged": 0}
+        for entry in known:
+            put = rows.put(entry.id, {"student_id": entry.student, "date": entry.date,
+                                      "period": entry.period, "status": entry.status,
+                                      "subject": entry.subject})
+            counts[put.kind] += 1
+            if put.kind == "changed":
+                rows.amend(entry.id, batch_id=None)
+            if put.kind != "unchanged" and entry.status in TOLD and (
+                    entry.status != put.row.announced_status):
                 to_tell[entry.student].append(entry.id)
-        elif any(getattr(old, k) != v for k, v in fields.items()):
-            await Attendance.filter(id=entry.id).update(updated_at=now, batch_id=None, **fields)
-            updated += 1
-            if entry.status in TOLD and entry.status != old.announced_status:
-                to_tell[entry.student].append(entry.id)
-        else:
-            unchanged += 1
-    if fresh:
-        await Attendance.bulk_create(fresh, batch_size=1000)
+        answers.append({"accepted": len(known), "created": counts["created"],
+                        "updated": counts["changed"], "unchanged": counts["unchanged"],
+                        "unknown_students": sorted({e.student for e in batch} - set(students)),
+                        "notifications": 0, "gathering": 0})
+        tellings.append(to_tell)
+    await rows.write()
     gather = ctx.attendance_gather
-    batches = await _join_batches(to_tell, now, gather)
-    told = 0
-    if not gather:
-        for batch_id in batches:
-            told += await _tell(ctx, batch_id, now)
-    return {"accepted": len(known), "created": len(fresh), "updated": updated,
-            "unchanged": unchanged, "unknown_students": sorted({e.student for e in batch}
-                                                              - set(students)),
-            "notifications": told, "gathering": len(batches) if gather else 0}
+    if gather:  # every batch's entries join their child's open gathering at once
+        merged: dict[str, list[str]] = defaultdict(list)
+        for to_tell in tellings:
+            for student_id, ids in to_tell.items():
+                merged[student_id].extend(ids)
+        await _join_batches(merged, now, gather)
+        for answer, to_tell in zip(answers, tellings, strict=True):
+            answer["gathering"] = len(to_tell)
+        return answers
+    for answer, to_tell in zip(answers, tellings, strict=True):  # each batch told at once
+        for gathering_id in await _join_batches(to_tell, now, gather):
+            answer["notifications"] += await _tell(ctx, gathering_id, now)
+    return answers
 
 
 async def _join_batches(to_tell: dict[str, list[str]], now: datetime, gather: timedelta
@@ -131,7 +140,8 @@ async def _tell(ctx: ServiceContext, batch_id: int, now: datetime) -> int:
         return 0  # another instance (or an earlier run) told it
     batch = await AttendanceBatch.get(id=batch_id)
     entries = await Attendance.filter(batch_id=batch_id).order_by("date", "period")
-    entries = [e for e in entries if e.status in TOLD]
+    # what was told already as it is now is not told again (a re-sent id in the same group)
+    entries = [e for e in entries if e.status in TOLD and e.status != e.announced_status]
     student = await Student.get_or_none(id=batch.student_id)
     if not entries or student is None:
         return 0

@@ -9,6 +9,7 @@ student's own guardians are ever told anything.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from handlers.fanout import Notice, fan_out, mode_for
 from handlers.limits import check_all, fit
 from handlers.message import InboundMessage, InvalidInput, Reply
 from store.models import Grade, GradeNotice, Person, Student
+from store.upsert import Upserts
 
 RECENT = 10
 
@@ -93,57 +95,50 @@ def parse_batch(body: dict[str, Any]) -> list[GradeIn]:
     return list(seen.values())
 
 
-def _changed(old: Grade, new: GradeIn) -> bool:
-    return (old.value, old.weight, old.category, old.subject, old.student_id) != (  # type: ignore[attr-defined]
-        new.value, new.weight, new.category, new.subject, new.student)
-
-
-async def apply_batch(ctx: ServiceContext, batch: list[GradeIn]) -> dict[str, Any]:
-    """Store grades and queue notices. Call inside a transaction (the hook's)."""
+async def apply_batches(ctx: ServiceContext, batches: list[list[GradeIn]]
+                        ) -> list[dict[str, Any]]:
+    """Store grades and queue notices, one answer per batch, as if the batches had come
+    one after another; the rows of them all are read and inserted together
+    (store/upsert.py). Call inside a transaction (the hook's)."""
     now = ctx.clock.now()
-    students = {s.id: s for s in await Student.filter(id__in={g.student for g in batch})}
-    unknown = sorted({g.student for g in batch if g.student not in students})
-    known = [g for g in batch if g.student in students]
-    existing = {g.id: g for g in await Grade.filter(id__in=[g.id for g in known])}
-    fresh: list[Grade] = []
-    news: dict[str, list[tuple[Grade, bool]]] = defaultdict(list)
-    corrected = unchanged = 0
-    for item in known:
-        old = existing.get(item.id)
-        if old is None:
-            grade = Grade(id=item.id, student_id=item.student, subject=item.subject,
-                          value=item.value, weight=item.weight, category=item.category,
-                          recorded_at=item.recorded_at, revision=1, updated_at=now)
-            fresh.append(grade)
-            news[item.student].append((grade, False))
-        elif _changed(old, item):
-            old.revision += 1
-            old.subject, old.value, old.weight = item.subject, item.value, item.weight
-            old.category, old.recorded_at, old.updated_at = item.category, item.recorded_at, now
-            old.student_id = item.student  # type: ignore[attr-defined]
-            await old.save()
-            corrected += 1
-            news[item.student].append((old, True))
-        else:
-            unchanged += 1
-    if fresh:
-        await Grade.bulk_create(fresh, batch_size=1000)
-    notified = await notify_guardians(ctx, students, news, now)
-    return {"accepted": len(known), "created": len(fresh), "corrected": corrected,
-            "unchanged": unchanged, "unknown_students": unknown, "notifications": notified}
+    everything = [g for batch in batches for g in batch]
+    students = {s.id: s for s in await Student.filter(id__in={g.student for g in everything})}
+    rows = await Upserts.read(Grade, [g.id for g in everything if g.student in students], now)
+    answers, all_news = [], []
+    for batch in batches:
+        known = [g for g in batch if g.student in students]
+        news: dict[str, list[tuple[Grade, bool]]] = defaultdict(list)
+        counts = {"created": 0, "changed": 0, "unchanged": 0}
+        for item in known:
+            put = rows.put(item.id, {"student_id": item.student, "subject": item.subject,
+                                     "value": item.value, "weight": item.weight,
+                                     "category": item.category},
+                           also={"recorded_at": item.recorded_at})
+            counts[put.kind] += 1
+            if put.kind == "changed":
+                rows.amend(item.id, revision=put.row.revision + 1)
+            if put.kind != "unchanged":  # as it is now: a later batch may change it again
+                news[item.student].append((copy.copy(put.row), put.kind == "changed"))
+        all_news.append(news)
+        answers.append({"accepted": len(known), "created": counts["created"],
+                        "corrected": counts["changed"], "unchanged": counts["unchanged"],
+                        "unknown_students": sorted({g.student for g in batch} - set(students))})
+    await rows.write()
+    from handlers.school import guardians_of  # the school module reads grades' time parser
+
+    guardians = await guardians_of({sid for news in all_news for sid in news})
+    for answer, news in zip(answers, all_news, strict=True):
+        answer["notifications"] = await notify_guardians(ctx, students, news, now, guardians)
+    return answers
 
 
 async def notify_guardians(ctx: ServiceContext, students: dict[str, Student],
-                           news: dict[str, list[tuple[Grade, bool]]], now: datetime) -> int:
+                           news: dict[str, list[tuple[Grade, bool]]], now: datetime,
+                           guardians: dict[str, list[Person]]) -> int:
     """One notice per guardian and student through the one fan-out (handlers/fanout.py):
     a message now (or after quiet hours), nothing if they turned grades off, or — for
     the grade digest — a `GradeNotice` per grade for the `grade-digest` job. Returns how
     many guardians were told or queued for a digest."""
-    from handlers.school import guardians_of  # the school module reads grades' time parser
-
-    if not news:
-        return 0
-    guardians = await guardians_of(set(news))
     told = 0
     notices: list[GradeNotice] = []
     for student_id, items in news.items():

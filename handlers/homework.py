@@ -17,6 +17,7 @@ from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out
 from handlers.message import Reply
 from store.models import Homework
+from store.upsert import Upserts
 
 KINDS = ("homework", "test", "quiz")
 UPCOMING = 15
@@ -51,38 +52,41 @@ def parse_batch(body: dict[str, Any]) -> list[HomeworkIn]:
     return list(parsed.values())
 
 
-async def apply_batch(ctx: ServiceContext, batch: list[HomeworkIn]) -> dict[str, Any]:
+async def apply_batches(ctx: ServiceContext, batches: list[list[HomeworkIn]]
+                        ) -> list[dict[str, Any]]:
+    """One answer per batch; the rows of all of them read and inserted together, the
+    guardians of every class with news found at once."""
     now = ctx.clock.now()
-    existing = {h.id: h for h in await Homework.filter(id__in=[h.id for h in batch])}
-    news: dict[str, list[HomeworkIn]] = defaultdict(list)
-    created = updated = unchanged = 0
-    for item in batch:
-        fields = {"class_name": item.class_name, "subject": item.subject, "kind": item.kind,
-                  "title": item.title, "due": item.due, "description": item.description}
-        old = existing.get(item.id)
-        if old is None:
-            await Homework.create(id=item.id, updated_at=now, **fields)
-            created += 1
-        elif any(getattr(old, k) != v for k, v in fields.items()):
-            await Homework.filter(id=item.id).update(updated_at=now, **fields)
-            updated += 1
-        else:
-            unchanged += 1
-            continue
-        news[item.class_name].append(item)
-    told, unknown = 0, []
-    for class_name, items in news.items():
-        guardians, students = await school.guardians_of_class(class_name)
-        if not students:
-            unknown.append(class_name)
-            continue
-        context = {"class_name": class_name, "items": [_view(h) for h in items]}
-        key = "homework:" + ",".join(sorted(f"{h.id}@{h.due}@{h.title[:20]}" for h in items))
-        outcome = await fan_out(ctx, guardians, Notice(
-            kind="homework", template="homework_new", key=key[:190], context=context), now)
-        told += outcome.queued + outcome.digested
-    return {"accepted": len(batch), "created": created, "updated": updated,
-            "unchanged": unchanged, "unknown_classes": sorted(unknown), "notifications": told}
+    rows = await Upserts.read(Homework, [h.id for batch in batches for h in batch], now)
+    answers, all_news = [], []
+    for batch in batches:
+        news: dict[str, list[HomeworkIn]] = defaultdict(list)
+        counts = {"created": 0, "changed": 0, "unchanged": 0}
+        for item in batch:
+            put = rows.put(item.id, {"class_name": item.class_name, "subject": item.subject,
+                                     "kind": item.kind, "title": item.title, "due": item.due,
+                                     "description": item.description})
+            counts[put.kind] += 1
+            if put.kind != "unchanged":
+                news[item.class_name].append(item)
+        all_news.append(news)
+        answers.append({"accepted": len(batch), "created": counts["created"],
+                        "updated": counts["changed"], "unchanged": counts["unchanged"]})
+    await rows.write()
+    classes = await school.guardians_of_classes({c for news in all_news for c in news})
+    for answer, news in zip(answers, all_news, strict=True):
+        answer["notifications"], unknown = 0, []
+        for class_name, items in news.items():
+            if class_name not in classes:
+                unknown.append(class_name)
+                continue
+            context = {"class_name": class_name, "items": [_view(h) for h in items]}
+            key = "homework:" + ",".join(sorted(f"{h.id}@{h.due}@{h.title[:20]}" for h in items))
+            outcome = await fan_out(ctx, classes[class_name], Notice(
+                kind="homework", template="homework_new", key=key[:190], context=context), now)
+            answer["notifications"] += outcome.queued + outcome.digested
+        answer["unknown_classes"] = sorted(unknown)
+    return answers
 
 
 def _view(item: HomeworkIn | Homework) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from handlers.identity import require_proof
 from handlers.limits import check_all
 from handlers.message import InboundMessage, InvalidInput, Reply
 from store.models import Loan, LoanReminder, Outbox, Person, Renewal
+from store.upsert import Upserts
 
 #: (level, first day it applies: negative = before the due date)
 LEVELS = (("overdue-14", 14), ("overdue-7", 7), ("overdue-1", 1), ("due-soon", -2))
@@ -104,27 +105,25 @@ def _fields(loan: LoanIn) -> dict[str, Any]:
             "returned": loan.returned}
 
 
-async def apply_batch(ctx: ServiceContext, batch: list[LoanIn]) -> dict[str, Any]:
-    """Upsert loans as the library system describes them. Call inside a transaction."""
+async def apply_batches(ctx: ServiceContext, batches: list[list[LoanIn]]
+                        ) -> list[dict[str, Any]]:
+    """Upsert loans as the library system describes them, one answer per batch; the
+    rows of all of them read and inserted together. Call inside a transaction."""
     now = ctx.clock.now()
-    existing = {loan.id: loan for loan in await Loan.filter(id__in=[b.id for b in batch])}
-    new, updated, unchanged = [], 0, 0
-    for item in batch:
-        old = existing.get(item.id)
-        wanted = _fields(item)
-        if old is None:
-            new.append(Loan(id=item.id, updated_at=now, **wanted))
-        elif any(getattr(old, k) != v for k, v in wanted.items()):
-            await Loan.filter(id=item.id).update(updated_at=now, **wanted)
-            updated += 1
-        else:
-            unchanged += 1
-    if new:
-        await Loan.bulk_create(new, batch_size=1000)
-    cards = {b.card for b in batch}
-    known = set(await Person.filter(library_card__in=cards).values_list("library_card", flat=True))
-    return {"accepted": len(batch), "created": len(new), "updated": updated,
-            "unchanged": unchanged, "unknown_cards": sorted(cards - known)}
+    everything = [loan for batch in batches for loan in batch]
+    rows = await Upserts.read(Loan, [loan.id for loan in everything], now)
+    known = set(await Person.filter(library_card__in={loan.card for loan in everything}
+                                    ).values_list("library_card", flat=True))
+    answers = []
+    for batch in batches:
+        counts = {"created": 0, "changed": 0, "unchanged": 0}
+        for item in batch:
+            counts[rows.put(item.id, _fields(item)).kind] += 1
+        answers.append({"accepted": len(batch), "created": counts["created"],
+                        "updated": counts["changed"], "unchanged": counts["unchanged"],
+                        "unknown_cards": sorted({loan.card for loan in batch} - known)})
+    await rows.write()
+    return answers
 
 
 # --- renewals -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out
 from handlers.message import Reply
 from store.models import Remark
+from store.upsert import Upserts
 
 KINDS = ("positive", "negative", "neutral")
 RECENT = 10
@@ -48,41 +49,42 @@ def parse_batch(body: dict[str, Any]) -> list[RemarkIn]:
     return list(parsed.values())
 
 
-async def apply_batch(ctx: ServiceContext, batch: list[RemarkIn]) -> dict[str, Any]:
+async def apply_batches(ctx: ServiceContext, batches: list[list[RemarkIn]]
+                        ) -> list[dict[str, Any]]:
+    """One answer per batch; the rows of all of them read and inserted together."""
     now = ctx.clock.now()
-    students = await school.students_by_id({r.student for r in batch})
-    known = [r for r in batch if r.student in students]
-    existing = {r.id: r for r in await Remark.filter(id__in=[r.id for r in known])}
-    news: dict[str, list[tuple[RemarkIn, bool]]] = defaultdict(list)
-    created = corrected = unchanged = 0
-    for item in known:
-        fields = {"student_id": item.student, "kind": item.kind, "text": item.text,
-                  "teacher": item.teacher, "recorded_at": item.recorded_at}
-        old = existing.get(item.id)
-        if old is None:
-            await Remark.create(id=item.id, updated_at=now, **fields)
-            created += 1
-            news[item.student].append((item, False))
-        elif any(getattr(old, k) != v for k, v in fields.items()):
-            await Remark.filter(id=item.id).update(updated_at=now, **fields)
-            corrected += 1
-            news[item.student].append((item, True))
-        else:
-            unchanged += 1
-    guardians = await school.guardians_of(set(news))
-    told = 0
-    for student_id, items in news.items():
-        context = {"student": school.student_view(students[student_id]),
-                   "remarks": [_view(r, corrected) for r, corrected in items]}
-        key = "remarks:" + ",".join(sorted(f"{r.id}@{r.text[:20]}" for r, _ in items))
-        outcome = await fan_out(ctx, guardians.get(student_id, []), Notice(
-            kind="remarks", template="remarks_new", key=f"{key[:150]}:{len(items)}",
-            context=context), now)
-        told += outcome.queued + outcome.digested
-    return {"accepted": len(known), "created": created, "corrected": corrected,
-            "unchanged": unchanged, "unknown_students": sorted({r.student for r in batch}
-                                                              - set(students)),
-            "notifications": told}
+    everything = [r for batch in batches for r in batch]
+    students = await school.students_by_id({r.student for r in everything})
+    rows = await Upserts.read(Remark, [r.id for r in everything if r.student in students], now)
+    answers, all_news = [], []
+    for batch in batches:
+        known = [r for r in batch if r.student in students]
+        news: dict[str, list[tuple[RemarkIn, bool]]] = defaultdict(list)
+        counts = {"created": 0, "changed": 0, "unchanged": 0}
+        for item in known:
+            put = rows.put(item.id, {"student_id": item.student, "kind": item.kind,
+                                     "text": item.text, "teacher": item.teacher,
+                                     "recorded_at": item.recorded_at})
+            counts[put.kind] += 1
+            if put.kind != "unchanged":
+                news[item.student].append((item, put.kind == "changed"))
+        all_news.append(news)
+        answers.append({"accepted": len(known), "created": counts["created"],
+                        "corrected": counts["changed"], "unchanged": counts["unchanged"],
+                        "unknown_students": sorted({r.student for r in batch} - set(students))})
+    await rows.write()
+    guardians = await school.guardians_of({sid for news in all_news for sid in news})
+    for answer, news in zip(answers, all_news, strict=True):
+        answer["notifications"] = 0
+        for student_id, items in news.items():
+            context = {"student": school.student_view(students[student_id]),
+                       "remarks": [_view(r, corrected) for r, corrected in items]}
+            key = "remarks:" + ",".join(sorted(f"{r.id}@{r.text[:20]}" for r, _ in items))
+            outcome = await fan_out(ctx, guardians.get(student_id, []), Notice(
+                kind="remarks", template="remarks_new", key=f"{key[:150]}:{len(items)}",
+                context=context), now)
+            answer["notifications"] += outcome.queued + outcome.digested
+    return answers
 
 
 def _view(remark: RemarkIn | Remark, correction: bool = False) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 Each register module (attendance, remarks, homework, messages) is a handler module of
 its own with `parse_batch` (the whole batch checked before anything is written, a field
-named on error) and `apply_batch` (inside the hook's transaction); these are their parts.
+named on error) and `apply_batches` (the batches of concurrent requests, inside the hooks'
+one transaction, one answer each); these are their parts.
 """
 
 from __future__ import annotations
@@ -93,12 +94,17 @@ async def guardians_of(student_ids: set[str]) -> dict[str, list[Person]]:
     return found
 
 
-async def guardians_of_class(class_name: str) -> tuple[list[Person], list[Student]]:
-    """The guardians of everyone in a class, each once, and the class's students."""
-    students = await Student.filter(class_name=class_name)
-    per_student = await guardians_of({s.id for s in students})
-    unique = {p.id: p for people in per_student.values() for p in people}
-    return list(unique.values()), students
+async def guardians_of_classes(class_names: set[str]) -> dict[str, list[Person]]:
+    """The guardians of everyone in each class, each guardian once per class; a class
+    with no students is missing from the answer (an unknown class)."""
+    if not class_names:
+        return {}
+    students = await Student.filter(class_name__in=class_names).values_list("id", "class_name")
+    per_student = await guardians_of({sid for sid, _ in students})
+    found: dict[str, dict[int, Person]] = {name: {} for _, name in students}
+    for student_id, class_name in students:
+        found[class_name].update((p.id, p) for p in per_student.get(student_id, []))
+    return {name: list(people.values()) for name, people in found.items()}
 
 
 def student_view(student: Student) -> dict[str, str]:

@@ -15,7 +15,8 @@ from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out
 from handlers.limits import fit_text
 from handlers.message import InvalidInput
-from store.models import SchoolMessage, Student
+from store.models import SchoolMessage
+from store.rows import insert_rows
 
 
 @dataclass
@@ -49,36 +50,49 @@ def parse_batch(body: dict[str, Any]) -> list[MessageIn]:
     return list(parsed.values())
 
 
-async def apply_batch(ctx: ServiceContext, batch: list[MessageIn]) -> dict[str, Any]:
+async def apply_batches(ctx: ServiceContext, batches: list[list[MessageIn]]
+                        ) -> list[dict[str, Any]]:
+    """One answer per batch; the students, classes and guardians of them all are found
+    at once (a message is told once: a re-sent id, here or earlier, changes nothing)."""
     now = ctx.clock.now()
-    seen = set(await SchoolMessage.filter(id__in=[m.id for m in batch]).values_list(
+    everything = [m for batch in batches for m in batch]
+    seen = set(await SchoolMessage.filter(id__in=[m.id for m in everything]).values_list(
         "id", flat=True))
-    told, unknown, created = 0, [], 0
-    for message in batch:
-        if message.id in seen:
-            continue
-        if message.student:
-            student = await Student.get_or_none(id=message.student)
-            if student is None:
-                unknown.append(message.student)
+    students = await school.students_by_id({m.student for m in everything if m.student})
+    guardians = await school.guardians_of(set(students))
+    classes = await school.guardians_of_classes({m.class_name for m in everything
+                                                 if m.class_name and not m.student})
+    answers, fresh = [], []
+    for batch in batches:
+        answer: dict[str, Any] = {"accepted": len(batch), "created": 0, "notifications": 0}
+        unknown: set[str] = set()
+        for message in batch:
+            if message.id in seen:
                 continue
-            guardians = (await school.guardians_of({student.id})).get(student.id, [])
-            about = school.student_view(student)
-        else:
-            guardians, students = await school.guardians_of_class(message.class_name or "")
-            if not students:
-                unknown.append(message.class_name)
-                continue
-            about = {"class_name": message.class_name}
-        await SchoolMessage.create(id=message.id, class_name=message.class_name,
-                                   student_id=message.student, title=message.title,
-                                   body=message.body, sender=message.sender, created_at=now)
-        created += 1
-        context = {"about": about, "title": message.title, "body": message.body,
-                   "sender": message.sender}
-        outcome = await fan_out(ctx, guardians, Notice(
-            kind="messages", template="school_message", key=f"school-message:{message.id}",
-            context=context), now)
-        told += outcome.queued + outcome.digested
-    return {"accepted": len(batch), "created": created, "unknown": sorted(set(unknown)),
-            "notifications": told}
+            if message.student:
+                if message.student not in students:
+                    unknown.add(message.student)
+                    continue
+                people = guardians.get(message.student, [])
+                about = school.student_view(students[message.student])
+            else:
+                if message.class_name not in classes:
+                    unknown.add(message.class_name or "")
+                    continue
+                people, about = classes[message.class_name], {"class_name": message.class_name}
+            seen.add(message.id)
+            fresh.append(SchoolMessage(id=message.id, class_name=message.class_name,
+                                       student_id=message.student, title=message.title,
+                                       body=message.body, sender=message.sender,
+                                       created_at=now))
+            answer["created"] += 1
+            context = {"about": about, "title": message.title, "body": message.body,
+                       "sender": message.sender}
+            outcome = await fan_out(ctx, people, Notice(
+                kind="messages", template="school_message", key=f"school-message:{message.id}",
+                context=context), now)
+            answer["notifications"] += outcome.queued + outcome.digested
+        answer["unknown"] = sorted(unknown)
+        answers.append(answer)
+    await insert_rows(fresh)
+    return answers
