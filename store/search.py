@@ -49,6 +49,8 @@ def key_of(number: str) -> int:
 def fold(text: str) -> str:
     """Lower case, without diacritics: the form both the index and queries use."""
     text = text.translate(_POLISH)
+    if text.isascii():  # Polish text usually is by now: nothing left to decompose
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
