@@ -153,6 +153,20 @@ LABELS = {
 }
 
 
+#: each notice type a person sets to instant, digest or off (handlers/fanout.NOTICE_TYPES),
+#: as people read it: in /ustawienia, the daily school summary and the console
+NOTICE_NAMES = {
+    "pl": {"grades": "Oceny", "attendance": "Frekwencja", "remarks": "Uwagi",
+           "homework": "Zadania i sprawdziany", "messages": "Wiadomości ze szkoły"},
+    "en": {"grades": "Grades", "attendance": "Attendance", "remarks": "Remarks",
+           "homework": "Homework and tests", "messages": "Messages from school"},
+}
+
+
+def notice_name(kind: str, lang: str) -> str:
+    return NOTICE_NAMES[language(lang)].get(kind, "Inne" if language(lang) == "pl" else "Other")
+
+
 def label(code: object, lang: str) -> str:
     """A stored code in words; a reminder level `<level>@<date>` reads by its level."""
     text = str(code or "")

@@ -44,6 +44,7 @@ class Renderer:
             env.filters["status"] = i18n.status_label
             env.filters["on_day"] = i18n.on_day
             env.filters["label"] = i18n.label
+            env.filters["notice"] = i18n.notice_name
             env.filters["markdownish"] = markdownish
             env.filters["plaintext"] = plain_text
             env.globals["plural"] = i18n.plural

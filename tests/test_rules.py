@@ -251,3 +251,11 @@ def test_search_folds_polish_letters_and_never_passes_query_syntax() -> None:
         "kosciuszki", "dziura", "or", "x", "y", "z"]
     assert all(word.isalnum() or "_" in word for word in terms("a'b;c--d/*e*/"))
     assert key_of("UM-2026-000123") == 2026000123 > key_of("UM-2025-999999")
+
+
+def test_every_notice_type_has_a_name_people_read_in_both_languages() -> None:
+    from handlers import fanout, i18n
+
+    for lang in i18n.LANGUAGES:
+        assert set(i18n.NOTICE_NAMES[lang]) == set(fanout.NOTICE_TYPES)
+        assert all(name and name[0].isupper() for name in i18n.NOTICE_NAMES[lang].values())
