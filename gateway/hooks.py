@@ -9,6 +9,7 @@ the first answer and not applied again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +31,15 @@ Parse = Callable[[dict[str, Any]], Any]
 Apply = Callable[[ServiceContext, list[Any]], Awaitable[list[dict[str, Any]]]]
 
 
+@functools.lru_cache(maxsize=8)
+def _verifier(secret: str) -> Webhook:
+    """One per secret: building it decodes the secret, on every request otherwise."""
+    return Webhook(secret)
+
+
 def verify(secret: str, raw: bytes, headers: dict[str, str]) -> None:
     try:
-        Webhook(secret).verify(raw, headers, json_parse=False)
+        _verifier(secret).verify(raw, headers, json_parse=False)
     except (WebhookVerificationError, ValueError, UnicodeDecodeError) as error:
         raise ApiError(401, "bad_signature", f"signature check failed: {error}") from None
 

@@ -227,6 +227,8 @@ async def fan_out(ctx: ServiceContext, people: Iterable[Person | Recipient], not
     """Tell each of `people` (each once) about `notice`, by their preferences. Pass
     `addresses` (from :func:`addresses_of`) when fanning out to many in chunks."""
     given = list(people)
+    if not given:
+        return Outcome()
     recipients = [r for r in given if isinstance(r, Recipient)]
     recipients += await recipients_of([p for p in given if isinstance(p, Person)], addresses)
     if not recipients:
