@@ -136,19 +136,40 @@ def _library(settings: Any) -> str | None:
     return settings.hook_secret_library
 
 
-#: every signed hook: path, source (whose secret signs it), and the module that parses
-#: and applies its batch — adding a register feed is one line here
-HOOKS: tuple[tuple[str, str, Callable[[Any], str | None], Any], ...] = (
-    ("/hooks/register/grades", "register", _register, grades),
-    ("/hooks/register/attendance", "register", _register, attendance),
-    ("/hooks/register/remarks", "register", _register, remarks),
-    ("/hooks/register/homework", "register", _register, homework),
-    ("/hooks/register/messages", "register", _register, school_messages),
-    ("/hooks/library/loans", "library", _library, library),
+@dataclass(frozen=True)
+class Hook:
+    """A signed feed: where it is posted, whose secret signs it, the handler module that
+    parses (`parse_batch`) and applies (`apply_batches`) it, the body's list (also the
+    `emilanowek import` kind), and its title in the OpenAPI document."""
+
+    path: str
+    source: str
+    secret_of: Callable[[Any], str | None]
+    module: Any
+    feed: str
+    title: str
+
+
+#: every signed hook — adding a register feed is one line here; the routes, the OpenAPI
+#: document and the CSV import kinds are read from it
+HOOKS: tuple[Hook, ...] = (
+    Hook("/hooks/register/grades", "register", _register, grades, "grades",
+         "Grades from the school register"),
+    Hook("/hooks/register/attendance", "register", _register, attendance, "attendance",
+         "Attendance from the school register"),
+    Hook("/hooks/register/remarks", "register", _register, remarks, "remarks",
+         "Remarks from the school register"),
+    Hook("/hooks/register/homework", "register", _register, homework, "homework",
+         "Homework and tests from the school register"),
+    Hook("/hooks/register/messages", "register", _register, school_messages, "messages",
+         "Messages from the school to guardians"),
+    Hook("/hooks/library/loans", "library", _library, library, "loans",
+         "Loans from the library system"),
 )
 
 
 def setup(app: web.Application) -> None:
-    for path, source, secret_of, module in HOOKS:
-        app.router.add_post(path, signed_hook(source, secret_of, module.parse_batch,
-                                              module.apply_batches))
+    for hook in HOOKS:
+        app.router.add_post(hook.path, signed_hook(hook.source, hook.secret_of,
+                                                   hook.module.parse_batch,
+                                                   hook.module.apply_batches))

@@ -1,4 +1,5 @@
-"""`emilanowek import {people,students,loans,grades} FILE.csv`.
+"""`emilanowek import KIND FILE.csv`: people, students, and every feed of the signed hooks
+(grades, loans, attendance, remarks, homework, messages).
 
 CSV with a header row (UTF-8, with or without BOM; `,` or `;` — Polish spreadsheets
 often export `;`). Every row is checked; bad rows are reported with their line number
@@ -18,15 +19,8 @@ from typing import Any
 import click
 from tortoise.transactions import in_transaction
 
-from handlers import (
-    attendance,
-    grades,
-    homework,
-    library,
-    people,
-    remarks,
-    school_messages,
-)
+from gateway.hooks import HOOKS
+from handlers import grades, library, people
 from handlers.context import ServiceContext
 from handlers.limits import check_all
 from handlers.message import InvalidInput
@@ -200,14 +194,13 @@ def register_feed(module: Any, name: str) -> Callable[..., Any]:
 
 
 IMPORTERS = {
-    "grades": import_grades,
+    "grades": import_grades,  # reports unknown students line by line
     "loans": import_loans,
     "students": import_students,
     "people": import_people,
-    "attendance": register_feed(attendance, "attendance"),
-    "remarks": register_feed(remarks, "remarks"),
-    "homework": register_feed(homework, "homework"),
-    "messages": register_feed(school_messages, "messages"),
+    # every other feed of the hooks' table, through its hook's parser
+    **{hook.feed: register_feed(hook.module, hook.feed) for hook in HOOKS
+       if hook.feed not in ("grades", "loans")},
 }
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.hooks import HOOKS
+
 S = dict[str, Any]
 STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
 ERROR: S = {"$ref": "#/components/schemas/Error"}
@@ -193,20 +195,10 @@ def document() -> S:
         "/telegram/webhook": {"post": _op(
             "Telegram updates in webhook mode (X-Telegram-Bot-Api-Secret-Token)", "200", None,
             errors=(400, 401, 404, 413), body={"type": "object"})},
-        "/hooks/register/grades": {"post": _op(
-            "Grades from the school register (Standard Webhooks signature)", "200",
-            {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
-            params=HOOK_HEADERS)},
-        **{f"/hooks/register/{feed}": {"post": _op(
-            f"{title} from the school register (Standard Webhooks signature)", "200",
-            {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
-            params=HOOK_HEADERS)} for feed, title in (
-                ("attendance", "Attendance"), ("remarks", "Remarks"), ("homework", "Homework"),
-                ("messages", "Messages to guardians"))},
-        "/hooks/library/loans": {"post": _op(
-            "Loans from the library system (Standard Webhooks signature)", "200",
-            {"type": "object"}, errors=(400, 401, 413), body={"type": "object"},
-            params=HOOK_HEADERS)},
+        **{hook.path: {"post": _op(
+            f"{hook.title} (Standard Webhooks signature)", "200", {"type": "object"},
+            errors=(400, 401, 413), body={"type": "object"}, params=HOOK_HEADERS)}
+           for hook in HOOKS},
     }
     paths.update(console_paths())
     for path in ("/ack/{token}",):
