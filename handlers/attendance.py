@@ -68,19 +68,16 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[AttendanceIn]]
     for batch in batches:
         to_tell: dict[str, list[str]] = defaultdict(list)
         known = [e for e in batch if e.student in students]
-        counts = {"created": 0, "changed": 0, "unchanged": 0}
         for entry in known:
             put = rows.put(entry.id, {"student_id": entry.student, "date": entry.date,
                                       "period": entry.period, "status": entry.status,
                                       "subject": entry.subject})
-            counts[put.kind] += 1
             if put.kind == "changed":
                 rows.amend(entry.id, batch_id=None)
             if put.kind != "unchanged" and entry.status in TOLD and (
                     entry.status != put.row.announced_status):
                 to_tell[entry.student].append(entry.id)
-        answers.append({"accepted": len(known), "created": counts["created"],
-                        "updated": counts["changed"], "unchanged": counts["unchanged"],
+        answers.append({"accepted": len(known), **rows.tally("updated"),
                         "unknown_students": sorted({e.student for e in batch} - set(students)),
                         "notifications": 0, "gathering": 0})
         tellings.append(to_tell)

@@ -108,20 +108,17 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[GradeIn]]
     for batch in batches:
         known = [g for g in batch if g.student in students]
         news: dict[str, list[tuple[Grade, bool]]] = defaultdict(list)
-        counts = {"created": 0, "changed": 0, "unchanged": 0}
         for item in known:
             put = rows.put(item.id, {"student_id": item.student, "subject": item.subject,
                                      "value": item.value, "weight": item.weight,
                                      "category": item.category},
                            also={"recorded_at": item.recorded_at})
-            counts[put.kind] += 1
             if put.kind == "changed":
                 rows.amend(item.id, revision=put.row.revision + 1)
             if put.kind != "unchanged":  # as it is now: a later batch may change it again
                 news[item.student].append((copy.copy(put.row), put.kind == "changed"))
         all_news.append(news)
-        answers.append({"accepted": len(known), "created": counts["created"],
-                        "corrected": counts["changed"], "unchanged": counts["unchanged"],
+        answers.append({"accepted": len(known), **rows.tally("corrected"),
                         "unknown_students": sorted({g.student for g in batch} - set(students))})
     await rows.write()
     from handlers.school import guardians_of  # the school module reads grades' time parser

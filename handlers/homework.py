@@ -61,17 +61,14 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[HomeworkIn]]
     answers, all_news = [], []
     for batch in batches:
         news: dict[str, list[HomeworkIn]] = defaultdict(list)
-        counts = {"created": 0, "changed": 0, "unchanged": 0}
         for item in batch:
             put = rows.put(item.id, {"class_name": item.class_name, "subject": item.subject,
                                      "kind": item.kind, "title": item.title, "due": item.due,
                                      "description": item.description})
-            counts[put.kind] += 1
             if put.kind != "unchanged":
                 news[item.class_name].append(item)
         all_news.append(news)
-        answers.append({"accepted": len(batch), "created": counts["created"],
-                        "updated": counts["changed"], "unchanged": counts["unchanged"]})
+        answers.append({"accepted": len(batch), **rows.tally("updated")})
     await rows.write()
     classes = await school.guardians_of_classes({c for news in all_news for c in news})
     for answer, news in zip(answers, all_news, strict=True):

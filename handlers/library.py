@@ -116,11 +116,9 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[LoanIn]]
                                     ).values_list("library_card", flat=True))
     answers = []
     for batch in batches:
-        counts = {"created": 0, "changed": 0, "unchanged": 0}
         for item in batch:
-            counts[rows.put(item.id, _fields(item)).kind] += 1
-        answers.append({"accepted": len(batch), "created": counts["created"],
-                        "updated": counts["changed"], "unchanged": counts["unchanged"],
+            rows.put(item.id, _fields(item))
+        answers.append({"accepted": len(batch), **rows.tally("updated"),
                         "unknown_cards": sorted({loan.card for loan in batch} - known)})
     await rows.write()
     return answers

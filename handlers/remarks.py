@@ -60,17 +60,14 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[RemarkIn]]
     for batch in batches:
         known = [r for r in batch if r.student in students]
         news: dict[str, list[tuple[RemarkIn, bool]]] = defaultdict(list)
-        counts = {"created": 0, "changed": 0, "unchanged": 0}
         for item in known:
             put = rows.put(item.id, {"student_id": item.student, "kind": item.kind,
                                      "text": item.text, "teacher": item.teacher,
                                      "recorded_at": item.recorded_at})
-            counts[put.kind] += 1
             if put.kind != "unchanged":
                 news[item.student].append((item, put.kind == "changed"))
         all_news.append(news)
-        answers.append({"accepted": len(known), "created": counts["created"],
-                        "corrected": counts["changed"], "unchanged": counts["unchanged"],
+        answers.append({"accepted": len(known), **rows.tally("corrected"),
                         "unknown_students": sorted({r.student for r in batch} - set(students))})
     await rows.write()
     guardians = await school.guardians_of({sid for news in all_news for sid in news})

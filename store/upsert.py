@@ -42,6 +42,7 @@ class Upserts(Generic[M]):
         self._now = now
         self._fresh: dict[str, M] = {}
         self._dirty: dict[str, set[str]] = {}  # stored row id → fields to write
+        self._counts = dict.fromkeys(("created", "changed", "unchanged"), 0)
 
     @classmethod
     async def read(cls, model: type[M], ids: Iterable[str], now: datetime) -> Upserts[M]:
@@ -53,7 +54,11 @@ class Upserts(Generic[M]):
             ) -> Put[M]:
         """Insert or change the row `row_id` to have `fields` (and `updated_at` now);
         `also` is written with them but does not count as a change by itself."""
-        also = also or {}
+        put = self._put(row_id, fields, also or {})
+        self._counts[put.kind] += 1
+        return put
+
+    def _put(self, row_id: str, fields: dict[str, Any], also: dict[str, Any]) -> Put[M]:
         row = self._rows.get(row_id)
         if row is None:
             row = self._model(id=row_id, updated_at=self._now, **fields, **also)
@@ -63,6 +68,14 @@ class Upserts(Generic[M]):
             return Put("unchanged", row)
         self.amend(row_id, updated_at=self._now, **fields, **also)
         return Put("changed", row)
+
+    def tally(self, changed: str) -> dict[str, int]:
+        """How many rows the puts since the last tally created, changed and left alone —
+        one batch's answer, with `changed` as that feed calls it ("corrected",
+        "updated")."""
+        counts, self._counts = self._counts, dict.fromkeys(self._counts, 0)
+        return {"created": counts["created"], changed: counts["changed"],
+                "unchanged": counts["unchanged"]}
 
     def amend(self, row_id: str, **fields: Any) -> None:
         """More fields for a row put in this group (a revision, a reset link)."""
