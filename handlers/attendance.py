@@ -21,6 +21,7 @@ from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out
 from handlers.message import InvalidInput, Reply
 from store.models import Attendance, AttendanceBatch, Student
+from store.rows import change_in, read_in
 from store.upsert import Upserts
 
 STATUSES = ("absent", "late", "excused", "present")
@@ -103,14 +104,15 @@ async def _join_batches(to_tell: dict[str, list[str]], now: datetime, gather: ti
     """Each child's entries join the child's open batch, or one opened now."""
     if not to_tell:
         return []
-    open_batches = {b.student_id: b for b in await AttendanceBatch.filter(
-        student_id__in=list(to_tell), sent_at__isnull=True, due_at__gt=now)}
+    open_batches = {b.student_id: b for b in await read_in(to_tell, lambda part: (
+        AttendanceBatch.filter(student_id__in=part, sent_at__isnull=True, due_at__gt=now)))}
     ids = []
     for student_id, entry_ids in to_tell.items():
         batch = open_batches.get(student_id)
         if batch is None:
             batch = await AttendanceBatch.create(student_id=student_id, due_at=now + gather)
-        await Attendance.filter(id__in=entry_ids).update(batch_id=batch.id)
+        await change_in(entry_ids, lambda part, batch_id=batch.id: Attendance.filter(
+            id__in=part).update(batch_id=batch_id))
         ids.append(batch.id)
     return ids
 
@@ -150,8 +152,9 @@ async def _tell(ctx: ServiceContext, batch_id: int, now: datetime) -> int:
         kind="attendance", template="attendance_new", key=f"attendance:{batch_id}",
         context=context), now)
     for status in {entry.status for entry in entries}:  # one statement per status, not per entry
-        await Attendance.filter(id__in=[e.id for e in entries if e.status == status]).update(
-            announced_status=status)
+        await change_in([e.id for e in entries if e.status == status],
+                        lambda part, told=status: Attendance.filter(id__in=part).update(
+                            announced_status=told))
     return outcome.queued + outcome.digested
 
 

@@ -100,9 +100,11 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[GradeIn]]
     """Store grades and queue notices, one answer per batch, as if the batches had come
     one after another; the rows of them all are read and inserted together
     (store/upsert.py). Call inside a transaction (the hook's)."""
+    from handlers import school  # the school module reads grades' time parser
+
     now = ctx.clock.now()
     everything = [g for batch in batches for g in batch]
-    students = {s.id: s for s in await Student.filter(id__in={g.student for g in everything})}
+    students = await school.students_by_id({g.student for g in everything})
     rows = await Upserts.read(Grade, [g.id for g in everything if g.student in students], now)
     answers, all_news = [], []
     for batch in batches:
@@ -121,9 +123,7 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[GradeIn]]
         answers.append({"accepted": len(known), **rows.tally("corrected"),
                         "unknown_students": sorted({g.student for g in batch} - set(students))})
     await rows.write()
-    from handlers.school import guardians_of  # the school module reads grades' time parser
-
-    guardians = await guardians_of({sid for news in all_news for sid in news})
+    guardians = await school.guardians_of({sid for news in all_news for sid in news})
     for answer, news in zip(answers, all_news, strict=True):
         answer["notifications"] = await notify_guardians(ctx, students, news, now, guardians)
     return answers

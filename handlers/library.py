@@ -27,6 +27,7 @@ from handlers.identity import require_proof
 from handlers.limits import check_all
 from handlers.message import InboundMessage, InvalidInput, Reply
 from store.models import Loan, LoanReminder, Outbox, Person, Renewal
+from store.rows import read_in
 from store.upsert import Upserts
 
 #: (level, first day it applies: negative = before the due date)
@@ -112,8 +113,8 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[LoanIn]]
     now = ctx.clock.now()
     everything = [loan for batch in batches for loan in batch]
     rows = await Upserts.read(Loan, [loan.id for loan in everything], now)
-    known = set(await Person.filter(library_card__in={loan.card for loan in everything}
-                                    ).values_list("library_card", flat=True))
+    known = set(await read_in({loan.card for loan in everything}, lambda part: Person.filter(
+        library_card__in=part).values_list("library_card", flat=True)))
     answers = []
     for batch in batches:
         for item in batch:
@@ -232,12 +233,13 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
     loans = await Loan.filter(returned=False, due__lte=horizon)
     candidates = [(loan, level_for(loan.due, today)) for loan in loans]
     candidates = [(loan, level) for loan, level in candidates if level]
-    done = set(await LoanReminder.filter(loan_id__in=[loan.id for loan, _ in candidates])
-               .values_list("loan_id", "level"))
+    done = set(await read_in([loan.id for loan, _ in candidates], lambda part: (
+        LoanReminder.filter(loan_id__in=part).values_list("loan_id", "level"))))
     due_now = [(loan, level) for loan, level in candidates
                if (loan.id, f"{level}@{loan.due.isoformat()}") not in done]
     cards = {loan.card for loan, _ in due_now}
-    readers = {p.library_card: p for p in await Person.filter(library_card__in=cards)}
+    readers = {p.library_card: p for p in await read_in(
+        cards, lambda part: Person.filter(library_card__in=part))}
     reachable = {r.person.id: r for r in await fanout.recipients_of(readers.values())}
 
     groups: dict[tuple[str, str], list[Loan]] = defaultdict(list)

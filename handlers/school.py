@@ -19,6 +19,7 @@ from handlers.grades import parse_time
 from handlers.limits import fit
 from handlers.message import InvalidInput, Reply
 from store.models import Person, Student
+from store.rows import read_in
 from store.sql import sql
 
 
@@ -70,7 +71,7 @@ def moment(item: dict[str, Any], name: str, where: str) -> datetime:
 
 
 async def students_by_id(ids: set[str]) -> dict[str, Student]:
-    return {s.id: s for s in await Student.filter(id__in=ids)} if ids else {}
+    return {s.id: s for s in await read_in(ids, lambda part: Student.filter(id__in=part))}
 
 
 async def guardians_of(student_ids: set[str]) -> dict[str, list[Person]]:
@@ -79,14 +80,19 @@ async def guardians_of(student_ids: set[str]) -> dict[str, list[Person]]:
     if not student_ids:
         return {}
     db = connections.get("default")
-    marks = ",".join("?" * len(student_ids))
-    _, rows = await db.execute_query(sql(db, "SELECT student_id, person_id FROM "
-                                             f"student_guardian WHERE student_id IN ({marks})"),
-                                     list(student_ids))
-    links = [(r["student_id"], r["person_id"]) for r in rows]
+
+    async def linked(part: list[str]) -> list[Any]:
+        marks = ",".join("?" * len(part))
+        _, rows = await db.execute_query(sql(
+            db, f"SELECT student_id, person_id FROM student_guardian WHERE student_id IN ({marks})"),
+            part)
+        return rows
+
+    links = [(r["student_id"], r["person_id"]) for r in await read_in(student_ids, linked)]
     if not links:
         return {}
-    people = {p.id: p for p in await Person.filter(id__in={pid for _, pid in links})}
+    people = {p.id: p for p in await read_in({pid for _, pid in links},
+                                              lambda part: Person.filter(id__in=part))}
     found: dict[str, list[Person]] = defaultdict(list)
     for student_id, pid in links:
         if pid is not None and pid in people:
@@ -99,7 +105,8 @@ async def guardians_of_classes(class_names: set[str]) -> dict[str, list[Person]]
     with no students is missing from the answer (an unknown class)."""
     if not class_names:
         return {}
-    students = await Student.filter(class_name__in=class_names).values_list("id", "class_name")
+    students = await read_in(class_names, lambda part: Student.filter(
+        class_name__in=part).values_list("id", "class_name"))
     per_student = await guardians_of({sid for sid, _ in students})
     found: dict[str, dict[int, Person]] = {name: {} for _, name in students}
     for student_id, class_name in students:

@@ -16,7 +16,7 @@ from handlers.fanout import Notice, fan_out
 from handlers.limits import fit_text
 from handlers.message import InvalidInput
 from store.models import SchoolMessage
-from store.rows import insert_rows
+from store.rows import insert_rows, read_in
 
 
 @dataclass
@@ -56,8 +56,8 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[MessageIn]]
     at once (a message is told once: a re-sent id, here or earlier, changes nothing)."""
     now = ctx.clock.now()
     everything = [m for batch in batches for m in batch]
-    seen = set(await SchoolMessage.filter(id__in=[m.id for m in everything]).values_list(
-        "id", flat=True))
+    seen = set(await read_in({m.id for m in everything}, lambda part: SchoolMessage.filter(
+        id__in=part).values_list("id", flat=True)))
     students = await school.students_by_id({m.student for m in everything if m.student})
     guardians = await school.guardians_of(set(students))
     classes = await school.guardians_of_classes({m.class_name for m in everything

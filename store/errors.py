@@ -18,13 +18,16 @@ try:  # asyncpg is there whenever PostgreSQL is used (tortoise-orm[asyncpg])
 
     _PG_TRANSIENT: tuple[type[BaseException], ...] = (
         asyncpg.exceptions.PostgresConnectionError,
-        asyncpg.exceptions.InterfaceError,
         asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, terminated backend
         asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     )
+    #: asyncpg's client-side errors: "connection is closed" passes, but so does nothing
+    #: else of this kind — "the number of query arguments cannot exceed 32767" answered
+    #: 503 to a register that then retried the same call for ever
+    _PG_INTERFACE: tuple[type[BaseException], ...] = (asyncpg.exceptions.InterfaceError,)
     _PG_DATA_ERROR: tuple[type[BaseException], ...] = (asyncpg.exceptions.DataError,)
 except ImportError:  # pragma: no cover
-    _PG_TRANSIENT = _PG_DATA_ERROR = ()
+    _PG_TRANSIENT = _PG_DATA_ERROR = _PG_INTERFACE = ()
 
 #: sqlite3's words for a lock or a busy database (sqlite.org/rescode.html: SQLITE_BUSY,
 #: SQLITE_LOCKED)
@@ -41,6 +44,8 @@ def is_transient(error: BaseException) -> bool:
             return True
         if _PG_TRANSIENT and isinstance(current, _PG_TRANSIENT):
             return True
+        if _PG_INTERFACE and isinstance(current, _PG_INTERFACE) and _about_connection(current):
+            return True
         if isinstance(current, (OperationalError, sqlite3.OperationalError)):
             text = str(current).lower()
             if any(words in text for words in _SQLITE_BUSY):
@@ -49,6 +54,11 @@ def is_transient(error: BaseException) -> bool:
                 return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _about_connection(error: BaseException) -> bool:
+    text = str(error).lower()
+    return "connection" in text or "closed" in text or "pool" in text
 
 
 def is_input_fault(error: BaseException) -> bool:

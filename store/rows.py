@@ -1,10 +1,41 @@
-"""Inserting new model instances at the ORM's lowest cost."""
+"""Inserting new model instances at the ORM's lowest cost, and reading rows by a long
+list of keys."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from tortoise.models import Model
+
+T = TypeVar("T")
+
+#: keys per `IN (…)`: a query may carry at most 32,766 parameters on SQLite
+#: (sqlite.org/limits.html, SQLITE_MAX_VARIABLE_NUMBER) and 32,767 through asyncpg
+#: (PostgreSQL's protocol counts them in 16 bits); a register sending a whole term in one
+#: call, or a commit group of many calls, has more keys than that
+IN_CHUNK = 5000
+
+
+def chunks(values: Iterable[T], size: int = IN_CHUNK) -> Iterator[list[T]]:
+    items = list(values)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+async def read_in(keys: Iterable[T], query: Callable[[list[T]], Awaitable[Any]]) -> list[Any]:
+    """`query(part)` for each part of `keys` (a filter `…__in=part`), the rows joined —
+    one statement for up to `IN_CHUNK` keys, as many as needed beyond."""
+    found: list[Any] = []
+    for part in chunks(keys):
+        found.extend(await query(part))
+    return found
+
+
+async def change_in(keys: Iterable[T], statement: Callable[[list[T]], Awaitable[int]]) -> int:
+    """`statement(part)` (an update or delete `…__in=part`) for each part of `keys`; how
+    many rows it touched in all."""
+    return sum([await statement(part) for part in chunks(keys)])
 
 
 async def insert_rows(rows: Sequence[Model]) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from tortoise.models import Model
 
-from store.rows import insert_rows
+from store.rows import insert_rows, read_in
 
 M = TypeVar("M", bound=Model)
 
@@ -46,9 +46,8 @@ class Upserts(Generic[M]):
 
     @classmethod
     async def read(cls, model: type[M], ids: Iterable[str], now: datetime) -> Upserts[M]:
-        wanted = set(ids)
-        existing = {row.pk: row for row in await model.filter(id__in=wanted)} if wanted else {}
-        return cls(model, existing, now)
+        rows = await read_in(set(ids), lambda part: model.filter(id__in=part))
+        return cls(model, {row.pk: row for row in rows}, now)
 
     def put(self, row_id: str, fields: dict[str, Any], also: dict[str, Any] | None = None
             ) -> Put[M]:

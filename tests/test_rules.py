@@ -259,3 +259,15 @@ def test_every_notice_type_has_a_name_people_read_in_both_languages() -> None:
     for lang in i18n.LANGUAGES:
         assert set(i18n.NOTICE_NAMES[lang]) == set(fanout.NOTICE_TYPES)
         assert all(name and name[0].isupper() for name in i18n.NOTICE_NAMES[lang].values())
+
+
+def test_a_lost_connection_passes_and_a_statement_too_big_does_not() -> None:
+    import asyncpg
+
+    from store.errors import is_transient
+
+    assert is_transient(asyncpg.exceptions.InterfaceError("connection is closed"))
+    assert is_transient(asyncpg.exceptions.ConnectionDoesNotExistError("lost"))
+    # retrying changes nothing: answered as a fault, not "try again later" for ever
+    assert not is_transient(asyncpg.exceptions.InterfaceError(
+        "the number of query arguments cannot exceed 32767"))
