@@ -40,6 +40,7 @@ from store.models import (
     SignInLink,
     StaffSession,
 )
+from store.rows import change_in
 
 CLOSED = ("resolved", "rejected")
 
@@ -109,17 +110,18 @@ async def run(ctx: Any, rules: Retention, now: datetime) -> dict[str, int]:
     closed_before = now - timedelta(days=rules.attachment_days)
     old_closed = await Case.filter(status__in=CLOSED, updated_at__lt=closed_before).values_list(
         "number", flat=True)
-    done["attachments"] = await Attachment.filter(case_id__in=old_closed).delete() \
-        if old_closed else 0
+    done["attachments"] = await change_in(
+        old_closed, lambda part: Attachment.filter(case_id__in=part).delete())
     done["school"] = await _school(school_year_began(now.astimezone(ctx.zone).date(),
                                                      rules.school_year_start), ctx)
     loan_cutoff = now - timedelta(days=rules.loan_days)
     async with in_transaction():
         returned = await Loan.filter(returned=True, updated_at__lt=loan_cutoff).values_list(
             "id", flat=True)
-        done["loans"] = (await LoanReminder.filter(loan_id__in=returned).delete() if returned
-                         else 0) + await Loan.filter(id__in=returned).delete() + \
-            await Renewal.filter(created_at__lt=loan_cutoff).delete()
+        done["loans"] = (
+            await change_in(returned, lambda part: LoanReminder.filter(loan_id__in=part).delete())
+            + await change_in(returned, lambda part: Loan.filter(id__in=part).delete())
+            + await Renewal.filter(created_at__lt=loan_cutoff).delete())
     done["conversations"] = await Conversation.filter(
         updated_at__lt=now - timedelta(days=rules.conversation_days)).delete()
     done["spool"] = _spool(rules.spool_dir, rules.spool_days)
