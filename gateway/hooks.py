@@ -122,7 +122,7 @@ async def apply_hooks(services: ServiceContext, works: list[HookWork]) -> list[d
                          received_at=now) for w in first.values()])
     results = []
     for work in works:
-        applied_here = work.hook_id not in replayed and first[work.hook_id] is work
+        applied_here = first.get(work.hook_id) is work  # not a replay, not a repeat
         results.append(answered[work.hook_id] if applied_here
                        else {**answered[work.hook_id], "replayed": True})
     return results

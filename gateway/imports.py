@@ -194,13 +194,14 @@ def register_feed(module: Any, name: str) -> Callable[..., Any]:
 
 
 IMPORTERS = {
-    "grades": import_grades,  # reports unknown students line by line
+    # every feed of the hooks' table, through its hook's parser …
+    **{hook.feed: register_feed(hook.module, hook.feed) for hook in HOOKS},
+    # … but these two, older, which name the CSV line in the field of a row's error
+    # (and grades lists the unknown students)
+    "grades": import_grades,
     "loans": import_loans,
     "students": import_students,
     "people": import_people,
-    # every other feed of the hooks' table, through its hook's parser
-    **{hook.feed: register_feed(hook.module, hook.feed) for hook in HOOKS
-       if hook.feed not in ("grades", "loans")},
 }
 
 

@@ -247,7 +247,8 @@ async def people_page(request: web.Request) -> web.Response:
 
 async def _person(request: web.Request) -> Person:
     _need(request, "people")
-    found = await Person.get_or_none(id=row_id(request)) if row_id(request) else None
+    wanted = row_id(request)
+    found = await Person.get_or_none(id=wanted) if wanted else None
     if found is None:
         raise Refusal(404, "not_found")
     return found

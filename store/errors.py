@@ -44,21 +44,21 @@ def is_transient(error: BaseException) -> bool:
             return True
         if _PG_TRANSIENT and isinstance(current, _PG_TRANSIENT):
             return True
-        if _PG_INTERFACE and isinstance(current, _PG_INTERFACE) and _about_connection(current):
+        if _PG_INTERFACE and isinstance(current, _PG_INTERFACE) and _connection_gone(current):
             return True
         if isinstance(current, (OperationalError, sqlite3.OperationalError)):
-            text = str(current).lower()
-            if any(words in text for words in _SQLITE_BUSY):
+            if any(words in str(current).lower() for words in _SQLITE_BUSY):
                 return True
-            if "connection" in text and ("closed" in text or "lost" in text or "refused" in text):
+            if _connection_gone(current):
                 return True
         current = current.__cause__ or current.__context__
     return False
 
 
-def _about_connection(error: BaseException) -> bool:
+def _connection_gone(error: BaseException) -> bool:
+    """The error's own words say the connection is closed, lost or refused."""
     text = str(error).lower()
-    return "connection" in text or "closed" in text or "pool" in text
+    return "connection" in text and ("closed" in text or "lost" in text or "refused" in text)
 
 
 def is_input_fault(error: BaseException) -> bool:
