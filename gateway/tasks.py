@@ -14,10 +14,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-
-from aiohttp import web
 
 from store.errors import is_transient
 
@@ -139,17 +137,3 @@ async def stop(*tasks: asyncio.Task, grace: float = 3.0) -> None:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
 
-
-def background(
-    name: str, factory: Callable[[web.Application], Awaitable[None] | None]
-) -> Callable[[web.Application], AsyncIterator[None]]:
-    """A cleanup_ctx entry that runs `factory(app)` as a task for the app's lifetime."""
-
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        coro = factory(app)
-        task = start(name, coro) if coro is not None else None
-        yield
-        if task is not None:
-            await stop(task)
-
-    return ctx

@@ -76,7 +76,3 @@ def is_input_fault(error: BaseException) -> bool:
             return True
         current = current.__cause__
     return False
-
-
-class StoreUnavailable(Exception):
-    """Raised where a caller must answer "later" rather than handle the fault itself."""
