@@ -45,7 +45,8 @@ async def reset_postgres(url: str) -> None:
         await conn.close()
 
 
-TEMPLATE_DB = "emil_test_template"
+#: one template per test database, so that suites on different databases can run side by side
+TEMPLATE_DB = (PG_URL.rsplit("/", 1)[1] if PG_URL else "emil_test") + "_template"
 
 
 def _postgres_admin_url(url: str, database: str) -> str:
@@ -75,9 +76,9 @@ def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
             await _migrated_once(PG_URL)
             conn = await asyncpg.connect(_postgres_admin_url(PG_URL, "postgres"))
             try:
-                await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB}")
+                await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
                 source = PG_URL.rsplit("/", 1)[1]
-                await conn.execute(f'CREATE DATABASE {TEMPLATE_DB} TEMPLATE "{source}"')
+                await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}" TEMPLATE "{source}"')
             finally:
                 await conn.close()
 
@@ -98,7 +99,7 @@ async def database_url(tmp_path: Path, migrated_template: str) -> str:
         conn = await asyncpg.connect(_postgres_admin_url(PG_URL, "postgres"))
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{source}" WITH (FORCE)')
-            await conn.execute(f'CREATE DATABASE "{source}" TEMPLATE {migrated_template}')
+            await conn.execute(f'CREATE DATABASE "{source}" TEMPLATE "{migrated_template}"')
         finally:
             await conn.close()
         return PG_URL
