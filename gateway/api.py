@@ -32,6 +32,7 @@ from gateway.keys import (
 )
 from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
 from handlers import accounts, announcements, audit, cases, grades, library, notify, people
+from handlers import unread as unread_mail
 from handlers.addresses import normalise_email
 from handlers.i18n import OPEN311
 from handlers.limits import fit, fit_text
@@ -90,10 +91,19 @@ async def healthz(request: web.Request) -> web.Response:
     store_ok = await request.app[STORE].ping()
     failing = request.app[HEALTH].failing()
     ok = store_ok and all(state.values()) and not failing
-    body = {"status": "ok" if ok else "degraded", **{k: bool(v) for k, v in state.items()},
-            "store": store_ok}
+    body: dict[str, Any] = {"status": "ok" if ok else "degraded",
+                            **{k: bool(v) for k, v in state.items()}, "store": store_ok}
     if failing:
         body["failing"] = failing
+    if store_ok:
+        # unread mail piling up is work for people, not a sick process: "warn" with 200
+        # (the `warn` of the IETF health-check response draft, draft-inadarei-api-health-
+        # check), so a load balancer keeps this instance while monitoring raises an alert
+        body["unread_mail"] = unread = await unread_mail.count_waiting()
+        if unread >= request.app[SETTINGS].unread_mail_alert:
+            body["warnings"] = ["unread_mail"]
+            if ok:
+                body["status"] = "warn"
     return web.json_response(body, status=200 if ok else 503)
 
 

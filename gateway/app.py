@@ -190,6 +190,7 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     ]
     dispatcher = Dispatcher(lanes)
     inbox = Inbox(app[SERVICES], bot, dispatcher.notify, linger=settings.batch_linger_ms / 1000)
+    inbox.set_aside_hook = app[METRICS].unread
     app[DISPATCHER], app[INBOX] = dispatcher, inbox
     running = []
     health = app[HEALTH]

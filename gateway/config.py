@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     cases_unit: str = "urzad"
     #: a console session ends after this many minutes without a request
     panel_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    #: /healthz says "warn" once this many unread mails wait for a clerk (issue #18)
+    unread_mail_alert: int = Field(default=5, ge=1)
 
     # grades
     quiet_start: str = "22:00"

@@ -10,6 +10,12 @@ If any message of a batch raises, the whole batch rolls back and its messages ar
 again one at a time, each in its own transaction: the good ones are answered as usual and
 the bad one gets "something went wrong (ref: N)" — never a stack trace — while the log
 keeps the details under the same reference.
+
+No accepted mail ends in silence (issue #18): mail its reader rejects, or whose handling
+fails for good, is set aside as `unread` for a clerk (handlers/unread.py, the console's
+"Poczta nieodczytana") and its sender is told "we have passed it to the office" — unless
+it is automatic mail, which is set aside unanswered. A store that is away for a moment is
+nobody's fault: those messages stay pending and are tried again.
 """
 
 from __future__ import annotations
@@ -19,17 +25,19 @@ import logging
 import secrets
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import datetime
 
 from telegram import Bot
 from tortoise.transactions import in_transaction
 
 from bots import inbound as telegram_inbound
-from handlers import accounts, router
+from handlers import accounts, router, unread
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
 from handlers.notify import queue
 from handlers.router import UNKNOWN
 from mail import inbound as mail_inbound
+from mail import unread as mail_unread
 from store.errors import is_transient
 from store.models import Person, RawInbound
 from store.outbox import Delivery
@@ -42,6 +50,11 @@ UNPARSEABLE = "unparseable"
 READERS = {"email": mail_inbound.read_stored, "telegram": telegram_inbound.read_stored}
 #: readers that parse large input or wait on DNS: run in a worker thread
 SLOW_READERS = {"email"}
+#: channel → what can still be read of a row it could not handle (sender, subject, loop
+#: verdict; never raises): its rows are set aside for a clerk and their senders answered.
+#: A channel without one keeps the older way: an apology where it can, and `failed`.
+GLANCES = {"email": lambda row, ctx: mail_unread.glance(
+    bytes(row.payload), row.envelope or {}, ctx.mail_domain, router.MAILBOXES)}
 
 #: (row, the message or None, why it gets no answer)
 Work = tuple[RawInbound, InboundMessage | None, str]
@@ -71,6 +84,9 @@ class Inbox:
         self.elsewhere: Callable[[], None] = lambda: None
         #: called after every round that reached the store (the supervisor's "I am up")
         self.beat: Callable[[], None] = lambda: None
+        #: called with "unreadable" or "failed" for each message set aside, after its
+        #: commit (the `emil_unread_mail_total` counter)
+        self.set_aside_hook: Callable[[str], None] = lambda why: None
 
     def notify(self) -> None:
         self.wake.set()
@@ -145,12 +161,17 @@ class Inbox:
         now = self.ctx.clock.now()
         marks: dict[tuple[str, str], list[int]] = defaultdict(list)
         deliveries: list[Delivery] = []
+        set_aside = 0
         async with in_transaction():
             taken = await take([row.id for row, _, _ in work])
             senders = await known_senders([msg for row, msg, _ in work if row.id in taken])
             for row, msg, reason in work:
                 if row.id not in taken:
                     continue  # another instance has it
+                if msg is None and reason == UNPARSEABLE and row.channel in GLANCES:
+                    deliveries += await self.set_aside(row, unread.UNREADABLE, now) or []
+                    set_aside += 1
+                    continue
                 marks[_outcome(msg, reason)].append(row.id)
                 if msg is not None:
                     sender = senders.pop((msg.channel, msg.address), UNKNOWN)
@@ -159,12 +180,17 @@ class Inbox:
                 await RawInbound.filter(id__in=ids).update(status=status, note=note,
                                                            processed_at=now)
             await queue(deliveries, now)
+        for _ in range(set_aside):
+            self.set_aside_hook(unread.UNREADABLE)
 
     async def handle_one(self, item: Work) -> None:
         """One message in its own transaction; a failure gets the sender an apology."""
         row, msg, reason = item
         now = self.ctx.clock.now()
         if msg is None:
+            if reason == UNPARSEABLE and row.channel in GLANCES:
+                await self.set_aside_alone(row, unread.UNREADABLE, now)
+                return
             status, note = _outcome(msg, reason)
             await RawInbound.filter(id=row.id, status="pending").update(
                 status=status, note=note, processed_at=now)
@@ -181,12 +207,65 @@ class Inbox:
             reference = secrets.token_hex(4)
             log.exception("error handling %s #%s from %s (ref: %s)", row.channel, row.id,
                           redact(msg.address), reference)
+            if row.channel in GLANCES:
+                await self.set_aside_alone(row, unread.FAILED, now, reference)
+                return
             async with in_transaction():
                 await RawInbound.filter(id=row.id).update(
                     status="failed", note=f"ref {reference}", processed_at=now)
                 apology = router.to_deliveries(self.ctx, msg, None,
                                                [Reply("error", {"reference": reference})])
                 await queue(apology, now)
+
+    async def set_aside(self, row: RawInbound, why: str, now: datetime,
+                        reference: str | None = None, answer: bool = True
+                        ) -> list[Delivery] | None:
+        """Mark a pending message `unread` for a clerk with what can be read of it (inside
+        the caller's transaction); the "passed to the office" answer to queue, unless the
+        mail is automatic (mail/loops.py) or `answer` is off. None if the row was no longer
+        pending (another instance had it)."""
+        reference = reference or secrets.token_hex(4)
+        seen = GLANCES[row.channel](row, self.ctx)
+        answered = answer and seen.automatic is None
+        if why == unread.UNREADABLE:
+            log.warning("unreadable %s #%s set aside for the office (ref: %s)%s", row.channel,
+                        row.id, reference, f"; no answer: {seen.automatic}" if seen.automatic
+                        else "")
+        summary = {"why": why, "address": seen.address, "subject": seen.subject,
+                   "size": seen.size, "answered": answered, "reference": reference,
+                   "message_id": seen.message_id, "language": seen.language_hint,
+                   "automatic": seen.automatic}
+        note = f"ref {reference}" if why == unread.FAILED else f"{UNPARSEABLE}, ref {reference}"
+        taken = await RawInbound.filter(id=row.id, status="pending").update(
+            status=unread.WAITING, note=note, summary=summary, processed_at=now)
+        if not taken:
+            return None
+        if not answered:
+            return []
+        msg = InboundMessage(channel=row.channel, address=seen.address, subject=seen.subject,
+                             mailbox=(row.envelope or {}).get("mailbox") or None,
+                             message_id=seen.message_id, references=seen.references,
+                             language_hint=seen.language_hint, inbound_id=row.id)
+        return router.to_deliveries(self.ctx, msg, None, [Reply("unread_received", {
+            "reference": reference, "subject": seen.subject})])
+
+    async def set_aside_alone(self, row: RawInbound, why: str, now: datetime,
+                              reference: str | None = None) -> None:
+        """`set_aside` in a transaction of its own, answer and all; if even that fails (not
+        for a passing store outage), the mail is still set aside, unanswered, rather than
+        lost."""
+        try:
+            async with in_transaction():
+                answer = await self.set_aside(row, why, now, reference)
+                await queue(answer or [], now)
+        except Exception as error:
+            if is_transient(error):
+                raise
+            log.exception("could not answer %s #%s; set aside unanswered", row.channel, row.id)
+            async with in_transaction():
+                answer = await self.set_aside(row, why, now, reference, answer=False)
+        if answer is not None:
+            self.set_aside_hook(why)
 
     async def answer(self, row: RawInbound, msg: InboundMessage, person: Person | None = UNKNOWN
                      ) -> list[Delivery]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
+from handlers.unread import count_waiting
 from store.clock import Clock
 from store.outbox import pending_stats
 
@@ -28,9 +29,19 @@ class GatewayMetrics:
                                    registry=r)
         self.restarts_total = Counter("emil_part_restarts", "Background part restarts after a "
                                       "failure", ["part"], registry=r)
+        # accepted mail that could not become a case (handlers/unread.py): counted by this
+        # process's inbox as it is set aside; the gauge is read from the store, so every
+        # instance shows the same number of mails still waiting for a clerk
+        self.unread_total = Counter("emil_unread_mail", "Mail set aside for the office, by "
+                                    "why (unreadable, failed)", ["reason"], registry=r)
+        self.unread_waiting = Gauge("emil_unread_mail_unhandled", "Unread mail no clerk has "
+                                    "handled yet", registry=r)
 
     def restarted(self, part: str) -> None:
         self.restarts_total.labels(part).inc()
+
+    def unread(self, reason: str) -> None:
+        self.unread_total.labels(reason).inc()
 
     def sent(self, channel: str) -> None:
         self.sent_total.labels(channel).inc()
@@ -51,4 +62,5 @@ class GatewayMetrics:
             count, oldest = stats.get(channel, (0, None))
             self.depth.labels(channel).set(count)
             self.oldest.labels(channel).set((now - oldest).total_seconds() if oldest else 0)
+        self.unread_waiting.set(await count_waiting())
         return generate_latest(self.registry)

@@ -90,8 +90,12 @@ ID = _path("id", INT)
 def document() -> S:
     paths: S = {
         "/healthz": {"get": _op("Health: 200 when the store, listeners and every background "
-                                "part are up; else 503 naming what is not", "200",
-                                _obj(["status"], status=STR, failing={"type": "array"}))},
+                                "part are up; else 503 naming what is not. `unread_mail`: "
+                                "mail waiting for a clerk; from EMIL_UNREAD_MAIL_ALERT on, "
+                                "`status` is `warn` (still 200) and `warnings` names it", "200",
+                                _obj(["status"], status={"enum": ["ok", "warn", "degraded"]},
+                                     failing={"type": "array"}, unread_mail=INT,
+                                     warnings={"type": "array", "items": STR}))},
         "/metrics": {"get": _op("Prometheus metrics", "200", STR, content_type="text/plain")},
         "/api/openapi.json": {"get": _op("This document", "200", {"type": "object"})},
         "/api/v1/cases": {"post": _op(
@@ -300,6 +304,23 @@ def console_paths() -> S:
             "RODO erasure (the person's number typed again)", form, params=[ident],
             form=_obj(["csrf", "potwierdzenie"], csrf=STR, potwierdzenie=STR))},
         "/panel/zdrowie": {"get": _page("Health at a glance", page, params=[])},
+        "/panel/nieodczytane": {"get": _page("Mail not understood: the queue (case staff)",
+                                             page, params=[
+            {"name": n, "in": "query", "required": False, "schema": STR}
+            for n in ("zrobione", "lang")])},
+        "/panel/nieodczytane/{id}": {"get": _page("One unread mail and its actions", page,
+                                                  params=[ident])},
+        "/panel/nieodczytane/{id}/oryginal": {"get": {
+            **_page("Download the original mail", (303, 403, 404), params=[ident]),
+            "responses": {"200": {"description": "the mail as it arrived", "content": {
+                "message/rfc822": {"schema": STR}}},
+                **_page("", (303, 403, 404), params=[])["responses"]}}},
+        "/panel/nieodczytane/{id}/sprawa": {"post": _page(
+            "Open a case from unread mail (the sender is the requester)", form,
+            params=[ident], form=_obj(["csrf", "temat", "tresc"], csrf=STR, temat=STR,
+                                      tresc=STR))},
+        "/panel/nieodczytane/{id}/zalatwione": {"post": _page(
+            "Mark unread mail handled", form, params=[ident], form=csrf)},
         "/static/panel.css": {"get": {"summary": "The console's stylesheet", "security": [],
                                       "responses": {"200": {"description": "CSS", "content": {
                                           "text/css": {"schema": STR}}}}}},

@@ -416,8 +416,9 @@ async def stylesheet(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    from gateway import panel_sections
+    from gateway import panel_sections, panel_unread
 
     app.middlewares.append(console)
     app.router.add_routes(routes)
     app.router.add_routes(panel_sections.routes)
+    app.router.add_routes(panel_unread.routes)

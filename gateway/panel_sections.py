@@ -32,7 +32,7 @@ from gateway.panel import (
     _services,
     row_id,
 )
-from handlers import accounts, announcements, audit, rodo
+from handlers import accounts, announcements, audit, rodo, unread
 from handlers.fanout import modes_of
 from handlers.i18n import LANGUAGES
 from handlers.limits import fit, fit_text
@@ -342,6 +342,7 @@ async def health_page(request: web.Request) -> web.Response:
         runs.append({"name": spec.name, "last": last})
     channels = sorted(set(waiting) | set(failures) | {"email", "telegram"})
     return _page(request, "health", channels=channels, waiting=waiting, failures=failures,
-                 throttled=throttled, runs=runs, now=now,
+                 throttled=throttled, runs=runs, now=now, unread=await unread.count_waiting(),
+                 unread_alert=request.app[SETTINGS].unread_mail_alert,
                  parts=sorted(request.app[HEALTH].parts.items()),
                  instance=request.app[SETTINGS].instance_name, peer=client_address(request))

@@ -98,8 +98,9 @@ async def run(ctx: Any, rules: Retention, now: datetime) -> dict[str, int]:
     done: dict[str, int] = {}
     cutoff = now - timedelta(days=rules.messages_days)
     async with in_transaction():
+        # unread mail still waiting for a clerk is kept until one has dealt with it
         done["raw_inbound"] = await RawInbound.filter(received_at__lt=cutoff).exclude(
-            status="pending").delete()
+            status__in=("pending", "unread")).delete()
         done["sent_messages"] = await Outbox.filter(
             created_at__lt=cutoff, status__in=("sent", "failed", "cancelled")).delete()
         done["sent_message_ids"] = await SentMail.filter(created_at__lt=cutoff).delete()

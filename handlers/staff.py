@@ -55,7 +55,7 @@ def sections(person: Person, cases_unit: str) -> list[str]:
     """The console's sections this person sees, in menu order."""
     shown = []
     if may_handle_cases(person, cases_unit):
-        shown.append("cases")
+        shown += ["cases", "unread"]  # mail not understood is theirs too (issue #18)
     if announcements.may_announce(person):
         shown.append("announcements")
     if may_run_library(person):

@@ -183,7 +183,12 @@ class MailThread(Model):
 
 
 class RawInbound(Model):
-    """An inbound email or Telegram update, stored verbatim before it is acknowledged."""
+    """An inbound email or Telegram update, stored verbatim before it is acknowledged.
+
+    `status`: pending, then done, ignored (automatic mail), failed, or unread: mail that
+    could not be turned into a case, waiting for a clerk in the console (gateway/
+    panel_unread.py), and handled once a clerk opened a case from it or set it aside.
+    """
 
     id = fields.BigIntField(primary_key=True)
     channel = fields.CharField(max_length=16)
@@ -194,6 +199,13 @@ class RawInbound(Model):
     note = fields.TextField(default="")
     received_at = fields.DatetimeField()
     processed_at = fields.DatetimeField(null=True)
+    #: unread mail: what could be read of it (sender, subject, size, why, whether it was
+    #: answered), written when it was set aside, so the queue never reads the payloads
+    summary = fields.JSONField(null=True)
+    handled_at = fields.DatetimeField(null=True)
+    handled_by_id = fields.IntField(null=True)
+    #: the case a clerk opened from unread mail
+    case_number = fields.CharField(max_length=20, null=True)
 
     class Meta:
         table = "raw_inbound"

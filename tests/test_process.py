@@ -64,7 +64,8 @@ async def test_sigterm_stops_cleanly(database_url: str, botapi: BotApiDouble, tm
     env = gateway_env(database_url, botapi, tmp_path)
     proc = await serve(env, tmp_path / "serve.log")
     health = await wait_http(env["EMIL_HTTP_PORT"])
-    assert health == {"status": "ok", "store": True, "outbox": True, "smtp": True}
+    assert health == {"status": "ok", "store": True, "outbox": True, "smtp": True,
+                      "unread_mail": 0}
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(proc.wait(), 20) == 0
 

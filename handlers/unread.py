@@ -1,0 +1,105 @@
+"""Mail not understood (issue #18, fault 1): accepted mail that could not become a case.
+
+The inbox (gateway/inbox.py) answers the sender and sets such mail aside with status
+`unread` and a summary of what could be read of it; here are the clerk's actions on it —
+open a case from it (the clerk types what it says, the sender is the requester), or mark
+it handled — each audited in its own transaction, and the counts that /metrics, /healthz
+and the console show. The console (gateway/panel_unread.py) is a thin adapter over these.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from handlers import audit, cases
+from handlers.context import ServiceContext
+from handlers.message import Attachment
+from handlers.notify import queue
+from store.models import Case, Person, RawInbound
+
+#: mail waiting for a clerk, and mail a clerk has dealt with
+WAITING = "unread"
+HANDLED = "handled"
+#: summary["why"]: the reader rejected it, or its handling failed for good
+UNREADABLE = "unreadable"
+FAILED = "failed"
+#: what the queue lists, newest first (the count says how many more wait)
+PAGE = 200
+_LISTED = ("id", "received_at", "note", "summary", "envelope")
+
+
+async def count_waiting() -> int:
+    """How many wait for a clerk (one indexed count: /healthz asks on every probe)."""
+    return await RawInbound.filter(status=WAITING).count()
+
+
+async def waiting(limit: int = PAGE) -> list[dict[str, Any]]:
+    """The queue, oldest first (the longest wait on top), without the payloads."""
+    return await RawInbound.filter(status=WAITING).order_by("id").limit(limit).values(*_LISTED)
+
+
+async def one(inbound_id: int) -> dict[str, Any] | None:
+    """One unread mail, waiting or handled, without its payload."""
+    found = await RawInbound.filter(id=inbound_id, status__in=(WAITING, HANDLED)).values(
+        *_LISTED, "status", "handled_at", "handled_by_id", "case_number")
+    return found[0] if found else None
+
+
+async def original(inbound_id: int) -> bytes | None:
+    """The mail as it arrived."""
+    found = await RawInbound.filter(id=inbound_id, status__in=(WAITING, HANDLED)).values_list(
+        "payload", flat=True)
+    return bytes(found[0]) if found else None
+
+
+async def _claim(inbound_id: int, clerk: Person, now: datetime) -> dict[str, Any] | None:
+    """Take a waiting mail off the queue (one UPDATE decides: two clerks, or two tabs,
+    cannot both act on it); its summary, or None if it was not waiting."""
+    found = await one(inbound_id)
+    if found is None or found["status"] != WAITING:
+        return None
+    taken = await RawInbound.filter(id=inbound_id, status=WAITING).update(
+        status=HANDLED, handled_at=now, handled_by_id=clerk.id)
+    return found if taken else None
+
+
+async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text: str,
+                    clerk: Person, actor: audit.Actor) -> Case | None:
+    """A case from unread mail, with the clerk's subject and text; the sender is its
+    requester by address only (an unread mail proves nobody, as a forged From must not
+    file in a resident's name: handlers/identity.py) and gets the usual confirmation with
+    the access code. The original is kept with the case as `oryginal.eml`. None if the
+    mail is not waiting any more."""
+    now = ctx.clock.now()
+    async with in_transaction():
+        found = await _claim(inbound_id, clerk, now)
+        if found is None:
+            return None
+        summary = found["summary"] or {}
+        raw = await original(inbound_id) or b""
+        kept = (Attachment("oryginal.eml", "message/rfc822", raw),) if raw else ()
+        draft = cases.NewCase(subject=subject, body=text, channel="email",
+                              email=summary.get("address") or None, attachments=kept,
+                              lang=summary.get("language") or "pl",
+                              message_id=summary.get("message_id"))
+        [(case, _, confirmation)] = await cases.create_cases(ctx, [draft], confirm_to_email=True)
+        await RawInbound.filter(id=inbound_id).update(case_number=case.number)
+        await queue([confirmation] if confirmation else [], now)
+        await audit.record(actor, "unread.open_case", f"inbound:{inbound_id}", now,
+                           case=case.number)
+    return case
+
+
+async def mark_handled(ctx: ServiceContext, inbound_id: int, *, clerk: Person,
+                       actor: audit.Actor) -> bool:
+    """Off the queue without a case (spam, a duplicate, answered by phone); False if it
+    was not waiting."""
+    now = ctx.clock.now()
+    async with in_transaction():
+        if await _claim(inbound_id, clerk, now) is None:
+            return False
+        await audit.record(actor, "unread.handled", f"inbound:{inbound_id}", now)
+    return True
