@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
-from gateway.api import PAGE_HEADERS, client_address
+from gateway.api import PAGE_HEADERS
+from gateway.client import client_address
 from gateway.keys import DISPATCHER, SERVICES, SETTINGS
 from gateway.validate import MalformedForm, read_form
 from handlers import audit, cases, i18n, staff
