@@ -70,9 +70,9 @@ class Limits:
         self.code_failures_per_case = RateLimiter(Limit(code_failures_per_case, 10), now)
         #: the bot says "zwolnij" at most this often per chat (no outbox flood either)
         self.slow_down_notices = RateLimiter(Limit(6, 1), now)
-        #: console sign-in links asked for, per client and per address
+        #: console sign-in forms posted, per client. Not per address: a stranger could
+        #: spend that for the person (handlers/staff.py limits the mail per person)
         self.sign_in_per_client = RateLimiter(Limit(30, 10), now)
-        self.sign_in_per_address = RateLimiter(Limit(6, 3), now)
 
     def code_wait(self, client: str) -> float:
         """Seconds `client` must wait before it may try an access code again (0.0: go
