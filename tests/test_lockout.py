@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient, make_mocked_request
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.keys import HEALTH
 from store.models import AuditEntry, Outbox, SignInLink
 from tests.conftest import Gateway
 from tests.panel import csrf_of, mailed_link, staff_member
@@ -275,3 +276,23 @@ async def test_the_sign_in_link_brings_the_person_back_where_they_were_going(
         await gw.drain()
         resp = await use_link(other, mailed_link(gw, STAFF_EMAIL))
         assert resp.status == 303 and resp.headers["Location"] == "/panel/", elsewhere
+
+
+async def test_a_form_stored_before_a_restart_is_answered_by_the_running_worker(
+        gw: Gateway, aiohttp_client: Any, settings: Settings, clock: Any) -> None:
+    """The answer goes before the work, so the work must survive a crash: the form is a
+    row, and the supervised sign-in worker of the next start answers it."""
+    import asyncio
+
+    await staff_member(gw)
+    resp = await ask_for_link(gw.client, STAFF_EMAIL)
+    assert resp.status == 200
+    await gw.client.close()  # "crashed" before anything handled the form
+    running = await aiohttp_client(create_app(settings, clock=clock, run_workers=True))
+    restarted = Gateway(running, settings, gw.botapi, clock)
+    for _ in range(200):  # the worker starts within a second of waking; wait up to 20 s
+        if mails_to(restarted, STAFF_EMAIL):
+            break
+        await asyncio.sleep(0.1)
+    assert mails_to(restarted, STAFF_EMAIL) == 1
+    assert "sign-in" in running.app[HEALTH].parts
