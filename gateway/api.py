@@ -15,6 +15,7 @@ from tortoise.transactions import in_transaction
 
 from bots import webhook
 from gateway import auth
+from gateway.client import client_address, limit_key
 from gateway.errors import ApiError
 from gateway.jobs import run_job
 from gateway.keys import (
@@ -162,11 +163,6 @@ async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) ->
     return answers
 
 
-def client_address(request: web.Request) -> str:
-    """The peer's address as the socket says (a header could say anything)."""
-    return request.remote or "unknown"
-
-
 def _too_many(wait: float, what: str) -> ApiError:
     seconds = str(max(1, int(wait)))
     return ApiError(429, "rate_limited", f"too many {what}; try again in {seconds} s",
@@ -196,7 +192,7 @@ async def create_case(request: web.Request) -> web.Response:
         return replay
     if not keyed:
         limits = services.limits
-        wait = limits.cases_per_client.take(client_address(request))
+        wait = limits.cases_per_client.take(limit_key(client_address(request)))
         if not wait and draft["email"]:  # our confirmation goes there: no mail bomb
             wait = limits.cases_per_recipient.take(draft["email"])
         if wait:
@@ -257,23 +253,28 @@ async def get_case(request: web.Request) -> web.Response:
 
 
 async def case_by_code(request: web.Request, number: str, code: str) -> Case:
-    """The case if `code` is its access code. Failures are limited per client and per
-    case (429) — 80-bit codes are not guessed, but nobody gets to try — and logged
-    without the code."""
-    limits, client = request.app[SERVICES].limits, client_address(request)
-    wait = max(limits.code_failures_per_client.wait(client),
-               limits.code_failures_per_case.wait(number))
+    """The case if `code` is its access code, for the API and the residents' page.
+
+    A client is refused (429) only for its own failures, before anything is looked at; a
+    right code then always opens the case, however many strangers failed on it, and a
+    wrong one counts against the client and the case (handlers/ratelimit.py,
+    `Limits.code_wait`, says why the case's count never refuses the right code). Failures
+    are logged without the code."""
+    limits = request.app[SERVICES].limits
+    client = limit_key(client_address(request))
+    wait = limits.code_wait(client)
     if wait:
         raise _too_many(wait, "failed access-code attempts")
     found = cases.find_number(number)
     case = await Case.get_or_none(number=found) if found else None
-    if case is None or not cases.code_matches(request.app[SERVICES].code_key,
-                                              case.access_code_hash, code[:64]):
-        limits.code_failures_per_client.take(client)
-        limits.code_failures_per_case.take(number)
-        log.warning("wrong access code for %s from %s", number, client)
-        raise ApiError(404, "not_found", "no case with this number and access code")
-    return case
+    if case is not None and cases.code_matches(request.app[SERVICES].code_key,
+                                               case.access_code_hash, code[:64]):
+        return case
+    wait = limits.code_failed(client, number)
+    log.warning("wrong access code for %s from %s", number, client)
+    if wait:
+        raise _too_many(wait, "failed access-code attempts on this case")
+    raise ApiError(404, "not_found", "no case with this number and access code")
 
 
 @routes.post("/api/v1/cases/{number}/events")

@@ -38,6 +38,7 @@ from gateway.keys import (
     PUBLISHER,
     SERVICES,
     SETTINGS,
+    SIGN_IN,
     SMTP_PORT,
     STATE,
     STORE,
@@ -45,6 +46,7 @@ from gateway.keys import (
 )
 from gateway.metrics import GatewayMetrics
 from gateway.scheduler import scheduler_ctx
+from gateway.sign_in import SignInWorker
 from gateway.worker_process import worker_process_ctx
 from handlers import router
 from handlers.context import LibraryRules, ServiceContext
@@ -191,12 +193,15 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     dispatcher = Dispatcher(lanes)
     inbox = Inbox(app[SERVICES], bot, dispatcher.notify, linger=settings.batch_linger_ms / 1000)
     inbox.set_aside_hook = app[METRICS].unread
-    app[DISPATCHER], app[INBOX] = dispatcher, inbox
+    sign_in = SignInWorker(app[SERVICES], dispatcher.notify)
+    app[DISPATCHER], app[INBOX], app[SIGN_IN] = dispatcher, inbox, sign_in
     running = []
     health = app[HEALTH]
     if app[OPTIONS]["run_workers"]:
         inbox.beat = lambda: health.up("inbox")
         running.append(tasks.supervise("inbox", inbox.run, health, settle=None))
+        sign_in.beat = lambda: health.up("sign-in")
+        running.append(tasks.supervise("sign-in", sign_in.run, health, settle=None))
         gated = {"telegram"} if settings.telegram_single_sender else set()
         for lane in lanes:
             lane.beat = (lambda name: lambda: health.up(name))(f"outbox-{lane.channel}")
@@ -274,6 +279,7 @@ async def wake_worker_ctx(app: web.Application) -> AsyncIterator[None]:
     notifier = wakeup.Notifier(settings.database_url, quiet=settings.batch_linger_ms / 1000)
     app[INBOX].elsewhere = lambda: notifier.notify(wakeup.INBOX)
     app[DISPATCHER].elsewhere = lambda: notifier.notify(wakeup.OUTBOX)
+    app[SIGN_IN].elsewhere = lambda: notifier.notify(wakeup.SIGN_IN)
     publish = app[PUBLISHER]
 
     async def forward_publish() -> None:
@@ -296,6 +302,7 @@ async def worker_wakeups_ctx(app: web.Application) -> AsyncIterator[None]:
             wakeup.INBOX: app[INBOX].notify,
             wakeup.OUTBOX: app[DISPATCHER].notify,
             wakeup.PUBLISH: app[PUBLISHER].set,
+            wakeup.SIGN_IN: app[SIGN_IN].notify,
         }, ready=ready.set), app[HEALTH])
     try:
         await asyncio.wait_for(ready.wait(), 10)

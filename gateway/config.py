@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     rate_bot_per_chat: float = 600
     rate_code_failures_per_client: float = 20
     rate_code_failures_per_case: float = 30
+    #: reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is
+    #: believed for rate limits and the audit (gateway/client.py); unset: the socket's peer
+    trusted_proxies: str = ""
     #: days an announcement's acknowledgement link works
     ack_ttl_days: int = 30
     hook_secret_register: str | None = None
@@ -142,6 +145,17 @@ class Settings(BaseSettings):
     def _mode(cls, value: str) -> str:
         if value not in ("polling", "webhook"):
             raise ValueError("EMIL_TELEGRAM_MODE must be 'polling' or 'webhook'")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        from gateway.client import parse_networks
+
+        try:
+            parse_networks(value)
+        except ValueError as error:
+            raise ValueError(f"EMIL_TRUSTED_PROXIES: {error}") from None
         return value
 
     @field_validator("sqlite_synchronous")

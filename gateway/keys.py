@@ -11,6 +11,7 @@ from gateway.config import Settings
 from gateway.dispatcher import Dispatcher
 from gateway.inbox import Inbox
 from gateway.metrics import GatewayMetrics
+from gateway.sign_in import SignInWorker
 from gateway.tasks import Health
 from handlers.context import ServiceContext
 from store.batcher import GroupCommit
@@ -24,6 +25,7 @@ SERVICES = web.AppKey("services", ServiceContext)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 BOT = web.AppKey("bot", Bot)
 INBOX = web.AppKey("inbox", Inbox)
+SIGN_IN = web.AppKey("sign_in", SignInWorker)  # answers console sign-in forms
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 CASE_COMMIT = web.AppKey("case_commit", GroupCommit)
 UPDATE_COMMIT = web.AppKey("update_commit", GroupCommit)

@@ -23,8 +23,9 @@ from urllib.parse import urlencode
 from aiohttp import web
 from tortoise.transactions import in_transaction
 
-from gateway.api import PAGE_HEADERS, client_address
-from gateway.keys import DISPATCHER, SERVICES, SETTINGS
+from gateway.api import PAGE_HEADERS
+from gateway.client import client_address, limit_key
+from gateway.keys import DISPATCHER, SERVICES, SETTINGS, SIGN_IN
 from gateway.validate import MalformedForm, read_form
 from handlers import audit, cases, i18n, staff
 from handlers.addresses import normalise_email
@@ -167,8 +168,12 @@ async def home(request: web.Request) -> web.Response:
 
 
 def _next(value: str) -> str:
-    """Only a console path is a place to go back to (no open redirect)."""
-    return value if value.startswith("/panel/") and not value.startswith("//") else "/panel/"
+    """Only a console path of this site is a place to go back to: no open redirect, no
+    backslash (browsers read it as a slash), nothing but visible ASCII (a CR or LF would
+    break the `Location` header), and no longer than the stored column."""
+    local = (value.startswith("/panel/") and len(value) <= 500 and "\\" not in value
+             and all("!" <= ch <= "~" for ch in value))
+    return value if local else "/panel/"
 
 
 @routes.get("/panel/wejscie")
@@ -192,21 +197,22 @@ async def _browser_form(request: web.Request, refusal: str) -> tuple[str, dict[s
 
 @routes.post("/panel/wejscie")
 async def sign_in_request(request: web.Request) -> web.Response:
+    """One answer for every address: the form is stored and answered, and the sign-in
+    worker decides afterwards whether a link goes out (handlers/staff.py). Limited per
+    client only: a limit per address would let a stranger spend it for the staff member."""
     browser, form = await _browser_form(request, "expired")
-    services = _services(request)
+    dalej = _next(str(form.get("dalej", "")))
     email = normalise_email(str(form.get("email", ""))[:320])
     if email is None:
         return _page(request, "sign_in", status=400, csrf=_browser_csrf(request, browser),
-                     invalid=True)
-    limits = services.limits
-    if limits and (limits.sign_in_per_client.take(client_address(request))
-                   or limits.sign_in_per_address.take(email)):
+                     invalid=True, dalej=dalej)
+    limits = _services(request).limits
+    if limits and limits.sign_in_per_client.take(limit_key(client_address(request))):
         raise Refusal(429, "too_many")
-    async with in_transaction():
-        sent = await staff.request_link(services, email, browser, _now(request))
-    if sent:
-        request.app[DISPATCHER].notify()
-    return _page(request, "sign_in", sent=True, minutes=staff.LINK_MINUTES)
+    await staff.ask_for_link(email, browser, dalej, _now(request))
+    request.app[SIGN_IN].notify()
+    return _page(request, "sign_in", sent=True, minutes=staff.LINK_MINUTES,
+                 pause=int(staff.MAIL_EVERY.total_seconds()) // 60)
 
 
 @routes.get("/panel/wejscie/{token}")
@@ -220,16 +226,19 @@ async def sign_in_link(request: web.Request) -> web.Response:
 
 @routes.post("/panel/wejscie/{token}")
 async def sign_in_confirm(request: web.Request) -> web.Response:
-    browser, form = await _browser_form(request, "other_browser")
+    """Signs in and goes back to the page the person was headed for when the console
+    sent them to sign in (`dalej`, kept with their browser's request)."""
+    browser, _ = await _browser_form(request, "other_browser")
     now = _now(request)
     async with in_transaction():
-        person = await staff.redeem(request.match_info["token"][:100], browser, now)
+        redeemed = await staff.redeem(request.match_info["token"][:100], browser, now)
+        person = redeemed.person
         if person is None:
-            raise Refusal(403, "bad_link")
+            raise Refusal(403, redeemed.refusal)
         token, _ = await staff.start_session(person, now)
         await audit.record(audit.Actor.of(person, "console", client_address(request)),
                            "console.sign_in", f"person:{person.id}", now)
-    response = web.HTTPSeeOther(_next(str(form.get("dalej", ""))))
+    response = web.HTTPSeeOther(_next(redeemed.dalej))
     _set_cookie(request, response, SESSION_COOKIE, token)
     response.del_cookie(BROWSER_COOKIE, path="/panel")
     raise response

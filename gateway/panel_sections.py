@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
-from gateway.api import client_address
+from gateway.client import client_address
 from gateway.jobs import jobs
 from gateway.keys import DISPATCHER, HEALTH, METRICS, PUBLISHER, SETTINGS
 from gateway.panel import (

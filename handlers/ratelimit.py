@@ -70,6 +70,31 @@ class Limits:
         self.code_failures_per_case = RateLimiter(Limit(code_failures_per_case, 10), now)
         #: the bot says "zwolnij" at most this often per chat (no outbox flood either)
         self.slow_down_notices = RateLimiter(Limit(6, 1), now)
-        #: console sign-in links asked for, per client and per address
+        #: console sign-in forms posted, per client. Not per address: a stranger could
+        #: spend that for the person (handlers/staff.py limits the mail per person)
         self.sign_in_per_client = RateLimiter(Limit(30, 10), now)
-        self.sign_in_per_address = RateLimiter(Limit(6, 3), now)
+
+    def code_wait(self, client: str) -> float:
+        """Seconds `client` must wait before it may try an access code again (0.0: go
+        on). Asked before the code is looked at: only the client's own failures count.
+
+        Why no per-case refusal here. An access code has 80 random bits. Refusing every
+        try on a case once it had N failures would stop distributed guessing, and would
+        just as well let any stranger keep the resident out of their own case by typing
+        N wrong codes — issue #18 saw five do it. So a case's failures never refuse its
+        right code: :meth:`code_failed` counts them, and only a *wrong* code on a case
+        past its limit is answered 429 with Retry-After (a slowdown that clients which
+        obey it follow, and a signal in the log). That alone would not stop a guesser who
+        ignores the answer; what does is arithmetic: with this limit a client gets about
+        `code_failures_per_client` tries an hour, so a million addresses make 2·10^7 an
+        hour, and finding one code of 2^80 takes on average 2^79 / 2·10^7 hours, some
+        3·10^12 years."""
+        return self.code_failures_per_client.wait(client)
+
+    def code_failed(self, client: str, case: str) -> float:
+        """Count a wrong access code against `client` and against the case: seconds the
+        answer should ask to wait (the case is past its limit), or 0.0 for a plain "no
+        such case or code". Never asked before a code is checked (see
+        :meth:`code_wait`)."""
+        self.code_failures_per_client.take(client)
+        return self.code_failures_per_case.take(case)

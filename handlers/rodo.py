@@ -40,6 +40,7 @@ from store.models import (
     Renewal,
     SentMail,
     SignInLink,
+    SignInRequest,
     StaffSession,
     Student,
 )
@@ -208,6 +209,7 @@ async def erase(person_id: int, actor: audit.Actor, now: datetime) -> dict[str, 
     await DigestItem.filter(person_id=person.id).delete()
     await GradeNotice.filter(person_id=person.id).delete()
     await SignInLink.filter(person_id=person.id).delete()
+    await SignInRequest.filter(person_id=person.id).delete()
     await StaffSession.filter(person_id=person.id).delete()
     await LinkCode.filter(person_id=person.id).delete()
     done["addresses"] = await Identity.filter(person_id=person.id).delete()

@@ -580,8 +580,9 @@ class DigestItem(Model):
 
 
 class SignInLink(Model):
-    """A one-time console sign-in link: single use, short-lived, and good only in the
-    browser that asked for it (its cookie's hash is kept with the link)."""
+    """A one-time console sign-in link: single use, short-lived, and good only in a
+    browser that asked for a link for the same person while it is valid (see
+    SignInRequest). `browser_hash` is the cookie hash of the request it was mailed for."""
 
     token_hash = fields.CharField(max_length=64, primary_key=True)
     person_id = fields.IntField()
@@ -591,6 +592,26 @@ class SignInLink(Model):
 
     class Meta:
         table = "sign_in_link"
+
+
+class SignInRequest(Model):
+    """A console sign-in form as posted: stored before the page answers, handled after
+    it by the sign-in worker (handlers/staff.py), so the answer takes the same time for
+    any address. Once handled, a staff member's row keeps only who asked in which browser
+    (the email is cleared) for as long as a link lives, and anyone else's row is deleted."""
+
+    id = fields.BigIntField(primary_key=True)
+    email = fields.CharField(max_length=320, default="")
+    browser_hash = fields.CharField(max_length=64)
+    #: the console page to go back to after signing in (a /panel/ path)
+    dalej = fields.CharField(max_length=500, default="/panel/")
+    requested_at = fields.DatetimeField()
+    person_id = fields.IntField(null=True)
+    handled_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "sign_in_request"
+        indexes = (("handled_at", "id"), ("person_id", "browser_hash"))
 
 
 class StaffSession(Model):

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 INBOX = "emil_inbox"
 OUTBOX = "emil_outbox"
 PUBLISH = "emil_publish"
+SIGN_IN = "emil_sign_in"
 
 
 def asyncpg_dsn(database_url: str) -> str:

@@ -23,7 +23,7 @@ from standardwebhooks.webhooks import Webhook
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.keys import DISPATCHER, INBOX, SERVICES, SMTP_PORT
+from gateway.keys import DISPATCHER, INBOX, SERVICES, SIGN_IN, SMTP_PORT
 from store.clock import FrozenClock
 from tests.doubles.botapi import BotApiDouble, message_update
 
@@ -173,6 +173,7 @@ class Gateway:
         """Handle everything stored and send everything due, until nothing moves."""
         for _ in range(50):
             moved = await self.app[INBOX].drain()
+            moved += await self.app[SIGN_IN].drain()
             moved += await self.app[DISPATCHER].drain()
             if not moved:
                 return
