@@ -23,7 +23,6 @@ console's health page reads it from there.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -131,7 +130,7 @@ async def _alert_once(ctx: ServiceContext, used: int) -> None:
         return
     admins = [p for p in await Person.all() if "admin" in (p.roles or [])]
     await fanout.fan_out(ctx, admins, fanout.Notice(
-        kind="alerts", template="attachments_full", key=f"attachments-full:{int(now.timestamp())}",
+        kind="alerts", template="attachments_full", key=f"attachments-full:{now.isoformat()}",
         context={"used": used, "limit": ctx.attachments.store_bytes},
         cause="attachments-full"), now)
 
@@ -145,12 +144,10 @@ async def _rearm() -> None:
 
 
 async def store_state(ctx: ServiceContext) -> StoreState:
+    """Usage, limit and since when the store has been full (None: it is not), as every
+    instance sees it: the health page of any of them tells the same."""
     flag = await Counter.get_or_none(name=FULL_COUNTER)
     since = (datetime.fromtimestamp(flag.value, timezone.utc) if flag is not None and flag.value
              else None)
     return StoreState(used=await store_usage(), limit=ctx.attachments.store_bytes,
                       full_since=since)
-
-
-def reasons(refused: Iterable[Refused]) -> set[str]:
-    return {r.reason for r in refused}

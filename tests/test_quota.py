@@ -15,6 +15,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from store.models import Attachment, CaseEvent, Outbox
 from tests.conftest import Gateway, make_mail
+from tests.doubles.botapi import message_update
 from tests.panel import sign_in
 
 MIB = 1024 * 1024
@@ -158,3 +159,45 @@ async def test_a_full_store_refuses_files_keeps_the_text_and_alerts_admins_once(
     client = await sign_in(gw, admin)
     health = await (await client.get("/panel/zdrowie")).text()
     assert "Miejsce na załączniki" in health and "pełne" in health
+
+
+async def test_the_bot_names_the_files_a_full_case_did_not_take(
+        aiohttp_client, settings: Settings, botapi, clock) -> None:  # type: ignore[no-untyped-def]
+    gw = await gateway_with(aiohttp_client, settings, botapi, clock, case_attachments_max_files=1)
+    await gw.linked(3401, "Ola")
+    await gw.tg(3401, "/sprawa")
+    await gw.tg(3401, "Hałas nocą")
+    created = (await gw.tg(3401, "Sąsiedzi co noc."))[-1]
+    number = re.search(r"UM-\d{4}-\d{6}", created).group(0)
+    for n in (1, 2):
+        botapi.files[f"DOC-{n}"] = b"nagranie %d" % n
+        data = message_update(3401, f"Nagranie {n}")
+        data["message"]["caption"] = data["message"].pop("text")
+        data["message"]["document"] = {"file_id": f"DOC-{n}", "file_unique_id": f"d{n}",
+                                       "file_name": f"nagranie-{n}.wav",
+                                       "mime_type": "audio/wav", "file_size": 10}
+        data["message"]["reply_to_message"] = {"message_id": 1, "date": 1,
+                                               "chat": data["message"]["chat"],
+                                               "text": f"Sprawa {number}"}
+        await gw.update(data)
+    reply = botapi.texts_to(3401)[-1]
+    assert "Niezapisane: nagranie-2.wav" in reply and "sprawa ma już 1 załącznik " in reply
+    assert await Attachment.filter(case_id=number).values_list("filename", flat=True) == [
+        "nagranie-1.wav"]
+
+
+async def test_the_alert_comes_again_only_after_room_was_made(
+        aiohttp_client, settings: Settings, botapi, clock) -> None:  # type: ignore[no-untyped-def]
+    gw = await gateway_with(aiohttp_client, settings, botapi, clock, attachments_max_total=3000)
+    admin = "admin@milanowek.example"
+    await gw.person("Ada Admin", ["admin"], email=admin)
+    page, csrf = await anonymous_case(gw)
+    await post(gw, page, csrf, "", b"a" * 2000, "jeden.pdf")
+    await post(gw, page, csrf, "", b"b" * 2000, "dwa.pdf")  # full: alert
+    await Attachment.all().delete()  # the retention job, say, made room by the next day
+    clock.advance(days=1)
+    await post(gw, page, csrf, "", b"c" * 100, "maly.pdf")  # below 90 %: re-armed
+    await post(gw, page, csrf, "", b"d" * 2000, "trzy.pdf")  # over 90 %, still room
+    await post(gw, page, csrf, "", b"e" * 2000, "cztery.pdf")  # full again: a new alert
+    await post(gw, page, csrf, "", b"f" * 2000, "piec.pdf")  # still full: no alert
+    assert await Outbox.filter(recipient=admin).count() == 2
