@@ -49,7 +49,7 @@ from gateway.scheduler import scheduler_ctx
 from gateway.sign_in import SignInWorker
 from gateway.worker_process import worker_process_ctx
 from handlers import router
-from handlers.context import LibraryRules, ServiceContext
+from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
 from handlers.ratelimit import Limits
 from handlers.render import Renderer
 from handlers.retention import Retention
@@ -81,6 +81,9 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
         base_url=settings.base_url,
         link_code_ttl=timedelta(minutes=settings.link_code_ttl_minutes),
         attachment_max_size=settings.attachment_max_size,
+        attachments=AttachmentLimits(case_files=settings.case_attachments_max_files,
+                                     case_bytes=settings.case_attachments_max_bytes,
+                                     store_bytes=settings.attachments_max_total),
         quiet_start=settings.quiet_start,
         quiet_end=settings.quiet_end,
         digest_hour=settings.digest_hour,
@@ -105,7 +108,8 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
                       mail_cases_per_sender=settings.rate_mail_cases_per_sender,
                       bot_per_chat=settings.rate_bot_per_chat,
                       code_failures_per_client=settings.rate_code_failures_per_client,
-                      code_failures_per_case=settings.rate_code_failures_per_case),
+                      code_failures_per_case=settings.rate_code_failures_per_case,
+                      page_posts_per_client=settings.rate_page_posts_per_client),
     )
 
 

@@ -54,6 +54,16 @@ class Settings(BaseSettings):
     smtp_max_size: int = 26_214_400
     #: the largest attachment kept with a case; larger ones are listed but not kept
     attachment_max_size: int = 10_485_760
+    #: what one case keeps in attachments (handlers/quota.py): 20 files is a thick
+    #: application photographed page by page; 50 MiB is five files at the largest size, or
+    #: twenty phone photos, and two full mails at EMIL_SMTP_MAX_SIZE. Beyond it the files are
+    #: named to the sender as not stored; the text is kept
+    case_attachments_max_files: int = Field(default=20, ge=0)
+    case_attachments_max_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
+    #: all case attachments together (10 GiB: about two years of a town office's cases at
+    #: a few megabytes each, with EMIL_RETAIN_ATTACHMENT_DAYS deleting the old ones). When
+    #: reached, new attachments are refused everywhere and the admins are told once
+    attachments_max_total: int = Field(default=10 * 1024 ** 3, ge=0)
     #: the largest signed hook body (an end-of-term grade batch is over a megabyte)
     hook_max_bytes: int = 16 * 1024 * 1024
     #: the largest CSV file `emilanowek import` reads
@@ -74,6 +84,9 @@ class Settings(BaseSettings):
     #: reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For is
     #: believed for rate limits and the audit (gateway/client.py); unset: the socket's peer
     trusted_proxies: str = ""
+    #: messages posted on the residents' case page per hour per client (burst 20: a
+    #: case's worth of files in one sitting, one file per post); above it 429
+    rate_page_posts_per_client: float = 30
     #: days an announcement's acknowledgement link works
     ack_ttl_days: int = 30
     hook_secret_register: str | None = None

@@ -193,8 +193,10 @@ def document() -> S:
             "The access-code form: redirects to the page with the code", (303, 400, 404),
             params=[_path("number")], form=_obj(["code"], code=STR))},
         "/sprawy/{number}/wiadomosc": {"post": _page(
-            "Add a message (and an attachment) to one's own case; CSRF token required",
-            (303, 400, 403, 404), params=[_path("number")],
+            "Add a message (and an attachment) to one's own case; CSRF token required. 413: "
+            "the text is added, the file not stored (over a case's or the store's limit); "
+            "429: too many posts from this client (Retry-After)",
+            (303, 400, 403, 404, 413, 429), params=[_path("number")],
             form=_obj(["csrf"], csrf=STR, message=STR), multipart=True)},
         "/telegram/webhook": {"post": _op(
             "Telegram updates in webhook mode (X-Telegram-Bot-Api-Secret-Token)", "200", None,

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 
 from aiohttp import web
 from itsdangerous import BadSignature, TimestampSigner
 
-from gateway.api import PAGE_HEADERS, case_by_code
+from gateway.api import PAGE_HEADERS, case_by_code, client_address
 from gateway.errors import ApiError
 from gateway.keys import SERVICES, SETTINGS
 from gateway.validate import MalformedForm, read_form
@@ -130,6 +131,12 @@ async def case_message(request: web.Request) -> web.Response:
     if session is None:
         raise web.HTTPSeeOther(f"/sprawy/{number}")
     services = request.app[SERVICES]
+    wait = services.limits.page_posts_per_client.take(client_address(request))
+    if wait:  # before the body is read: a refused post costs us nothing to speak of
+        response = _page(request, status=429, number=number, notice="busy",
+                         minutes=math.ceil(wait / 60))
+        response.headers["Retry-After"] = str(max(1, int(wait)))
+        return response
     form = await read_form(request)
     if not hmac.compare_digest(str(form.get("csrf", "")), _csrf(request, session)):
         raise PageError(403, "expired")
@@ -147,7 +154,11 @@ async def case_message(request: web.Request) -> web.Response:
     if text or attachments:
         msg = InboundMessage(channel="web", address=case.requester_email or "", text=text,
                              attachments=attachments)
-        await cases.add_message(case, msg, services)
+        refused = await cases.add_message(case, msg, services)
+        if refused:  # the text is in the case; the files are named, with why (413)
+            return _page(request, status=413, number=number, case=case, refused=refused,
+                         added=bool(text), history=await cases.public_history(case),
+                         csrf=_csrf(request, session))
     suffix = "&lang=en" if _lang(request) == "en" else ""
     raise web.HTTPSeeOther(f"/sprawy/{number}?dodano=1{suffix}")
 

@@ -32,7 +32,7 @@ from gateway.panel import (
     _services,
     row_id,
 )
-from handlers import accounts, announcements, audit, rodo, unread
+from handlers import accounts, announcements, audit, quota, rodo, unread
 from handlers.fanout import modes_of
 from handlers.i18n import LANGUAGES
 from handlers.limits import fit, fit_text
@@ -327,7 +327,8 @@ async def person_erase(request: web.Request) -> web.Response:
 @routes.get("/panel/zdrowie")
 async def health_page(request: web.Request) -> web.Response:
     """At a glance: what waits to leave and since when, what failed, Telegram's 429s,
-    the last run of each job, and the background parts of this process."""
+    the last run of each job, the room left for attachments, and the background parts
+    of this process."""
     _need(request, "health")
     now = _now(request)
     waiting = await pending_stats()
@@ -344,5 +345,6 @@ async def health_page(request: web.Request) -> web.Response:
     return _page(request, "health", channels=channels, waiting=waiting, failures=failures,
                  throttled=throttled, runs=runs, now=now, unread=await unread.count_waiting(),
                  unread_alert=request.app[SETTINGS].unread_mail_alert,
+                 storage=await quota.store_state(_services(request)),
                  parts=sorted(request.app[HEALTH].parts.items()),
                  instance=request.app[SETTINGS].instance_name, peer=client_address(request))

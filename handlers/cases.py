@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from handlers import fanout
+from handlers import fanout, i18n, quota
 from handlers.accounts import people_by_address
 from handlers.context import ServiceContext
 from handlers.message import Attachment, InboundMessage, Reply
@@ -222,38 +222,29 @@ def status_reply(case: Case, history: list[CaseEvent]) -> Reply:
     return Reply("case_status", {"case": case, "history": history}, case=case.number)
 
 
-def too_large(ctx: ServiceContext, msg: InboundMessage) -> list[tuple[str, int]]:
-    """Attachments that will not be kept (over `EMIL_ATTACHMENT_MAX_SIZE`, or that the
-    channel could not fetch), by name and size: listed in the case, told to the sender."""
-    return list(msg.too_large) + [(a.filename[:255], len(a.data)) for a in msg.attachments
-                                  if len(a.data) > ctx.attachment_max_size]
-
-
-def megabytes(size: int) -> str:
-    """"1,9": Polish writes a decimal comma."""
-    return f"{size / 1_048_576:.1f}".replace(".", ",")
-
-
-def with_refused(text: str, refused: list[tuple[str, int]]) -> str:
+def with_refused(text: str, refused: list[quota.Refused]) -> str:
+    """The text with the files that were not stored, and why, for the clerk (Polish)."""
     if not refused:
         return text
-    listed = ", ".join(f"{name} ({megabytes(size)} MB)" for name, size in refused)
-    return f"{text}\n\n[Załączniki za duże, niezapisane: {listed}]".strip()
+    listed = "; ".join(f"{r.name} ({i18n.file_size(r.size, 'pl')}): {i18n.refusal(r, 'pl')}"
+                       for r in refused)
+    return f"{text}\n\n[Załączniki niezapisane: {listed}]".strip()
 
 
 async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext
-                      ) -> list[tuple[str, int]]:
+                      ) -> list[quota.Refused]:
     """Append a resident's follow-up to the case and remember the channel they used;
-    returns the attachments that were too large to keep."""
+    returns the attachments that were not stored (handlers/quota.py says which and why)."""
     now = ctx.clock.now()
-    refused = too_large(ctx, msg)
+    admitted = await quota.admit(ctx, case.number, msg)
+    refused = admitted.refused
     text = with_refused(msg.text.strip(), refused)
     await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
                            channel=msg.channel, created_at=now,
                            message_id=msg.message_id if msg.channel == "email" else None)
     await search.index([(case.number, text)] + [(case.number, a.filename)
                                                 for a in msg.attachments])
-    files = _stored_attachments(ctx, case.number, tuple(msg.attachments), now)
+    files = _stored_attachments(ctx, case.number, tuple(admitted.kept), now)
     if files:
         await StoredAttachment.bulk_create(files)
     update: dict[str, Any] = {"last_channel": msg.channel, "updated_at": now}
@@ -329,14 +320,15 @@ async def handle_email(
     body = msg.text.strip()
     if not body and not subject:
         return [Reply("case_empty", {})]
-    refused = too_large(ctx, msg)
+    admitted = await quota.admit(ctx, None, msg)
+    refused = admitted.refused
     draft = NewCase(
         subject=subject or body.splitlines()[0][:120],
         body=with_refused(body, refused),
         channel="email",
         person=person if msg.proof else None,  # a forged From must not file in their name
         email=msg.address,
-        attachments=tuple(msg.attachments),
+        attachments=tuple(admitted.kept),
         lang=person.language if person else "pl",
         message_id=msg.message_id,
     )

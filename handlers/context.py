@@ -19,6 +19,16 @@ class LibraryRules:
 
 
 @dataclass
+class AttachmentLimits:
+    """What a case and the whole store keep in attachments (handlers/quota.py decides);
+    the per-file limit is `ServiceContext.attachment_max_size`."""
+
+    case_files: int = 20
+    case_bytes: int = 50 * 1024 * 1024
+    store_bytes: int = 10 * 1024 ** 3
+
+
+@dataclass
 class ServiceContext:
     clock: Clock
     renderer: Renderer
@@ -28,6 +38,7 @@ class ServiceContext:
     bot_username: str | None = None
     link_code_ttl: timedelta = timedelta(days=1)
     attachment_max_size: int = 10 * 1024 * 1024
+    attachments: AttachmentLimits = field(default_factory=AttachmentLimits)
     quiet_start: str = "22:00"
     quiet_end: str = "07:00"
     digest_hour: int = 18

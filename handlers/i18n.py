@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from babel.dates import format_date, format_datetime
+from babel.numbers import format_decimal
 
 LANGUAGES = ("pl", "en")
 DEFAULT_LANGUAGE = "pl"
@@ -172,3 +173,39 @@ def label(code: object, lang: str) -> str:
     text = str(code or "")
     key = text.split("@", 1)[0]
     return LABELS[language(lang)].get(key, text)
+
+
+_SIZE_UNITS = ((1024 ** 3, "GB"), (1024 ** 2, "MB"), (1024, "KB"))
+
+
+def file_size(size: int, lang: str) -> str:
+    """"50 MB", "1,5 MB" / "1.5 MB", "10 GB": a size as people read it (binary units under
+    the names everyone uses, as a file manager shows them)."""
+    for unit, name in _SIZE_UNITS:
+        if size >= unit:
+            return f"{format_decimal(size / unit, '#,##0.#', locale=language(lang))} {name}"
+    return f"{size} B"
+
+
+def refusal(refused: object, lang: str) -> str:
+    """Why a file was not stored (handlers/quota.Refused), in words with the limit met."""
+    reason, limit = getattr(refused, "reason", "file_size"), int(getattr(refused, "limit", 0))
+    if language(lang) == "pl":
+        return {
+            "file_size": f"plik jest większy niż {file_size(limit, lang)}",
+            "store_full": "w urzędzie skończyło się miejsce na załączniki (urząd już o tym wie)",
+            "case_files": f"sprawa ma już {limit} "
+                          f"{plural(limit, lang, 'załącznik', 'załączniki', 'załączników')}"
+                          " — tyle przyjmujemy w jednej sprawie",
+            "case_bytes": f"załączniki sprawy przekroczyłyby {file_size(limit, lang)}"
+                          " — tyle przyjmujemy w jednej sprawie",
+        }.get(reason, "nie udało się go pobrać")
+    return {
+        "file_size": f"the file is larger than {file_size(limit, lang)}",
+        "store_full": "the office's storage for attachments is full (the office has been told)",
+        "case_files": f"the case already has {limit} "
+                      f"{plural(limit, lang, 'attachment', 'attachments')}, the most one case "
+                      "takes",
+        "case_bytes": f"the case's attachments would exceed {file_size(limit, lang)}, the most "
+                      "one case takes",
+    }.get(reason, "it could not be fetched")

@@ -61,13 +61,18 @@ class Limits:
     def __init__(self, now: Callable[[], float], *, cases_per_client: float = 20,
                  cases_per_recipient: float = 5, mail_cases_per_sender: float = 20,
                  bot_per_chat: float = 600, code_failures_per_client: float = 20,
-                 code_failures_per_case: float = 30) -> None:
+                 code_failures_per_case: float = 30,
+                 page_posts_per_client: float = 30) -> None:
         self.cases_per_client = RateLimiter(Limit(cases_per_client, 5), now)
         self.cases_per_recipient = RateLimiter(Limit(cases_per_recipient, 3), now)
         self.mail_cases_per_sender = RateLimiter(Limit(mail_cases_per_sender, 5), now)
         self.bot_per_chat = RateLimiter(Limit(bot_per_chat, 20), now)
         self.code_failures_per_client = RateLimiter(Limit(code_failures_per_client, 5), now)
         self.code_failures_per_case = RateLimiter(Limit(code_failures_per_case, 10), now)
+        #: messages posted on the residents' case page, per client: one file per post, so
+        #: the burst is a case's worth of files (20), never more than the hour's limit
+        self.page_posts_per_client = RateLimiter(
+            Limit(page_posts_per_client, max(1, min(20, int(page_posts_per_client)))), now)
         #: the bot says "zwolnij" at most this often per chat (no outbox flood either)
         self.slow_down_notices = RateLimiter(Limit(6, 1), now)
         #: console sign-in forms posted, per client. Not per address: a stranger could

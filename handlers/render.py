@@ -45,6 +45,8 @@ class Renderer:
             env.filters["on_day"] = i18n.on_day
             env.filters["label"] = i18n.label
             env.filters["notice"] = i18n.notice_name
+            env.filters["size"] = i18n.file_size
+            env.filters["refusal"] = i18n.refusal
             env.filters["markdownish"] = markdownish
             env.filters["plaintext"] = plain_text
             env.globals["plural"] = i18n.plural

@@ -167,7 +167,9 @@ class Attachment(Model):
 
     class Meta:
         table = "attachment"
-        indexes = (("case_id",),)
+        #: a case's files and bytes, and the store's, counted from the index alone
+        #: (handlers/quota.py): the rows hold the blobs
+        indexes = (("case_id", "size"),)
 
 
 class MailThread(Model):

@@ -73,7 +73,7 @@ async def test_sprawa_with_a_number_then_text_and_a_too_large_document(gw: Gatew
                                    "file_size": gw.services.attachment_max_size + 1}
     await gw.update(data)
     reply = gw.botapi.texts_to(3302)[-1]
-    assert "Za duże, niezapisane: nagranie.wav" in reply
+    assert "Niezapisane: nagranie.wav" in reply and "większy niż 10 MB" in reply
     event = await CaseEvent.get(case_id=number, kind="message")
     assert event.text.startswith("Nagranie w załączniku") and "nagranie.wav" in event.text
     assert await Attachment.filter(case_id=number).count() == 0

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from handlers.quota import REASONS, Refused
 from handlers.render import TEMPLATES, Renderer
 from handlers.router import ROUTES
 from tests.doubles.botapi import telegram_refusal
@@ -64,7 +65,11 @@ SAMPLE = {
     "by_level": {"due-soon": 2, "overdue-7": 1},
 }
 #: where two templates read one name differently
-OVERRIDES = {"library_summary": {"loans": 6, "failed_yesterday": SAMPLE["failures"]}}
+OVERRIDES = {"library_summary": {"loans": 6, "failed_yesterday": SAMPLE["failures"]},
+             "attachments_full": {"used": 10 * 1024 ** 3, "limit": 10 * 1024 ** 3}}
+#: a file refused for each reason (handlers/quota.py)
+SAMPLE["too_large"] = [Refused(f"{reason}.pdf", 2_000_000, reason, 20 if reason == "case_files"
+                               else 10_485_760) for reason in REASONS]
 SAMPLE["children"] = [{"student": SAMPLE["student"], "new": SAMPLE["new"], "corrections": []}]
 #: stored codes that must never reach a person as they are (issue #12's list)
 RAW = re.compile(r"\b(due-soon|overdue-\d+|in_progress)\b|\(ref:")
