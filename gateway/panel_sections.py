@@ -176,7 +176,8 @@ async def announcement_page(request: web.Request) -> web.Response:
     found = await _announcement(request)
     stats = await announcements.stats(found, limit=200)
     going = found.status == "scheduled" or stats["queued"] > 0
-    return _page(request, "announcement", announcement=found, stats=stats, refresh=going)
+    return _page(request, "announcement", announcement=found, stats=stats, refresh=going,
+                 may_withdraw=announcements.may_withdraw(request[STAFF][1], found))
 
 
 @routes.post("/panel/ogloszenia/{id}/anuluj")
@@ -192,6 +193,8 @@ async def announcement_retract(request: web.Request) -> web.Response:
 async def _stop(request: web.Request, how: str) -> web.Response:
     found = await _announcement(request)
     await _form(request)
+    if not announcements.may_withdraw(request[STAFF][1], found):
+        raise Refusal(403, "forbidden")
     services = _services(request)
     async with in_transaction():
         if how == "cancel":

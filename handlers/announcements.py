@@ -60,6 +60,18 @@ def check_audience(person: Person | None, audience: dict[str, list[str]]) -> str
     return None
 
 
+def may_withdraw(person: Person | None, announcement: Announcement) -> bool:
+    """Whether `person` may cancel (scheduled) or retract (published) `announcement`: its
+    author, or an admin. None is an API key with scope `announce`, which acts for the
+    office as an admin does. Seeing an announcement (every staff member of its units
+    does) is not enough: a colleague retracting another's announcement tells its whole
+    audience it was withdrawn (issue #18, fault 7). Every channel asks this one rule."""
+    if person is None:
+        return True
+    return "admin" in (person.roles or []) or (
+        announcement.author_id is not None and announcement.author_id == person.id)
+
+
 def parse_audience(value: Any, where: str = "audience") -> dict[str, list[str]]:
     if not isinstance(value, dict):
         raise InvalidInput(where, f"'{where}' must be an object with 'units' and/or 'roles'")
