@@ -30,6 +30,7 @@ from handlers.announcements_text import markdownish
 from handlers.context import ServiceContext
 from handlers.identity import require_proof
 from handlers.message import Attachment, InboundMessage, InvalidInput, Reply
+from handlers.text import whole_number
 from store.models import Announcement, AnnouncementDelivery, Outbox, Person
 from store.outbox import PRIORITY_BULK, PRIORITY_NOTICE
 
@@ -332,10 +333,10 @@ async def continue_dialogue(ctx: ServiceContext, msg: InboundMessage, person: Pe
 
 
 async def handle_ack_callback(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
-    announcement_id = (msg.callback or "").partition(":")[2]
-    if person is None or not announcement_id.isdigit():
+    announcement_id = whole_number((msg.callback or "").partition(":")[2])
+    if person is None or announcement_id is None:
         return []
-    await AnnouncementDelivery.filter(announcement_id=int(announcement_id), person_id=person.id,
+    await AnnouncementDelivery.filter(announcement_id=announcement_id, person_id=person.id,
                                       acked_at__isnull=True).update(acked_at=ctx.clock.now())
     return []  # the button's own answer ("Dziękujemy") is the callback answer
 
