@@ -75,19 +75,26 @@ def clean_json(value: object) -> object:
     return value
 
 
-#: raw JSON that may hold something :func:`clean` changes: an escaped C0 control (CR
-#: too), DEL, C1 control, bidi control (`\\u202.`, `\\u206.`) or surrogate, or a DEL, C1
-#: or bidi control written as UTF-8 (JSON forbids raw C0 controls in strings). A few
-#: harmless escapes match too (`\\u2026`, an emoji's surrogates): those bodies are walked.
-_JSON_SUSPECT = re.compile(rb"\\u(?:00[0189]|007[fF]|20[26]|[dD][89a-fA-F])|\\r|\x7f"
-                           rb"|\xc2[\x80-\x9f]|\xe2\x80[\xaa-\xae]|\xe2\x81[\xa6-\xa9]")
+#: JSON escapes of what :func:`clean` changes: a C0 control (CR, backspace and form feed
+#: have short escapes too: `\\r`, `\\b`, `\\f`, found by Hypothesis), DEL, a C1 control, a
+#: bidi control (`\\u202.`, `\\u206.`), a surrogate. A few harmless escapes match too
+#: (`\\u2026`, an emoji's surrogate pair): those bodies are walked for nothing.
+_JSON_ESCAPE = re.compile(rb"\\(?:u(?:00[0189]|007[fF]|20[26]|[dD][89a-fA-F])|[rbf])")
+#: C1 and bidi controls written as UTF-8 (JSON forbids raw C0 controls in strings)
+_C1_UTF8 = re.compile(rb"\xc2[\x80-\x9f]")
+_BIDI_UTF8 = re.compile(rb"\xe2(?:\x80[\xaa-\xae]|\x81[\xa6-\xa9])")
 
 
 def json_needs_cleaning(raw: bytes) -> bool:
-    """Whether a JSON body may hold anything to clean: most bodies are passed over with
-    one C-speed scan instead of a walk over every string (a register's hook holds 40,000
-    records)."""
-    return _JSON_SUSPECT.search(raw) is not None
+    """Whether a JSON body may hold anything to clean, without parsing it: most bodies
+    are passed over with a few C-speed scans, each led by one literal byte, instead of a
+    walk over every string (a register's hook holds 40,000 records). Measured on a 7 MB
+    body of 40,000 records with Polish quotes in each: ~0.1 s, a fifth of `json.loads`;
+    an ASCII body without escapes: a few milliseconds."""
+    if b"\x7f" in raw or (b"\\" in raw and _JSON_ESCAPE.search(raw) is not None):
+        return True
+    return not raw.isascii() and (_C1_UTF8.search(raw) is not None
+                                  or _BIDI_UTF8.search(raw) is not None)
 
 
 def whole_number(text: str | None, *, low: int = 0, high: int = 2**31 - 1) -> int | None:

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gateway.jobs import run_job
+from gateway.keys import SMTP_PORT
+from handlers.text import clean, json_needs_cleaning, whole_number
 from store.models import Announcement, Attachment, Case, Outbox
 from tests.conftest import Gateway, make_mail
 from tests.panel import csrf_of, sign_in, staff_member
@@ -108,6 +114,47 @@ async def test_nul_and_bidi_in_a_mail_still_open_a_clean_case(gw: Gateway) -> No
         assert "<bdi>Dziura w drodze gnp.exe</bdi>" in html, path
     html = await (await client.get(f"/panel/sprawy/{case.number}")).text()
     assert "<bdi>zdjeciefdp.exe</bdi>" in html
+
+
+#: text weighted towards what clean() changes: controls, bidi controls, surrogates, CR
+_TRICKY = st.text(st.one_of(st.characters(codec=None), st.sampled_from(
+    "\x00\x1b\r\n\t\x7f\x85\x9f\u202a\u202e\u2066\u2069\ud800\udfff\u2026ó„")))
+
+
+@settings(max_examples=500, database=None, derandomize=True)
+@given(_TRICKY)
+def test_the_json_scan_misses_nothing_clean_would_change(text: str) -> None:
+    """A JSON body is walked only when a scan of its bytes finds something: the scan
+    must find every string that clean() would change, however the JSON is written."""
+    if clean(text) == text:
+        return
+    assert json_needs_cleaning(json.dumps(text).encode())
+    if not any("\ud800" <= c <= "\udfff" for c in text):  # not UTF-8 at all otherwise
+        assert json_needs_cleaning(json.dumps(text, ensure_ascii=False).encode())
+
+
+def test_whole_numbers_are_ascii_digits_in_range() -> None:
+    assert [whole_number(t) for t in ("12", "²", "٣", "-1", "", None, "9" * 13, " 1")] == [
+        12, None, None, None, None, None, None, None]
+    assert whole_number("24", high=23) is None and whole_number("0", low=1) is None
+
+
+async def test_a_nul_in_the_envelope_sender_is_stored(gw: Gateway) -> None:
+    """aiosmtpd takes `MAIL FROM:<a NUL b>`; the envelope is stored as JSON, which
+    PostgreSQL refused: 451 to every retry of the sender's server."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.app[SMTP_PORT])
+    answers = [await reader.readline()]
+    for line in (b"HELO mail.example.pl", b"MAIL FROM:<jan\x00@example.pl>",
+                 b"RCPT TO:<sprawy@milanowek.example>", b"DATA"):
+        writer.write(line + b"\r\n")
+        answers.append(await reader.readline())
+    raw = make_mail("Ławka", "Zepsuta.").as_bytes().replace(b"\n", b"\r\n")
+    writer.write(raw + b"\r\n.\r\nQUIT\r\n")
+    answers.append(await reader.readline())
+    writer.close()
+    assert answers[-1].startswith(b"250 "), answers
+    await gw.drain()
+    assert (await Case.get()).subject == "Ławka"
 
 
 async def test_controls_in_json_and_forms_are_removed(gw: Gateway) -> None:
