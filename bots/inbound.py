@@ -15,6 +15,7 @@ from telegram import Bot, Update
 from telegram.error import TelegramError
 
 from handlers.message import Attachment, InboundMessage
+from handlers.text import clean_line
 from store.models import RawInbound
 
 log = logging.getLogger(__name__)
@@ -117,21 +118,22 @@ async def fetch_attachments(bot: Bot, files: list[dict[str, Any]], max_size: int
     kept: list[Attachment] = []
     refused: list[tuple[str, int]] = []
     for info in files:
+        name = clean_line(str(info["name"]))  # a name from outside (handlers/text.py)
         if info["size"] > max_size:
-            refused.append((info["name"], info["size"]))
+            refused.append((name, info["size"]))
             continue
         try:
             remote = await bot.get_file(info["file_id"])
             if (remote.file_size or 0) > max_size:
-                refused.append((info["name"], remote.file_size or 0))
+                refused.append((name, remote.file_size or 0))
                 continue
             content = bytes(await remote.download_as_bytearray())
         except TelegramError:
             log.warning("could not fetch file %s", info["file_id"][:40], exc_info=True)
-            refused.append((info["name"], info["size"]))
+            refused.append((name, info["size"]))
             continue
         if len(content) > max_size:
-            refused.append((info["name"], len(content)))
+            refused.append((name, len(content)))
             continue
-        kept.append(Attachment(filename=info["name"], content_type=info["type"], data=content))
+        kept.append(Attachment(filename=name, content_type=info["type"], data=content))
     return kept, refused

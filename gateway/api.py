@@ -39,6 +39,7 @@ from handlers.i18n import OPEN311
 from handlers.limits import fit, fit_text
 from handlers.message import Attachment as MessageAttachment
 from handlers.message import InvalidInput
+from handlers.text import is_mime_type, whole_number
 from store.models import (
     CASE_STATUSES,
     Announcement,
@@ -342,10 +343,10 @@ async def create_link_code(request: web.Request) -> web.Response:
 def path_id(request: web.Request, what: str) -> int:
     """The `{id}` of the path as a row id; anything else (words, numbers past a database
     integer) is simply not found. Every `{id}` route reads it here."""
-    text = request.match_info["id"]
-    if not text.isascii() or not text.isdigit() or len(text) > 10 or int(text) >= 2**31:
+    number = whole_number(request.match_info["id"])
+    if number is None:
         raise ApiError(404, "not_found", f"no such {what}")
-    return int(text)
+    return number
 
 
 async def _person_or_404(request: web.Request) -> Person:
@@ -507,11 +508,14 @@ async def create_announcement(request: web.Request) -> web.Response:
         if len(data) > request.app[SETTINGS].attachment_max_size:
             raise ApiError(413, "too_large", "the attachment is too large",
                            field="attachment.data")
+        content_type = field(item, "content_type", str, required=False, max_length=127,
+                             default="application/octet-stream", path="attachment.")
+        if not is_mime_type(content_type):
+            raise ApiError(400, "invalid_field", "'attachment.content_type' must be a media "
+                           "type such as application/pdf", field="attachment.content_type")
         attachment = MessageAttachment(
             filename=field(item, "filename", str, path="attachment.", max_length=255),
-            content_type=field(item, "content_type", str, required=False, max_length=127,
-                               default="application/octet-stream", path="attachment."),
-            data=data)
+            content_type=content_type, data=data)
     announcement = await announcements.create(
         request.app[SERVICES], author=author, title=title, body=text, audience=audience,
         priority=priority, publish_at=publish_at, source="api", attachment=attachment,
@@ -540,6 +544,8 @@ async def cancel_announcement(request: web.Request) -> web.Response:
 
 @routes.post("/api/v1/announcements/{id}/retract")
 async def retract_announcement(request: web.Request) -> web.Response:
+    """A key with scope `announce` acts for the office, as an admin does: under
+    `announcements.may_withdraw` it may cancel or retract any announcement."""
     await require(request, "announce")
     found = await _announcement(request)
     if found.status != "published":

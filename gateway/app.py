@@ -47,6 +47,7 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.scheduler import scheduler_ctx
 from gateway.sign_in import SignInWorker
+from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
 from handlers import router
 from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
@@ -352,7 +353,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     # the ceiling of any body; each route reads with its own, smaller limit
     # (gateway/validate.py: anonymous JSON 64 KiB, hooks EMIL_HOOK_MAX_BYTES)
     largest = max(settings.hook_max_bytes, settings.attachment_max_size * 4 // 3 + 65536)
-    app = web.Application(middlewares=[errors_middleware], client_max_size=largest)
+    app = web.Application(middlewares=[errors_middleware, body_deadline],
+                          client_max_size=largest)
     app[SETTINGS] = settings
     app[CLOCK] = clock or Clock()
     app[METRICS] = GatewayMetrics()

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     attachments_max_total: int = Field(default=10 * 1024 ** 3, ge=0)
     #: the largest signed hook body (an end-of-term grade batch is over a megabyte)
     hook_max_bytes: int = 16 * 1024 * 1024
+    #: a request body must arrive within this many seconds of its headers, plus one second
+    #: for every `http_body_min_rate` bytes received (Apache mod_reqtimeout's
+    #: `body=20,MinRate=500`): a client trickling a byte every 30 s is cut off with 408
+    http_body_seconds: float = 20.0
+    http_body_min_rate: int = 500
     #: the largest CSV file `emilanowek import` reads
     import_max_bytes: int = 64 * 1024 * 1024
     #: authserv-id of the upstream MTA whose Authentication-Results (RFC 8601) we trust

@@ -24,6 +24,7 @@ from handlers import grades, library, people
 from handlers.context import ServiceContext
 from handlers.limits import check_all
 from handlers.message import InvalidInput
+from handlers.text import clean, whole_number
 from store.models import Identity, Person, Student
 
 CHUNK = 1000
@@ -50,7 +51,7 @@ def read_rows(path: str, max_bytes: int = 64 * 1024 * 1024) -> list[tuple[int, d
     if size > max_bytes:
         raise click.ClickException(f"{path} has {size} bytes; EMIL_IMPORT_MAX_BYTES allows "
                                    f"{max_bytes}")
-    text = Path(path).read_text(encoding="utf-8-sig")
+    text = clean(Path(path).read_text(encoding="utf-8-sig"))  # NUL, bidi: handlers/text.py
     dialect = csv.Sniffer().sniff(text.splitlines()[0] if text else ",", delimiters=",;")
     reader = csv.DictReader(text.splitlines(), dialect=dialect)
     return [(n + 2, {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()})
@@ -127,7 +128,7 @@ async def import_students(ctx: ServiceContext, rows: list[tuple[int, dict[str, s
         guardian_ids, bad = [], None
         for token in _split(row.get("guardians", "")):
             pid = by_email.get(token.lower()) if "@" in token else (
-                int(token) if token.isdigit() and int(token) in known_ids else None)
+                whole_number(token) if whole_number(token) in known_ids else None)
             if pid is None:
                 bad = token
                 break
@@ -176,8 +177,9 @@ def register_feed(module: Any, name: str) -> Callable[..., Any]:
         good = []
         for line, row in rows:
             item: dict[str, Any] = {k: v for k, v in row.items() if v != ""}
-            if "period" in item and str(item["period"]).isdigit():
-                item["period"] = int(item["period"])
+            period = whole_number(str(item.get("period", "")))
+            if period is not None:
+                item["period"] = period
             try:
                 good.extend(module.parse_batch({name: [item]}))
             except InvalidInput as error:

@@ -18,7 +18,8 @@ import math
 from aiohttp import web
 from itsdangerous import BadSignature, TimestampSigner
 
-from gateway.api import PAGE_HEADERS, case_by_code, client_address
+from gateway.api import PAGE_HEADERS, case_by_code
+from gateway.client import client_address, limit_key
 from gateway.errors import ApiError
 from gateway.keys import SERVICES, SETTINGS
 from gateway.validate import MalformedForm, read_form
@@ -131,7 +132,7 @@ async def case_message(request: web.Request) -> web.Response:
     if session is None:
         raise web.HTTPSeeOther(f"/sprawy/{number}")
     services = request.app[SERVICES]
-    wait = services.limits.page_posts_per_client.take(client_address(request))
+    wait = services.limits.page_posts_per_client.take(limit_key(client_address(request)))
     if wait:  # before the body is read: a refused post costs us nothing to speak of
         response = _page(request, status=429, number=number, notice="busy",
                          minutes=math.ceil(wait / 60))

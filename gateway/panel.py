@@ -25,11 +25,13 @@ from tortoise.transactions import in_transaction
 
 from gateway.api import PAGE_HEADERS
 from gateway.client import client_address, limit_key
+from gateway.downloads import file_response
 from gateway.keys import DISPATCHER, SERVICES, SETTINGS, SIGN_IN
 from gateway.validate import MalformedForm, read_form
 from handlers import audit, cases, i18n, staff
 from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
+from handlers.text import whole_number
 from store import search
 from store.models import CASE_STATUSES, Attachment, Case, CaseEvent, Person
 
@@ -141,8 +143,7 @@ async def console(request: web.Request, handler):  # type: ignore[no-untyped-def
 def row_id(request: web.Request) -> int | None:
     """The `{id}` of the path as a row id, or None (words, numbers past a database
     integer): every console `{id}` is read here."""
-    text = request.match_info["id"]
-    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
+    return whole_number(request.match_info["id"], low=1)
 
 
 def _need(request: web.Request, section: str) -> Person:
@@ -290,9 +291,9 @@ async def case_queue(request: web.Request) -> web.Response:
     channel = q.get("kanal", "")
     if channel in CHANNELS:
         query = query.filter(origin_channel=channel)
-    age = q.get("wiek", "")
-    if age.isdigit() and 0 < int(age) <= 3650:
-        query = query.filter(created_at__lte=_now(request) - timedelta(days=int(age)))
+    age = whole_number(q.get("wiek"), low=1, high=3650)
+    if age is not None:
+        query = query.filter(created_at__lte=_now(request) - timedelta(days=age))
     assignee = q.get("przydzial", "")
     if assignee == "moje":
         query = query.filter(assignee_id=me.id)
@@ -301,7 +302,7 @@ async def case_queue(request: web.Request) -> web.Response:
     words = q.get("szukaj", "").strip()[:200]
     if words:
         query = query.filter(number__in=await search.matching(words, limit=SEARCH_LIMIT))
-    page = int(q["strona"]) if q.get("strona", "").isdigit() and int(q["strona"]) < 10_000 else 0
+    page = whole_number(q.get("strona"), high=9_999) or 0
     found = await query.order_by("-updated_at").offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)
     clerks = {p.id: p for p in await Person.filter(
         id__in={c.assignee_id for c in found if c.assignee_id}).only("id", "name")}
@@ -342,10 +343,7 @@ async def case_file(request: web.Request) -> web.StreamResponse:
     found = await Attachment.get_or_none(id=file_id, case_id=case.number) if file_id else None
     if found is None:
         raise Refusal(404, "no_file")
-    safe_name = "".join(c if c.isalnum() or c in "._-" else "_" for c in found.filename)[:120]
-    return web.Response(body=found.data, content_type="application/octet-stream", headers={
-        "Content-Disposition": f'attachment; filename="{safe_name or "plik"}"',
-        "X-Content-Type-Options": "nosniff", "Content-Security-Policy": "default-src 'none'"})
+    return file_response(found.data, found.filename)
 
 
 async def _case_action(request: web.Request, action: str) -> web.Response:

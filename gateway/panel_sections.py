@@ -5,6 +5,7 @@ case pages and the audit trail are in gateway/panel.py, whose helpers these use.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -19,6 +20,7 @@ from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from gateway.client import client_address
+from gateway.downloads import file_response
 from gateway.jobs import jobs
 from gateway.keys import DISPATCHER, HEALTH, METRICS, PUBLISHER, SETTINGS
 from gateway.panel import (
@@ -135,14 +137,23 @@ async def announcement_preview(request: web.Request) -> web.Response:
 
 
 #: the tags Telegram's HTML mode shows as formatting (Bot API, "Formatting options")
-_TELEGRAM_TAG = re.compile(r"&lt;(/?)(b|i|u|s|code|pre)&gt;")
+_TELEGRAM_TAG = re.compile(r"</?(?:b|i|u|s|code|pre)>")
+_ANY_TAG = re.compile(r"<[^>]*>")
 
 
 def telegram_preview(text: str) -> Markup:
-    """A Telegram message as the reader will see it: its formatting tags shown as
-    formatting, everything else escaped (links read as text)."""
-    escaped = str(escape(text))
-    return Markup(_TELEGRAM_TAG.sub(r"<\1\2>", escaped).replace("\n", "<br>"))
+    """A Telegram message (Telegram HTML, as the renderer made it) as the reader will see
+    it: its formatting tags shown as formatting, other tags left out (a link reads as its
+    text), and its text — already escaped for Telegram, `Rada &amp; zebranie` — escaped
+    once, not twice (issue #18, fault 11: the preview showed `&amp;amp;`)."""
+    shown, start = [], 0
+    for tag in _ANY_TAG.finditer(text):
+        shown.append(escape(html.unescape(text[start:tag.start()])))
+        if _TELEGRAM_TAG.fullmatch(tag.group()):
+            shown.append(Markup(tag.group()))
+        start = tag.end()
+    shown.append(escape(html.unescape(text[start:])))
+    return Markup("".join(shown).replace("\n", "<br>"))
 
 
 @routes.post("/panel/ogloszenia")
@@ -176,7 +187,8 @@ async def announcement_page(request: web.Request) -> web.Response:
     found = await _announcement(request)
     stats = await announcements.stats(found, limit=200)
     going = found.status == "scheduled" or stats["queued"] > 0
-    return _page(request, "announcement", announcement=found, stats=stats, refresh=going)
+    return _page(request, "announcement", announcement=found, stats=stats, refresh=going,
+                 may_withdraw=announcements.may_withdraw(request[STAFF][1], found))
 
 
 @routes.post("/panel/ogloszenia/{id}/anuluj")
@@ -192,6 +204,8 @@ async def announcement_retract(request: web.Request) -> web.Response:
 async def _stop(request: web.Request, how: str) -> web.Response:
     found = await _announcement(request)
     await _form(request)
+    if not announcements.may_withdraw(request[STAFF][1], found):
+        raise Refusal(403, "forbidden")
     services = _services(request)
     async with in_transaction():
         if how == "cancel":
@@ -301,9 +315,7 @@ async def person_export(request: web.Request) -> web.Response:
         await audit.record(_actor(request), "person.export", f"person:{person.id}",
                            _now(request))
     body = json.dumps(found, ensure_ascii=False, indent=2, default=str)
-    return web.Response(text=body, content_type="application/json", charset="utf-8", headers={
-        "Content-Disposition": f'attachment; filename="rodo-osoba-{person.id}.json"',
-        "Cache-Control": "no-store"})
+    return file_response(body, f"rodo-osoba-{person.id}.json", content_type="application/json")
 
 
 @routes.post("/panel/ludzie/{id}/usun")

@@ -1,18 +1,28 @@
 """Reading request bodies: size, nesting and every field checked before anything is done.
 
 A body over its route's limit is a 413, JSON nested deeper than `MAX_JSON_DEPTH` or not
-JSON at all a 400, and a missing, malformed or too long field a 400 naming the field.
+JSON at all a 400, and a missing, malformed or too long field a 400 naming the field. A
+form aiohttp cannot read is a 400 page. Every string of a JSON body or a form is cleaned
+of control and bidi characters (handlers/text.py). A body that does not arrive in time is
+cut off with 408 (:func:`body_deadline`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from gateway.errors import ApiError
+from gateway.keys import SETTINGS
 from handlers.limits import MAX_JSON_DEPTH, json_depth_ok
+from handlers.text import clean, clean_json, json_needs_cleaning
+
+log = logging.getLogger(__name__)
 
 #: anonymous JSON (a case from the town's web form is a few kilobytes)
 ANONYMOUS_MAX_BYTES = 64 * 1024
@@ -44,6 +54,8 @@ def parse_json(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    if json_needs_cleaning(raw):
+        clean_json(body)
     return body
 
 
@@ -83,8 +95,82 @@ class MalformedForm(Exception):
 
 async def read_form(request: web.Request) -> dict[str, Any]:
     """The one way pages read a posted form: what the body cannot be parsed into is a
-    400, never a 500 (found by schemathesis: multipart without a boundary)."""
+    400, never a 500. aiohttp signals an unreadable form with many classes — ValueError
+    (multipart without a boundary, found by schemathesis), `InvalidHeader` (a part header
+    with a NUL or without a colon), RuntimeError (`Content-Transfer-Encoding:
+    x-uuencode`), LookupError (an unknown charset), a warning turned error — so every
+    exception is one, except those that are not about the form: an HTTP answer of
+    aiohttp's own (413 over `client_max_size`) and a lost connection (OSError, which
+    includes a timeout). Text values come back cleaned (handlers/text.py); files as
+    aiohttp's `FileField`, cleaned when they become an `Attachment`."""
     try:
-        return dict(await request.post())
-    except (ValueError, UnicodeDecodeError, AssertionError) as error:
-        raise MalformedForm(str(error)[:200]) from None
+        form = await request.post()
+    except (web.HTTPException, OSError):
+        raise
+    except Exception as error:
+        log.info("unreadable form on %s %s: %s: %.200s", request.method, request.path,
+                 type(error).__name__, error)
+        raise MalformedForm(f"{type(error).__name__}: {error}"[:200]) from None
+    return {key: clean(value) if isinstance(value, str) else value
+            for key, value in form.items()}
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+              b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 26\r\n\r\n"
+              b"the request body was late\n")
+
+
+@web.middleware
+async def body_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Cut off a request whose body does not arrive in time (issue #18, fault 13: 300
+    connections trickling a byte every 30 s stayed open for five minutes).
+
+    aiohttp 3.14 has no body read timeout: its keep-alive timer (`keepalive_timeout`,
+    75 s under `web.run_app`) closes a connection whose request headers never complete,
+    but once they are in, a handler waits for the body as long as the client likes. The
+    rule is Apache mod_reqtimeout's `body=20,MinRate=500`: the body must be complete
+    within `http_body_seconds` of the headers, and every `http_body_min_rate` bytes
+    received buy one more second — a slow but honest upload goes on, a trickle does not.
+    A late body is answered 408 and the connection closed; whatever the handler was
+    waiting for fails as a lost connection, which ends here (inside `errors_middleware`,
+    so that it is not logged as our error). One timer per request with a body, and only
+    while the handler runs; a body that is all in already costs nothing."""
+    payload = request.content
+    if not request.body_exists or payload.is_eof():
+        return await handler(request)
+    settings = request.app[SETTINGS]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    timer: asyncio.TimerHandle | None = None
+    cut = False
+
+    def check() -> None:
+        nonlocal timer, cut
+        if payload.is_eof():
+            return
+        allowed = (started + settings.http_body_seconds
+                   + payload.total_bytes / max(1, settings.http_body_min_rate))
+        if loop.time() < allowed:
+            timer = loop.call_at(allowed, check)
+            return
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        log.info("request body too slow on %s %s: %d bytes in %.0f s, cut off",
+                 request.method, request.path, payload.total_bytes, loop.time() - started)
+        if request.writer.output_size == 0:  # nothing of an answer sent yet
+            transport.write(_TIMED_OUT)
+        cut = True
+        transport.close()
+
+    timer = loop.call_at(started + settings.http_body_seconds, check)
+    try:
+        return await handler(request)
+    except Exception:
+        if cut:  # the handler's read failed because the body was cut off: answered above
+            return web.Response(status=408)
+        raise
+    finally:
+        timer.cancel()

@@ -16,6 +16,7 @@ from handlers import people
 from handlers.context import ServiceContext
 from handlers.fanout import MODE_WORDS, NOTICE_WORDS, modes_of
 from handlers.message import InboundMessage, InvalidInput, Reply
+from handlers.text import whole_number
 from store.models import Identity, LinkCode, Person
 
 LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -130,8 +131,8 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
                 if len(parts) != 2 or None in parts:
                     return [Reply("settings_invalid", {"word": word})]
                 changes["quiet_start"], changes["quiet_end"] = parts
-        elif word in ("godzina", "hour") and value.isdigit() and 0 <= int(value) <= 23:
-            changes["digest_hour"] = int(value)
+        elif word in ("godzina", "hour") and whole_number(value, high=23) is not None:
+            changes["digest_hour"] = whole_number(value)
         elif word in ("język", "jezyk", "language", "lang") and value in ("pl", "en"):
             changes["language"] = value
         elif word in NOTICE_WORDS and value in MODE_WORDS:

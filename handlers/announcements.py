@@ -30,6 +30,7 @@ from handlers.announcements_text import markdownish
 from handlers.context import ServiceContext
 from handlers.identity import require_proof
 from handlers.message import Attachment, InboundMessage, InvalidInput, Reply
+from handlers.text import whole_number
 from store.models import Announcement, AnnouncementDelivery, Outbox, Person
 from store.outbox import PRIORITY_BULK, PRIORITY_NOTICE
 
@@ -58,6 +59,18 @@ def check_audience(person: Person | None, audience: dict[str, list[str]]) -> str
     if not units or not set(units) <= set(person.units or []):
         return "foreign_units"
     return None
+
+
+def may_withdraw(person: Person | None, announcement: Announcement) -> bool:
+    """Whether `person` may cancel (scheduled) or retract (published) `announcement`: its
+    author, or an admin. None is an API key with scope `announce`, which acts for the
+    office as an admin does. Seeing an announcement (every staff member of its units
+    does) is not enough: a colleague retracting another's announcement tells its whole
+    audience it was withdrawn (issue #18, fault 7). Every channel asks this one rule."""
+    if person is None:
+        return True
+    return "admin" in (person.roles or []) or (
+        announcement.author_id is not None and announcement.author_id == person.id)
 
 
 def parse_audience(value: Any, where: str = "audience") -> dict[str, list[str]]:
@@ -320,10 +333,10 @@ async def continue_dialogue(ctx: ServiceContext, msg: InboundMessage, person: Pe
 
 
 async def handle_ack_callback(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
-    announcement_id = (msg.callback or "").partition(":")[2]
-    if person is None or not announcement_id.isdigit():
+    announcement_id = whole_number((msg.callback or "").partition(":")[2])
+    if person is None or announcement_id is None:
         return []
-    await AnnouncementDelivery.filter(announcement_id=int(announcement_id), person_id=person.id,
+    await AnnouncementDelivery.filter(announcement_id=announcement_id, person_id=person.id,
                                       acked_at__isnull=True).update(acked_at=ctx.clock.now())
     return []  # the button's own answer ("Dziękujemy") is the callback answer
 

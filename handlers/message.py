@@ -10,12 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from handlers.text import clean, clean_line, mime_type_or_default
+
 
 @dataclass(frozen=True)
 class Attachment:
+    """A file as a channel received it. Its name is cleaned of control and bidi
+    characters, and its content type is a bare media type or `application/octet-stream`
+    (handlers/text.py), whichever channel built it."""
+
     filename: str
     content_type: str
     data: bytes
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "filename", clean_line(self.filename))
+        object.__setattr__(self, "content_type", mime_type_or_default(self.content_type))
 
 
 @dataclass
@@ -64,6 +74,22 @@ class InboundMessage:
     remote_files: list[dict[str, Any]] = field(default_factory=list)
     #: attachments too large to keep: (file name, size in bytes), listed in the case text
     too_large: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Outside text is cleaned here, once, for every channel (issue #18, fault 9):
+        no control character reaches the store (PostgreSQL refuses NUL) or a page, and
+        no bidi override turns a name or a subject around (handlers/text.py)."""
+        self.address = clean_line(self.address)
+        self.text = clean(self.text)
+        self.args = [clean_line(a) for a in self.args]
+        self.display_name = clean_line(self.display_name)
+        self.replying_to = clean(self.replying_to)
+        for name in ("subject", "message_id", "callback", "command"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, clean_line(value))
+        self.references = [clean_line(r) for r in self.references]
+        self.too_large = [(clean_line(name), size) for name, size in self.too_large]
 
 
 @dataclass

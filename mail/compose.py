@@ -27,6 +27,7 @@ from email.mime.nonmultipart import MIMENonMultipart
 from email.policy import Compat32
 from email.utils import formataddr, formatdate
 
+from handlers.text import mime_type_or_default
 from mail.loops import AUTO_SUBMITTED_VALUE, LOOP_HEADER
 
 _UTF8_HEADER = email_charset.Charset("utf-8")
@@ -87,10 +88,12 @@ def compose(payload: dict, recipient: str, mail_domain: str) -> Message:
         msg = _multipart("mixed")
         msg.attach(body)
         for item in attachments:
+            # checked where it came in; checked again for rows stored before that check
+            # (a CR/LF in it failed every copy: issue #18, fault 11)
+            content_type = mime_type_or_default(item["content_type"])
             part = MIMEApplication(base64.b64decode(item["data"]),
-                                   _subtype=item["content_type"].partition("/")[2] or "octet-stream",
-                                   policy=POLICY)
-            part.replace_header("Content-Type", item["content_type"])
+                                   _subtype=content_type.partition("/")[2], policy=POLICY)
+            part.replace_header("Content-Type", content_type)
             part.add_header("Content-Disposition", "attachment",
                             filename=("utf-8", "", item["filename"]))
             msg.attach(part)

@@ -17,6 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tortoise.exceptions import IntegrityError
 
 from handlers.ratelimit import RateLimiter
+from handlers.text import clean_line
 from store.models import RawInbound
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,10 @@ class GatewaySMTPHandler:
 
         `save()` runs the model's prepared INSERT; `bulk_create(ignore_conflicts=True)`
         builds a new statement every call, which cost more than the rest of DATA."""
+        # the envelope is JSON, which PostgreSQL refuses with a NUL in it (451 for ever)
         row = RawInbound(channel="email", external_id=dedup_key(raw, mailbox),
-                         envelope={"from": mail_from, "mailbox": mailbox, "peer": peer},
+                         envelope={"from": clean_line(mail_from), "mailbox": mailbox,
+                                   "peer": peer},
                          payload=raw, received_at=self.now())
         try:
             await row.save()

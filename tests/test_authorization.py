@@ -8,8 +8,12 @@ import re
 import pytest
 
 from gateway.auth import create_key
+from gateway.jobs import run_job
+from handlers.announcements import may_withdraw
+from store.models import Announcement, Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import callback_update
+from tests.panel import csrf_of, sign_in, staff_member
 from tests.test_grades import grade, push
 from tests.test_library import loan, sync
 
@@ -167,3 +171,66 @@ async def test_a_case_by_access_code_only_for_its_requester(gw: Gateway, town: d
     assert (await gw.client.get(f"/api/v1/cases/{case}?code={town['code']}")).status == 200
     assert (await gw.client.get(f"/api/v1/cases/{case}?code={town['other_code']}")).status == 404
     assert (await gw.client.get(f"/api/v1/cases/{case}")).status == 401
+
+
+# --- withdrawing an announcement (issue #18, fault 7) ------------------------------------------
+
+#: (who, action, answer): its author and admins may cancel or retract an announcement; a
+#: colleague of the same unit sees it (403 on acting), staff of another unit do not (404)
+WITHDRAW = [
+    ("colleague", "wycofaj", 403),
+    ("other_unit", "wycofaj", 404),
+    ("author", "wycofaj", 303),
+    ("admin", "wycofaj", 303),
+    ("colleague", "anuluj", 403),
+    ("other_unit", "anuluj", 404),
+    ("author", "anuluj", 303),
+    ("admin", "anuluj", 303),
+]
+CONSOLE_CAST = {"author": (["staff"], ["urzad"]), "colleague": (["staff"], ["urzad"]),
+                "other_unit": (["staff"], ["szkola-1"]), "admin": (["admin"], [])}
+
+
+async def _announced(gw: Gateway, author: int, published: bool) -> int:
+    when = "2026-11-25T09:00:00+00:00" if published else "2030-01-01T00:00:00+00:00"
+    resp = await gw.client.post("/api/v1/announcements", headers=gw.admin, json={
+        "title": "Zebranie", "body": "W czwartek.", "audience": {"units": ["urzad"]},
+        "publish_at": when, "author_id": author})
+    assert resp.status == 202, await resp.text()
+    if published:
+        await run_job(gw.services, "scheduled-announcements")
+    return (await resp.json())["id"]
+
+
+async def test_only_the_author_or_an_admin_withdraws_an_announcement(
+        gw: Gateway, aiohttp_client) -> None:  # type: ignore[no-untyped-def]
+    ids, clients, tokens = {}, {}, {}
+    for who, (roles, units) in CONSOLE_CAST.items():
+        ids[who] = await staff_member(gw, f"{who}@milanowek.example", roles, units, name=who)
+        clients[who] = await sign_in(gw, f"{who}@milanowek.example",
+                                     await aiohttp_client(gw.client.server))
+        tokens[who] = csrf_of(await (await clients[who].get("/panel/")).text())
+    failures = []
+    for who, action, answer in WITHDRAW:
+        number = await _announced(gw, ids["author"], published=action == "wycofaj")
+        before = (await Announcement.get(id=number)).status
+        resp = await clients[who].post(f"/panel/ogloszenia/{number}/{action}",
+                                       data={"csrf": tokens[who]}, allow_redirects=False)
+        after = (await Announcement.get(id=number)).status
+        if resp.status != answer or (after != before) != (answer == 303):
+            failures.append((who, action, resp.status, before, after))
+    assert not failures, failures
+    # the page offers the button only to those who may use it
+    number = await _announced(gw, ids["author"], published=True)
+    for who, shown in (("author", True), ("admin", True), ("colleague", False)):
+        page = await (await clients[who].get(f"/panel/ogloszenia/{number}")).text()
+        assert (f"/panel/ogloszenia/{number}/wycofaj" in page) == shown, who
+    # the API's keys act for the office (as admins): a key with scope `announce` may
+    resp = await gw.client.post(f"/api/v1/announcements/{number}/retract", headers=gw.admin)
+    assert resp.status == 200
+    # the one rule, as every channel asks it
+    people = {who: await Person.get(id=ids[who]) for who in ids}
+    found = await Announcement.get(id=number)
+    assert [may_withdraw(people[who], found) for who in ("author", "colleague", "other_unit",
+                                                         "admin")] == [True, False, False, True]
+    assert may_withdraw(None, found)  # an API key with scope `announce`
