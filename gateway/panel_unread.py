@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.downloads import file_response
 from gateway.keys import DISPATCHER
 from gateway.panel import STAFF, TEXT_MAX, Refusal, _actor, _form, _need, _page, _services, row_id
 from handlers import unread
@@ -50,10 +51,7 @@ async def unread_original(request: web.Request) -> web.Response:
     raw = await unread.original(found["id"])
     if raw is None:
         raise Refusal(404, "not_found")
-    return web.Response(body=raw, content_type="message/rfc822", headers={
-        "Content-Disposition": f'attachment; filename="poczta-{found["id"]}.eml"',
-        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-        "Content-Security-Policy": "default-src 'none'"})
+    return file_response(raw, f"poczta-{found['id']}.eml", content_type="message/rfc822")
 
 
 @routes.post("/panel/nieodczytane/{id}/sprawa")
