@@ -280,12 +280,12 @@ async def case_event(request: web.Request) -> web.Response:
                        field="status")
     if status is None and not note:
         raise ApiError(400, "missing_field", "give 'status' or 'note'", field="status")
-    async with in_transaction():
-        case = await _case_or_404(request.match_info["number"])
-        event = await cases.add_staff_event(request.app[SERVICES], case, status=status, note=note,
-                                            public=public)
-        await audited(request, "case.status" if status else "case.note", case.number,
-                      status=status, public=public)
+    number = cases.find_number(request.match_info["number"][:32])
+    done = await cases.staff_event(request.app[SERVICES], number, api_actor(request),
+                                   status=status, note=note, public=public) if number else None
+    if done is None:
+        raise ApiError(404, "not_found", "no such case")
+    case, event = done
     request.app[DISPATCHER].notify()
     return web.json_response({"id": event.id, **_case_json(case)}, status=201)
 

@@ -340,40 +340,31 @@ async def case_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _case_action(request: web.Request, action: str) -> web.Response:
+    """The case page's forms. The rules and the transaction (the case row locked, the
+    event, the search index, the audit entry and the notice together) are
+    handlers/cases.py's; here the form is read and checked."""
     case = await _case(request)
     form = await _form(request)
     services = _services(request)
     me = request[STAFF][1]
     text = str(form.get("tekst", "")).strip()[:TEXT_MAX]
-    now = _now(request)
-    async with in_transaction():
-        if action == "reply":
-            if not text:
-                raise Refusal(400, "empty")
-            await cases.add_staff_event(services, case, status=None, note=text, public=True,
-                                        author=me, channel="console")
-            detail: dict[str, Any] = {"length": len(text)}
-        elif action == "note":
-            if not text:
-                raise Refusal(400, "empty")
-            await cases.add_staff_event(services, case, status=None, note=text, public=False,
-                                        author=me, channel="console")
-            detail = {"length": len(text)}
-        elif action == "status":
-            status = str(form.get("status", ""))
-            if status not in CASE_STATUSES:
-                raise Refusal(400, "bad_status")
-            await cases.add_staff_event(services, case, status=status, note=text or None,
-                                        public=True, author=me, channel="console")
-            detail = {"status": status}
-        else:  # assign
-            chosen = str(form.get("osoba", ""))
-            clerks = {str(p.id): p for p in await _clerks(request.app[SETTINGS].cases_unit)}
-            if chosen and chosen not in clerks:
-                raise Refusal(400, "bad_assignee")
-            await cases.assign(case, clerks.get(chosen), now)
-            detail = {"assignee": int(chosen) if chosen else None}
-        await audit.record(_actor(request), f"case.{action}", case.number, now, **detail)
+    if action == "assign":
+        chosen = str(form.get("osoba", ""))
+        clerks = {str(p.id): p for p in await _clerks(request.app[SETTINGS].cases_unit)}
+        if chosen and chosen not in clerks:
+            raise Refusal(400, "bad_assignee")
+        done = await cases.assign(services, case.number, clerks.get(chosen), _actor(request))
+    else:
+        status = str(form.get("status", "")) if action == "status" else None
+        if status is not None and status not in CASE_STATUSES:
+            raise Refusal(400, "bad_status")
+        if status is None and not text:
+            raise Refusal(400, "empty")
+        done = await cases.staff_event(services, case.number, _actor(request), status=status,
+                                       note=text or None, public=action != "note", author=me,
+                                       channel="console")
+    if done is None:  # gone since the page was read (erased)
+        raise Refusal(404, "no_case")
     request.app[DISPATCHER].notify()
     raise web.HTTPSeeOther(f"/panel/sprawy/{case.number}?zrobione={action}")
 

@@ -77,7 +77,11 @@ async def index(texts: Iterable[tuple[str, str]], *, new_cases: bool = False) ->
     """Append (case number, text) pairs to their cases' documents, inside the caller's
     transaction. One document per case, so every word of a query may come from a
     different message of the same case. `new_cases`: the cases were created in this
-    transaction and have no document yet (the case endpoint's path reads nothing)."""
+    transaction and have no document yet (the case endpoint's path reads nothing).
+
+    No statement here reads a document into Python to write it back: two writers that
+    meet (issue #18: a note posted while the resident posts) each append to what the
+    document holds when their statement runs, so neither loses the other's words."""
     added: dict[str, list[str]] = {}
     for number, text in texts:
         if text and text.strip():
@@ -87,25 +91,25 @@ async def index(texts: Iterable[tuple[str, str]], *, new_cases: bool = False) ->
     db = _db()
     rows = [(key_of(number), number, " ".join(parts)) for number, parts in added.items()]
     if on_postgres(db):
+        # ON CONFLICT DO UPDATE appends to the row's latest committed version under its
+        # row lock: a second writer waits for the first and appends after it (and one
+        # inserting the same new document at the same moment takes the update path)
         await db.execute_many(sql(db, (
             "INSERT INTO case_search (id, case_id, content) VALUES (?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET content = case_search.content || ' ' || "
             "EXCLUDED.content")), [list(r) for r in rows])
         return
-    # FTS5 tables take no UPSERT: read what the cases have, then write them whole
-    keys = [] if new_cases else [r[0] for r in rows]
-    before: dict[int, str] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        _, found = await db.execute_query(
-            f"SELECT rowid, content FROM case_search WHERE rowid IN ({marks})", chunk)
-        before.update({r["rowid"]: r["content"] for r in found})
-        if found:
-            await db.execute_query(f"DELETE FROM case_search WHERE rowid IN ({marks})", chunk)
-    await db.execute_many("INSERT INTO case_search (rowid, case_id, content) VALUES (?, ?, ?)",
-                          [[key, number, (before[key] + " " + text) if key in before else text]
-                           for key, number, text in rows])
+    if new_cases:
+        await db.execute_many("INSERT INTO case_search (rowid, case_id, content) "
+                              "VALUES (?, ?, ?)", [list(r) for r in rows])
+        return
+    # FTS5 tables take no UPSERT: an empty document where the case has none yet, then
+    # the text appended in place (each statement runs under SQLite's write lock)
+    await db.execute_many("INSERT INTO case_search (rowid, case_id, content) SELECT ?, ?, '' "
+                          "WHERE NOT EXISTS (SELECT 1 FROM case_search WHERE rowid = ?)",
+                          [[key, number, key] for key, number, _ in rows])
+    await db.execute_many("UPDATE case_search SET content = ltrim(content || ' ' || ?) "
+                          "WHERE rowid = ?", [[text, key] for key, _, text in rows])
 
 
 async def forget(numbers: list[str]) -> None:
