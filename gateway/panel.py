@@ -24,7 +24,7 @@ from aiohttp import web
 from tortoise.transactions import in_transaction
 
 from gateway.api import PAGE_HEADERS, client_address
-from gateway.keys import DISPATCHER, SERVICES, SETTINGS
+from gateway.keys import DISPATCHER, SERVICES, SETTINGS, STORE
 from gateway.validate import MalformedForm, read_form
 from handlers import audit, cases, i18n, staff
 from handlers.addresses import normalise_email
@@ -291,7 +291,8 @@ async def case_queue(request: web.Request) -> web.Response:
         query = query.filter(assignee_id__isnull=True)
     words = q.get("szukaj", "").strip()[:200]
     if words:
-        query = query.filter(number__in=await search.matching(words, limit=SEARCH_LIMIT))
+        query = query.filter(number__in=await search.matching(
+            words, limit=SEARCH_LIMIT, db=request.app[STORE].reader()))
     page = int(q["strona"]) if q.get("strona", "").isdigit() and int(q["strona"]) < 10_000 else 0
     found = await query.order_by("-updated_at").offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)
     clerks = {p.id: p for p in await Person.filter(

@@ -112,6 +112,7 @@ async def test_a_note_waits_for_a_status_change_and_keeps_it(gw: Gateway) -> Non
             json={"note": "Przekazano elektrykom", "public": False}))
 
         async def note_waits_for_the_row() -> bool:
+            await other.execute("SELECT pg_stat_clear_snapshot()")  # read anew in a transaction
             return bool(await other.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND datname = current_database()"))
