@@ -26,7 +26,7 @@ from tortoise.transactions import in_transaction
 from gateway.api import PAGE_HEADERS
 from gateway.client import client_address, limit_key
 from gateway.downloads import file_response
-from gateway.keys import DISPATCHER, SERVICES, SETTINGS, SIGN_IN
+from gateway.keys import DISPATCHER, SERVICES, SETTINGS, SIGN_IN, STORE
 from gateway.validate import MalformedForm, read_form
 from handlers import audit, cases, i18n, staff
 from handlers.addresses import normalise_email
@@ -301,7 +301,8 @@ async def case_queue(request: web.Request) -> web.Response:
         query = query.filter(assignee_id__isnull=True)
     words = q.get("szukaj", "").strip()[:200]
     if words:
-        query = query.filter(number__in=await search.matching(words, limit=SEARCH_LIMIT))
+        query = query.filter(number__in=await search.matching(
+            words, limit=SEARCH_LIMIT, db=request.app[STORE].reader()))
     page = whole_number(q.get("strona"), high=9_999) or 0
     found = await query.order_by("-updated_at").offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)
     clerks = {p.id: p for p in await Person.filter(
@@ -347,40 +348,31 @@ async def case_file(request: web.Request) -> web.StreamResponse:
 
 
 async def _case_action(request: web.Request, action: str) -> web.Response:
+    """The case page's forms. The rules and the transaction (the case row locked, the
+    event, the search index, the audit entry and the notice together) are
+    handlers/cases.py's; here the form is read and checked."""
     case = await _case(request)
     form = await _form(request)
     services = _services(request)
     me = request[STAFF][1]
     text = str(form.get("tekst", "")).strip()[:TEXT_MAX]
-    now = _now(request)
-    async with in_transaction():
-        if action == "reply":
-            if not text:
-                raise Refusal(400, "empty")
-            await cases.add_staff_event(services, case, status=None, note=text, public=True,
-                                        author=me, channel="console")
-            detail: dict[str, Any] = {"length": len(text)}
-        elif action == "note":
-            if not text:
-                raise Refusal(400, "empty")
-            await cases.add_staff_event(services, case, status=None, note=text, public=False,
-                                        author=me, channel="console")
-            detail = {"length": len(text)}
-        elif action == "status":
-            status = str(form.get("status", ""))
-            if status not in CASE_STATUSES:
-                raise Refusal(400, "bad_status")
-            await cases.add_staff_event(services, case, status=status, note=text or None,
-                                        public=True, author=me, channel="console")
-            detail = {"status": status}
-        else:  # assign
-            chosen = str(form.get("osoba", ""))
-            clerks = {str(p.id): p for p in await _clerks(request.app[SETTINGS].cases_unit)}
-            if chosen and chosen not in clerks:
-                raise Refusal(400, "bad_assignee")
-            await cases.assign(case, clerks.get(chosen), now)
-            detail = {"assignee": int(chosen) if chosen else None}
-        await audit.record(_actor(request), f"case.{action}", case.number, now, **detail)
+    if action == "assign":
+        chosen = str(form.get("osoba", ""))
+        clerks = {str(p.id): p for p in await _clerks(request.app[SETTINGS].cases_unit)}
+        if chosen and chosen not in clerks:
+            raise Refusal(400, "bad_assignee")
+        done = await cases.assign(services, case.number, clerks.get(chosen), _actor(request))
+    else:
+        status = str(form.get("status", "")) if action == "status" else None
+        if status is not None and status not in CASE_STATUSES:
+            raise Refusal(400, "bad_status")
+        if status is None and not text:
+            raise Refusal(400, "empty")
+        done = await cases.staff_event(services, case.number, _actor(request), status=status,
+                                       note=text or None, public=action != "note", author=me,
+                                       channel="console")
+    if done is None:  # gone since the page was read (erased)
+        raise Refusal(404, "no_case")
     request.app[DISPATCHER].notify()
     raise web.HTTPSeeOther(f"/panel/sprawy/{case.number}?zrobione={action}")
 

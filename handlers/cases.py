@@ -17,11 +17,16 @@ import hashlib
 import hmac
 import re
 import secrets
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from handlers import fanout, i18n, quota
+from tortoise import connections
+from tortoise.backends.base.client import TransactionalDBClient
+from tortoise.transactions import in_transaction
+
+from handlers import audit, fanout, i18n, quota
 from handlers.accounts import people_by_address
 from handlers.context import ServiceContext
 from handlers.message import Attachment, InboundMessage, Reply
@@ -231,28 +236,52 @@ def with_refused(text: str, refused: list[quota.Refused]) -> str:
     return f"{text}\n\n[Załączniki niezapisane: {listed}]".strip()
 
 
+def _transaction() -> AbstractAsyncContextManager[Any]:
+    """The caller's transaction if one is open (the inbox answers a batch of mail in one,
+    with its marks and replies), else a new one: a write to a case is atomic either way,
+    and joining costs no savepoint."""
+    db = connections.get("default")
+    return nullcontext(db) if isinstance(db, TransactionalDBClient) else in_transaction()
+
+
+async def _locked(number: str) -> Case:
+    """The case's row read again inside the transaction and locked to its end
+    (`SELECT … FOR UPDATE` on PostgreSQL): writes to one case take turns, so a note never
+    writes back a status read before a concurrent change, and a notice tells what is
+    stored. SQLite has no row locks and needs none: a transaction holds the process's one
+    connection, and the database's write lock from its first write."""
+    return await Case.select_for_update().get(number=number)
+
+
 async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext
                       ) -> list[quota.Refused]:
     """Append a resident's follow-up to the case and remember the channel they used;
-    returns the attachments that were not stored (handlers/quota.py says which and why)."""
+    returns the attachments that were not stored (handlers/quota.py says which and why).
+    The one path for mail, the bot and the case page: the quota's verdict, the event, its
+    files, its words in the search index and the case row are written in one transaction
+    with the case row locked (issue #18: two posts from the case page at the same moment
+    lost half their attachments and words when each step committed alone, and two posts
+    checked against the same free room could each go past a case's limit)."""
     now = ctx.clock.now()
-    admitted = await quota.admit(ctx, case.number, msg)
-    refused = admitted.refused
-    text = with_refused(msg.text.strip(), refused)
-    await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
-                           channel=msg.channel, created_at=now,
-                           message_id=msg.message_id if msg.channel == "email" else None)
-    await search.index([(case.number, text)] + [(case.number, a.filename)
-                                                for a in msg.attachments])
-    files = _stored_attachments(ctx, case.number, tuple(admitted.kept), now)
-    if files:
-        await StoredAttachment.bulk_create(files)
-    update: dict[str, Any] = {"last_channel": msg.channel, "updated_at": now}
-    if msg.channel == "telegram" and not case.requester_chat:
-        update["requester_chat"] = msg.address
-    if msg.channel == "email" and not case.requester_email:
-        update["requester_email"] = msg.address
-    await Case.filter(number=case.number).update(**update)
+    async with _transaction():
+        current = await _locked(case.number)
+        admitted = await quota.admit(ctx, case.number, msg)
+        refused = admitted.refused
+        text = with_refused(msg.text.strip(), refused)
+        await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
+                               channel=msg.channel, created_at=now,
+                               message_id=msg.message_id if msg.channel == "email" else None)
+        await search.index([(case.number, text)] + [(case.number, a.filename)
+                                                    for a in msg.attachments])
+        files = _stored_attachments(ctx, case.number, tuple(admitted.kept), now)
+        if files:
+            await StoredAttachment.bulk_create(files)
+        update: dict[str, Any] = {"last_channel": msg.channel, "updated_at": now}
+        if msg.channel == "telegram" and not current.requester_chat:
+            update["requester_chat"] = msg.address
+        if msg.channel == "email" and not current.requester_email:
+            update["requester_email"] = msg.address
+        await Case.filter(number=case.number).update(**update)
     return refused
 
 
@@ -441,26 +470,57 @@ async def add_staff_event(
     requester on the channel they last used, with fallback, and in mail threaded to
     their last message.
 
-    Call inside a transaction: the event and its notice commit together.
+    The event, its words in the search index, the case row and the notice commit
+    together, in the caller's transaction or one of its own, with the case row locked;
+    `case` is brought up to date with what is stored.
     """
     now = ctx.clock.now()
     kind = "status" if status else "note"
-    event = await CaseEvent.create(case_id=case.number, kind=kind, status=status,
-                                   text=note or "", public=public, created_at=now,
-                                   channel=channel, author_id=author.id if author else None)
-    await search.index([(case.number, note or "")])
-    if status:
-        case.status = status
-    case.updated_at = now
-    await Case.filter(number=case.number).update(status=case.status, updated_at=now)
-    if public:
-        targets, person = await requester_targets(case)
-        await fanout.fan_out(ctx, [fanout.Recipient(person, targets, person.language if person
-                                                    else "pl")], fanout.Notice(
-            kind="cases", template="case_update", key=f"case-event:{event.id}",
-            context={"case": case, "event": event}, case=case.number,
-            in_reply_to=await last_mail_of(case)), now)
+    async with _transaction():
+        current = await _locked(case.number)
+        event = await CaseEvent.create(case_id=case.number, kind=kind, status=status,
+                                       text=note or "", public=public, created_at=now,
+                                       channel=channel, author_id=author.id if author else None)
+        await search.index([(case.number, note or "")])
+        # only what this event changes: the status another writer just set stays
+        changes: dict[str, Any] = {"updated_at": now}
+        if status:
+            changes["status"] = status
+        await Case.filter(number=case.number).update(**changes)
+        current.update_from_dict(changes)
+        case.status, case.updated_at = current.status, now
+        if public:
+            targets, person = await requester_targets(current)
+            await fanout.fan_out(ctx, [fanout.Recipient(person, targets, person.language
+                                                        if person else "pl")], fanout.Notice(
+                kind="cases", template="case_update", key=f"case-event:{event.id}",
+                context={"case": current, "event": event}, case=case.number,
+                in_reply_to=await last_mail_of(current)), now)
     return event
+
+
+def staff_audit_action(status: str | None, public: bool) -> str:
+    """One name in the audit trail for a staff event, whichever channel it came by."""
+    return "case.status" if status else "case.reply" if public else "case.note"
+
+
+async def staff_event(
+    ctx: ServiceContext, number: str, actor: audit.Actor, *, status: str | None,
+    note: str | None, public: bool, author: Person | None = None, channel: str = "api",
+) -> tuple[Case, CaseEvent] | None:
+    """A staff reply, note or status change — the use-case the console and the API call:
+    in one transaction the case row is locked, the event and its index words written, the
+    action audited and the requester's notice queued. None: there is no such case."""
+    async with _transaction():
+        case = await Case.get_or_none(number=number)  # locked by add_staff_event
+        if case is None:
+            return None
+        event = await add_staff_event(ctx, case, status=status, note=note, public=public,
+                                      author=author, channel=channel)
+        await audit.record(actor, staff_audit_action(status, public), case.number,
+                           ctx.clock.now(), status=status, public=public,
+                           length=len(note or ""))
+    return case, event
 
 
 async def last_mail_of(case: Case) -> str | None:
@@ -470,7 +530,16 @@ async def last_mail_of(case: Case) -> str | None:
     return found  # type: ignore[return-value]
 
 
-async def assign(case: Case, assignee: Person | None, now: datetime) -> None:
-    await Case.filter(number=case.number).update(
-        assignee_id=assignee.id if assignee else None, updated_at=now)
-    case.assignee_id = assignee.id if assignee else None
+async def assign(ctx: ServiceContext, number: str, assignee: Person | None,
+                 actor: audit.Actor) -> Case | None:
+    """Give the case to a clerk (or to nobody), audited, in one transaction; None: there
+    is no such case."""
+    now = ctx.clock.now()
+    async with _transaction():
+        case = await Case.select_for_update().get_or_none(number=number)
+        if case is None:
+            return None
+        case.assignee_id = assignee.id if assignee else None
+        await Case.filter(number=number).update(assignee_id=case.assignee_id, updated_at=now)
+        await audit.record(actor, "case.assign", number, now, assignee=case.assignee_id)
+    return case

@@ -5,9 +5,10 @@ reply and note appended as they come: an FTS5 table on SQLite, a table with a st
 `tsvector` and a GIN index on PostgreSQL. Texts are folded before they are indexed and
 queries the same way — lower case, Polish letters without their diacritics (`ł` has no
 Unicode decomposition, so it is mapped by hand) — so "Kościuszki", "kosciuszki" and
-"KOŚCIUSZKI" find each other on both databases. Words match by prefix ("dziur" finds
-"dziura"); every word must be in the case, in any of its texts. The newest cases come
-first (the document's key is the case number's year and serial).
+"KOŚCIUSZKI" find each other on both databases. Words of `MIN_PREFIX` letters or more
+match by prefix ("dziur" finds "dziura"), shorter ones ("w", "ul", "5") whole; at most
+`MAX_TERMS` words count, and every one must be in the case, in any of its texts. The
+newest cases come first (the document's key is the case number's year and serial).
 """
 
 from __future__ import annotations
@@ -23,7 +24,15 @@ from store.sql import on_postgres, sql
 
 _POLISH = str.maketrans("ąćęłńóśźżĄĆĘŁŃÓŚŹŻ", "acelnoszzACELNOSZZ")
 _WORD = re.compile(r"\w+", re.UNICODE)
-MAX_TERMS = 8
+#: words of a query beyond these are dropped: each word that matches as a prefix walks
+#: every document holding any word it begins (20–170 ms for a common one at 100,000
+#: cases of bench/case_queue.py's text, issue #18), and a clerk narrows with a few words
+MAX_TERMS = 6
+#: shorter words match whole words only. A one- or two-letter prefix begins most words
+#: of most documents (eight one-letter words: 590 ms at 100,000 cases, with every other
+#: use of SQLite's connection waiting), while the word itself is found in under 1 ms;
+#: and Polish means its short words ("w", "ul.", "nr", a house number) as they are
+MIN_PREFIX = 3
 #: PostgreSQL: how many of the newest documents are tried first (see _matching_postgres)
 RECENT_WINDOW = 5000
 
@@ -56,9 +65,20 @@ def fold(text: str) -> str:
 
 
 def terms(query: str) -> list[str]:
-    """The words of a query, folded (punctuation and operators dropped: a query is never
-    FTS syntax, so nobody can write one that errors or scans)."""
-    return _WORD.findall(fold(query))[:MAX_TERMS]
+    """The words of a query, folded, each once, at most `MAX_TERMS` (punctuation and
+    operators dropped: a query is never FTS syntax, so nobody can write one that errors
+    or scans)."""
+    return list(dict.fromkeys(_WORD.findall(fold(query))))[:MAX_TERMS]
+
+
+def fts_expression(words: list[str]) -> str:
+    """FTS5's MATCH for `terms`: every word, as a prefix from `MIN_PREFIX` letters."""
+    return " ".join(f'"{w}"*' if len(w) >= MIN_PREFIX else f'"{w}"' for w in words)
+
+
+def tsquery(words: list[str]) -> str:
+    """PostgreSQL's `to_tsquery` text for `terms`, by the same rule as `fts_expression`."""
+    return " & ".join(f"{w}:*" if len(w) >= MIN_PREFIX else w for w in words)
 
 
 async def create_schema(db: BaseDBAsyncClient) -> None:
@@ -77,7 +97,11 @@ async def index(texts: Iterable[tuple[str, str]], *, new_cases: bool = False) ->
     """Append (case number, text) pairs to their cases' documents, inside the caller's
     transaction. One document per case, so every word of a query may come from a
     different message of the same case. `new_cases`: the cases were created in this
-    transaction and have no document yet (the case endpoint's path reads nothing)."""
+    transaction and have no document yet (the case endpoint's path reads nothing).
+
+    No statement here reads a document into Python to write it back: two writers that
+    meet (issue #18: a note posted while the resident posts) each append to what the
+    document holds when their statement runs, so neither loses the other's words."""
     added: dict[str, list[str]] = {}
     for number, text in texts:
         if text and text.strip():
@@ -87,25 +111,25 @@ async def index(texts: Iterable[tuple[str, str]], *, new_cases: bool = False) ->
     db = _db()
     rows = [(key_of(number), number, " ".join(parts)) for number, parts in added.items()]
     if on_postgres(db):
+        # ON CONFLICT DO UPDATE appends to the row's latest committed version under its
+        # row lock: a second writer waits for the first and appends after it (and one
+        # inserting the same new document at the same moment takes the update path)
         await db.execute_many(sql(db, (
             "INSERT INTO case_search (id, case_id, content) VALUES (?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET content = case_search.content || ' ' || "
             "EXCLUDED.content")), [list(r) for r in rows])
         return
-    # FTS5 tables take no UPSERT: read what the cases have, then write them whole
-    keys = [] if new_cases else [r[0] for r in rows]
-    before: dict[int, str] = {}
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        _, found = await db.execute_query(
-            f"SELECT rowid, content FROM case_search WHERE rowid IN ({marks})", chunk)
-        before.update({r["rowid"]: r["content"] for r in found})
-        if found:
-            await db.execute_query(f"DELETE FROM case_search WHERE rowid IN ({marks})", chunk)
-    await db.execute_many("INSERT INTO case_search (rowid, case_id, content) VALUES (?, ?, ?)",
-                          [[key, number, (before[key] + " " + text) if key in before else text]
-                           for key, number, text in rows])
+    if new_cases:
+        await db.execute_many("INSERT INTO case_search (rowid, case_id, content) "
+                              "VALUES (?, ?, ?)", [list(r) for r in rows])
+        return
+    # FTS5 tables take no UPSERT: an empty document where the case has none yet, then
+    # the text appended in place (each statement runs under SQLite's write lock)
+    await db.execute_many("INSERT INTO case_search (rowid, case_id, content) SELECT ?, ?, '' "
+                          "WHERE NOT EXISTS (SELECT 1 FROM case_search WHERE rowid = ?)",
+                          [[key, number, key] for key, number, _ in rows])
+    await db.execute_many("UPDATE case_search SET content = ltrim(content || ' ' || ?) "
+                          "WHERE rowid = ?", [[text, key] for key, _, text in rows])
 
 
 async def forget(numbers: list[str]) -> None:
@@ -119,19 +143,22 @@ async def forget(numbers: list[str]) -> None:
                            [key_of(number) for number in numbers])
 
 
-async def matching(query: str, limit: int = 200) -> list[str]:
+async def matching(query: str, limit: int = 200, db: BaseDBAsyncClient | None = None
+                   ) -> list[str]:
     """Numbers of the newest cases (at most `limit`) whose texts together contain every
-    word of `query` as a prefix: one word may be in the subject, another in a reply."""
+    word of `query` (as a prefix, but for short words): one word may be in the subject,
+    another in a reply. `db`: the connection to read on (the console passes the store's
+    reader, so a search holds up nothing else)."""
     words = terms(query)
     if not words:
         return []
-    db = _db()
+    db = db or _db()
     if on_postgres(db):
-        return await _matching_postgres(db, " & ".join(f"{w}:*" for w in words), limit)
+        return await _matching_postgres(db, tsquery(words), limit)
     # FTS5 walks its matches newest first by itself (ORDER BY rowid DESC)
     _, rows = await db.execute_query(
         "SELECT case_id FROM case_search WHERE case_search MATCH ? "
-        "ORDER BY rowid DESC LIMIT ?", [" ".join(f'"{w}"*' for w in words), limit])
+        "ORDER BY rowid DESC LIMIT ?", [fts_expression(words), limit])
     return [r["case_id"] for r in rows]
 
 
