@@ -71,14 +71,23 @@ def header(msg: Message, name: str) -> str:
     value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)
     if value is None:
         return ""
-    text = str(value)
-    if not text.isascii():
-        text = _decode(text.encode("ascii", "surrogateescape"), None)
+    text = _eight_bit(str(value))
     if "=?" not in text:
         return text
     # RFC 2047 section 6.2: whitespace between adjacent encoded words is dropped, which
     # decode_header does; its chunks are then decoded with our charset fallbacks
     return _decode_words(text)
+
+
+def _eight_bit(text: str) -> str:
+    """Header text parsed from raw 8-bit bytes (held as surrogate escapes) decoded as
+    UTF-8, else the Polish legacy charsets, as bodies are (`_decode`)."""
+    if text.isascii():
+        return text
+    try:
+        return _decode(text.encode("ascii", "surrogateescape"), None)
+    except UnicodeError:  # real characters, not escapes: already text
+        return text
 
 
 class _TextFromHtml(HTMLParser):
@@ -199,7 +208,7 @@ class _Walk:
         lines = ["---------- Przekazana wiadomość / Forwarded message ----------"]
         for label, name in (("Od / From", "From"), ("Data / Date", "Date"),
                             ("Temat / Subject", "Subject")):
-            value = " ".join(header(inner, name).split())  # type: ignore[arg-type]
+            value = " ".join(header(inner, name).split())
             if value:
                 lines.append(f"{label}: {value}")
         return [(True, "\n".join(lines))] + self.part(inner, depth + 1)
@@ -239,9 +248,11 @@ def _payload_bytes(part: Message) -> bytes:
 
 
 def _raw_bytes(part: Message) -> bytes:
+    """A part as bytes, best effort: only for parts kept whole (beyond the depth bound, a
+    `message/*` that is no forwarded mail), where losing them beats failing the mail."""
     try:
         return part.as_bytes()
-    except (RecursionError, ValueError, TypeError, LookupError, UnicodeError):
+    except Exception:  # noqa: BLE001 - the generator's errors on hostile trees are many
         return b""
 
 
@@ -305,7 +316,7 @@ def _param(part: Message, header_name: str, param: str) -> str:
         return ""
     if not raw.isascii():  # raw 8-bit in the header: decode it before reading parameters
         carrier = Message()
-        carrier[header_name] = _decode(raw.encode("ascii", "surrogateescape"), None)
+        carrier[header_name] = _eight_bit(raw)
         part = carrier
     try:
         value = part.get_param(param, None, header_name)
