@@ -12,7 +12,7 @@ import base64
 import binascii
 import quopri
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -198,6 +198,8 @@ class Leaf:
 class Node:
     kind: str  # mixed, alternative, related, signed, rfc822
     children: list[Node | Leaf]
+    #: programs put Content-Disposition on multiparts and forwarded mail too (mutt)
+    disposition: str | None = None
 
 
 def _leaf(kind: str) -> st.SearchStrategy[Leaf]:
@@ -235,12 +237,14 @@ def _alternative() -> st.SearchStrategy[Node]:
 
 
 def _trees(children: st.SearchStrategy) -> st.SearchStrategy:
-    return (st.builds(Node, st.sampled_from(["mixed", "related"]),
-                      st.lists(children, min_size=1, max_size=4))
-            | _alternative()
-            | st.builds(lambda body, sig: Node("signed", [body, sig]), children,
-                        _leaf("signature"))
-            | st.builds(lambda body: Node("rfc822", [body]), children))
+    nodes = (st.builds(Node, st.sampled_from(["mixed", "related"]),
+                       st.lists(children, min_size=1, max_size=4))
+             | _alternative()
+             | st.builds(lambda body, sig: Node("signed", [body, sig]), children,
+                         _leaf("signature"))
+             | st.builds(lambda body: Node("rfc822", [body]), children))
+    return st.builds(lambda node, disposition: replace(node, disposition=disposition),
+                     nodes, DISPOSITIONS)
 
 
 MIME_TREES = st.recursive(LEAVES, _trees, max_leaves=12)
@@ -300,15 +304,17 @@ def render(tree: Node | Leaf, depth: int = 0) -> bytes:
         if encoding:
             lines.append(f"Content-Transfer-Encoding: {encoding}")
         return "\r\n".join(lines).encode("utf-8") + b"\r\n\r\n" + body
+    disposition = b"" if tree.disposition is None else (
+        b"Content-Disposition: " + tree.disposition.encode() + b"\r\n")
     if tree.kind == "rfc822":
         inner = render(tree.children[0], depth + 1)
-        return (b"Content-Type: message/rfc822\r\n\r\n"
+        return (b"Content-Type: message/rfc822\r\n" + disposition + b"\r\n"
                 + "From: Przekazujący <fwd@example.pl>\r\nSubject: =?utf-8?q?Przekazana?=\r\n"
                   "MIME-Version: 1.0\r\n".encode() + inner)
     boundary = f"=_b{depth}_{id(tree)}".encode()
     params = b'; protocol="application/pgp-signature"' if tree.kind == "signed" else b""
     out = b"Content-Type: multipart/" + tree.kind.encode() + b'; boundary="' + boundary + b'"' \
-        + params + b"\r\n\r\npreamble\r\n"
+        + params + b"\r\n" + disposition + b"\r\npreamble\r\n"
     for child in tree.children:
         out += b"--" + boundary + b"\r\n" + render(child, depth + 1) + b"\r\n"
     return out + b"--" + boundary + b"--\r\n"
