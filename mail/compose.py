@@ -74,7 +74,38 @@ def _multipart(subtype: str) -> MIMEMultipart:
     return MIMEMultipart(subtype, boundary=f"=_emil_{secrets.token_hex(12)}", policy=POLICY)
 
 
-def compose(payload: dict, recipient: str, mail_domain: str) -> Message:
+def recipient(address: str, name: str = "") -> tuple[str, str]:
+    """(the address for the SMTP envelope, the `To:` value) for one recipient.
+
+    RFC 2047 section 5: an encoded word may stand in a display name, never in an address,
+    yet compat32 encoded a non-ASCII `To:` whole (issue #18). So: a non-ASCII domain
+    becomes its IDNA A-label (the stdlib codec that `handlers.addresses` accepted it
+    with), which any relay takes; a non-ASCII local part cannot be transcoded and needs
+    SMTPUTF8 (RFC 6531), so it is written as UTF-8 (RFC 6532) and aiosmtplib asks the
+    relay for SMTPUTF8 when it sees it. Only the display name is ever encoded."""
+    local, at, domain = address.strip().rpartition("@")
+    if at and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass  # left as it is: the relay's SMTPUTF8 decides
+    envelope = f"{local}@{domain}" if at else address.strip()
+    name = " ".join(name.split())  # no CR/LF in a header
+    if not name:
+        return envelope, envelope
+    # formataddr quotes or encodes the name; it insists on an ASCII address, so it is
+    # given a stand-in and the real one is put back
+    shown = formataddr((name, "a@b"), charset=_UTF8_HEADER)[: -len(" <a@b>")]
+    return envelope, f"{shown} <{envelope}>"
+
+
+def _raw_utf8(value: str) -> str:
+    """A header value compat32 writes as the UTF-8 bytes it is (RFC 6532): as
+    surrogate-escaped text, which its 8-bit generator writes unchanged."""
+    return value if value.isascii() else value.encode("utf-8").decode("ascii", "surrogateescape")
+
+
+def compose(payload: dict, recipient_address: str, mail_domain: str) -> Message:
     body: Message
     if payload.get("html"):
         body = _multipart("alternative")
@@ -100,7 +131,7 @@ def compose(payload: dict, recipient: str, mail_domain: str) -> Message:
     else:
         msg = body
     msg["From"] = formataddr(("", payload["from"]))
-    msg["To"] = recipient
+    msg["To"] = _raw_utf8(recipient(recipient_address, payload.get("to_name") or "")[1])
     msg["Subject"] = _header(payload["subject"])
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = payload["message_id"]

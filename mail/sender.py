@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiosmtplib
 
-from mail.compose import compose
+from mail.compose import compose, recipient
 from store.files import announcement_attachment
 from store.models import Outbox
 from store.outbox import PermanentSendError, TransientSendError
@@ -34,11 +34,17 @@ class MailSender:
             await asyncio.to_thread(self._spool, row, message.as_bytes())
             return
         host, _, port = self.relay.rpartition(":")
+        envelope, _ = recipient(row.recipient)
         try:
+            # a non-ASCII envelope address makes aiosmtplib ask for SMTPUTF8 (and write the
+            # message with 8-bit headers); an IDNA domain needs neither (mail/compose.py)
             refused, reply = await aiosmtplib.send(
                 message, hostname=host, port=int(port), timeout=30,
-                sender=row.payload["from"], recipients=[row.recipient],
+                sender=row.payload["from"], recipients=[envelope],
             )
+        except aiosmtplib.SMTPNotSupported as error:
+            # a relay without SMTPUTF8 can never take this address: the next channel, now
+            raise PermanentSendError(str(error)) from error
         except aiosmtplib.SMTPRecipientsRefused as error:
             raise PermanentSendError(f"recipient refused: {error.recipients}") from error
         except aiosmtplib.SMTPResponseException as error:
