@@ -28,11 +28,11 @@ from html.parser import HTMLParser
 
 from handlers.addresses import normalise_email
 from handlers.message import Attachment, InboundMessage
+from handlers.text import mime_type_or_default
 
 _FALLBACK_CHARSETS = ("utf-8", "cp1250", "iso-8859-2")
 _MSGID = re.compile(r"<[^<>\s]+>")
 #: RFC 2045 token characters on both sides of the slash, nothing else
-_TOKEN_PAIR = re.compile(r"[a-z0-9!#$%&'*+.^_`{|}~-]+/[a-z0-9!#$%&'*+.^_`{|}~-]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BODY_TYPES = ("text/plain", "text/html")
 _FORWARDED = ("message/rfc822", "message/global")
@@ -291,8 +291,7 @@ def _unflow(text: str, delsp: bool) -> str:
 def content_type(part: Message) -> str:
     """`type/subtype`, lower-case, or `application/octet-stream` when the header is not a
     plain token pair (a CR/LF or NUL in it would break every later use)."""
-    value = part.get_content_type()
-    return value if _TOKEN_PAIR.fullmatch(value) else "application/octet-stream"
+    return mime_type_or_default(part.get_content_type())
 
 
 def filename(part: Message) -> str:
