@@ -45,6 +45,7 @@ from handlers import audit
 from handlers.addresses import normalise_email
 from store import scrub, search
 from store.models import (
+    Announcement,
     AnnouncementDelivery,
     Attachment,
     AuditEntry,
@@ -90,7 +91,7 @@ TOUCHED = ("person", "identity", "link_code", "case", "case_event", "attachment"
            "mail_thread", "raw_inbound", "conversation", "outbox", "sent_mail", "loan",
            "loan_reminder", "renewal", "student_guardian", "announcement_delivery",
            "digest_item", "grade_notice", "sign_in_link", "staff_session",
-           "idempotent_request", "job_run", "case_search")
+           "idempotent_request", "job_run", "announcement", "case_search")
 
 
 def _when(value: datetime | None) -> str | None:
@@ -164,10 +165,12 @@ async def _cases(person: Person, addresses: dict[str, set[str]]) -> list[str]:
 
 
 def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
+    """Rows for the person, or to any of their addresses on that address's channel (a
+    chat id is no email address, and another channel's number may look like one)."""
     query = Q(person_id=person.id)
-    every = set().union(*addresses.values())
-    if every:
-        query |= Q(recipient__in=every)
+    for channel, values in addresses.items():
+        if values:
+            query |= Q(channel=channel, recipient__in=values)
     return query
 
 
@@ -350,6 +353,8 @@ async def export(person_id: int) -> dict[str, Any] | None:
             "key", "kind", "step", "data", "updated_at")),
         "announcements": list(await AnnouncementDelivery.filter(person_id=person.id).values(
             "announcement_id", "created_at", "acked_at")),
+        "announcements_written": list(await Announcement.filter(author_id=person.id).values(
+            "id", "title", "status", "created_at")),
         "library": {
             "card": card,
             "loans": list(await Loan.filter(card=card).values(
@@ -459,6 +464,8 @@ async def _erase_rows(held: Holdings, actor: audit.Actor, now: datetime) -> dict
     await LinkCode.filter(person_id=person.id).delete()
     done["addresses"] = await Identity.filter(person_id=person.id).delete()
     await Case.filter(assignee_id=person.id).update(assignee_id=None)
+    # the office's notices stay, no longer naming who wrote them
+    await Announcement.filter(author_id=person.id).update(author_id=None)
     await Person.filter(id=person.id).delete()
     await search.purge()
     await audit.record(actor, "person.erase", f"person:{person.id}", now, **done)

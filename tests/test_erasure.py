@@ -150,6 +150,8 @@ async def test_erasure_leaves_nothing_in_the_files_and_export_holds_everything(
 
     left = await _where(gw, needles)
     assert left == {}, left
+    # only their copies left the spool: the staff member's sign-in mail is still there
+    assert any(b"admin@milanowek.example" in data for data in _spool_bytes(gw).values())
     # what the town keeps: the case's number, status and the office's note, still findable
     case = await Case.get(number=number)
     assert "qzplumbarium" not in case.subject.lower()
