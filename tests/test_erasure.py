@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from tortoise.connection import get_connection
 
+from handlers import rodo
 from store.models import AuditEntry, Case, Identity, JobRun
 from tests.conftest import ADMIN, PG_URL, Gateway, make_mail
 from tests.panel import csrf_of, sign_in, staff_member
@@ -197,3 +198,23 @@ async def test_the_audit_refuses_insert_or_replace_and_truncate(gw: Gateway) -> 
     resp = await gw.client.post("/api/v1/people", headers={"Authorization": f"Bearer {ADMIN}"},
                                 json={"name": "Ktoś drugi", "roles": ["citizen"]})
     assert resp.status == 201 and await AuditEntry.all().count() == 2
+
+
+def test_a_mail_is_the_persons_by_its_envelope_or_any_sender_field() -> None:
+    head = (b"Received: from x\r\nFrom: =?utf-8?q?Zdzis=C5=82aw?= <Zdzich@Example.org>\r\n"
+            b"Sender: lista@lists.example\r\nReply-To: Inny <qzm.drugi@qzpoczta.example>\r\n"
+            b"Subject: x\r\n\r\nbody mentioning nobody@example.org")
+    assert rodo.mail_senders("bounce-1@lists.example", head) == {
+        "bounce-1@lists.example", "zdzich@example.org", "lista@lists.example",
+        "qzm.drugi@qzpoczta.example"}
+    assert rodo.mail_senders("", b"\xff\xfe not a header at all") == set()
+
+
+def test_an_update_is_the_persons_by_any_user_or_chat_it_names() -> None:
+    pressed = {"update_id": 1, "callback_query": {
+        "id": "q", "from": {"id": 7301}, "data": "x",
+        "message": {"message_id": 5, "chat": {"id": -100200}, "text": "?"}}}
+    assert rodo.update_senders(pressed) == {"7301", "-100200"}
+    forwarded = {"update_id": 2, "message": {"chat": {"id": 1}, "from": {"id": 1},
+                                             "forward_from": {"id": 7301}}}
+    assert "7301" in rodo.update_senders(forwarded)
