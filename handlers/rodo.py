@@ -112,6 +112,8 @@ class Holdings:
     sent_mail: list[str] = field(default_factory=list)
     idempotent: list[str] = field(default_factory=list)
     job_runs: list[int] = field(default_factory=list)
+    #: the newest raw row looked at: a second look starts after it
+    raw_seen: int = 0
 
     @property
     def every_address(self) -> set[str]:
@@ -131,8 +133,14 @@ class Holdings:
         return found
 
 
-async def holdings(person_id: int) -> Holdings | None:
-    """The one search for what is held about a person; None if there is no such person."""
+async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings | None:
+    """The one search for what is held about a person; None if there is no such person.
+
+    Looking through the raw mail reads every stored mail's header: long at a town's scale,
+    and a transaction open that long on SQLite's one connection would hold every other
+    write of the process back. So the erasure looks once before its transaction and again
+    inside it, where `earlier` (the first look) lets the raw rows it already went through
+    be skipped when the person's addresses have not changed since."""
     person = await Person.get_or_none(id=person_id)
     if person is None:
         return None
@@ -148,8 +156,12 @@ async def holdings(person_id: int) -> Holdings | None:
     every = held.every_address
     held.sent_mail = list(await SentMail.filter(recipient__in=every).values_list(
         "message_id", flat=True)) if every else []
-    held.raw = await _raw_mail_from(addresses["email"]) + await _raw_updates_from(
-        addresses["telegram"])
+    held.raw_seen = await _newest_raw()
+    after = 0
+    if earlier is not None and earlier.addresses == addresses:
+        after, held.raw = earlier.raw_seen, [i for i in earlier.raw if i <= earlier.raw_seen]
+    held.raw += (await _raw_mail_from(addresses["email"], after, held.raw_seen)
+                 + await _raw_updates_from(addresses["telegram"], after, held.raw_seen))
     held.idempotent = await _idempotent_naming(set(held.cases) | every)
     held.job_runs = await _job_runs_naming(held.needles)
     return held
@@ -190,27 +202,33 @@ def mail_senders(envelope_from: str, head: bytes) -> set[str]:
     return found
 
 
-async def _raw_mail_from(emails: set[str]) -> list[int]:
-    """Raw mail whose envelope or header names one of `emails` as its sender, read a
-    chunk at a time and only as far as the header (the bodies may be attachments)."""
+async def _newest_raw() -> int:
+    newest = await RawInbound.all().order_by("-id").limit(1).values_list("id", flat=True)
+    return int(newest[0]) if newest else 0
+
+
+async def _raw_mail_from(emails: set[str], after: int, upto: int) -> list[int]:
+    """Raw mail (ids in `after` < id <= `upto`) whose envelope or header names one of
+    `emails` as its sender, read a chunk at a time and only as far as the header (the
+    bodies may be attachments)."""
     if not emails:
         return []
     db = get_connection("default")
     statement = sql(db, "SELECT id, envelope, substr(payload, 1, ?) AS head, "
                         "length(payload) AS size FROM raw_inbound WHERE channel = 'email' "
-                        "AND id > ? ORDER BY id LIMIT ?")
+                        "AND id > ? AND id <= ? ORDER BY id LIMIT ?")
     found: list[int] = []
-    last = 0
+    last = after
     while True:
-        _, rows = await db.execute_query(statement, [HEAD_BYTES, last, CHUNK])
+        _, rows = await db.execute_query(statement, [HEAD_BYTES, last, upto, CHUNK])
         for row in rows:
             last = row["id"]
             envelope = row["envelope"]
             envelope = json.loads(envelope) if isinstance(envelope, (str, bytes)) else envelope
             head = bytes(row["head"])
             if b"\r\n\r\n" not in head and b"\n\n" not in head and row["size"] > len(head):
-                whole = await RawInbound.get(id=row["id"]).values_list("payload", flat=True)
-                head = bytes(whole)  # type: ignore[arg-type]
+                whole = await RawInbound.filter(id=row["id"]).values_list("payload", flat=True)
+                head = bytes(whole[0]) if whole else head
             if mail_senders(str((envelope or {}).get("from", "")), head) & emails:
                 found.append(row["id"])
         if len(rows) < CHUNK:
@@ -235,14 +253,15 @@ def update_senders(update: Any) -> set[str]:
     return found
 
 
-async def _raw_updates_from(chats: set[str]) -> list[int]:
+async def _raw_updates_from(chats: set[str], after: int, upto: int) -> list[int]:
+    """Telegram updates (ids in `after` < id <= `upto`) that name one of `chats`."""
     if not chats:
         return []
     found: list[int] = []
-    last = 0
+    last = after
     while True:
-        rows = await RawInbound.filter(channel="telegram", id__gt=last).order_by("id").limit(
-            CHUNK).values_list("id", "payload")
+        rows = await RawInbound.filter(channel="telegram", id__gt=last, id__lte=upto).order_by(
+            "id").limit(CHUNK).values_list("id", "payload")
         for row_id, payload in rows:
             last = row_id
             try:
@@ -414,9 +433,12 @@ async def erase(person_id: int, actor: audit.Actor, now: datetime, *, spool_dir:
     """Erase a person: the rows in one transaction (opened here: do not call inside one),
     then the files — the `.eml` copies in `spool_dir` and what the database keeps beside
     its tables (store/scrub.py). Returns what was done; None if unknown."""
+    first = await holdings(person_id)
+    if first is None:
+        return None
     async with in_transaction():
-        held = await holdings(person_id)
-        if held is None:
+        held = await holdings(person_id, first)
+        if held is None:  # erased by someone else meanwhile
             return None
         done = await _erase_rows(held, actor, now)
     files = [str(p) for p in spooled_files(spool_dir, held.outbox, held.every_address)]

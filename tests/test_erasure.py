@@ -18,7 +18,7 @@ import pytest
 from tortoise.connection import get_connection
 
 from handlers import rodo
-from store.models import AuditEntry, Case, Identity, JobRun
+from store.models import AuditEntry, Case, Identity, JobRun, RawInbound
 from tests.conftest import ADMIN, PG_URL, Gateway, make_mail
 from tests.panel import csrf_of, sign_in, staff_member
 
@@ -218,3 +218,17 @@ def test_an_update_is_the_persons_by_any_user_or_chat_it_names() -> None:
     forwarded = {"update_id": 2, "message": {"chat": {"id": 1}, "from": {"id": 1},
                                              "forward_from": {"id": 7301}}}
     assert "7301" in rodo.update_senders(forwarded)
+
+
+async def test_a_header_longer_than_what_is_read_first_is_read_whole(gw: Gateway) -> None:
+    """A relay chain can write more than HEAD_BYTES of Received lines before `From`."""
+    person = await gw.person("Długi Nagłówek", ["citizen"], email=FIRST)
+    received = b"".join(b"Received: from relay%d.example by next.example; Thu, 3 Dec 2026\r\n"
+                        % n for n in range(rodo.HEAD_BYTES // 40))
+    raw = received + f"From: <{FIRST}>\r\nSubject: x\r\n\r\ntresc\r\n".encode()
+    assert len(received) > rodo.HEAD_BYTES
+    row = await RawInbound.create(channel="email", external_id="long-header",
+                                  envelope={"from": "relay@lists.example"}, payload=raw,
+                                  status="done", received_at=gw.clock.now())
+    held = await rodo.holdings(person)
+    assert held is not None and held.raw == [row.id]
