@@ -222,11 +222,8 @@ def export_command(person_id: int, out: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def erase_command(person_id: int, yes: bool) -> None:
     """RODO erasure: remove PERSON_ID and their data; cases the town keeps are anonymised."""
-    from tortoise.transactions import in_transaction
-
     from handlers import rodo
     from store.clock import Clock
-    from store.models import Person
 
     if not yes:
         typed = click.prompt(f"This erases person {person_id} for good. Type the id again "
@@ -234,11 +231,9 @@ def erase_command(person_id: int, yes: bool) -> None:
         if typed.strip() != str(person_id):
             raise click.ClickException("not confirmed: nothing was erased")
 
-    async def work(settings: Settings) -> dict[str, int] | None:
-        async with in_transaction():
-            if await Person.get_or_none(id=person_id) is None:
-                return None
-            return await rodo.erase(person_id, _operator(), Clock().now())
+    async def work(settings: Settings) -> dict[str, Any] | None:
+        return await rodo.erase(person_id, _operator(), Clock().now(),
+                                spool_dir=settings.sent_mail_dir)
 
     done = _with_store(work)
     if done is None:

@@ -327,8 +327,8 @@ async def person_erase(request: web.Request) -> web.Response:
         raise Refusal(400, "confirm")
     if person.id == request[STAFF][1].id:
         raise Refusal(409, "conflict")
-    async with in_transaction():
-        await rodo.erase(person.id, _actor(request), _now(request))
+    await rodo.erase(person.id, _actor(request), _now(request),
+                     spool_dir=request.app[SETTINGS].sent_mail_dir)
     request.app[DISPATCHER].notify()
     raise web.HTTPSeeOther("/panel/ludzie?usunieto=1")
 

@@ -18,6 +18,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from handlers import rodo
+from store import search
 from store.models import (
     Attachment,
     Attendance,
@@ -141,6 +142,9 @@ async def _closed_cases(before: datetime) -> int:
     for start in range(0, len(numbers), 500):
         async with in_transaction():
             await rodo.anonymise_cases(numbers[start:start + 500])
+    if numbers:  # once a run: the index is merged whole (store/search.py, `purge`)
+        async with in_transaction():
+            await search.purge()
     return len(numbers)
 
 

@@ -1,27 +1,51 @@
 """RODO (GDPR) requests: everything held about a person as one JSON document (art. 15),
 and erasure (art. 17).
 
+One function finds what is held about a person — `holdings` — by every address and
+identity they have: all their email addresses and Telegram chats, their library card,
+their cases, the outbox rows and Message-IDs of what we sent them, the raw mail they sent
+by its envelope sender *and* by its header `From`/`Sender`/`Reply-To`, the Telegram
+updates they sent by chat and by sender, dialogues, waiting notices, sign-in links,
+sessions, link codes, stored idempotent answers naming their cases, and the job
+summaries that name them. The export reads it, the erasure removes it; neither looks
+for anything on its own.
+
 Erasure removes the person, their addresses, preferences, links, sessions, conversations,
 notices waiting for them, their library records, the raw mail and Telegram updates they
-sent, and the contents of the messages we sent them. Cases are records the town must
-keep (the office's register of matters): they stay with their number, category, status
-and dates and the office's own notes, while what the resident wrote — the body, their
-messages and attachments — and every link to them is removed. The audit trail keeps its
-entries (it is the record of who did what, including this erasure).
+sent, the contents of the messages we sent them and the `.eml` copies of the mail in the
+spool. Cases are records the town must keep (the office's register of matters): they stay
+with their number, category, status and dates and the office's own notes, while what the
+resident wrote — the subject, the body, their messages and attachments — and every link to
+them is removed. The audit trail keeps its entries (it is the record of who did what,
+including this erasure). What is deleted is gone from the database's files too: zeroed by
+SQLite's `secure_delete`, the search index merged without it, the write-ahead log
+truncated, or on PostgreSQL the touched tables vacuumed (store/scrub.py).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+from pathlib import Path
 from typing import Any
 
+from tortoise.connection import get_connection
 from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from handlers import audit
-from store import search
+from handlers.addresses import normalise_email
+from store import scrub, search
 from store.models import (
+    Announcement,
     AnnouncementDelivery,
     Attachment,
     AuditEntry,
@@ -30,10 +54,13 @@ from store.models import (
     Conversation,
     DigestItem,
     GradeNotice,
+    IdempotentRequest,
     Identity,
+    JobRun,
     LinkCode,
     Loan,
     LoanReminder,
+    MailThread,
     Outbox,
     Person,
     RawInbound,
@@ -44,79 +71,275 @@ from store.models import (
     StaffSession,
     Student,
 )
+from store.rows import change_in, chunks, read_in
+from store.sql import on_postgres, sql
+
+log = logging.getLogger(__name__)
 
 ERASED = "[usunięto na wniosek RODO / erased on request]"
+#: header fields that name who sent a mail (RFC 5322 section 3.6.2), besides the envelope
+SENDER_FIELDS = ("From", "Sender", "Reply-To", "Resent-From", "Resent-Sender")
+#: how much of a raw mail is read to find its header; a header longer than this (hundreds
+#: of Received lines) is read whole
+HEAD_BYTES = 65536
+#: rows read at a time while looking through raw mail and updates
+CHUNK = 500
+#: keys of a Telegram update under which a user or chat is named (core.telegram.org/bots/api)
+_TELEGRAM_WHO = ("from", "chat", "user", "sender_chat", "forward_from", "forward_from_chat",
+                 "sender_user", "old_chat_member", "new_chat_member")
+#: tables an erasure changes: VACUUMed after it on PostgreSQL
+TOUCHED = ("person", "identity", "link_code", "case", "case_event", "attachment",
+           "mail_thread", "raw_inbound", "conversation", "outbox", "sent_mail", "loan",
+           "loan_reminder", "renewal", "student_guardian", "announcement_delivery",
+           "digest_item", "grade_notice", "sign_in_link", "staff_session",
+           "idempotent_request", "job_run", "announcement", "case_search")
 
 
 def _when(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-async def _addresses(person: Person) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {"email": set(), "telegram": set()}
+@dataclass
+class Holdings:
+    """Everything held about one person, as the ids the export reads and the erasure
+    removes."""
+
+    person: Person
+    #: channel → addresses (email addresses lower-cased, Telegram chat ids as text)
+    addresses: dict[str, set[str]]
+    cases: list[str] = field(default_factory=list)
+    raw: list[int] = field(default_factory=list)
+    outbox: list[int] = field(default_factory=list)
+    sent_mail: list[str] = field(default_factory=list)
+    idempotent: list[str] = field(default_factory=list)
+    job_runs: list[int] = field(default_factory=list)
+    #: the newest raw row looked at: a second look starts after it
+    raw_seen: int = 0
+
+    @property
+    def every_address(self) -> set[str]:
+        return set().union(*self.addresses.values()) if self.addresses else set()
+
+    @property
+    def conversation_keys(self) -> list[str]:
+        return [f"{channel}:{address}" for channel, values in self.addresses.items()
+                for address in values]
+
+    @property
+    def needles(self) -> set[str]:
+        """The strings that name this person in free-form data (JSON summaries)."""
+        found = self.every_address
+        if self.person.library_card:
+            found.add(self.person.library_card)
+        return found
+
+
+async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings | None:
+    """The one search for what is held about a person; None if there is no such person.
+
+    Looking through the raw mail reads every stored mail's header: long at a town's scale,
+    and a transaction open that long on SQLite's one connection would hold every other
+    write of the process back. So the erasure looks once before its transaction and again
+    inside it, where `earlier` (the first look) lets the raw rows it already went through
+    be skipped when the person's addresses have not changed since."""
+    person = await Person.get_or_none(id=person_id)
+    if person is None:
+        return None
+    addresses: dict[str, set[str]] = {"email": set(), "telegram": set()}
     for channel, address in await Identity.filter(person_id=person.id).values_list(
             "channel", "address"):
-        found.setdefault(channel, set()).add(address)
-    return found
+        addresses.setdefault(channel, set()).add(address.lower() if channel == "email"
+                                                 else address)
+    held = Holdings(person, addresses)
+    held.cases = await _cases(person, addresses)
+    held.outbox = list(await Outbox.filter(_outbox_query(person, addresses)).order_by(
+        "id").values_list("id", flat=True))
+    every = held.every_address
+    held.sent_mail = list(await SentMail.filter(recipient__in=every).values_list(
+        "message_id", flat=True)) if every else []
+    held.raw_seen = await _newest_raw()
+    after = 0
+    if earlier is not None and earlier.addresses == addresses:
+        after, held.raw = earlier.raw_seen, [i for i in earlier.raw if i <= earlier.raw_seen]
+    held.raw += (await _raw_mail_from(addresses["email"], after, held.raw_seen)
+                 + await _raw_updates_from(addresses["telegram"], after, held.raw_seen))
+    held.idempotent = await _idempotent_naming(set(held.cases) | every)
+    held.job_runs = await _job_runs_naming(held.needles)
+    return held
 
 
-async def _cases(person: Person, addresses: dict[str, set[str]]) -> list[Case]:
+async def _cases(person: Person, addresses: dict[str, set[str]]) -> list[str]:
     query = Q(person_id=person.id)
     if addresses["email"]:
         query |= Q(requester_email__in=addresses["email"])
     if addresses["telegram"]:
         query |= Q(requester_chat__in=addresses["telegram"])
-    return await Case.filter(query).order_by("number")
+    return list(await Case.filter(query).order_by("number").values_list("number", flat=True))
 
 
 def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
+    """Rows for the person, or to any of their addresses on that address's channel (a
+    chat id is no email address, and another channel's number may look like one)."""
     query = Q(person_id=person.id)
-    every = addresses["email"] | addresses["telegram"]
-    if every:
-        query |= Q(recipient__in=every)
+    for channel, values in addresses.items():
+        if values:
+            query |= Q(channel=channel, recipient__in=values)
     return query
 
 
-async def _raw_from(addresses: dict[str, set[str]]) -> list[RawInbound]:
-    """The raw mail and Telegram updates this person sent (mail by envelope sender, read
-    without the mail itself; updates by chat), each row loaded once."""
-    ids = []
-    if addresses["email"]:
-        ids += [row_id for row_id, envelope in await RawInbound.filter(channel="email")
-                .values_list("id", "envelope")
-                if str(envelope.get("from", "")).lower() in addresses["email"]]
-    if addresses["telegram"]:
-        for row_id, payload in await RawInbound.filter(channel="telegram").values_list(
-                "id", "payload"):
+def mail_senders(envelope_from: str, head: bytes) -> set[str]:
+    """Every address a raw mail names as its sender: the envelope's and those of the
+    header fields in SENDER_FIELDS, normalised as identities are. A mailing list or a
+    forwarding service puts its own address in the envelope and leaves the person's in
+    `From`, so the envelope alone misses their mail."""
+    found = {normalise_email(envelope_from) or ""}
+    try:
+        header = BytesHeaderParser(policy=compat32).parsebytes(head)
+        values = [str(v) for name in SENDER_FIELDS for v in header.get_all(name, [])]
+        found |= {normalise_email(address) or "" for _, address in getaddresses(values)}
+    except Exception:  # noqa: BLE001 - a header nobody can parse names nobody
+        log.info("a raw mail's header could not be read for its senders")
+    found.discard("")
+    return found
+
+
+async def _newest_raw() -> int:
+    newest = await RawInbound.all().order_by("-id").limit(1).values_list("id", flat=True)
+    return int(newest[0]) if newest else 0
+
+
+async def _raw_mail_from(emails: set[str], after: int, upto: int) -> list[int]:
+    """Raw mail (ids in `after` < id <= `upto`) whose envelope or header names one of
+    `emails` as its sender, read a chunk at a time and only as far as the header (the
+    bodies may be attachments)."""
+    if not emails:
+        return []
+    db = get_connection("default")
+    statement = sql(db, "SELECT id, envelope, substr(payload, 1, ?) AS head, "
+                        "length(payload) AS size FROM raw_inbound WHERE channel = 'email' "
+                        "AND id > ? AND id <= ? ORDER BY id LIMIT ?")
+    found: list[int] = []
+    last = after
+    while True:
+        _, rows = await db.execute_query(statement, [HEAD_BYTES, last, upto, CHUNK])
+        for row in rows:
+            last = row["id"]
+            envelope = row["envelope"]
+            envelope = json.loads(envelope) if isinstance(envelope, (str, bytes)) else envelope
+            head = bytes(row["head"])
+            if b"\r\n\r\n" not in head and b"\n\n" not in head and row["size"] > len(head):
+                whole = await RawInbound.filter(id=row["id"]).values_list("payload", flat=True)
+                head = bytes(whole[0]) if whole else head
+            if mail_senders(str((envelope or {}).get("from", "")), head) & emails:
+                found.append(row["id"])
+        if len(rows) < CHUNK:
+            return found
+
+
+def update_senders(update: Any) -> set[str]:
+    """Every user and chat id a Telegram update names (sender, chat, forwarded-from,
+    the member a change is about), as text like our Telegram addresses."""
+    found: set[str] = set()
+    stack = [update]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in _TELEGRAM_WHO and isinstance(value, dict) and "id" in value:
+                    found.add(str(value["id"]))
+                if isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+async def _raw_updates_from(chats: set[str], after: int, upto: int) -> list[int]:
+    """Telegram updates (ids in `after` < id <= `upto`) that name one of `chats`."""
+    if not chats:
+        return []
+    found: list[int] = []
+    last = after
+    while True:
+        rows = await RawInbound.filter(channel="telegram", id__gt=last, id__lte=upto).order_by(
+            "id").limit(CHUNK).values_list("id", "payload")
+        for row_id, payload in rows:
+            last = row_id
             try:
                 update = json.loads(bytes(payload))
             except ValueError:
                 continue
-            message = update.get("message") or update.get("callback_query") or {}
-            chat = (message.get("chat") or message.get("from") or {}).get("id")
-            if str(chat) in addresses["telegram"]:
-                ids.append(row_id)
-    return await RawInbound.filter(id__in=ids).order_by("id") if ids else []
+            if update_senders(update) & chats:
+                found.append(row_id)
+        if len(rows) < CHUNK:
+            return found
+
+
+async def _idempotent_naming(needles: set[str]) -> list[str]:
+    """Stored answers to idempotent requests that name one of the person's cases or
+    addresses (they are kept a day: the table is small)."""
+    if not needles:
+        return []
+    return [key for key, response in await IdempotentRequest.all().values_list(
+        "key", "response") if _mentions(response, needles)]
+
+
+async def _job_runs_naming(needles: set[str]) -> list[int]:
+    """Job runs whose summary names the person (the overdue run lists the readers it could
+    not reach, by card and name). The text search narrows in the database; `_mentions`
+    decides."""
+    if not needles:
+        return []
+    db = get_connection("default")
+    text = "summary::text" if on_postgres(db) else "summary"
+    ids: set[int] = set()
+    for needle in needles:
+        _, rows = await db.execute_query(
+            sql(db, f"SELECT id, summary FROM job_run WHERE {text} LIKE ?"), [f"%{needle}%"])
+        for row in rows:
+            summary = row["summary"]
+            summary = json.loads(summary) if isinstance(summary, str) else summary
+            if _mentions(summary, needles):
+                ids.add(row["id"])
+    return sorted(ids)
+
+
+def _mentions(value: Any, needles: set[str]) -> bool:
+    if isinstance(value, dict):
+        return any(_mentions(v, needles) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, needles) for v in value)
+    return isinstance(value, (str, int)) and str(value) in needles
+
+
+def _without(value: Any, needles: set[str]) -> Any:
+    """`value` with every entry that names the person left out: a list loses the items
+    that mention them, a field that is one of their identifiers is erased."""
+    if isinstance(value, dict):
+        return {k: _without(v, needles) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without(v, needles) for v in value if not _mentions(v, needles)]
+    return ERASED if _mentions(value, needles) else value
 
 
 async def export(person_id: int) -> dict[str, Any] | None:
     """Everything held about a person, as plain JSON-ready data; None if unknown."""
-    person = await Person.get_or_none(id=person_id)
-    if person is None:
+    held = await holdings(person_id)
+    if held is None:
         return None
-    addresses = await _addresses(person)
-    cases = await _cases(person, addresses)
-    numbers = [c.number for c in cases]
+    person, addresses, numbers = held.person, held.addresses, held.cases
+    cases = await Case.filter(number__in=numbers).order_by("number") if numbers else []
     events = await CaseEvent.filter(case_id__in=numbers).order_by("id") if numbers else []
     files = await Attachment.filter(case_id__in=numbers).values(
         "case_id", "filename", "content_type", "size", "data") if numbers else []
     children = await Student.filter(guardians=person.id).values("id", "name", "class_name")
-    raw = await _raw_from(addresses)
+    raw = await read_in(held.raw, lambda part: RawInbound.filter(id__in=part).order_by("id"))
+    card = person.library_card
     return {
         "exported_at": None,  # filled in by the caller with its clock
         "person": {
             "id": person.id, "name": person.name, "roles": person.roles, "units": person.units,
-            "language": person.language, "library_card": person.library_card,
+            "language": person.language, "library_card": card,
             "channel_order": person.channel_order, "digest_mode": person.digest_mode,
             "digest_hour": person.digest_hour, "quiet_hours": [person.quiet_start,
                                                                person.quiet_end],
@@ -128,7 +351,8 @@ async def export(person_id: int) -> dict[str, Any] | None:
             "number": c.number, "subject": c.subject, "body": c.body, "status": c.status,
             "category": c.category, "created_at": _when(c.created_at),
             "history": [{"at": _when(e.created_at), "kind": e.kind, "status": e.status,
-                         "text": e.text, "channel": e.channel, "public": e.public}
+                         "text": e.text, "channel": e.channel, "public": e.public,
+                         "message_id": e.message_id}
                         for e in events if e.case_id == c.number],
             "attachments": [{"filename": f["filename"], "content_type": f["content_type"],
                              "size": f["size"],
@@ -137,21 +361,45 @@ async def export(person_id: int) -> dict[str, Any] | None:
         "messages_sent_to_them": [
             {"at": _when(r.created_at), "channel": r.channel, "recipient": r.recipient,
              "status": r.status, "subject": r.payload.get("subject"),
-             "text": r.payload.get("text")}
-            for r in await Outbox.filter(_outbox_query(person, addresses)).order_by("id")],
+             "text": r.payload.get("text"), "message_id": r.payload.get("message_id")}
+            for r in await read_in(held.outbox, lambda part: Outbox.filter(
+                id__in=part).order_by("id"))],
+        "message_ids_sent_to_them": sorted(held.sent_mail),
         "messages_they_sent": [
             {"at": _when(r.received_at), "channel": r.channel,
+             "envelope_from": (r.envelope or {}).get("from"),
              "raw": bytes(r.payload).decode("utf-8", "replace")} for r in raw],
+        "dialogues": list(await Conversation.filter(key__in=held.conversation_keys).values(
+            "key", "kind", "step", "data", "updated_at")),
         "announcements": list(await AnnouncementDelivery.filter(person_id=person.id).values(
             "announcement_id", "created_at", "acked_at")),
+        "announcements_written": list(await Announcement.filter(author_id=person.id).values(
+            "id", "title", "status", "created_at")),
         "library": {
-            "loans": list(await Loan.filter(card=person.library_card).values(
-                "id", "title", "due", "renewals", "returned")) if person.library_card else [],
-            "renewals": list(await Renewal.filter(card=person.library_card).values(
-                "loan_id", "old_due", "new_due", "channel", "created_at"))
-            if person.library_card else []},
+            "card": card,
+            "loans": list(await Loan.filter(card=card).values(
+                "id", "title", "due", "renewals", "returned")) if card else [],
+            "reminders": list(await LoanReminder.filter(card=card).values(
+                "loan_id", "level", "created_at")) if card else [],
+            "renewals": list(await Renewal.filter(card=card).values(
+                "loan_id", "old_due", "new_due", "channel", "created_at")) if card else []},
         "waiting_notices": list(await DigestItem.filter(person_id=person.id).values(
             "kind", "lines", "created_at", "sent_at")),
+        "waiting_grade_notices": list(await GradeNotice.filter(person_id=person.id).values(
+            "student_id", "grade_id", "created_at", "sent_at")),
+        "bot_link_codes": list(await LinkCode.filter(person_id=person.id).values(
+            "expires_at", "used_at")),
+        "console_sign_in_links": list(await SignInLink.filter(person_id=person.id).values(
+            "expires_at", "used_at")),
+        "console_sessions": list(await StaffSession.filter(person_id=person.id).values(
+            "created_at", "last_seen_at", "ended_at")),
+        "stored_answers_to_requests": list(await IdempotentRequest.filter(
+            key__in=held.idempotent).values("response", "created_at")) if held.idempotent
+        else [],
+        "job_summaries_naming_them": [
+            {"job": job, "due": due, "summary": summary}
+            for job, due, summary in await JobRun.filter(id__in=held.job_runs).values_list(
+                "job", "due", "summary")] if held.job_runs else [],
         "audit_entries_about_or_by_them": list(await AuditEntry.filter(
             Q(person_id=person.id) | Q(object=f"person:{person.id}")).values(
                 "at", "actor", "source", "action", "object")),
@@ -159,50 +407,76 @@ async def export(person_id: int) -> dict[str, Any] | None:
 
 
 async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
-    """Keep the cases as the town's record — number, subject, category, status, dates,
-    the office's notes — and remove what the resident wrote, their attachments and every
-    link to them; the search index keeps only what the cases still say. Erasure and the
-    retention of closed cases both end here. Call inside a transaction."""
+    """Keep the cases as the town's record — number, category, status, dates, the
+    office's notes — and remove what the resident wrote (the subject too), their
+    attachments and every link to them; the search index keeps only what the cases still
+    say. Erasure and the retention of closed cases both end here. Call inside a
+    transaction, and `search.purge()` once after the last call."""
     if not numbers:
         return {"case_messages": 0, "attachments": 0}
     await Case.filter(number__in=numbers).update(
-        body=ERASED, person_id=None, requester_email=None, requester_chat=None)
+        subject=ERASED, body=ERASED, person_id=None, requester_email=None,
+        requester_chat=None)
     messages = await CaseEvent.filter(case_id__in=numbers, kind__in=("message", "created")
                                       ).update(text="", message_id=None)
     attachments = await Attachment.filter(case_id__in=numbers).delete()
+    # a reply to our old mail would otherwise still find the case by its thread
+    await MailThread.filter(case_id__in=numbers).delete()
     await search.forget(numbers)
     kept = await CaseEvent.filter(case_id__in=numbers, kind__in=("note", "status")
                                   ).values_list("case_id", "text")
-    subjects = await Case.filter(number__in=numbers).values_list("number", "subject")
-    await search.index(list(kept) + list(subjects))
+    await search.index(list(kept))
     return {"case_messages": messages, "attachments": attachments}
 
 
-async def erase(person_id: int, actor: audit.Actor, now: datetime) -> dict[str, int] | None:
-    """Erase a person (call inside a transaction). Returns what was done; None if
-    unknown."""
-    person = await Person.get_or_none(id=person_id)
-    if person is None:
+async def erase(person_id: int, actor: audit.Actor, now: datetime, *, spool_dir: str = ""
+                ) -> dict[str, Any] | None:
+    """Erase a person: the rows in one transaction (opened here: do not call inside one),
+    then the files — the `.eml` copies in `spool_dir` and what the database keeps beside
+    its tables (store/scrub.py). Returns what was done; None if unknown."""
+    first = await holdings(person_id)
+    if first is None:
         return None
-    addresses = await _addresses(person)
-    every = addresses["email"] | addresses["telegram"]
-    cases = await _cases(person, addresses)
-    numbers = [c.number for c in cases]
-    done: dict[str, int] = {"kept_cases": len(numbers), **await anonymise_cases(numbers)}
-    outbox = Outbox.filter(_outbox_query(person, addresses))
-    await outbox.filter(status__in=("pending", "sending")).update(status="cancelled")
-    done["messages_sent"] = await Outbox.filter(_outbox_query(person, addresses)).update(
-        recipient="", payload={}, fallbacks=[], person_id=None)
-    if every:
-        await SentMail.filter(recipient__in=every).delete()
-        await Conversation.filter(key__in=[f"{c}:{a}" for c, values in addresses.items()
-                                           for a in values]).delete()
-    raw = await _raw_from(addresses)
-    done["raw_messages"] = await RawInbound.filter(id__in=[r.id for r in raw]).delete() if raw else 0
-    if person.library_card:
-        done["library_rows"] = (await Loan.filter(card=person.library_card).delete()
-                                + await LoanReminder.filter(card=person.library_card).delete()
-                                + await Renewal.filter(card=person.library_card).delete())
+    async with in_transaction():
+        held = await holdings(person_id, first)
+        if held is None:  # erased by someone else meanwhile
+            return None
+        done = await _erase_rows(held, actor, now)
+    files = [str(p) for p in spooled_files(spool_dir, held.outbox, held.every_address)]
+    done["spool_files"] = remove_files(files)
+    done["files"] = await scrub.settle(TOUCHED)
+    return done
+
+
+async def _erase_rows(held: Holdings, actor: audit.Actor, now: datetime) -> dict[str, Any]:
+    person, numbers = held.person, held.cases
+    done: dict[str, Any] = {"kept_cases": len(numbers), **await anonymise_cases(numbers)}
+    await CaseEvent.filter(author_id=person.id).update(author_id=None)
+    await change_in(held.outbox, lambda part: Outbox.filter(
+        id__in=part, status__in=("pending", "sending")).update(status="cancelled"))
+    done["messages_sent"] = await change_in(held.outbox, lambda part: Outbox.filter(
+        id__in=part).update(recipient="", payload={}, fallbacks=[], person_id=None,
+                            last_error=""))
+    # the key may hold the address (`<notice>:<address>` for a requester without an
+    # account); it must stay unique, so the row's own id takes its place
+    db = get_connection("default")
+    for part in chunks(held.outbox):
+        await db.execute_query(sql(db, "UPDATE outbox SET idempotency_key = 'erased:' || "
+                                       "CAST(id AS VARCHAR(20)) WHERE id IN "
+                                       f"({','.join('?' * len(part))})"), part)
+    await change_in(held.sent_mail, lambda part: SentMail.filter(message_id__in=part).delete())
+    await Conversation.filter(key__in=held.conversation_keys).delete()
+    done["raw_messages"] = await change_in(
+        held.raw, lambda part: RawInbound.filter(id__in=part).delete())
+    if held.idempotent:
+        await IdempotentRequest.filter(key__in=held.idempotent).delete()
+    for run in await JobRun.filter(id__in=held.job_runs) if held.job_runs else []:
+        await JobRun.filter(id=run.id).update(summary=_without(run.summary, held.needles))
+    card = person.library_card
+    if card:
+        done["library_rows"] = (await LoanReminder.filter(card=card).delete()
+                                + await Renewal.filter(card=card).delete()
+                                + await Loan.filter(card=card).delete())
     for student in await Student.filter(guardians=person.id):
         await student.guardians.remove(person)
     await AnnouncementDelivery.filter(person_id=person.id).delete()
@@ -214,6 +488,52 @@ async def erase(person_id: int, actor: audit.Actor, now: datetime) -> dict[str, 
     await LinkCode.filter(person_id=person.id).delete()
     done["addresses"] = await Identity.filter(person_id=person.id).delete()
     await Case.filter(assignee_id=person.id).update(assignee_id=None)
+    # the office's notices stay, no longer naming who wrote them
+    await Announcement.filter(author_id=person.id).update(author_id=None)
     await Person.filter(id=person.id).delete()
-    await audit.record(actor, "person.erase", f"person:{person_id}", now, **done)
+    await search.purge()
+    await audit.record(actor, "person.erase", f"person:{person.id}", now, **done)
     return done
+
+
+def spooled_files(folder: str, outbox_ids: Iterable[int], addresses: set[str]) -> list[Path]:
+    """The `.eml` copies of mail to the person in the spool (no relay set): by the outbox
+    row each was written for (mail/sender.py names it by the row's id), and, for copies
+    whose row retention already removed, by the recipients in their header."""
+    if not folder or not os.path.isdir(folder):
+        return []
+    spool = Path(folder)
+    found = {spool / f"{row_id:010d}.eml" for row_id in outbox_ids}
+    for path in spool.glob("*.eml"):
+        if path in found:
+            continue
+        try:
+            with path.open("rb") as file:
+                head = file.read(HEAD_BYTES)
+            header = BytesHeaderParser(policy=compat32).parsebytes(head)
+            values = [str(v) for name in ("To", "Cc", "Bcc")
+                      for v in header.get_all(name, [])]
+        except (OSError, Exception):  # noqa: BLE001 - an unreadable copy is left as it is
+            continue
+        if {normalise_email(a) for _, a in getaddresses(values)} & addresses:
+            found.add(path)
+    return sorted(p for p in found if p.exists())
+
+
+def remove_files(paths: Iterable[str]) -> int:
+    """Overwrite each file with zeros, then delete it. The overwrite is best effort: a
+    journalling or copy-on-write file system or an SSD may keep the old blocks, which only
+    full-disk encryption of the host answers (README)."""
+    removed = 0
+    for name in paths:
+        try:
+            size = os.path.getsize(name)
+            with open(name, "r+b") as file:
+                file.write(b"\0" * size)
+                file.flush()
+                os.fsync(file.fileno())
+            os.unlink(name)
+            removed += 1
+        except FileNotFoundError:  # retention or another instance got there first
+            continue
+    return removed

@@ -87,9 +87,12 @@ class Store:
             # WAL lets readers go on while the outbox commits. FULL syncs the WAL on every
             # commit, so mail acknowledged with 250 survives a power loss; NORMAL survives
             # only a process crash (sqlite.org/pragma.html#pragma_synchronous). The cost
-            # is measured in bench/ (README, "Benchmarks").
+            # is measured in bench/ (README, "Benchmarks"). secure_delete: what is deleted
+            # (erasure, retention) is overwritten with zeros, not left on free pages for a
+            # copy of the file to show (store/scrub.py; its cost is in the README).
             await conn.execute_script(
-                f"PRAGMA journal_mode=WAL; PRAGMA synchronous={self.sqlite_synchronous};")
+                f"PRAGMA journal_mode=WAL; PRAGMA synchronous={self.sqlite_synchronous}; "
+                "PRAGMA secure_delete=ON;")
         if migrate:
             await self.migrate()
         if not self.postgres and ":memory:" not in self.database_url:

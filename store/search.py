@@ -183,3 +183,21 @@ async def _matching_postgres(db: BaseDBAsyncClient, expression: str, limit: int)
             f"WHERE doc @@ {query}) SELECT case_id FROM found ORDER BY id DESC "
             f"LIMIT {int(limit)}")
     return [r["case_id"] for r in rows]
+
+
+async def purge() -> None:
+    """Leave no word of a forgotten document in the index's own storage (erasure,
+    retention), inside the caller's transaction.
+
+    FTS5 does not remove a deleted document's words from its index: it records the
+    deletion in a new segment and drops the words when segments are merged, so until then
+    they sit in live pages of `case_search_data` where no query finds them but a copy of
+    the file shows them. 'optimize' merges every segment into one now, without the deleted
+    entries (sqlite.org/fts5.html#the_optimize_command); the old segments' pages are then
+    freed and, with `secure_delete` on (store/db.py), zeroed. It rewrites the whole index:
+    proportionate for an erasure or a daily retention run, not for every delete.
+    PostgreSQL keeps a deleted row's words as a dead tuple and in the GIN index until
+    VACUUM, which cannot run in a transaction (store/scrub.py runs it afterwards)."""
+    db = _db()
+    if not on_postgres(db):
+        await db.execute_query("INSERT INTO case_search (case_search) VALUES ('optimize')")

@@ -11,6 +11,7 @@ import re
 import sys
 
 from gateway.jobs import run_job
+from handlers import rodo
 from store.models import (
     Announcement,
     AuditEntry,
@@ -104,7 +105,7 @@ async def test_people_qr_letter_export_and_erase(gw: Gateway) -> None:
     assert not await Person.exists(id=parent) and not await Identity.exists(person_id=parent)
     case = await Case.get(number=number)  # kept, without the resident
     assert case.requester_email is None and "zgodę" not in case.body
-    assert case.subject == "Wycinka drzewa"
+    assert case.subject == rodo.ERASED and case.status == "received"  # the record stays
     assert not await CaseEvent.filter(case_id=number, text__icontains="zgodę").exists()
     assert not await Outbox.filter(recipient="ewa@example.org").exists()
     html = await (await client.get("/panel/sprawy", params={"szukaj": "zgode"})).text()

@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from gateway.jobs import run_job
+from handlers import rodo
 from handlers.retention import KINDS, school_year_began
 from store.models import (
     Attachment,
@@ -62,7 +63,8 @@ async def test_each_kind_goes_after_its_own_period(gw: Gateway) -> None:
     summary = await run_job(gw.services, "retention")
 
     kept = await Case.get(number=old.number)
-    assert kept.subject == "Stara sprawa" and kept.status == "resolved"  # the record stays
+    assert kept.status == "resolved"  # the record stays, without what the resident wrote
+    assert kept.subject == rodo.ERASED  # README: number, category, status, dates, notes
     assert kept.requester_email is None and "Leśna" not in kept.body
     assert not await CaseEvent.filter(case_id=old.number, text__icontains="Leśna").exists()
     assert not await Attachment.filter(case_id=old.number).exists()
