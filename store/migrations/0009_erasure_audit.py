@@ -30,7 +30,7 @@ async def audit_refuses_replace_and_truncate(apps, editor):  # type: ignore[no-u
 
 
 class Migration(migrations.Migration):
-    dependencies = [('models', '0005_console')]
+    dependencies = [('models', '0008_attachment_quota')]
 
     initial = False
 
