@@ -6,12 +6,18 @@ keeps about one second between two messages to the same chat. A `429` pauses the
 lane for exactly `retry_after` and puts the row back without counting an attempt.
 Claims are small (about one second of traffic), so a reply queued while a broadcast
 drains is claimed in the next batch, ahead of the bulk rows (ordered by priority).
+
+A delivered row is recorded as sent by a small queue per lane that writes its rows in
+one commit a few milliseconds later (`Marks`); the lane delivers no more while
+`mark_bound` delivered rows wait for that commit, so a crash repeats at most those and
+the sends then in flight.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
@@ -90,6 +96,93 @@ class Pacer:
         self._window.append(clock())
 
 
+#: a paced lane keeps at most this much of its traffic delivered and unmarked: 10 rows at
+#: 200/s, 2 at Telegram's 25/s. Marking each row in its own commit let the marks fall
+#: behind the sends on SQLite (`synchronous=FULL`: one fsync a commit), and kill -9 in a
+#: 1,000-chat broadcast at 200/s sent 31 messages twice (bench/outbox_kill.py)
+MARK_WINDOW = 0.05
+#: how long a delivered row waits for others to share its commit: a paced lane's rows
+#: come one by one, an unpaced lane's as a claimed batch finishes (one commit for it)
+MARK_DELAY_PACED = 0.005
+MARK_DELAY_UNPACED = 0.05
+
+
+class Marks:
+    """Delivered rows waiting to be recorded as sent, written together.
+
+    A row is added when its send succeeds; a flush starts with the first one and writes
+    everything queued by then in one commit, after `delay` or as soon as `bound` rows
+    wait, whichever comes first. `room()` holds the lane's next send while `bound` rows
+    are delivered and unmarked (queued or being written): that number is what a crash
+    would send twice. Each row stays held (its lease renewed) until it is written.
+    """
+
+    def __init__(self, write: Callable[[list[Outbox]], Awaitable[None]],
+                 done: Callable[[list[Outbox]], None], *, bound: int, delay: float) -> None:
+        self._write = write
+        self._done = done
+        self.bound = max(1, bound)
+        self.delay = delay
+        self._queue: list[Outbox] = []
+        self._writing = 0
+        self._full = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._flush: asyncio.Task | None = None
+
+    @property
+    def unmarked(self) -> int:
+        return len(self._queue) + self._writing
+
+    def add(self, row: Outbox) -> None:
+        self._queue.append(row)
+        if len(self._queue) >= self.bound:
+            self._full.set()
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_all())
+
+    async def room(self) -> None:
+        """Return when one more row may be delivered without passing the bound."""
+        # sends started and already answered count once their tasks have run: without
+        # this a pacer catching up started two or three before any was counted
+        await asyncio.sleep(0)
+        while self.unmarked >= self.bound:
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def settle(self) -> None:
+        """Return when every row added so far is written (the end of a batch, shutdown)."""
+        while self._flush is not None and not self._flush.done():
+            await asyncio.shield(self._flush)
+        if self._queue:  # added after a flush that ended (or was cancelled) without it
+            self._flush = asyncio.create_task(self._flush_all())
+            await asyncio.shield(self._flush)
+
+    async def _flush_all(self) -> None:
+        while self._queue:
+            if len(self._queue) < self.bound:
+                try:
+                    await asyncio.wait_for(self._full.wait(), self.delay)
+                except TimeoutError:
+                    pass
+            rows, self._queue = self._queue, []
+            self._full.clear()
+            self._writing = len(rows)
+            try:
+                await self._write(rows)
+            except asyncio.CancelledError:
+                self._queue[:0] = rows  # not written: `settle` takes them again
+                raise
+            except Exception:  # not the store being away (that is retried): a bug
+                log.exception("could not mark %d delivered rows sent; they go again when "
+                              "their leases run out", len(rows))
+                self._done(rows)
+            else:
+                self._done(rows)
+            finally:
+                self._writing = 0
+                self._changed.set()
+
+
 class Lane:
     def __init__(
         self,
@@ -121,10 +214,12 @@ class Lane:
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
         self.linger = linger
-        # an unpaced lane (email) marks a claimed batch's sent rows in one UPDATE when the
-        # batch is done; a paced lane (Telegram) marks each row as it goes, since its batch
-        # takes a second and a crash in it would repeat that second's messages
-        self.mark_together = rate is None
+        # a paced lane (Telegram) delivers a claimed batch over a second: its marks may
+        # lag by MARK_WINDOW of its pace; an unpaced one (email) sends a batch at once
+        # and may hold that batch unmarked, as when it was marked when the batch ended
+        self.marks = Marks(self._mark_sent_surely, self._forget,
+                           bound=math.ceil(rate * MARK_WINDOW) if rate else self.batch,
+                           delay=MARK_DELAY_PACED if rate else MARK_DELAY_UNPACED)
         self.metrics = metrics or NoMetrics()
         self.wake = asyncio.Event()
         # both from the injected clock, so tests move time instead of sleeping
@@ -163,9 +258,10 @@ class Lane:
             inflight = list(self._inflight)
             for task in inflight:
                 task.cancel()
-            # let cancelled sends settle and their batch's marks be written before the
-            # store closes (a delivered row left "sending" would go out again)
+            # let cancelled sends settle and the delivered rows' marks be written before
+            # the store closes (a delivered row left "sending" would go out again)
             await asyncio.gather(*inflight, return_exceptions=True)
+            await self.marks.settle()
 
     async def run_once(self, wait: bool = True) -> int:
         """Claim one batch and start sending it; returns the number of rows claimed.
@@ -178,7 +274,6 @@ class Lane:
         self.metrics.claimed(self.channel, len(rows))
         self._holding.update((row.id, row) for row in rows)
         tasks: list[asyncio.Task] = []
-        sent: list[Outbox] = []
         for row in rows:
             if self._paused_until is not None:
                 pause = (self._paused_until - self.clock.now()).total_seconds()
@@ -191,17 +286,18 @@ class Lane:
                     await release(row, free_at)
                     self._holding.pop(row.id, None)
                     continue
+            # what a crash would send twice stays within the bound: wait for the marks
+            await self.marks.room()
             if self.limiter:
                 await self.limiter.acquire()
             if spaced:  # counted from the moment it really goes, after the pacer's wait
                 self._next_for_chat[row.recipient] = self.clock.now() + timedelta(
                     seconds=self.chat_interval or 0)
             await self.concurrency.acquire()
-            tasks.append(self._start(self._send(row, sent)))
-        if tasks and self.mark_together:
-            tasks.append(self._start(self._mark_when_done(list(tasks), sent)))
+            tasks.append(self._start(self._send(row)))
         if tasks and wait:
             await asyncio.gather(*tasks)
+            await self.marks.settle()
         self._forget_old_chats()
         return len(rows)
 
@@ -225,21 +321,15 @@ class Lane:
         task.add_done_callback(self._inflight.discard)
         return task
 
-    async def _mark_when_done(self, sends: list[asyncio.Task], sent: list[Outbox]) -> None:
-        """Mark a batch's delivered rows once its sends are over — even if the lane is
-        stopping, so that a clean shutdown never sends them again."""
-        try:
-            await asyncio.wait(sends)
-        finally:
-            if sent:
-                await self._mark_sent_surely(sent)
-            for row in sent:
-                self._holding.pop(row.id, None)
+    def _forget(self, rows: list[Outbox]) -> None:
+        """Rows recorded as sent are no longer held (their leases no longer renewed)."""
+        for row in rows:
+            self._holding.pop(row.id, None)
 
     async def _mark_sent_surely(self, rows: list[Outbox]) -> None:
-        """Record delivered rows, retrying through a store outage: a row left "sending"
-        would be sent again when its lease runs out (the lease keeps being renewed
-        meanwhile, since the rows stay held)."""
+        """Record delivered rows in one commit, retrying through a store outage: a row
+        left "sending" would be sent again when its lease runs out (the lease keeps being
+        renewed meanwhile, since the rows stay held, and the lane sends no more)."""
         delay = 0.2
         while True:
             try:
@@ -258,7 +348,8 @@ class Lane:
             now = self.clock.now()
             self._next_for_chat = {k: v for k, v in self._next_for_chat.items() if v > now}
 
-    async def _send(self, row: Outbox, sent: list[Outbox]) -> None:
+    async def _send(self, row: Outbox) -> None:
+        delivered = False
         try:
             await self.sender.send(row)
         except RateLimited as error:
@@ -284,13 +375,11 @@ class Lane:
                 await mark_retry(row, self.clock.now(), str(error))
         else:
             self.metrics.sent(self.channel)
-            if self.mark_together:
-                sent.append(row)
-            else:
-                await self._mark_sent_surely([row])
+            delivered = True
+            self.marks.add(row)  # held until its mark is written
         finally:
             self.concurrency.release()
-            if not self.mark_together or row not in sent:
+            if not delivered:
                 self._holding.pop(row.id, None)
 
     notify_others = staticmethod(lambda: None)
