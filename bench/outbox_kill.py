@@ -62,6 +62,7 @@ async def run(url: str, tmp: Path) -> dict[str, int | float]:
         os.killpg(first.pid, signal.SIGKILL)
         await first.wait()
         received = len(double.sent)
+        before = [s.at for s in double.sent]
         store = Store(url)
         await store.open(migrate=False)
         marked, claimed = await counts()
@@ -71,7 +72,9 @@ async def run(url: str, tmp: Path) -> dict[str, int | float]:
         second = await serve(env, tmp / "second.log")
         try:
             await wait_http(env["EMIL_HTTP_PORT"], timeout=60)
+            up = time.perf_counter() - start
             await double.wait_for(CHATS, timeout=120, distinct=True)
+            after = [s.at for s in double.sent[received:]]
             # the lease of the killed process's claim must run out before its rows go again
             store = Store(url)
             await store.open(migrate=False)
@@ -89,7 +92,12 @@ async def run(url: str, tmp: Path) -> dict[str, int | float]:
     return {"received": received, "marked": marked, "claimed": claimed,
             "unmarked": received - marked, "duplicates": len(double.sent) - CHATS,
             "missing": CHATS - len({s.chat_id for s in double.sent}), "final": final,
-            "recovery": time.perf_counter() - start}
+            "up": up, "rate_before": pace(before), "rate_after": pace(after)}
+
+
+def pace(stamps: list[float]) -> float:
+    """Messages per second from the first to the last."""
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
 
 
 async def main() -> None:
@@ -99,11 +107,11 @@ async def main() -> None:
         engine = "PostgreSQL" if is_postgres(url) else "SQLite"
         print(f"machine: {machine()}, {engine}")
         r = await run(url, Path(tmp))
-    print(f"kill -9 after {r['received']} of {CHATS} messages at {RATE}/s: "
-          f"{r['marked']} marked sent, {r['unmarked']} sent but not marked (in flight at the "
-          f"kill), {r['claimed']} claimed and not marked; after the restart: "
-          f"duplicates {r['duplicates']}, missing {r['missing']}, {r['final']} rows sent, "
-          f"recovery {r['recovery']:.1f} s")
+    print(f"kill -9 after {r['received']} of {CHATS} messages at {RATE}/s (achieved "
+          f"{r['rate_before']:.0f}/s): {r['marked']} marked sent, {r['unmarked']} sent but "
+          f"not marked (in flight at the kill), {r['claimed']} claimed and not marked; "
+          f"restarted (up in {r['up']:.1f} s, then {r['rate_after']:.0f}/s): duplicates "
+          f"{r['duplicates']}, missing {r['missing']}, {r['final']} rows sent")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ Claims are small (about one second of traffic), so a reply queued while a broadc
 drains is claimed in the next batch, ahead of the bulk rows (ordered by priority).
 
 A delivered row is recorded as sent by a small queue per lane that writes its rows in
-one commit a few milliseconds later (`Marks`); the lane delivers no more while
-`mark_bound` delivered rows wait for that commit, so a crash repeats at most those and
-the sends then in flight.
+one commit a few milliseconds later (`Marks`); the lane starts no send while `bound`
+rows are being sent or wait for that commit, and a crash repeats at most those.
 """
 
 from __future__ import annotations
@@ -96,11 +95,13 @@ class Pacer:
         self._window.append(clock())
 
 
-#: a paced lane keeps at most this much of its traffic delivered and unmarked: 10 rows at
-#: 200/s, 2 at Telegram's 25/s. Marking each row in its own commit let the marks fall
-#: behind the sends on SQLite (`synchronous=FULL`: one fsync a commit), and kill -9 in a
-#: 1,000-chat broadcast at 200/s sent 31 messages twice (bench/outbox_kill.py)
-MARK_WINDOW = 0.05
+#: rows a paced lane may have at risk — being delivered, or delivered and not yet
+#: recorded as sent — which is what kill -9 sends twice: 50 ms of its pace, and never
+#: fewer than 10, so that Telegram's round trip (~100 ms) does not slow 25/s. Marking each
+#: row in its own commit let the marks fall behind the sends on SQLite (FULL: an fsync a
+#: commit) and kill -9 in a 1,000-chat broadcast at 200/s sent 31 twice (bench/outbox_kill)
+AT_RISK_WINDOW = 0.05
+AT_RISK_MIN = 10
 #: how long a delivered row waits for others to share its commit: a paced lane's rows
 #: come one by one, an unpaced lane's as a claimed batch finishes (one commit for it)
 MARK_DELAY_PACED = 0.005
@@ -108,13 +109,14 @@ MARK_DELAY_UNPACED = 0.05
 
 
 class Marks:
-    """Delivered rows waiting to be recorded as sent, written together.
+    """Rows at risk of going twice — being sent, or delivered and not yet recorded as
+    sent — and the grouped writing of their marks.
 
-    A row is added when its send succeeds; a flush starts with the first one and writes
-    everything queued by then in one commit, after `delay` or as soon as `bound` rows
-    wait, whichever comes first. `room()` holds the lane's next send while `bound` rows
-    are delivered and unmarked (queued or being written): that number is what a crash
-    would send twice. Each row stays held (its lease renewed) until it is written.
+    The lane calls `begin()` before each send and `finish()` after it. A delivered row
+    joins a queue; a flush starts with the first one and writes everything queued by then
+    in one commit, after `delay`, or at once when the lane is waiting for room. `room()`
+    holds the lane's next send while `bound` rows are at risk: that is the most a crash
+    sends twice. Each row stays held (its lease renewed) until its mark is written.
     """
 
     def __init__(self, write: Callable[[list[Outbox]], Awaitable[None]],
@@ -123,49 +125,55 @@ class Marks:
         self._done = done
         self.bound = max(1, bound)
         self.delay = delay
+        self._sending = 0
         self._queue: list[Outbox] = []
         self._writing = 0
-        self._full = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._changed = asyncio.Event()
         self._flush: asyncio.Task | None = None
 
     @property
-    def unmarked(self) -> int:
-        return len(self._queue) + self._writing
-
-    def add(self, row: Outbox) -> None:
-        self._queue.append(row)
-        if len(self._queue) >= self.bound:
-            self._full.set()
-        if self._flush is None or self._flush.done():
-            self._flush = asyncio.create_task(self._flush_all())
+    def at_risk(self) -> int:
+        return self._sending + len(self._queue) + self._writing
 
     async def room(self) -> None:
-        """Return when one more row may be delivered without passing the bound."""
-        # sends started and already answered count once their tasks have run: without
-        # this a pacer catching up started two or three before any was counted
-        await asyncio.sleep(0)
-        while self.unmarked >= self.bound:
+        """Return when one more row may be sent without passing the bound."""
+        while self.at_risk >= self.bound:
+            self._hurry.set()  # the lane waits: no point in gathering more for the commit
             self._changed.clear()
             await self._changed.wait()
 
+    def begin(self) -> None:
+        """A send starts (call right after `room()`)."""
+        self._sending += 1
+
+    def finish(self, row: Outbox, delivered: bool) -> None:
+        """A send ended; a delivered row waits for its mark."""
+        self._sending -= 1
+        if not delivered:
+            self._changed.set()
+            return
+        self._queue.append(row)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_all())
+
     async def settle(self) -> None:
-        """Return when every row added so far is written (the end of a batch, shutdown)."""
+        """Return when every delivered row so far is written (a batch's end, shutdown)."""
         while self._flush is not None and not self._flush.done():
             await asyncio.shield(self._flush)
-        if self._queue:  # added after a flush that ended (or was cancelled) without it
+        if self._queue:  # left by a flush that was cancelled
             self._flush = asyncio.create_task(self._flush_all())
             await asyncio.shield(self._flush)
 
     async def _flush_all(self) -> None:
         while self._queue:
-            if len(self._queue) < self.bound:
+            if not self._hurry.is_set():
                 try:
-                    await asyncio.wait_for(self._full.wait(), self.delay)
+                    await asyncio.wait_for(self._hurry.wait(), self.delay)
                 except TimeoutError:
                     pass
             rows, self._queue = self._queue, []
-            self._full.clear()
+            self._hurry.clear()
             self._writing = len(rows)
             try:
                 await self._write(rows)
@@ -214,12 +222,13 @@ class Lane:
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
         self.linger = linger
-        # a paced lane (Telegram) delivers a claimed batch over a second: its marks may
-        # lag by MARK_WINDOW of its pace; an unpaced one (email) sends a batch at once
-        # and may hold that batch unmarked, as when it was marked when the batch ended
-        self.marks = Marks(self._mark_sent_surely, self._forget,
-                           bound=math.ceil(rate * MARK_WINDOW) if rate else self.batch,
-                           delay=MARK_DELAY_PACED if rate else MARK_DELAY_UNPACED)
+        # a paced lane (Telegram) delivers a claimed batch over a second and keeps
+        # AT_RISK_WINDOW of its pace at risk; an unpaced one (email) sends a batch at once
+        # and may have one batch at risk, as when a batch was marked when it ended
+        self.marks = Marks(
+            self._mark_sent_surely, self._forget,
+            bound=max(AT_RISK_MIN, math.ceil(rate * AT_RISK_WINDOW)) if rate else self.batch,
+            delay=MARK_DELAY_PACED if rate else MARK_DELAY_UNPACED)
         self.metrics = metrics or NoMetrics()
         self.wake = asyncio.Event()
         # both from the injected clock, so tests move time instead of sleeping
@@ -286,14 +295,15 @@ class Lane:
                     await release(row, free_at)
                     self._holding.pop(row.id, None)
                     continue
-            # what a crash would send twice stays within the bound: wait for the marks
-            await self.marks.room()
             if self.limiter:
                 await self.limiter.acquire()
+            # what a crash would send twice stays within the bound: wait for the marks
+            await self.marks.room()
             if spaced:  # counted from the moment it really goes, after the pacer's wait
                 self._next_for_chat[row.recipient] = self.clock.now() + timedelta(
                     seconds=self.chat_interval or 0)
             await self.concurrency.acquire()
+            self.marks.begin()
             tasks.append(self._start(self._send(row)))
         if tasks and wait:
             await asyncio.gather(*tasks)
@@ -375,12 +385,12 @@ class Lane:
                 await mark_retry(row, self.clock.now(), str(error))
         else:
             self.metrics.sent(self.channel)
-            delivered = True
-            self.marks.add(row)  # held until its mark is written
+            delivered = True  # held until its mark is written
         finally:
             self.concurrency.release()
             if not delivered:
                 self._holding.pop(row.id, None)
+            self.marks.finish(row, delivered)
 
     notify_others = staticmethod(lambda: None)
 

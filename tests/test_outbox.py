@@ -177,8 +177,8 @@ async def test_delivered_rows_left_unmarked_stay_within_the_bound_when_commits_a
     """Issue #18, fault 14: kill -9 in a 1,000-chat broadcast at 200/s sent 31 messages
     twice on SQLite, because each row was marked in its own fully synced commit and the
     marks fell behind the sends (up to the lane's 32 concurrent sends). A crash repeats
-    exactly the rows delivered and not yet marked: the lane must not deliver more while
-    `mark_bound` of them (50 ms of its pace: 10 at 200/s) wait for their commit."""
+    the rows being sent and those delivered and not yet marked: the lane must start no
+    send while its bound of them (50 ms of its pace, at least 10) are at risk."""
     from gateway import dispatcher
     from store.clock import Clock
 
@@ -196,6 +196,7 @@ async def test_delivered_rows_left_unmarked_stay_within_the_bound_when_commits_a
     clock = Clock()
     await enqueue([tg(20_000 + n, "x") for n in range(120)], clock.now())
     lane = dispatcher.Lane(bot, clock, "test", rate=200, chat_interval=1.0)
+    assert lane.marks.bound == 10
     while await lane.run_once():
         pass
     assert bot.delivered == 120
