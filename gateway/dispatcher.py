@@ -157,6 +157,12 @@ class Marks:
         if self._flush is None or self._flush.done():
             self._flush = asyncio.create_task(self._flush_all())
 
+    def sends_over(self) -> None:
+        """Every send has ended, including any cancelled before it began (whose
+        `finish` never ran)."""
+        self._sending = 0
+        self._changed.set()
+
     async def settle(self) -> None:
         """Return when every delivered row so far is written (a batch's end, shutdown)."""
         while self._flush is not None and not self._flush.done():
@@ -217,6 +223,7 @@ class Lane:
         # about one second of traffic per claim, so a reply queued behind a broadcast waits
         # at most that long; capped so that several instances share a backlog
         self.batch = min(max(1, int(rate)), 4 * batch) if rate else batch
+        self._concurrency = concurrency
         self.concurrency = asyncio.Semaphore(concurrency)
         self.lease = timedelta(seconds=lease)
         self.max_attempts = max_attempts
@@ -271,6 +278,10 @@ class Lane:
             # the store closes (a delivered row left "sending" would go out again)
             await asyncio.gather(*inflight, return_exceptions=True)
             await self.marks.settle()
+            # a send cancelled before it ever ran released nothing: every send is over
+            # now, and a restarted lane (tasks.supervise) must not wait for them
+            self.marks.sends_over()
+            self.concurrency = asyncio.Semaphore(self._concurrency)
 
     async def run_once(self, wait: bool = True) -> int:
         """Claim one batch and start sending it; returns the number of rows claimed.
