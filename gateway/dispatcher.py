@@ -306,10 +306,11 @@ class Lane:
                     await release(row, free_at)
                     self._holding.pop(row.id, None)
                     continue
+            # what a crash would send twice stays within the bound: wait for the marks
+            # (before the pacer, whose window counts a send when it lets it go)
+            await self.marks.room()
             if self.limiter:
                 await self.limiter.acquire()
-            # what a crash would send twice stays within the bound: wait for the marks
-            await self.marks.room()
             if spaced:  # counted from the moment it really goes, after the pacer's wait
                 self._next_for_chat[row.recipient] = self.clock.now() + timedelta(
                     seconds=self.chat_interval or 0)
