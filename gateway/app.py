@@ -102,6 +102,8 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
             attachment_days=settings.retain_attachment_days, loan_days=settings.retain_loan_days,
             conversation_days=settings.retain_conversation_days,
             spool_days=settings.retain_spool_days, session_days=settings.retain_session_days,
+            job_run_days=settings.retain_job_run_days, hook_days=settings.retain_hook_days,
+            link_code_days=settings.retain_link_code_days,
             school_year_start=settings.school_year_start, spool_dir=settings.sent_mail_dir),
         attendance_gather=timedelta(minutes=settings.attendance_gather_minutes),
         limits=Limits(time.monotonic, cases_per_client=settings.rate_cases_per_client,

@@ -149,6 +149,13 @@ class Settings(BaseSettings):
     retain_conversation_days: int = Field(default=7, ge=1)
     retain_spool_days: int = Field(default=30, ge=1)
     retain_session_days: int = Field(default=30, ge=1)
+    #: scheduled runs (one every 30 s for attendance); the last run of each job stays
+    retain_job_run_days: int = Field(default=30, ge=1)
+    #: received hooks' webhook-ids: a sender retrying a hook keeps its id and signs it
+    #: anew (Stripe retries for 3 days), so the id must be remembered longer than that
+    retain_hook_days: int = Field(default=7, ge=4)
+    #: days after it expired that a Telegram link code (used or not) is forgotten
+    retain_link_code_days: int = Field(default=30, ge=1)
     #: the school year starts on this day (MM-DD): school records of earlier years go
     school_year_start: str = Field(default="09-01", pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
 

@@ -6,12 +6,17 @@ keeps about one second between two messages to the same chat. A `429` pauses the
 lane for exactly `retry_after` and puts the row back without counting an attempt.
 Claims are small (about one second of traffic), so a reply queued while a broadcast
 drains is claimed in the next batch, ahead of the bulk rows (ordered by priority).
+
+A delivered row is recorded as sent by a small queue per lane that writes its rows in
+one commit a few milliseconds later (`Marks`); the lane starts no send while `bound`
+rows are being sent or wait for that commit, and a crash repeats at most those.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
@@ -90,6 +95,108 @@ class Pacer:
         self._window.append(clock())
 
 
+#: rows a paced lane may have at risk — being delivered, or delivered and not yet
+#: recorded as sent — which is what kill -9 sends twice: 50 ms of its pace, and never
+#: fewer than 10, so that Telegram's round trip (~100 ms) does not slow 25/s. Marking each
+#: row in its own commit let the marks fall behind the sends on SQLite (FULL: an fsync a
+#: commit) and kill -9 in a 1,000-chat broadcast at 200/s sent 31 twice (bench/outbox_kill)
+AT_RISK_WINDOW = 0.05
+AT_RISK_MIN = 10
+#: how long a delivered row waits for others to share its commit: a paced lane's rows
+#: come one by one, an unpaced lane's as a claimed batch finishes (one commit for it)
+MARK_DELAY_PACED = 0.005
+MARK_DELAY_UNPACED = 0.05
+
+
+class Marks:
+    """Rows at risk of going twice — being sent, or delivered and not yet recorded as
+    sent — and the grouped writing of their marks.
+
+    The lane calls `begin()` before each send and `finish()` after it. A delivered row
+    joins a queue; a flush starts with the first one and writes everything queued by then
+    in one commit, after `delay`, or at once when the lane is waiting for room. `room()`
+    holds the lane's next send while `bound` rows are at risk: that is the most a crash
+    sends twice. Each row stays held (its lease renewed) until its mark is written.
+    """
+
+    def __init__(self, write: Callable[[list[Outbox]], Awaitable[None]],
+                 done: Callable[[list[Outbox]], None], *, bound: int, delay: float) -> None:
+        self._write = write
+        self._done = done
+        self.bound = max(1, bound)
+        self.delay = delay
+        self._sending = 0
+        self._queue: list[Outbox] = []
+        self._writing = 0
+        self._hurry = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._flush: asyncio.Task | None = None
+
+    @property
+    def at_risk(self) -> int:
+        return self._sending + len(self._queue) + self._writing
+
+    async def room(self) -> None:
+        """Return when one more row may be sent without passing the bound."""
+        while self.at_risk >= self.bound:
+            self._hurry.set()  # the lane waits: no point in gathering more for the commit
+            self._changed.clear()
+            await self._changed.wait()
+
+    def begin(self) -> None:
+        """A send starts (call right after `room()`)."""
+        self._sending += 1
+
+    def finish(self, row: Outbox, delivered: bool) -> None:
+        """A send ended; a delivered row waits for its mark."""
+        self._sending -= 1
+        if not delivered:
+            self._changed.set()
+            return
+        self._queue.append(row)
+        if self._flush is None or self._flush.done():
+            self._flush = asyncio.create_task(self._flush_all())
+
+    def sends_over(self) -> None:
+        """Every send has ended, including any cancelled before it began (whose
+        `finish` never ran)."""
+        self._sending = 0
+        self._changed.set()
+
+    async def settle(self) -> None:
+        """Return when every delivered row so far is written (a batch's end, shutdown)."""
+        while self._flush is not None and not self._flush.done():
+            await asyncio.shield(self._flush)
+        if self._queue:  # left by a flush that was cancelled
+            self._flush = asyncio.create_task(self._flush_all())
+            await asyncio.shield(self._flush)
+
+    async def _flush_all(self) -> None:
+        while self._queue:
+            if not self._hurry.is_set():
+                try:
+                    await asyncio.wait_for(self._hurry.wait(), self.delay)
+                except TimeoutError:
+                    pass
+            rows, self._queue = self._queue, []
+            self._hurry.clear()
+            self._writing = len(rows)
+            try:
+                await self._write(rows)
+            except asyncio.CancelledError:
+                self._queue[:0] = rows  # not written: `settle` takes them again
+                raise
+            except Exception:  # not the store being away (that is retried): a bug
+                log.exception("could not mark %d delivered rows sent; they go again when "
+                              "their leases run out", len(rows))
+                self._done(rows)
+            else:
+                self._done(rows)
+            finally:
+                self._writing = 0
+                self._changed.set()
+
+
 class Lane:
     def __init__(
         self,
@@ -116,15 +223,19 @@ class Lane:
         # about one second of traffic per claim, so a reply queued behind a broadcast waits
         # at most that long; capped so that several instances share a backlog
         self.batch = min(max(1, int(rate)), 4 * batch) if rate else batch
+        self._concurrency = concurrency
         self.concurrency = asyncio.Semaphore(concurrency)
         self.lease = timedelta(seconds=lease)
         self.max_attempts = max_attempts
         self.poll_seconds = poll_seconds
         self.linger = linger
-        # an unpaced lane (email) marks a claimed batch's sent rows in one UPDATE when the
-        # batch is done; a paced lane (Telegram) marks each row as it goes, since its batch
-        # takes a second and a crash in it would repeat that second's messages
-        self.mark_together = rate is None
+        # a paced lane (Telegram) delivers a claimed batch over a second and keeps
+        # AT_RISK_WINDOW of its pace at risk; an unpaced one (email) sends a batch at once
+        # and may have one batch at risk, as when a batch was marked when it ended
+        self.marks = Marks(
+            self._mark_sent_surely, self._forget,
+            bound=max(AT_RISK_MIN, math.ceil(rate * AT_RISK_WINDOW)) if rate else self.batch,
+            delay=MARK_DELAY_PACED if rate else MARK_DELAY_UNPACED)
         self.metrics = metrics or NoMetrics()
         self.wake = asyncio.Event()
         # both from the injected clock, so tests move time instead of sleeping
@@ -163,9 +274,14 @@ class Lane:
             inflight = list(self._inflight)
             for task in inflight:
                 task.cancel()
-            # let cancelled sends settle and their batch's marks be written before the
-            # store closes (a delivered row left "sending" would go out again)
+            # let cancelled sends settle and the delivered rows' marks be written before
+            # the store closes (a delivered row left "sending" would go out again)
             await asyncio.gather(*inflight, return_exceptions=True)
+            await self.marks.settle()
+            # a send cancelled before it ever ran released nothing: every send is over
+            # now, and a restarted lane (tasks.supervise) must not wait for them
+            self.marks.sends_over()
+            self.concurrency = asyncio.Semaphore(self._concurrency)
 
     async def run_once(self, wait: bool = True) -> int:
         """Claim one batch and start sending it; returns the number of rows claimed.
@@ -178,7 +294,6 @@ class Lane:
         self.metrics.claimed(self.channel, len(rows))
         self._holding.update((row.id, row) for row in rows)
         tasks: list[asyncio.Task] = []
-        sent: list[Outbox] = []
         for row in rows:
             if self._paused_until is not None:
                 pause = (self._paused_until - self.clock.now()).total_seconds()
@@ -191,17 +306,20 @@ class Lane:
                     await release(row, free_at)
                     self._holding.pop(row.id, None)
                     continue
+            # what a crash would send twice stays within the bound: wait for the marks
+            # (before the pacer, whose window counts a send when it lets it go)
+            await self.marks.room()
             if self.limiter:
                 await self.limiter.acquire()
             if spaced:  # counted from the moment it really goes, after the pacer's wait
                 self._next_for_chat[row.recipient] = self.clock.now() + timedelta(
                     seconds=self.chat_interval or 0)
             await self.concurrency.acquire()
-            tasks.append(self._start(self._send(row, sent)))
-        if tasks and self.mark_together:
-            tasks.append(self._start(self._mark_when_done(list(tasks), sent)))
+            self.marks.begin()
+            tasks.append(self._start(self._send(row)))
         if tasks and wait:
             await asyncio.gather(*tasks)
+            await self.marks.settle()
         self._forget_old_chats()
         return len(rows)
 
@@ -225,21 +343,15 @@ class Lane:
         task.add_done_callback(self._inflight.discard)
         return task
 
-    async def _mark_when_done(self, sends: list[asyncio.Task], sent: list[Outbox]) -> None:
-        """Mark a batch's delivered rows once its sends are over — even if the lane is
-        stopping, so that a clean shutdown never sends them again."""
-        try:
-            await asyncio.wait(sends)
-        finally:
-            if sent:
-                await self._mark_sent_surely(sent)
-            for row in sent:
-                self._holding.pop(row.id, None)
+    def _forget(self, rows: list[Outbox]) -> None:
+        """Rows recorded as sent are no longer held (their leases no longer renewed)."""
+        for row in rows:
+            self._holding.pop(row.id, None)
 
     async def _mark_sent_surely(self, rows: list[Outbox]) -> None:
-        """Record delivered rows, retrying through a store outage: a row left "sending"
-        would be sent again when its lease runs out (the lease keeps being renewed
-        meanwhile, since the rows stay held)."""
+        """Record delivered rows in one commit, retrying through a store outage: a row
+        left "sending" would be sent again when its lease runs out (the lease keeps being
+        renewed meanwhile, since the rows stay held, and the lane sends no more)."""
         delay = 0.2
         while True:
             try:
@@ -258,7 +370,8 @@ class Lane:
             now = self.clock.now()
             self._next_for_chat = {k: v for k, v in self._next_for_chat.items() if v > now}
 
-    async def _send(self, row: Outbox, sent: list[Outbox]) -> None:
+    async def _send(self, row: Outbox) -> None:
+        delivered = False
         try:
             await self.sender.send(row)
         except RateLimited as error:
@@ -284,14 +397,12 @@ class Lane:
                 await mark_retry(row, self.clock.now(), str(error))
         else:
             self.metrics.sent(self.channel)
-            if self.mark_together:
-                sent.append(row)
-            else:
-                await self._mark_sent_surely([row])
+            delivered = True  # held until its mark is written
         finally:
             self.concurrency.release()
-            if not self.mark_together or row not in sent:
+            if not delivered:
                 self._holding.pop(row.id, None)
+            self.marks.finish(row, delivered)
 
     notify_others = staticmethod(lambda: None)
 

@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tortoise.functions import Max
 from tortoise.transactions import in_transaction
 
 from handlers import rodo
@@ -29,7 +30,10 @@ from store.models import (
     Grade,
     GradeNotice,
     Homework,
+    HookDelivery,
     IdempotentRequest,
+    JobRun,
+    LinkCode,
     Loan,
     LoanReminder,
     Outbox,
@@ -41,7 +45,7 @@ from store.models import (
     SignInLink,
     StaffSession,
 )
-from store.rows import change_in
+from store.rows import change_in, delete_found
 
 CLOSED = ("resolved", "rejected")
 
@@ -57,6 +61,9 @@ class Retention:
     conversation_days: int = 7
     spool_days: int = 30
     session_days: int = 30
+    job_run_days: int = 30
+    hook_days: int = 7
+    link_code_days: int = 30
     #: the school year starts on this day (MM-DD); school records of earlier years go
     school_year_start: str = "09-01"
     spool_dir: str = ""
@@ -84,6 +91,13 @@ KINDS = {
               "inspection", "EMIL_RETAIN_SPOOL_DAYS"),
     "console_sessions": ("console sign-in links and ended sessions", "security",
                          "EMIL_RETAIN_SESSION_DAYS"),
+    "link_codes": ("Telegram link codes, used or expired", "linking a chat to a person",
+                   "EMIL_RETAIN_LINK_CODE_DAYS"),
+    "hook_ids": ("received hooks' webhook-ids and our answers", "a sender's retry of a "
+                 "hook is answered as the first time and not applied again",
+                 "EMIL_RETAIN_HOOK_DAYS"),
+    "job_runs": ("scheduled job runs and their summaries", "a job runs once across "
+                 "instances; the console shows the last run", "EMIL_RETAIN_JOB_RUN_DAYS"),
 }
 
 
@@ -131,6 +145,15 @@ async def run(ctx: Any, rules: Retention, now: datetime) -> dict[str, int]:
     done["console_sessions"] = (
         await SignInLink.filter(expires_at__lt=session_cutoff).delete()
         + await StaffSession.filter(last_seen_at__lt=session_cutoff).delete())
+    done["link_codes"] = await delete_found(
+        LinkCode.filter(expires_at__lt=now - timedelta(days=rules.link_code_days)))
+    done["hook_ids"] = await delete_found(
+        HookDelivery.filter(received_at__lt=now - timedelta(days=rules.hook_days)))
+    # the console shows each job's last run, however long ago (a job may be idle)
+    last_runs = await JobRun.annotate(last=Max("id")).group_by("job").values_list(
+        "last", flat=True)
+    done["job_runs"] = await delete_found(JobRun.filter(
+        started_at__lt=now - timedelta(days=rules.job_run_days)).exclude(id__in=last_runs))
     return done
 
 

@@ -164,11 +164,22 @@ async def renew_leases(rows: list[Outbox], now: datetime, lease: timedelta) -> i
 
 
 async def mark_sent(rows: list[Outbox], now: datetime) -> None:
-    """Record delivered rows (one, or a whole claimed batch), one statement per claim."""
-    for token, ids in by_claim(rows).items():
-        await Outbox.filter(id__in=ids, status="sending", claimed_by=token).update(
-            status="sent", sent_at=now, attempts=F("attempts") + 1, lease_until=None,
-            last_error="")
+    """Record delivered rows, one statement per claim and one commit for them all (a
+    dispatcher's marks are grouped: each commit is an fsync on SQLite)."""
+    grouped = by_claim(rows)
+    if len(grouped) == 1:  # the common case: no BEGIN/COMMIT round trips around it
+        [(token, ids)] = grouped.items()
+        await _mark_claim_sent(token, ids, now)
+        return
+    async with in_transaction():
+        for token, ids in grouped.items():
+            await _mark_claim_sent(token, ids, now)
+
+
+async def _mark_claim_sent(token: str | None, ids: list[int], now: datetime) -> None:
+    await Outbox.filter(id__in=ids, status="sending", claimed_by=token).update(
+        status="sent", sent_at=now, attempts=F("attempts") + 1, lease_until=None,
+        last_error="")
 
 
 async def release(row: Outbox, when: datetime) -> None:

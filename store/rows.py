@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from tortoise.models import Model
+from tortoise.queryset import QuerySet
 
 T = TypeVar("T")
 
@@ -36,6 +37,21 @@ async def change_in(keys: Iterable[T], statement: Callable[[list[T]], Awaitable[
     """`statement(part)` (an update or delete `…__in=part`) for each part of `keys`; how
     many rows it touched in all."""
     return sum([await statement(part) for part in chunks(keys)])
+
+
+async def delete_found(query: QuerySet[Any]) -> int:
+    """Delete the rows `query` finds, `IN_CHUNK` at a time by primary key, each part in a
+    commit of its own: a first run after months (90,000 job runs) in one DELETE would hold
+    SQLite's only writer for all of it, and a list of keys must stay below the
+    parameter limits. Returns how many rows went."""
+    model = query.model
+    pk = model._meta.pk_attr
+    removed = 0
+    while True:
+        keys = await query.limit(IN_CHUNK).values_list(pk, flat=True)
+        if not keys:
+            return removed
+        removed += await model.filter(**{f"{pk}__in": list(keys)}).delete()
 
 
 async def insert_rows(rows: Sequence[Model]) -> None:

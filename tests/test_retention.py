@@ -3,6 +3,7 @@ period its setting gives (handlers/retention.py; the README's "What is stored" t
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -18,10 +19,13 @@ from store.models import (
     Conversation,
     Grade,
     Homework,
+    HookDelivery,
+    JobRun,
+    LinkCode,
     Loan,
     Student,
 )
-from tests.conftest import Gateway, make_mail
+from tests.conftest import REGISTER_SECRET, Gateway, make_mail
 
 
 def test_the_school_year_begins_in_september() -> None:
@@ -75,3 +79,49 @@ async def test_each_kind_goes_after_its_own_period(gw: Gateway) -> None:
     assert not eml.exists()
     assert {f"{kind}_deleted" for kind in KINDS} <= set(summary)
     assert summary["closed_cases_deleted"] == 1
+
+
+async def test_job_runs_hook_ids_and_link_codes_go_after_their_periods(gw: Gateway) -> None:
+    """Issue #18, fault 15: a job run every 30 s (~2,900 rows a day), every hook's id and
+    every link code were kept for ever. Each now goes after its own period; the last run
+    of each job stays whatever its age (the console shows it)."""
+    now = gw.clock.now()
+    for n, age in enumerate((40, 31, 29)):  # days
+        await JobRun.create(job="attendance-gather", due=f"d{n}",
+                            started_at=now - timedelta(days=age, minutes=1),
+                            finished_at=now - timedelta(days=age))
+    await JobRun.create(job="overdue-reminders", due="old", started_at=now - timedelta(days=400))
+    for hook, age in (("register:old", 8), ("register:new", 6)):
+        await HookDelivery.create(webhook_id=hook, source="register", response={"ok": True},
+                                  received_at=now - timedelta(days=age))
+    person = await gw.person()
+    for code, age in (("OLDCODE1", 31), ("NEWCODE1", 29)):  # days since it expired
+        await LinkCode.create(code=code, person_id=person, expires_at=now - timedelta(days=age))
+
+    summary = await run_job(gw.services, "retention")
+
+    assert sorted(await JobRun.filter(job="attendance-gather").values_list("due", flat=True)
+                  ) == ["d2"]
+    assert await JobRun.exists(job="overdue-reminders", due="old")  # the last one of its job
+    assert await HookDelivery.all().values_list("webhook_id", flat=True) == ["register:new"]
+    assert await LinkCode.all().values_list("code", flat=True) == ["NEWCODE1"]
+    assert summary["job_runs_deleted"] == 2
+    assert summary["hook_ids_deleted"] == 1 and summary["link_codes_deleted"] == 1
+
+
+async def test_a_replayed_hook_is_still_recognised_within_its_period(gw: Gateway) -> None:
+    """Pruning hook ids must not reopen the replay window: within
+    `EMIL_RETAIN_HOOK_DAYS` a sender retrying a hook (same webhook-id, newly signed)
+    gets the first answer, and nothing is applied twice."""
+    await Student.create(id="S1", name="Kasia", class_name="4b")
+    body = json.dumps({"grades": [{"id": "G1", "student": "S1", "subject": "Polski",
+                                   "value": "5", "recorded_at": "2026-11-25T09:00:00Z"}]}
+                      ).encode()
+    first = await gw.client.post("/hooks/register/grades", data=body,
+                                 headers=gw.signed(body, REGISTER_SECRET, "h-1"))
+    assert first.status == 200
+    gw.clock.advance(days=6)
+    await run_job(gw.services, "retention")
+    again = await gw.client.post("/hooks/register/grades", data=body,
+                                 headers=gw.signed(body, REGISTER_SECRET, "h-1"))
+    assert again.status == 200 and (await again.json()).get("replayed") is True

@@ -9,13 +9,15 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from aiohttp.test_utils import TestClient
+from pydantic import ValidationError
 
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.jobs import run_job
 from gateway.keys import SERVICES
-from store.models import Person, RawInbound
+from store.models import HookDelivery, JobRun, LinkCode, Person, RawInbound
 from store.secrets import stored_secret
 from tests.conftest import Gateway
 
@@ -87,3 +89,36 @@ def test_api_keys_by_the_command_line(tmp_path: Path) -> None:
     key_id = listed.split("\t", 1)[0]
     assert "revoked" in cli("api-key", "revoke", key_id)
     assert "\trevoked\t" in cli("api-key", "list")
+
+
+async def test_job_run_hook_and_link_code_periods_are_the_settings(
+        aiohttp_client, settings: Settings, clock) -> None:  # type: ignore[no-untyped-def]
+    """EMIL_RETAIN_JOB_RUN_DAYS, EMIL_RETAIN_HOOK_DAYS, EMIL_RETAIN_LINK_CODE_DAYS (issue
+    #18, fault 15): each row goes one day after its setting, and not one day before."""
+    shorter = settings.model_copy(update={"retain_job_run_days": 3, "retain_hook_days": 5,
+                                          "retain_link_code_days": 2})
+    client: TestClient = await aiohttp_client(create_app(shorter, clock=clock, run_workers=False))
+    now = clock.now()
+    for age in (2, 4):
+        await JobRun.create(job="attendance-gather", due=f"age-{age}",
+                            started_at=now - timedelta(days=age))
+    await JobRun.create(job="attendance-gather", due="now", started_at=now)
+    for age in (4, 6):
+        await HookDelivery.create(webhook_id=f"register:age-{age}", source="register",
+                                  response={}, received_at=now - timedelta(days=age))
+    person = await Person.create(name="Jan")
+    for age in (1, 3):
+        await LinkCode.create(code=f"CODE{age}", person=person,
+                              expires_at=now - timedelta(days=age))
+    summary = await run_job(client.app[SERVICES], "retention")
+    assert summary["job_runs_deleted"] == 1
+    assert not await JobRun.exists(due="age-4") and await JobRun.exists(due="age-2")
+    assert await HookDelivery.all().values_list("webhook_id", flat=True) == ["register:age-4"]
+    assert await LinkCode.all().values_list("code", flat=True) == ["CODE1"]
+
+
+def test_a_hook_id_is_kept_longer_than_senders_retry() -> None:
+    """Shorter than Stripe's three days of retries, a retried hook would be applied
+    again: the setting refuses it."""
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, retain_hook_days=3)  # type: ignore[call-arg]
