@@ -96,6 +96,7 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
                            trusted_authserv=settings.smtp_trusted_authserv,
                            verify=settings.mail_auth == "dkim"),
         ack_ttl=timedelta(days=settings.ack_ttl_days),
+        cases_unit=settings.cases_unit,
         retention_days=settings.retention_days,
         retention=Retention(
             messages_days=settings.retention_days,

@@ -273,7 +273,7 @@ async def sign_out_everywhere(request: web.Request) -> web.Response:
 async def _clerks(cases_unit: str) -> list[Person]:
     """Who a case can be assigned to (roles live in a JSON list, so they are read here)."""
     people = await Person.all().only("id", "name", "roles", "units").order_by("name")
-    return [p for p in people if staff.may_handle_cases(p, cases_unit)]
+    return [p for p in people if cases.may_handle_cases(p, cases_unit)]
 
 
 @routes.get("/panel/sprawy")
@@ -361,16 +361,24 @@ async def _case_action(request: web.Request, action: str) -> web.Response:
         clerks = {str(p.id): p for p in await _clerks(request.app[SETTINGS].cases_unit)}
         if chosen and chosen not in clerks:
             raise Refusal(400, "bad_assignee")
-        done = await cases.assign(services, case.number, clerks.get(chosen), _actor(request))
+        try:
+            done = await cases.assign(services, case.number, clerks.get(chosen),
+                                      _actor(request))
+        except audit.Refused:
+            raise Refusal(403, "forbidden") from None
     else:
         status = str(form.get("status", "")) if action == "status" else None
         if status is not None and status not in CASE_STATUSES:
             raise Refusal(400, "bad_status")
         if status is None and not text:
             raise Refusal(400, "empty")
-        done = await cases.staff_event(services, case.number, _actor(request), status=status,
-                                       note=text or None, public=action != "note", author=me,
-                                       channel="console")
+        try:
+            done = await cases.staff_event(services, case.number, _actor(request),
+                                           status=status, note=text or None,
+                                           public=action != "note", author=me,
+                                           channel="console")
+        except audit.Refused:
+            raise Refusal(403, "forbidden") from None
     if done is None:  # gone since the page was read (erased)
         raise Refusal(404, "no_case")
     request.app[DISPATCHER].notify()

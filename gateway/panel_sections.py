@@ -188,7 +188,7 @@ async def announcement_page(request: web.Request) -> web.Response:
     stats = await announcements.stats(found, limit=200)
     going = found.status == "scheduled" or stats["queued"] > 0
     return _page(request, "announcement", announcement=found, stats=stats, refresh=going,
-                 may_withdraw=announcements.may_withdraw(request[STAFF][1], found))
+                 may_withdraw=announcements.may_withdraw(_actor(request), found))
 
 
 @routes.post("/panel/ogloszenia/{id}/anuluj")
@@ -202,23 +202,19 @@ async def announcement_retract(request: web.Request) -> web.Response:
 
 
 async def _stop(request: web.Request, how: str) -> web.Response:
+    """Cancel or retract: the use-case decides who may and in which state, and audits."""
     found = await _announcement(request)
     await _form(request)
-    if not announcements.may_withdraw(request[STAFF][1], found):
-        raise Refusal(403, "forbidden")
     services = _services(request)
-    async with in_transaction():
+    try:
         if how == "cancel":
-            if not await announcements.cancel(services, found):
-                raise Refusal(409, "conflict")
-            await audit.record(_actor(request), "announcement.cancel",
-                               f"announcement:{found.id}", _now(request))
+            done: object = await announcements.cancel(services, found.id, _actor(request))
         else:
-            if found.status != "published":
-                raise Refusal(409, "conflict")
-            notices = await announcements.retract(services, found)
-            await audit.record(_actor(request), "announcement.retract",
-                               f"announcement:{found.id}", _now(request), notices=notices)
+            done = await announcements.retract(services, found.id, _actor(request))
+    except audit.Refused as refused:
+        raise Refusal(403 if refused.reason == "forbidden" else 409, refused.reason) from None
+    if done is None:  # gone since the page was read
+        raise Refusal(404, "not_found")
     request.app[DISPATCHER].notify()
     raise web.HTTPSeeOther(f"/panel/ogloszenia/{found.id}")
 
