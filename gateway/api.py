@@ -32,7 +32,18 @@ from gateway.keys import (
     UPDATE_COMMIT,
 )
 from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
-from handlers import accounts, announcements, audit, cases, grades, library, notify, people
+from handlers import (
+    accounts,
+    announcements,
+    audit,
+    cases,
+    grades,
+    library,
+    notify,
+    people,
+    preferences,
+    school,
+)
 from handlers import unread as unread_mail
 from handlers.addresses import normalise_email
 from handlers.i18n import OPEN311
@@ -379,9 +390,9 @@ async def update_person(request: web.Request) -> web.Response:
     body = await keyed_body(request)
     kinds = {"digest_mode": str, "digest_hour": int, "quiet_start": str, "quiet_end": str,
              "channel_order": list, "language": str, "notices": dict}
-    changes = people.parse_preferences(
+    changes = preferences.parse_preferences(
         {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person)
-    await people.set_preferences(person, changes)
+    await preferences.set_preferences(person, changes)
     if changes:
         await audited(request, "person.preferences", f"person:{person.id}", fields=sorted(changes))
     return web.json_response({"id": person.id, **changes})
@@ -505,7 +516,7 @@ async def create_announcement(request: web.Request) -> web.Response:
     publish_at = None
     if body.get("publish_at") is not None:
         try:
-            publish_at = grades.parse_time(body["publish_at"], "publish_at")
+            publish_at = school.parse_time(body["publish_at"], "publish_at")
         except InvalidInput as error:
             raise ApiError(400, "invalid_field", error.message, field=error.field) from None
     author_id = field(body, "author_id", int, required=False)

@@ -368,7 +368,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[HEALTH] = tasks.Health(on_restart=app[METRICS].restarted)
     app[STATE] = {"store": True, "outbox": True}
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers}
-    split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx],
+    split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx(create_app)],
              "worker": [worker_wakeups_ctx]}[role]
     for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, publisher_ctx,
                 *split, smtp_ctx, scheduler_ctx):

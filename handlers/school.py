@@ -16,7 +16,6 @@ from typing import Any
 from tortoise import connections
 from tortoise.models import Model
 
-from handlers.grades import parse_time
 from handlers.limits import fit
 from handlers.message import InvalidInput, Reply
 from store.models import Person, Student
@@ -65,6 +64,20 @@ def day(item: dict[str, Any], name: str, where: str) -> date:
     except ValueError:
         raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must be a date (YYYY-MM-DD)"
                            ) from None
+
+
+def parse_time(value: Any, where: str) -> datetime:
+    """An ISO 8601 date-time with its offset (a register's times, an announcement's
+    `publish_at`); a time without a zone is refused, not guessed."""
+    if not isinstance(value, str):
+        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(where, f"'{where}' needs a time zone offset")
+    return parsed
 
 
 def moment(item: dict[str, Any], name: str, where: str) -> datetime:

@@ -73,3 +73,109 @@ def test_school_commands_answer_with_only_the_router_imported(database_url: str)
         "uwagi remarks_recent", "zadania homework_upcoming", "obecnosci attendance_recent",
         "remarks remarks_recent", "homework homework_upcoming",
         "attendance attendance_recent"]
+
+
+# --- the arrows between modules point down -------------------------------------------------
+
+PACKAGES = ("gateway", "bots", "mail", "handlers", "store")
+#: DESIGN.md's folder table: what each package may import of ours (gateway: everything)
+MAY_IMPORT = {
+    "gateway": set(PACKAGES),
+    "bots": {"bots", "handlers", "store"},
+    "mail": {"mail", "handlers", "store"},
+    "handlers": {"handlers", "store"},
+    "store": {"store"},
+}
+#: circles known and left for later, each with why; a new one fails the test, and one cut
+#: must be struck from here
+KNOWN_CIRCLES: dict[frozenset[str], str] = {
+    frozenset({"gateway.panel", "gateway.panel_sections", "gateway.panel_unread"}):
+        "the console's sections import the console's helpers; the console is to become "
+        "its own aiohttp sub-application (issue #19)",
+}
+
+
+def _module_of(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports() -> dict[str, set[str]]:
+    """Every module of ours → the modules of ours it imports, anywhere in it (an import
+    inside a function is an arrow too: it only hides a circle from Python's loader)."""
+    import ast
+
+    ours = {_module_of(p): p for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+    arrows: dict[str, set[str]] = {}
+    for module, path in ours.items():
+        found: set[str] = set()
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]
+                                    + ([base] if base else []))
+                names = [f"{base}.{alias.name}" for alias in node.names] + [base]
+            for name in names:
+                while name and name not in ours:
+                    name = name.rpartition(".")[0]
+                if name and name != module and name.split(".")[0] in PACKAGES:
+                    found.add(name)
+        # `from handlers import cases` names the package too: the module is the arrow
+        arrows[module] = {n for n in found if n not in PACKAGES or n == module}
+    return arrows
+
+
+def _circles(arrows: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Strongly connected groups of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    found: list[frozenset[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on.add(node)
+        for nxt in arrows.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = set()
+            while True:
+                top = stack.pop()
+                on.discard(top)
+                group.add(top)
+                if top == node:
+                    break
+            if len(group) > 1:
+                found.append(frozenset(group))
+
+    for node in sorted(arrows):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_every_package_imports_only_what_the_folder_table_allows() -> None:
+    """handlers/ never imports gateway/, bots/ or mail/; store/ imports nothing of ours;
+    the channels only handlers/ and store/ (DESIGN.md, "Folders")."""
+    wrong = sorted((module, target) for module, targets in _imports().items()
+                   for target in targets
+                   if target.split(".")[0] not in MAY_IMPORT[module.split(".")[0]])
+    assert not wrong, wrong
+
+
+def test_no_import_circles_but_the_known_ones() -> None:
+    """No two modules import each other, directly or around a loop: the arrows point down,
+    so a module can be read, tested and moved with what is below it only."""
+    found = _circles(_imports())
+    assert sorted(map(sorted, found)) == sorted(map(sorted, KNOWN_CIRCLES)), found
