@@ -15,7 +15,7 @@ from aiohttp import web
 from gateway.downloads import file_response
 from gateway.keys import DISPATCHER
 from gateway.panel import STAFF, TEXT_MAX, Refusal, _actor, _form, _need, _page, _services, row_id
-from handlers import unread
+from handlers import audit, unread
 
 routes = web.RouteTableDef()
 SECTION = "unread"
@@ -62,8 +62,11 @@ async def unread_open_case(request: web.Request) -> web.Response:
     text = str(form.get("tresc", "")).strip()[:TEXT_MAX]
     if not subject or not text:
         raise Refusal(400, "empty")
-    case = await unread.open_case(_services(request), found["id"], subject=subject, text=text,
-                                  clerk=request[STAFF][1], actor=_actor(request))
+    try:
+        case = await unread.open_case(_services(request), found["id"], subject=subject,
+                                      text=text, clerk=request[STAFF][1], actor=_actor(request))
+    except audit.Refused:
+        raise Refusal(403, "forbidden") from None
     if case is None:
         raise Refusal(409, "conflict")  # another clerk (or tab) was first
     request.app[DISPATCHER].notify()
@@ -74,7 +77,11 @@ async def unread_open_case(request: web.Request) -> web.Response:
 async def unread_handled(request: web.Request) -> web.Response:
     found = await _found(request)
     await _form(request)
-    if not await unread.mark_handled(_services(request), found["id"], clerk=request[STAFF][1],
-                                     actor=_actor(request)):
+    try:
+        handled = await unread.mark_handled(_services(request), found["id"],
+                                            clerk=request[STAFF][1], actor=_actor(request))
+    except audit.Refused:
+        raise Refusal(403, "forbidden") from None
+    if not handled:
         raise Refusal(409, "conflict")
     raise web.HTTPSeeOther("/panel/nieodczytane?zrobione=1")

@@ -258,6 +258,8 @@ MAY = {
     "case.note": {"admin", "author", "colleague", "key_cases"},
     "case.status": {"admin", "author", "colleague", "key_cases"},
     "case.assign": {"admin", "author", "colleague", "key_cases"},
+    "unread.open_case": {"admin", "author", "colleague", "key_cases"},
+    "unread.handled": {"admin", "author", "colleague", "key_cases"},
     "announcement.cancel": {"admin", "author", "key_announce"},
     "announcement.retract": {"admin", "author", "key_announce"},
 }
@@ -269,6 +271,24 @@ async def _act(gw: Gateway, action: str, actor, people: dict) -> tuple[str, obje
     from handlers import announcements, audit, cases
 
     ctx = gw.services
+    if action.startswith("unread."):
+        from handlers import unread
+        from store.models import RawInbound
+
+        row = await RawInbound.create(channel="email", external_id=f"<{action}.{actor.label}@x>",
+                                      payload=b"x",
+                                      status="unread", received_at=ctx.clock.now(),
+                                      summary={"address": "jan@example.pl", "subject": "?"})
+        clerk = actor.person or people["colleague"]
+        try:
+            if action == "unread.open_case":
+                done = await unread.open_case(ctx, row.id, subject="Ławka", text="b",
+                                              clerk=clerk, actor=actor)
+            else:
+                done = await unread.mark_handled(ctx, row.id, clerk=clerk, actor=actor)
+        except audit.Refused as refused:
+            done = refused
+        return f"inbound:{row.id}", done
     if action.startswith("case."):
         from tortoise.transactions import in_transaction
 
