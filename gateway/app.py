@@ -20,7 +20,7 @@ from aiohttp import web
 from bots.inbound import store_updates
 from bots.poller import poll_forever
 from bots.sender import TelegramSender, build_bot
-from gateway import api, hooks, openapi, pages, panel, tasks
+from gateway import api, console, hooks, openapi, pages, tasks
 from gateway.config import Settings
 from gateway.dispatcher import Dispatcher, Lane
 from gateway.errors import errors_middleware
@@ -377,5 +377,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     hooks.setup(app)
     openapi.setup(app)
     pages.setup(app)
-    panel.setup(app)
+    console.setup(app)
     return app

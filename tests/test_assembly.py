@@ -88,11 +88,7 @@ MAY_IMPORT = {
 }
 #: circles known and left for later, each with why; a new one fails the test, and one cut
 #: must be struck from here
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"gateway.panel", "gateway.panel_sections", "gateway.panel_unread"}):
-        "the console's sections import the console's helpers; the console is to become "
-        "its own aiohttp sub-application (issue #19)",
-}
+KNOWN_CIRCLES: dict[frozenset[str], str] = {}
 
 
 def _module_of(path: Path) -> str:
@@ -179,3 +175,29 @@ def test_no_import_circles_but_the_known_ones() -> None:
     so a module can be read, tested and moved with what is below it only."""
     found = _circles(_imports())
     assert sorted(map(sorted, found)) == sorted(map(sorted, KNOWN_CIRCLES)), found
+
+
+# --- the console is an application of its own -----------------------------------------------
+
+
+async def test_the_console_is_its_own_sub_application(gw) -> None:  # type: ignore[no-untyped-def]
+    """Every /panel page is served by the console's own aiohttp application, whose
+    middleware (the session, refusals as pages) is its own: the gateway's application
+    neither carries that middleware nor routes a console page itself (DESIGN.md, "The
+    console is its own aiohttp sub-application")."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from gateway import panel
+
+    assert panel.console not in gw.app.middlewares
+    for method, path in (("GET", "/panel"), ("GET", "/panel/"), ("GET", "/panel/sprawy"),
+                         ("POST", "/panel/wejscie"), ("POST", "/panel/ogloszenia/1/wycofaj"),
+                         ("GET", "/panel/nieodczytane")):
+        found = await gw.app.router.resolve(make_mocked_request(method, path, app=gw.app))
+        assert found.http_exception is None, path
+        *_, console = found.apps
+        assert console is not gw.app and panel.console in console.middlewares, path
+    # the pages still work through it: signed out, a page sends to the sign-in form
+    resp = await gw.client.get("/panel/sprawy", allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"].startswith("/panel/wejscie?")
+    assert (await gw.client.get("/static/panel.css")).status == 200
