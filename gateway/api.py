@@ -32,7 +32,18 @@ from gateway.keys import (
     UPDATE_COMMIT,
 )
 from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
-from handlers import accounts, announcements, audit, cases, grades, library, notify, people
+from handlers import (
+    accounts,
+    announcements,
+    audit,
+    cases,
+    grades,
+    library,
+    notify,
+    people,
+    preferences,
+    school,
+)
 from handlers import unread as unread_mail
 from handlers.addresses import normalise_email
 from handlers.i18n import OPEN311
@@ -73,9 +84,11 @@ async def require(request: web.Request, scope: str) -> None:
 
 
 def api_actor(request: web.Request) -> audit.Actor:
-    """The caller in the audit trail: the key's label, from the peer's address."""
+    """The caller in the audit trail — the key's label, from the peer's address — with
+    the key's scopes, for the use-cases' permission rules."""
     return audit.Actor(label=request.get(auth.CALLER) or "API", source="api",
-                       address=client_address(request))
+                       address=client_address(request),
+                       scopes=request.get(auth.CALLER_SCOPES, frozenset()))
 
 
 async def audited(request: web.Request, action: str, obj: str, **detail: Any) -> None:
@@ -302,8 +315,12 @@ async def case_event(request: web.Request) -> web.Response:
     if status is None and not note:
         raise ApiError(400, "missing_field", "give 'status' or 'note'", field="status")
     number = cases.find_number(request.match_info["number"][:32])
-    done = await cases.staff_event(request.app[SERVICES], number, api_actor(request),
-                                   status=status, note=note, public=public) if number else None
+    try:
+        done = await cases.staff_event(request.app[SERVICES], number, api_actor(request),
+                                       status=status, note=note, public=public
+                                       ) if number else None
+    except audit.Refused as refused:  # a key of scope `cases` may: not reached today
+        raise ApiError(403, "forbidden", f"this key may not do {refused.action}") from None
     if done is None:
         raise ApiError(404, "not_found", "no such case")
     case, event = done
@@ -373,9 +390,9 @@ async def update_person(request: web.Request) -> web.Response:
     body = await keyed_body(request)
     kinds = {"digest_mode": str, "digest_hour": int, "quiet_start": str, "quiet_end": str,
              "channel_order": list, "language": str, "notices": dict}
-    changes = people.parse_preferences(
+    changes = preferences.parse_preferences(
         {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person)
-    await people.set_preferences(person, changes)
+    await preferences.set_preferences(person, changes)
     if changes:
         await audited(request, "person.preferences", f"person:{person.id}", fields=sorted(changes))
     return web.json_response({"id": person.id, **changes})
@@ -499,7 +516,7 @@ async def create_announcement(request: web.Request) -> web.Response:
     publish_at = None
     if body.get("publish_at") is not None:
         try:
-            publish_at = grades.parse_time(body["publish_at"], "publish_at")
+            publish_at = school.parse_time(body["publish_at"], "publish_at")
         except InvalidInput as error:
             raise ApiError(400, "invalid_field", error.message, field=error.field) from None
     author_id = field(body, "author_id", int, required=False)
@@ -540,30 +557,44 @@ async def announcement_stats(request: web.Request) -> web.Response:
     return web.json_response(await announcements.stats(await _announcement(request)))
 
 
+def _refusal(refused: audit.Refused, conflict: str) -> ApiError:
+    """A use-case's refusal as the API answers it."""
+    if refused.reason == "forbidden":
+        return ApiError(403, "forbidden", f"this key may not do {refused.action}")
+    return ApiError(409, "conflict", conflict)
+
+
 @routes.post("/api/v1/announcements/{id}/cancel")
 async def cancel_announcement(request: web.Request) -> web.Response:
-    await require(request, "announce")
-    found = await _announcement(request)
-    if not await announcements.cancel(request.app[SERVICES], found):
-        raise ApiError(409, "conflict", f"only a scheduled announcement can be cancelled "
-                                        f"(this one is {found.status})")
-    await audited(request, "announcement.cancel", f"announcement:{found.id}")
-    return web.json_response({"id": found.id, "status": "cancelled"})
-
-
-@routes.post("/api/v1/announcements/{id}/retract")
-async def retract_announcement(request: web.Request) -> web.Response:
     """A key with scope `announce` acts for the office, as an admin does: under
     `announcements.may_withdraw` it may cancel or retract any announcement."""
     await require(request, "announce")
     found = await _announcement(request)
-    if found.status != "published":
-        raise ApiError(409, "conflict", f"only a published announcement can be retracted "
-                                        f"(this one is {found.status})")
-    notices = await announcements.retract(request.app[SERVICES], found)
-    await audited(request, "announcement.retract", f"announcement:{found.id}", notices=notices)
+    try:
+        done = await announcements.cancel(request.app[SERVICES], found.id, api_actor(request))
+    except audit.Refused as refused:
+        raise _refusal(refused, "only a scheduled announcement can be cancelled") from None
+    if done is None:
+        raise ApiError(404, "not_found", "no such announcement")
+    return web.json_response({"id": done.id, "status": done.status})
+
+
+@routes.post("/api/v1/announcements/{id}/retract")
+async def retract_announcement(request: web.Request) -> web.Response:
+    """As cancelling: the use-case decides, drops the unsent copies, tells those who got
+    it and audits, in one transaction."""
+    await require(request, "announce")
+    found = await _announcement(request)
+    try:
+        done = await announcements.retract(request.app[SERVICES], found.id, api_actor(request))
+    except audit.Refused as refused:
+        raise _refusal(refused, "only a published announcement can be retracted") from None
+    if done is None:
+        raise ApiError(404, "not_found", "no such announcement")
+    retracted, notices = done
     request.app[DISPATCHER].notify()
-    return web.json_response({"id": found.id, "status": "retracted", "notices": notices})
+    return web.json_response({"id": retracted.id, "status": retracted.status,
+                              "notices": notices})
 
 
 @routes.get("/ack/{token}")

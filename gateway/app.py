@@ -20,7 +20,7 @@ from aiohttp import web
 from bots.inbound import store_updates
 from bots.poller import poll_forever
 from bots.sender import TelegramSender, build_bot
-from gateway import api, hooks, openapi, pages, panel, tasks
+from gateway import api, console, hooks, openapi, pages, tasks
 from gateway.config import Settings
 from gateway.dispatcher import Dispatcher, Lane
 from gateway.errors import errors_middleware
@@ -96,6 +96,7 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
                            trusted_authserv=settings.smtp_trusted_authserv,
                            verify=settings.mail_auth == "dkim"),
         ack_ttl=timedelta(days=settings.ack_ttl_days),
+        cases_unit=settings.cases_unit,
         retention_days=settings.retention_days,
         retention=Retention(
             messages_days=settings.retention_days,
@@ -367,7 +368,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[HEALTH] = tasks.Health(on_restart=app[METRICS].restarted)
     app[STATE] = {"store": True, "outbox": True}
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers}
-    split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx],
+    split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx(create_app)],
              "worker": [worker_wakeups_ctx]}[role]
     for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, publisher_ctx,
                 *split, smtp_ctx, scheduler_ctx):
@@ -376,5 +377,5 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     hooks.setup(app)
     openapi.setup(app)
     pages.setup(app)
-    panel.setup(app)
+    console.setup(app)
     return app

@@ -17,6 +17,8 @@ KEY_PREFIX = "emk_"
 
 #: the name the request's key goes by in the audit trail
 CALLER = web.RequestKey("caller", str)
+#: the request's key's scopes, which the use-cases' permission rules read (handlers/audit.Actor)
+CALLER_SCOPES = web.RequestKey("caller_scopes", frozenset)
 
 
 def hash_key(key: str) -> str:
@@ -65,6 +67,7 @@ async def require(request: web.Request, scope: str, admin_token: str | None) -> 
     if scope not in scopes:
         raise ApiError(403, "forbidden", f"this key lacks the '{scope}' scope")
     request[CALLER] = label
+    request[CALLER_SCOPES] = frozenset(scopes)
 
 
 async def list_keys() -> list[dict[str, object]]:

@@ -14,6 +14,7 @@ from gateway.auth import SCOPES
 from gateway.config import Settings
 from gateway.imports import IMPORTERS
 from gateway.jobs import jobs
+from gateway.logs import setup_logging
 
 T = TypeVar("T")
 
@@ -47,14 +48,6 @@ def _with_store(work: Callable[[Settings], Awaitable[T]]) -> T:
 def main(verbose: bool) -> None:
     """e-Milanówek gateway: the town's e-services by email, Telegram and webhooks."""
     setup_logging(logging.DEBUG if verbose else logging.INFO)
-
-
-def setup_logging(level: int) -> None:
-    """One format for every process of the gateway (the worker process calls it too)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(processName)s "
-                                            "%(name)s: %(message)s")
-    for noisy in ("httpx", "aiosqlite", "tortoise", "apscheduler", "mail.log", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @main.command()

@@ -35,6 +35,7 @@ from handlers.text import whole_number
 from store import search
 from store.models import CASE_STATUSES, Attachment, Case, CaseEvent, Person
 
+#: the console's own pages, relative to its prefix `/panel` (gateway/console.py)
 routes = web.RouteTableDef()
 #: the signed-in session and its person (set by the `console` middleware)
 STAFF = web.RequestKey("staff", tuple)
@@ -62,7 +63,7 @@ class Refusal(Exception):
 
 
 def _services(request: web.Request) -> ServiceContext:
-    return request.app[SERVICES]
+    return request.config_dict[SERVICES]
 
 
 def _now(request: web.Request):  # type: ignore[no-untyped-def]
@@ -70,7 +71,7 @@ def _now(request: web.Request):  # type: ignore[no-untyped-def]
 
 
 def _secure(request: web.Request) -> bool:
-    return request.app[SETTINGS].base_url.startswith("https://")
+    return request.config_dict[SETTINGS].base_url.startswith("https://")
 
 
 def _lang(request: web.Request) -> str:
@@ -86,7 +87,7 @@ def _set_cookie(request: web.Request, response: web.StreamResponse, name: str, v
 def _page(request: web.Request, name: str, status: int = 200, **context: Any) -> web.Response:
     lang = _lang(request)
     signed = request.get(STAFF)
-    cases_unit = request.app[SETTINGS].cases_unit
+    cases_unit = request.config_dict[SETTINGS].cases_unit
     text = _services(request).renderer.page(f"panel/{name}.html", lang, {
         "pl": lang == "pl", "me": signed[1] if signed else None,
         "csrf": signed[0].csrf if signed else context.pop("csrf", ""),
@@ -119,13 +120,11 @@ def _actor(request: web.Request) -> audit.Actor:
 
 @web.middleware
 async def console(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Under /panel/ (but the sign-in pages) a live session is required; refusals are
-    pages. The session and its person are `request[STAFF]`."""
-    if not request.path.startswith("/panel"):
-        return await handler(request)
+    """The console's own middleware: a live session is required (but on the sign-in
+    pages); refusals are pages. The session and its person are `request[STAFF]`."""
     try:
         if not request.path.startswith("/panel/wejscie"):
-            idle = timedelta(minutes=request.app[SETTINGS].panel_idle_minutes)
+            idle = timedelta(minutes=request.config_dict[SETTINGS].panel_idle_minutes)
             signed = await staff.session_of(request.cookies.get(SESSION_COOKIE, ""),
                                             _now(request), idle)
             if signed is None:
@@ -148,7 +147,7 @@ def row_id(request: web.Request) -> int | None:
 
 def _need(request: web.Request, section: str) -> Person:
     person = request[STAFF][1]
-    if section not in staff.sections(person, request.app[SETTINGS].cases_unit):
+    if section not in staff.sections(person, request.config_dict[SETTINGS].cases_unit):
         raise Refusal(403, "forbidden")
     return person
 
@@ -156,10 +155,10 @@ def _need(request: web.Request, section: str) -> Person:
 # --- signing in and out ----------------------------------------------------------------------
 
 
-@routes.get("/panel")
-@routes.get("/panel/")
+@routes.get("")
+@routes.get("/")
 async def home(request: web.Request) -> web.Response:
-    shown = staff.sections(request[STAFF][1], request.app[SETTINGS].cases_unit)
+    shown = staff.sections(request[STAFF][1], request.config_dict[SETTINGS].cases_unit)
     first = {"cases": "/panel/sprawy", "announcements": "/panel/ogloszenia",
              "library": "/panel/biblioteka", "people": "/panel/ludzie"}
     for section in shown:
@@ -177,7 +176,7 @@ def _next(value: str) -> str:
     return value if local else "/panel/"
 
 
-@routes.get("/panel/wejscie")
+@routes.get("/wejscie")
 async def sign_in_form(request: web.Request) -> web.Response:
     browser = request.cookies.get(BROWSER_COOKIE) or staff.new_token()
     response = _page(request, "sign_in", csrf=_browser_csrf(request, browser),
@@ -196,7 +195,7 @@ async def _browser_form(request: web.Request, refusal: str) -> tuple[str, dict[s
     return browser, form
 
 
-@routes.post("/panel/wejscie")
+@routes.post("/wejscie")
 async def sign_in_request(request: web.Request) -> web.Response:
     """One answer for every address: the form is stored and answered, and the sign-in
     worker decides afterwards whether a link goes out (handlers/staff.py). Limited per
@@ -211,12 +210,12 @@ async def sign_in_request(request: web.Request) -> web.Response:
     if limits and limits.sign_in_per_client.take(limit_key(client_address(request))):
         raise Refusal(429, "too_many")
     await staff.ask_for_link(email, browser, dalej, _now(request))
-    request.app[SIGN_IN].notify()
+    request.config_dict[SIGN_IN].notify()
     return _page(request, "sign_in", sent=True, minutes=staff.LINK_MINUTES,
                  pause=int(staff.MAIL_EVERY.total_seconds()) // 60)
 
 
-@routes.get("/panel/wejscie/{token}")
+@routes.get("/wejscie/{token}")
 async def sign_in_link(request: web.Request) -> web.Response:
     """The link from the mail shows a button: mail scanners open links on delivery and
     must not spend them."""
@@ -225,7 +224,7 @@ async def sign_in_link(request: web.Request) -> web.Response:
                  csrf=_browser_csrf(request, browser) if browser else "")
 
 
-@routes.post("/panel/wejscie/{token}")
+@routes.post("/wejscie/{token}")
 async def sign_in_confirm(request: web.Request) -> web.Response:
     """Signs in and goes back to the page the person was headed for when the console
     sent them to sign in (`dalej`, kept with their browser's request)."""
@@ -245,7 +244,7 @@ async def sign_in_confirm(request: web.Request) -> web.Response:
     raise response
 
 
-@routes.post("/panel/wyloguj")
+@routes.post("/wyloguj")
 async def sign_out(request: web.Request) -> web.Response:
     await _form(request)
     await staff.end(request[STAFF][0], _now(request))
@@ -254,7 +253,7 @@ async def sign_out(request: web.Request) -> web.Response:
     raise response
 
 
-@routes.post("/panel/wyloguj-wszedzie")
+@routes.post("/wyloguj-wszedzie")
 async def sign_out_everywhere(request: web.Request) -> web.Response:
     await _form(request)
     person = request[STAFF][1]
@@ -273,10 +272,10 @@ async def sign_out_everywhere(request: web.Request) -> web.Response:
 async def _clerks(cases_unit: str) -> list[Person]:
     """Who a case can be assigned to (roles live in a JSON list, so they are read here)."""
     people = await Person.all().only("id", "name", "roles", "units").order_by("name")
-    return [p for p in people if staff.may_handle_cases(p, cases_unit)]
+    return [p for p in people if cases.may_handle_cases(p, cases_unit)]
 
 
-@routes.get("/panel/sprawy")
+@routes.get("/sprawy")
 async def case_queue(request: web.Request) -> web.Response:
     """The queue, newest activity first, filtered by status, channel, age and assignee,
     and by a full-text search over the whole correspondence."""
@@ -302,7 +301,7 @@ async def case_queue(request: web.Request) -> web.Response:
     words = q.get("szukaj", "").strip()[:200]
     if words:
         query = query.filter(number__in=await search.matching(
-            words, limit=SEARCH_LIMIT, db=request.app[STORE].reader()))
+            words, limit=SEARCH_LIMIT, db=request.config_dict[STORE].reader()))
     page = whole_number(q.get("strona"), high=9_999) or 0
     found = await query.order_by("-updated_at").offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)
     clerks = {p.id: p for p in await Person.filter(
@@ -323,13 +322,13 @@ async def _case(request: web.Request) -> Case:
     return case
 
 
-@routes.get("/panel/sprawy/{number}")
+@routes.get("/sprawy/{number}")
 async def case_page(request: web.Request) -> web.Response:
     case = await _case(request)
     events = await CaseEvent.filter(case_id=case.number).order_by("created_at", "id")
     files = await Attachment.filter(case_id=case.number).order_by("id").values(
         "id", "filename", "content_type", "size", "created_at")
-    clerks = await _clerks(request.app[SETTINGS].cases_unit)
+    clerks = await _clerks(request.config_dict[SETTINGS].cases_unit)
     authors = {p.id: p.name for p in await Person.filter(
         id__in={e.author_id for e in events if e.author_id})}
     requester = await Person.get_or_none(id=case.person_id) if case.person_id else None
@@ -337,7 +336,7 @@ async def case_page(request: web.Request) -> web.Response:
                  authors=authors, requester=requester, done=request.query.get("zrobione", ""))
 
 
-@routes.get("/panel/sprawy/{number}/zalaczniki/{id}")
+@routes.get("/sprawy/{number}/zalaczniki/{id}")
 async def case_file(request: web.Request) -> web.StreamResponse:
     case = await _case(request)
     file_id = row_id(request)
@@ -358,22 +357,30 @@ async def _case_action(request: web.Request, action: str) -> web.Response:
     text = str(form.get("tekst", "")).strip()[:TEXT_MAX]
     if action == "assign":
         chosen = str(form.get("osoba", ""))
-        clerks = {str(p.id): p for p in await _clerks(request.app[SETTINGS].cases_unit)}
+        clerks = {str(p.id): p for p in await _clerks(request.config_dict[SETTINGS].cases_unit)}
         if chosen and chosen not in clerks:
             raise Refusal(400, "bad_assignee")
-        done = await cases.assign(services, case.number, clerks.get(chosen), _actor(request))
+        try:
+            done = await cases.assign(services, case.number, clerks.get(chosen),
+                                      _actor(request))
+        except audit.Refused:
+            raise Refusal(403, "forbidden") from None
     else:
         status = str(form.get("status", "")) if action == "status" else None
         if status is not None and status not in CASE_STATUSES:
             raise Refusal(400, "bad_status")
         if status is None and not text:
             raise Refusal(400, "empty")
-        done = await cases.staff_event(services, case.number, _actor(request), status=status,
-                                       note=text or None, public=action != "note", author=me,
-                                       channel="console")
+        try:
+            done = await cases.staff_event(services, case.number, _actor(request),
+                                           status=status, note=text or None,
+                                           public=action != "note", author=me,
+                                           channel="console")
+        except audit.Refused:
+            raise Refusal(403, "forbidden") from None
     if done is None:  # no such case (`_case` found it a moment ago: a race, not a rule)
         raise Refusal(404, "no_case")
-    request.app[DISPATCHER].notify()
+    request.config_dict[DISPATCHER].notify()
     raise web.HTTPSeeOther(f"/panel/sprawy/{case.number}?zrobione={action}")
 
 
@@ -389,13 +396,13 @@ def _case_form(action: str):  # type: ignore[no-untyped-def]
 
 
 for _path, _action in CASE_ACTIONS.items():
-    routes.post(f"/panel/sprawy/{{number}}/{_path}")(_case_form(_action))
+    routes.post(f"/sprawy/{{number}}/{_path}")(_case_form(_action))
 
 
 # --- audit -------------------------------------------------------------------------------------
 
 
-@routes.get("/panel/audyt")
+@routes.get("/audyt")
 async def audit_page(request: web.Request) -> web.Response:
     _need(request, "audit")
     q = request.query
@@ -407,17 +414,8 @@ async def audit_page(request: web.Request) -> web.Response:
 # --- the stylesheet ------------------------------------------------------------------------------
 
 
-@routes.get("/static/panel.css")
 async def stylesheet(request: web.Request) -> web.Response:
+    """`/static/panel.css`, outside the console's prefix (gateway/console.py routes it)."""
     return web.Response(body=(STATIC / "panel.css").read_bytes(), content_type="text/css",
                         charset="utf-8", headers={"Cache-Control": "max-age=3600",
                                                   "X-Content-Type-Options": "nosniff"})
-
-
-def setup(app: web.Application) -> None:
-    from gateway import panel_sections, panel_unread
-
-    app.middlewares.append(console)
-    app.router.add_routes(routes)
-    app.router.add_routes(panel_sections.routes)
-    app.router.add_routes(panel_unread.routes)

@@ -50,7 +50,7 @@ from store.models import (
 )
 from store.outbox import pending_stats
 
-routes = web.RouteTableDef()
+routes = web.RouteTableDef()  # relative to the console's prefix, /panel (gateway/console.py)
 
 
 # --- announcements -----------------------------------------------------------------------------
@@ -102,7 +102,7 @@ async def _draft(request: web.Request) -> tuple[dict[str, Any], list[str]]:
     return draft, problems
 
 
-@routes.get("/panel/ogloszenia")
+@routes.get("/ogloszenia")
 async def announcement_list(request: web.Request) -> web.Response:
     me = _need(request, "announcements")
     recent = [a for a in await Announcement.all().order_by("-id").limit(200) if _visible(me, a)]
@@ -112,7 +112,7 @@ async def announcement_list(request: web.Request) -> web.Response:
                  draft={"audience": {}})
 
 
-@routes.post("/panel/ogloszenia/podglad")
+@routes.post("/ogloszenia/podglad")
 async def announcement_preview(request: web.Request) -> web.Response:
     """How many people it will reach, and how it reads in Telegram and in mail, before
     anything is sent."""
@@ -156,7 +156,7 @@ def telegram_preview(text: str) -> Markup:
     return Markup("".join(shown).replace("\n", "<br>"))
 
 
-@routes.post("/panel/ogloszenia")
+@routes.post("/ogloszenia")
 async def announcement_send(request: web.Request) -> web.Response:
     draft, problems = await _draft(request)
     if problems:
@@ -168,7 +168,7 @@ async def announcement_send(request: web.Request) -> web.Response:
             services, author=me, title=draft["title"], body=draft["body"],
             audience=draft["audience"], priority="urgent" if draft["urgent"] else "normal",
             publish_at=draft.get("when"), source="console", actor=_actor(request))
-    request.app[PUBLISHER].set()
+    request.config_dict[PUBLISHER].set()
     raise web.HTTPSeeOther(f"/panel/ogloszenia/{created.id}")
 
 
@@ -180,7 +180,7 @@ async def _announcement(request: web.Request) -> Announcement:
     return found
 
 
-@routes.get("/panel/ogloszenia/{id}")
+@routes.get("/ogloszenia/{id}")
 async def announcement_page(request: web.Request) -> web.Response:
     """Counts that count up while it goes out (the page reloads itself every few seconds
     until nothing is waiting — a meta refresh, no script)."""
@@ -188,45 +188,41 @@ async def announcement_page(request: web.Request) -> web.Response:
     stats = await announcements.stats(found, limit=200)
     going = found.status == "scheduled" or stats["queued"] > 0
     return _page(request, "announcement", announcement=found, stats=stats, refresh=going,
-                 may_withdraw=announcements.may_withdraw(request[STAFF][1], found))
+                 may_withdraw=announcements.may_withdraw(_actor(request), found))
 
 
-@routes.post("/panel/ogloszenia/{id}/anuluj")
+@routes.post("/ogloszenia/{id}/anuluj")
 async def announcement_cancel(request: web.Request) -> web.Response:
     return await _stop(request, "cancel")
 
 
-@routes.post("/panel/ogloszenia/{id}/wycofaj")
+@routes.post("/ogloszenia/{id}/wycofaj")
 async def announcement_retract(request: web.Request) -> web.Response:
     return await _stop(request, "retract")
 
 
 async def _stop(request: web.Request, how: str) -> web.Response:
+    """Cancel or retract: the use-case decides who may and in which state, and audits."""
     found = await _announcement(request)
     await _form(request)
-    if not announcements.may_withdraw(request[STAFF][1], found):
-        raise Refusal(403, "forbidden")
     services = _services(request)
-    async with in_transaction():
+    try:
         if how == "cancel":
-            if not await announcements.cancel(services, found):
-                raise Refusal(409, "conflict")
-            await audit.record(_actor(request), "announcement.cancel",
-                               f"announcement:{found.id}", _now(request))
+            done: object = await announcements.cancel(services, found.id, _actor(request))
         else:
-            if found.status != "published":
-                raise Refusal(409, "conflict")
-            notices = await announcements.retract(services, found)
-            await audit.record(_actor(request), "announcement.retract",
-                               f"announcement:{found.id}", _now(request), notices=notices)
-    request.app[DISPATCHER].notify()
+            done = await announcements.retract(services, found.id, _actor(request))
+    except audit.Refused as refused:
+        raise Refusal(403 if refused.reason == "forbidden" else 409, refused.reason) from None
+    if done is None:  # gone since the page was read
+        raise Refusal(404, "not_found")
+    request.config_dict[DISPATCHER].notify()
     raise web.HTTPSeeOther(f"/panel/ogloszenia/{found.id}")
 
 
 # --- library -------------------------------------------------------------------------------------
 
 
-@routes.get("/panel/biblioteka")
+@routes.get("/biblioteka")
 async def library_page(request: web.Request) -> web.Response:
     """The last reminder run, the printable list of readers no channel reaches, and the
     recent renewals."""
@@ -243,7 +239,7 @@ async def library_page(request: web.Request) -> web.Response:
 # --- people ---------------------------------------------------------------------------------------
 
 
-@routes.get("/panel/ludzie")
+@routes.get("/ludzie")
 async def people_page(request: web.Request) -> web.Response:
     _need(request, "people")
     words = request.query.get("szukaj", "").strip()[:100]
@@ -268,7 +264,7 @@ async def _person(request: web.Request) -> Person:
     return found
 
 
-@routes.get("/panel/ludzie/{id}")
+@routes.get("/ludzie/{id}")
 async def person_page(request: web.Request) -> web.Response:
     person = await _person(request)
     identities = await Identity.filter(person_id=person.id).values("channel", "address")
@@ -286,7 +282,7 @@ def qr_svg(text: str) -> Markup:
     return Markup(svg.replace("<svg ", '<svg role="img" aria-label="QR" ', 1))
 
 
-@routes.post("/panel/ludzie/{id}/kod")
+@routes.post("/ludzie/{id}/kod")
 async def person_link_letter(request: web.Request) -> web.Response:
     """A fresh link code as a QR code and a one-page letter to print (a parents' evening).
     Shown once, in the answer to the POST; the code is kept only as the link."""
@@ -304,7 +300,7 @@ async def person_link_letter(request: web.Request) -> web.Response:
                  parent="parent" in (person.roles or []))
 
 
-@routes.post("/panel/ludzie/{id}/eksport")
+@routes.post("/ludzie/{id}/eksport")
 async def person_export(request: web.Request) -> web.Response:
     person = await _person(request)
     await _form(request)
@@ -318,7 +314,7 @@ async def person_export(request: web.Request) -> web.Response:
     return file_response(body, f"rodo-osoba-{person.id}.json", content_type="application/json")
 
 
-@routes.post("/panel/ludzie/{id}/usun")
+@routes.post("/ludzie/{id}/usun")
 async def person_erase(request: web.Request) -> web.Response:
     """Erasure asks for the person's number typed again (a confirmation, not a click)."""
     person = await _person(request)
@@ -328,15 +324,15 @@ async def person_erase(request: web.Request) -> web.Response:
     if person.id == request[STAFF][1].id:
         raise Refusal(409, "conflict")
     await rodo.erase(person.id, _actor(request), _now(request),
-                     spool_dir=request.app[SETTINGS].sent_mail_dir)
-    request.app[DISPATCHER].notify()
+                     spool_dir=request.config_dict[SETTINGS].sent_mail_dir)
+    request.config_dict[DISPATCHER].notify()
     raise web.HTTPSeeOther("/panel/ludzie?usunieto=1")
 
 
 # --- health --------------------------------------------------------------------------------------
 
 
-@routes.get("/panel/zdrowie")
+@routes.get("/zdrowie")
 async def health_page(request: web.Request) -> web.Response:
     """At a glance: what waits to leave and since when, what failed, Telegram's 429s,
     the last run of each job, the room left for attachments, and the background parts
@@ -346,7 +342,7 @@ async def health_page(request: web.Request) -> web.Response:
     waiting = await pending_stats()
     failures = dict(await Outbox.filter(status="failed", created_at__gte=now - timedelta(days=1))
                     .annotate(n=Count("id")).group_by("channel").values_list("channel", "n"))
-    registry = request.app[METRICS].registry
+    registry = request.config_dict[METRICS].registry
     throttled = {c: int(registry.get_sample_value("emil_telegram_429_total", {"channel": c}) or 0)
                  for c in ("telegram",)}
     runs = []
@@ -356,7 +352,7 @@ async def health_page(request: web.Request) -> web.Response:
     channels = sorted(set(waiting) | set(failures) | {"email", "telegram"})
     return _page(request, "health", channels=channels, waiting=waiting, failures=failures,
                  throttled=throttled, runs=runs, now=now, unread=await unread.count_waiting(),
-                 unread_alert=request.app[SETTINGS].unread_mail_alert,
+                 unread_alert=request.config_dict[SETTINGS].unread_mail_alert,
                  storage=await quota.store_state(_services(request)),
-                 parts=sorted(request.app[HEALTH].parts.items()),
-                 instance=request.app[SETTINGS].instance_name, peer=client_address(request))
+                 parts=sorted(request.config_dict[HEALTH].parts.items()),
+                 instance=request.config_dict[SETTINGS].instance_name, peer=client_address(request))

@@ -15,9 +15,9 @@ from aiohttp import web
 from gateway.downloads import file_response
 from gateway.keys import DISPATCHER
 from gateway.panel import STAFF, TEXT_MAX, Refusal, _actor, _form, _need, _page, _services, row_id
-from handlers import unread
+from handlers import audit, unread
 
-routes = web.RouteTableDef()
+routes = web.RouteTableDef()  # relative to the console's prefix, /panel (gateway/console.py)
 SECTION = "unread"
 
 
@@ -30,7 +30,7 @@ async def _found(request: web.Request) -> dict:
     return found
 
 
-@routes.get("/panel/nieodczytane")
+@routes.get("/nieodczytane")
 async def unread_queue(request: web.Request) -> web.Response:
     _need(request, SECTION)
     mails = await unread.waiting()
@@ -38,12 +38,12 @@ async def unread_queue(request: web.Request) -> web.Response:
                  done=request.query.get("zrobione", ""))
 
 
-@routes.get("/panel/nieodczytane/{id}")
+@routes.get("/nieodczytane/{id}")
 async def unread_mail(request: web.Request) -> web.Response:
     return _page(request, "unread_mail", mail=await _found(request))
 
 
-@routes.get("/panel/nieodczytane/{id}/oryginal")
+@routes.get("/nieodczytane/{id}/oryginal")
 async def unread_original(request: web.Request) -> web.Response:
     """The mail as it arrived, as a download: never shown inline (it is whatever a stranger
     sent), never kept by a cache on the way (it holds personal data)."""
@@ -54,7 +54,7 @@ async def unread_original(request: web.Request) -> web.Response:
     return file_response(raw, f"poczta-{found['id']}.eml", content_type="message/rfc822")
 
 
-@routes.post("/panel/nieodczytane/{id}/sprawa")
+@routes.post("/nieodczytane/{id}/sprawa")
 async def unread_open_case(request: web.Request) -> web.Response:
     found = await _found(request)
     form = await _form(request)
@@ -62,19 +62,26 @@ async def unread_open_case(request: web.Request) -> web.Response:
     text = str(form.get("tresc", "")).strip()[:TEXT_MAX]
     if not subject or not text:
         raise Refusal(400, "empty")
-    case = await unread.open_case(_services(request), found["id"], subject=subject, text=text,
-                                  clerk=request[STAFF][1], actor=_actor(request))
+    try:
+        case = await unread.open_case(_services(request), found["id"], subject=subject,
+                                      text=text, clerk=request[STAFF][1], actor=_actor(request))
+    except audit.Refused:
+        raise Refusal(403, "forbidden") from None
     if case is None:
         raise Refusal(409, "conflict")  # another clerk (or tab) was first
-    request.app[DISPATCHER].notify()
+    request.config_dict[DISPATCHER].notify()
     raise web.HTTPSeeOther(f"/panel/sprawy/{case.number}")
 
 
-@routes.post("/panel/nieodczytane/{id}/zalatwione")
+@routes.post("/nieodczytane/{id}/zalatwione")
 async def unread_handled(request: web.Request) -> web.Response:
     found = await _found(request)
     await _form(request)
-    if not await unread.mark_handled(_services(request), found["id"], clerk=request[STAFF][1],
-                                     actor=_actor(request)):
+    try:
+        handled = await unread.mark_handled(_services(request), found["id"],
+                                            clerk=request[STAFF][1], actor=_actor(request))
+    except audit.Refused:
+        raise Refusal(403, "forbidden") from None
+    if not handled:
         raise Refusal(409, "conflict")
     raise web.HTTPSeeOther("/panel/nieodczytane?zrobione=1")

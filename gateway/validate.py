@@ -140,7 +140,7 @@ async def body_deadline(request: web.Request, handler: Handler) -> web.StreamRes
     payload = request.content
     if not request.body_exists or payload.is_eof():
         return await handler(request)
-    settings = request.app[SETTINGS]
+    settings = request.config_dict[SETTINGS]
     loop = asyncio.get_running_loop()
     started = loop.time()
     timer: asyncio.TimerHandle | None = None

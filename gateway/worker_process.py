@@ -18,32 +18,33 @@ import asyncio
 import logging
 import multiprocessing
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
 
 from gateway.config import Settings
 from gateway.keys import SETTINGS, STATE
+from gateway.logs import setup_logging
 
 log = logging.getLogger(__name__)
 
 #: how long a stopping worker may take to finish its batch before it is killed
 STOP_GRACE_SECONDS = 20.0
 
+#: `gateway.app.create_app`, handed in by the app it assembles (this module is below it)
+AppFactory = Callable[..., web.Application]
 
-def run_worker(settings: dict[str, Any], log_level: int) -> None:
-    """The worker process's entry point (spawned: a fresh interpreter, no inherited loop)."""
-    from gateway.cli import setup_logging
 
+def run_worker(build: AppFactory, settings: dict[str, Any], log_level: int) -> None:
+    """The worker process's entry point (spawned: a fresh interpreter, no inherited loop;
+    `build` arrives pickled by its name and is imported there)."""
     setup_logging(log_level)
-    asyncio.run(_serve_worker(Settings(_env_file=None, **settings)))  # type: ignore[call-arg]
+    asyncio.run(_serve_worker(build, Settings(_env_file=None, **settings)))  # type: ignore[call-arg]
 
 
-async def _serve_worker(settings: Settings) -> None:
-    from gateway.app import create_app
-
-    runner = web.AppRunner(create_app(settings, role="worker"), handle_signals=False)
+async def _serve_worker(build: AppFactory, settings: Settings) -> None:
+    runner = web.AppRunner(build(settings, role="worker"), handle_signals=False)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -54,7 +55,15 @@ async def _serve_worker(settings: Settings) -> None:
     await runner.cleanup()
 
 
-async def worker_process_ctx(app: web.Application) -> AsyncIterator[None]:
+def worker_process_ctx(build: AppFactory
+                       ) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The intake's `cleanup_ctx` entry for a worker process whose app `build` makes."""
+    def ctx(app: web.Application) -> AsyncIterator[None]:
+        return _worker_process(app, build)
+    return ctx
+
+
+async def _worker_process(app: web.Application, build: AppFactory) -> AsyncIterator[None]:
     """Start the worker process, restart it if it dies, stop it with the gateway."""
     settings: Settings = app[SETTINGS]
     spawn = multiprocessing.get_context("spawn")
@@ -62,7 +71,7 @@ async def worker_process_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def start() -> multiprocessing.process.BaseProcess:
         process = spawn.Process(target=run_worker, name="emilanowek-worker",
-                                args=(settings.model_dump(), level))
+                                args=(build, settings.model_dump(), level))
         process.start()
         log.info("worker process started (pid %s)", process.pid)
         return process

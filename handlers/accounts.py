@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from tortoise.exceptions import IntegrityError
 
-from handlers import people
+from handlers import preferences
 from handlers.context import ServiceContext
 from handlers.fanout import MODE_WORDS, NOTICE_WORDS, modes_of
 from handlers.message import InboundMessage, InvalidInput, Reply
@@ -20,15 +20,6 @@ from handlers.text import whole_number
 from store.models import Identity, LinkCode, Person
 
 LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-def clock_time(value: str) -> str | None:
-    """"7:00" or "07:00" → "07:00"; None if it is not a time of day. The one rule for
-    the bot's `/ustawienia cisza` and the API's `quiet_start`/`quiet_end` (they used to
-    disagree on "7:00")."""
-    match = _HHMM.match(value.strip()) if len(value) <= 5 else None
-    return f"{int(match.group(1)):02d}:{match.group(2)}" if match else None
 
 
 async def new_person(ctx: ServiceContext, **fields: object) -> Person:
@@ -127,7 +118,7 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
             if value in ("off", "brak", "wyłącz", "wylacz"):
                 changes["quiet_start"] = changes["quiet_end"] = "00:00"
             else:
-                parts = [clock_time(p) for p in value.split("-")]
+                parts = [preferences.clock_time(p) for p in value.split("-")]
                 if len(parts) != 2 or None in parts:
                     return [Reply("settings_invalid", {"word": word})]
                 changes["quiet_start"], changes["quiet_end"] = parts
@@ -141,10 +132,10 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
             changes["notices"] = notices
         else:
             return [Reply("settings_invalid", {"word": word})]
-    try:  # the words are the bot's; the rule is the API's (handlers/people.py)
-        changes = people.parse_preferences(changes, person)
+    try:  # the words are the bot's; the rule is the API's (handlers/preferences.py)
+        changes = preferences.parse_preferences(changes, person)
     except InvalidInput as error:
         return [Reply("settings_invalid", {"word": error.field})]
-    await people.set_preferences(person, changes)
+    await preferences.set_preferences(person, changes)
     return [Reply("settings", {"person": person, "changed": bool(changes),
                                "modes": modes_of(person)})]

@@ -61,14 +61,16 @@ def check_audience(person: Person | None, audience: dict[str, list[str]]) -> str
     return None
 
 
-def may_withdraw(person: Person | None, announcement: Announcement) -> bool:
-    """Whether `person` may cancel (scheduled) or retract (published) `announcement`: its
-    author, or an admin. None is an API key with scope `announce`, which acts for the
-    office as an admin does. Seeing an announcement (every staff member of its units
-    does) is not enough: a colleague retracting another's announcement tells its whole
-    audience it was withdrawn (issue #18, fault 7). Every channel asks this one rule."""
+def may_withdraw(actor: audit.Actor, announcement: Announcement) -> bool:
+    """Whether `actor` may cancel (scheduled) or retract (published) `announcement`: its
+    author, or an admin, or an API key with scope `announce`, which acts for the office
+    as an admin does. Seeing an announcement (every staff member of its units does) is not
+    enough: a colleague retracting another's announcement tells its whole audience it was
+    withdrawn (issue #18, fault 7). The use-cases `cancel` and `retract` ask this one
+    rule, whichever channel calls them; the console asks it to offer the buttons."""
+    person = actor.person
     if person is None:
-        return True
+        return actor.holds("announce")
     return "admin" in (person.roles or []) or (
         announcement.author_id is not None and announcement.author_id == person.id)
 
@@ -208,20 +210,53 @@ async def scheduled_run(ctx: ServiceContext) -> dict[str, Any]:
     return {"published": len(due), "queued": queued}
 
 
-async def cancel(ctx: ServiceContext, announcement: Announcement) -> bool:
-    return bool(await Announcement.filter(id=announcement.id, status__in=("scheduled", "pending"))
-                .update(status="cancelled"))
+async def _withdrawable(announcement_id: int, actor: audit.Actor, action: str
+                        ) -> Announcement | None:
+    """The announcement, locked for the caller's transaction, once `may_withdraw` lets
+    `actor` (else `audit.Refused`); None: there is no such announcement."""
+    found = await Announcement.select_for_update().get_or_none(id=announcement_id)
+    if found is not None and not may_withdraw(actor, found):
+        raise audit.Refused("forbidden", action)
+    return found
 
 
-async def retract(ctx: ServiceContext, announcement: Announcement) -> int:
-    """Withdraw a sent announcement: unsent copies are dropped, and everyone who got it
-    is told it was withdrawn. Returns how many retraction notices were queued."""
+async def cancel(ctx: ServiceContext, announcement_id: int, actor: audit.Actor
+                 ) -> Announcement | None:
+    """Cancel a scheduled announcement, or an e-mailed draft awaiting its author's
+    confirmation — the use-case the console, the API and mail call: `may_withdraw` decides
+    who may, and the change and its audit entry commit together. `audit.Refused`
+    ("forbidden", or "conflict" when it is neither scheduled nor pending); None: there is
+    no such announcement."""
+    async with in_transaction():
+        found = await _withdrawable(announcement_id, actor, "announcement.cancel")
+        if found is None:
+            return None
+        if found.status not in ("scheduled", "pending"):
+            raise audit.Refused("conflict", "announcement.cancel")
+        await Announcement.filter(id=found.id).update(status="cancelled")
+        found.status = "cancelled"
+        await audit.record(actor, "announcement.cancel", f"announcement:{found.id}",
+                           ctx.clock.now())
+    return found
+
+
+async def retract(ctx: ServiceContext, announcement_id: int, actor: audit.Actor
+                  ) -> tuple[Announcement, int] | None:
+    """Withdraw a sent announcement — the use-case the console and the API call:
+    `may_withdraw` decides who may; then, in one transaction, unsent copies are dropped,
+    everyone who got it is told it was withdrawn, and the action is audited. Returns the
+    announcement and how many retraction notices were queued; `audit.Refused`
+    ("forbidden", or "conflict" when it is not published); None: no such announcement."""
     now = ctx.clock.now()
     async with in_transaction():
-        changed = await Announcement.filter(id=announcement.id, status="published").update(
-            status="retracted", retracted_at=now)
-        if not changed:
-            return 0
+        announcement = await _withdrawable(announcement_id, actor, "announcement.retract")
+        if announcement is None:
+            return None
+        if announcement.status != "published":
+            raise audit.Refused("conflict", "announcement.retract")
+        await Announcement.filter(id=announcement.id).update(status="retracted",
+                                                             retracted_at=now)
+        announcement.status, announcement.retracted_at = "retracted", now
         await Outbox.filter(cause=f"ann:{announcement.id}", status="pending").update(
             status="cancelled", last_error="announcement retracted")
         got = await Outbox.filter(cause=f"ann:{announcement.id}", status="sent").values_list(
@@ -234,7 +269,9 @@ async def retract(ctx: ServiceContext, announcement: Announcement) -> int:
             kind="announcements", template="announcement_retracted", urgent=True,
             key=f"ann-retract:{announcement.id}", mailbox="ogloszenia",
             context={"announcement": announcement}), now)
-    return outcome.queued
+        await audit.record(actor, "announcement.retract", f"announcement:{announcement.id}",
+                           now, notices=outcome.queued)
+    return announcement, outcome.queued
 
 
 def read_ack_token(ctx: ServiceContext, token: str) -> tuple[int, int] | None:
@@ -357,9 +394,10 @@ async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person 
         if draft is None or person is None or draft.author_id != person.id:
             return [Reply("announcement_confirm_unknown", {})]
         if not first.startswith(("potwierdzam", "confirm")):
-            await cancel(ctx, draft)
-            await audit.record(audit.Actor.of(person, "mail"), "announcement.cancel",
-                               f"announcement:{draft.id}", ctx.clock.now())
+            try:  # its author: allowed; cancelled meanwhile by another way: the same
+                await cancel(ctx, draft.id, audit.Actor.of(person, "mail"))
+            except audit.Refused:
+                pass
             return [Reply("announcement_cancelled", {"announcement": draft})]
         await Announcement.filter(id=draft.id).update(status="scheduled", confirm_token=None)
         await audit.record(audit.Actor.of(person, "mail"), "announcement.confirm",

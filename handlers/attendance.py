@@ -178,6 +178,7 @@ async def recent_reply(student: Any, today: date) -> Reply:
                                        "counts": _counts(entries)})
 
 
-@school.answer_for("attendance")
-async def _answer(ctx: ServiceContext, student: Any) -> Reply:
+async def answer(ctx: ServiceContext, student: Any) -> Reply:
+    """A guardian's /obecnosci: the last two weeks' absences, lateness and excuses of one
+    child (the router's `SCHOOL_ANSWERS`)."""
     return await recent_reply(student, ctx.clock.now().astimezone(ctx.zone).date())

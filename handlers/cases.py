@@ -504,22 +504,41 @@ def staff_audit_action(status: str | None, public: bool) -> str:
     return "case.status" if status else "case.reply" if public else "case.note"
 
 
+def may_handle_cases(person: Person, cases_unit: str) -> bool:
+    """Staff of the unit named by EMIL_CASES_UNIT, and admins (the console shows them the
+    cases and offers them as assignees)."""
+    roles = person.roles or []
+    return "admin" in roles or ("staff" in roles and cases_unit in (person.units or []))
+
+
+def may_act(actor: audit.Actor, cases_unit: str) -> bool:
+    """The one rule of every staff action on a case — reply, note, status, assign — by
+    whichever channel it comes: a person who handles cases, or an API key with scope
+    `cases`."""
+    if actor.person is None:
+        return actor.holds("cases")
+    return may_handle_cases(actor.person, cases_unit)
+
+
 async def staff_event(
     ctx: ServiceContext, number: str, actor: audit.Actor, *, status: str | None,
     note: str | None, public: bool, author: Person | None = None, channel: str = "api",
 ) -> tuple[Case, CaseEvent] | None:
     """A staff reply, note or status change — the use-case the console and the API call:
-    in one transaction the case row is locked, the event and its index words written, the
-    action audited and the requester's notice queued. None: there is no such case."""
+    `may_act` decides who may (else `audit.Refused`), then in one transaction the case
+    row is locked, the event and its index words written, the action audited and the
+    requester's notice queued. None: there is no such case."""
+    action = staff_audit_action(status, public)
+    if not may_act(actor, ctx.cases_unit):
+        raise audit.Refused("forbidden", action)
     async with _transaction():
         case = await Case.get_or_none(number=number)  # locked by add_staff_event
         if case is None:
             return None
         event = await add_staff_event(ctx, case, status=status, note=note, public=public,
                                       author=author, channel=channel)
-        await audit.record(actor, staff_audit_action(status, public), case.number,
-                           ctx.clock.now(), status=status, public=public,
-                           length=len(note or ""))
+        await audit.record(actor, action, case.number, ctx.clock.now(), status=status,
+                           public=public, length=len(note or ""))
     return case, event
 
 
@@ -532,8 +551,10 @@ async def last_mail_of(case: Case) -> str | None:
 
 async def assign(ctx: ServiceContext, number: str, assignee: Person | None,
                  actor: audit.Actor) -> Case | None:
-    """Give the case to a clerk (or to nobody), audited, in one transaction; None: there
-    is no such case."""
+    """Give the case to a clerk (or to nobody), audited, in one transaction, if `may_act`
+    lets the actor (else `audit.Refused`); None: there is no such case."""
+    if not may_act(actor, ctx.cases_unit):
+        raise audit.Refused("forbidden", "case.assign")
     now = ctx.clock.now()
     async with _transaction():
         case = await Case.select_for_update().get_or_none(number=number)

@@ -57,6 +57,8 @@ class ServiceContext:
     attendance_gather: timedelta = timedelta(minutes=10)
     #: rate limits of this process (handlers/ratelimit.Limits)
     limits: Any = None
+    #: the unit whose staff handle residents' cases (EMIL_CASES_UNIT; handlers/cases.may_act)
+    cases_unit: str = "urzad"
 
     def address(self, mailbox: str) -> str:
         return f"{mailbox}@{self.mail_domain}"

@@ -18,6 +18,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from handlers import school
 from handlers.context import ServiceContext
 from handlers.fanout import Notice, fan_out, mode_for
 from handlers.limits import check_all, fit
@@ -53,18 +54,6 @@ def _text(item: dict[str, Any], name: str, where: str, required: bool = True) ->
     return text
 
 
-def parse_time(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time")
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time") from None
-    if parsed.tzinfo is None:
-        raise InvalidInput(where, f"'{where}' needs a time zone offset")
-    return parsed
-
-
 def parse_item(item: Any, where: str) -> GradeIn:
     if not isinstance(item, dict):
         raise InvalidInput(where, f"'{where}' must be an object")
@@ -75,7 +64,7 @@ def parse_item(item: Any, where: str) -> GradeIn:
         value=_text(item, "value", where) or "",
         weight=_text(item, "weight", where, required=False),
         category=_text(item, "category", where, required=False),
-        recorded_at=parse_time(item.get("recorded_at"), f"{where}.recorded_at"),
+        recorded_at=school.parse_time(item.get("recorded_at"), f"{where}.recorded_at"),
     )
     fit(Student, "id", grade.student, f"{where}.student")
     check_all(Grade, {"id": grade.id, "subject": grade.subject, "value": grade.value,
@@ -100,7 +89,6 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[GradeIn]]
     """Store grades and queue notices, one answer per batch, as if the batches had come
     one after another; the rows of them all are read and inserted together
     (store/upsert.py). Call inside a transaction (the hook's)."""
-    from handlers import school  # the school module reads grades' time parser
 
     now = ctx.clock.now()
     everything = [g for batch in batches for g in batch]

@@ -98,6 +98,6 @@ async def upcoming_reply(student: Any, today: date) -> Reply:
                                        "items": [_view(h) for h in items]})
 
 
-@school.answer_for("homework")
-async def _answer(ctx: ServiceContext, student: Any) -> Reply:
+async def answer(ctx: ServiceContext, student: Any) -> Reply:
+    """A guardian's /zadania: what one child's class has due from today (the router's `SCHOOL_ANSWERS`)."""
     return await upcoming_reply(student, ctx.clock.now().astimezone(ctx.zone).date())

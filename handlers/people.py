@@ -1,6 +1,6 @@
-"""People as the town describes them, and how each wants to be told: one validator for
-a person (the API and the CSV import) and one for preferences (the API and `/ustawienia`),
-and one upsert. `gateway/` only reads HTTP or CSV into plain values and calls these.
+"""People as the town describes them: one validator for a person (the API and the CSV
+import) and one upsert. `gateway/` only reads HTTP or CSV into plain values and calls
+these. How each wants to be told is handlers/preferences.py.
 """
 
 from __future__ import annotations
@@ -11,14 +11,10 @@ from typing import Any
 from handlers import accounts
 from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
-from handlers.fanout import parse_notices
 from handlers.i18n import LANGUAGES
 from handlers.limits import check_all
 from handlers.message import InvalidInput
 from store.models import ROLES, Identity, Person
-
-CHANNELS = ("telegram", "email")
-DIGEST_MODES = ("instant", "daily")
 
 
 @dataclass(frozen=True)
@@ -102,46 +98,3 @@ async def _link_addresses(person: Person, wanted: PersonIn) -> bool:
 
 class CardTaken(Exception):
     """The library card is already someone else's (409 in the API)."""
-
-
-def parse_preferences(values: dict[str, Any], person: Person) -> dict[str, Any]:
-    """The changes to a person's preferences, checked: the one rule for the API's PATCH
-    and the bot's `/ustawienia` (which first turns its Polish words into these values)."""
-    changes: dict[str, Any] = {}
-    for name, value in values.items():
-        if value is None:
-            continue
-        if name == "digest_mode":
-            if value not in DIGEST_MODES:
-                raise InvalidInput(name, "'digest_mode' is 'instant' or 'daily'")
-            changes[name] = value
-        elif name == "digest_hour":
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 23:
-                raise InvalidInput(name, "'digest_hour' is 0–23")
-            changes[name] = value
-        elif name in ("quiet_start", "quiet_end"):
-            normalised = accounts.clock_time(value) if isinstance(value, str) else None
-            if normalised is None:
-                raise InvalidInput(name, f"'{name}' is HH:MM")
-            changes[name] = normalised
-        elif name == "channel_order":
-            if (not isinstance(value, list) or not value
-                    or any(c not in CHANNELS for c in value)):
-                raise InvalidInput(name, "'channel_order' lists telegram and/or email")
-            changes[name] = list(dict.fromkeys(value))
-        elif name == "language":
-            if value not in LANGUAGES:
-                raise InvalidInput(name, f"'language' is one of {', '.join(LANGUAGES)}")
-            changes[name] = value
-        elif name == "notices":
-            changes[name] = {**(person.notices or {}), **parse_notices(value)}
-        else:
-            raise InvalidInput(name, f"'{name}' is not a preference")
-    return changes
-
-
-async def set_preferences(person: Person, changes: dict[str, Any]) -> None:
-    if changes:
-        await Person.filter(id=person.id).update(**changes)
-        for name, value in changes.items():
-            setattr(person, name, value)

@@ -95,6 +95,6 @@ async def recent_reply(student: Any) -> Reply:
                                     "remarks": [_view(r) for r in remarks]})
 
 
-@school.answer_for("remarks")
-async def _answer(ctx: ServiceContext, student: Any) -> Reply:
+async def answer(ctx: ServiceContext, student: Any) -> Reply:
+    """A guardian's /uwagi: one child's latest remarks (the router's `SCHOOL_ANSWERS`)."""
     return await recent_reply(student)

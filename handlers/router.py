@@ -18,12 +18,15 @@ from typing import Any
 from handlers import (
     accounts,
     announcements,
+    attendance,
     cases,
     dialogue,
     grades,
+    homework,
     i18n,
     identity,
     library,
+    remarks,
     school,
 )
 from handlers.context import ServiceContext
@@ -47,17 +50,31 @@ class Route:
     linked: bool = False  # needs a linked person
 
 
+#: what a guardian's school command shows of one child, by kind (the command's button
+#: prefix too); named here, not registered by the modules themselves, so that the table
+#: is whole as soon as the router is imported
+SCHOOL_ANSWERS: dict[str, school.Answer] = {
+    "attendance": attendance.answer,
+    "remarks": remarks.answer,
+    "homework": homework.answer,
+}
+
+
 def _school(kind: str) -> Handler:
+    answer = SCHOOL_ANSWERS[kind]
+
     async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
                      ) -> list[Reply]:
-        return await school.handle_command(kind, ctx, person)
+        return await school.handle_command(kind, answer, ctx, person)
     return handle
 
 
 def _school_button(kind: str) -> Handler:
+    answer = SCHOOL_ANSWERS[kind]
+
     async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
                      ) -> list[Reply]:
-        return await school.handle_callback(kind, ctx, (msg.callback or "").partition(":")[2],
+        return await school.handle_callback(answer, ctx, (msg.callback or "").partition(":")[2],
                                             person)
     return handle
 

@@ -9,13 +9,13 @@ one transaction, one answer each); these are their parts.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
 
 from tortoise import connections
 from tortoise.models import Model
 
-from handlers.grades import parse_time
 from handlers.limits import fit
 from handlers.message import InvalidInput, Reply
 from store.models import Person, Student
@@ -64,6 +64,20 @@ def day(item: dict[str, Any], name: str, where: str) -> date:
     except ValueError:
         raise InvalidInput(f"{where}.{name}", f"'{where}.{name}' must be a date (YYYY-MM-DD)"
                            ) from None
+
+
+def parse_time(value: Any, where: str) -> datetime:
+    """An ISO 8601 date-time with its offset (a register's times, an announcement's
+    `publish_at`); a time without a zone is refused, not guessed."""
+    if not isinstance(value, str):
+        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(where, f"'{where}' must be an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise InvalidInput(where, f"'{where}' needs a time zone offset")
+    return parsed
 
 
 def moment(item: dict[str, Any], name: str, where: str) -> datetime:
@@ -120,36 +134,32 @@ def student_view(student: Student) -> dict[str, str]:
 
 # --- the bot: /obecnosci, /uwagi, /zadania ----------------------------------------------------
 
-#: callback prefix → what a guardian sees of one child (each module's own reply)
-ANSWERS: dict[str, Any] = {}
+#: one child's answer to a guardian's command (`async (ctx, student) -> Reply`); the
+#: router names each kind's answer in its table
+Answer = Callable[[Any, Student], Awaitable[Reply]]
 
 
-def answer_for(kind: str):  # type: ignore[no-untyped-def]
-    """Register `kind`'s reply for one child (`async (ctx, student) -> Reply`)."""
-    def register(function):  # type: ignore[no-untyped-def]
-        ANSWERS[kind] = function
-        return function
-    return register
-
-
-async def handle_command(kind: str, ctx: Any, person: Person | None) -> list[Any]:
-    """A guardian's command: their only child's answer, or a button per child."""
+async def handle_command(kind: str, answer: Answer, ctx: Any, person: Person | None
+                         ) -> list[Any]:
+    """A guardian's command: their only child's answer, or a button per child (each
+    button's data `kind:student`, answered by `handle_callback` with the same answer)."""
     assert person is not None
     children = await Student.filter(guardians=person.id).order_by("name")
     if not children:
         return [Reply("grades_no_children", {})]
     if len(children) == 1:
-        return [await ANSWERS[kind](ctx, children[0])]
+        return [await answer(ctx, children[0])]
     buttons = [[(f"{c.name} ({c.class_name})" if c.class_name else c.name, f"{kind}:{c.id}")]
                for c in children]
     return [Reply("school_pick_child", {"count": len(children), "kind": kind}, buttons=buttons)]
 
 
-async def handle_callback(kind: str, ctx: Any, data: str, person: Person | None) -> list[Any]:
+async def handle_callback(answer: Answer, ctx: Any, data: str, person: Person | None
+                          ) -> list[Any]:
     if person is None:
         return [Reply("not_linked", {})]
     # the same answer for "not your child" and "no such student"
     child = await Student.filter(id=data[:64], guardians=person.id).first()
     if child is None:
         return [Reply("grades_not_yours", {})]
-    return [await ANSWERS[kind](ctx, child)]
+    return [await answer(ctx, child)]

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 
 from tortoise.transactions import in_transaction
 
-from handlers import accounts, announcements, fanout
+from handlers import accounts, announcements, cases, fanout
 from handlers.context import ServiceContext
 from store.errors import is_transient
 from store.models import Person, SignInLink, SignInRequest, StaffSession
@@ -60,12 +60,6 @@ def is_admin(person: Person) -> bool:
     return "admin" in (person.roles or [])
 
 
-def may_handle_cases(person: Person, cases_unit: str) -> bool:
-    """Staff of the unit named by EMIL_CASES_UNIT, and admins."""
-    return is_admin(person) or ("staff" in (person.roles or [])
-                                and cases_unit in (person.units or []))
-
-
 def may_run_library(person: Person) -> bool:
     return is_admin(person) or "librarian" in (person.roles or [])
 
@@ -73,7 +67,7 @@ def may_run_library(person: Person) -> bool:
 def sections(person: Person, cases_unit: str) -> list[str]:
     """The console's sections this person sees, in menu order."""
     shown = []
-    if may_handle_cases(person, cases_unit):
+    if cases.may_handle_cases(person, cases_unit):
         shown += ["cases", "unread"]  # mail not understood is theirs too (issue #18)
     if announcements.may_announce(person):
         shown.append("announcements")

@@ -72,7 +72,10 @@ async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text:
     requester by address only (an unread mail proves nobody, as a forged From must not
     file in a resident's name: handlers/identity.py) and gets the usual confirmation with
     the access code. The original is kept with the case as `oryginal.eml`. None if the
-    mail is not waiting any more."""
+    mail is not waiting any more. Who may: `cases.may_act`, as for any staff action on a
+    case (else `audit.Refused`)."""
+    if not cases.may_act(actor, ctx.cases_unit):
+        raise audit.Refused("forbidden", "unread.open_case")
     now = ctx.clock.now()
     async with in_transaction():
         found = await _claim(inbound_id, clerk, now)
@@ -102,7 +105,9 @@ async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text:
 async def mark_handled(ctx: ServiceContext, inbound_id: int, *, clerk: Person,
                        actor: audit.Actor) -> bool:
     """Off the queue without a case (spam, a duplicate, answered by phone); False if it
-    was not waiting."""
+    was not waiting. Who may: `cases.may_act` (else `audit.Refused`)."""
+    if not cases.may_act(actor, ctx.cases_unit):
+        raise audit.Refused("forbidden", "unread.handled")
     now = ctx.clock.now()
     async with in_transaction():
         if await _claim(inbound_id, clerk, now) is None:

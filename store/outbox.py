@@ -21,7 +21,7 @@ from tortoise.functions import Count, Min
 from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
-from handlers.quiet import quiet_until  # a pure rule with no imports of its own
+from store.clock import window_end
 from store.models import Outbox, SentMail
 from store.sql import as_models, on_postgres, sql
 
@@ -208,11 +208,12 @@ async def mark_retry(row: Outbox, now: datetime, error: str) -> None:
 
 def fallback_time(fallback: dict[str, Any], now: datetime) -> datetime:
     """When a fallback may leave: now, or when its person's quiet hours end if the
-    fan-out recorded them with it (a Telegram failure at 23:00 does not mail at 23:00)."""
+    fan-out recorded them with it (a Telegram failure at 23:00 does not mail at 23:00);
+    the hours are the person's, and the rule is handlers/quiet.py's."""
     quiet = fallback.get("quiet")
     if not quiet:
         return now
-    return quiet_until(now, quiet["start"], quiet["end"], ZoneInfo(quiet["zone"])) or now
+    return window_end(now, quiet["start"], quiet["end"], ZoneInfo(quiet["zone"])) or now
 
 
 async def mark_failed(row: Outbox, now: datetime, error: str) -> Outbox | None:

@@ -10,6 +10,7 @@ import pytest
 from gateway.auth import create_key
 from gateway.jobs import run_job
 from handlers.announcements import may_withdraw
+from handlers.audit import Actor
 from store.models import Announcement, Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import callback_update
@@ -231,6 +232,132 @@ async def test_only_the_author_or_an_admin_withdraws_an_announcement(
     # the one rule, as every channel asks it
     people = {who: await Person.get(id=ids[who]) for who in ids}
     found = await Announcement.get(id=number)
-    assert [may_withdraw(people[who], found) for who in ("author", "colleague", "other_unit",
-                                                         "admin")] == [True, False, False, True]
-    assert may_withdraw(None, found)  # an API key with scope `announce`
+    assert [may_withdraw(Actor.of(people[who], "bot"), found)
+            for who in ("author", "colleague", "other_unit", "admin")] == [True, False, False,
+                                                                            True]
+    assert may_withdraw(Actor("key", "api", scopes=frozenset({"announce"})), found)
+    assert not may_withdraw(Actor("key", "api", scopes=frozenset({"cases"})), found)
+
+
+# --- the staff actions' use-cases, called directly ------------------------------------------
+
+#: who acts: a person (roles, units) or an API key (scopes), as every channel hands them in
+ACTORS = {
+    "admin": (["admin"], [], None),
+    "author": (["staff"], ["urzad"], None),
+    "colleague": (["staff"], ["urzad"], None),
+    "other_unit": (["staff"], ["szkola-1"], None),
+    "citizen": (["citizen"], [], None),
+    "key_cases": (None, None, {"cases"}),
+    "key_announce": (None, None, {"announce"}),
+}
+#: what each kind of actor may do, by the one rule of each action (EMIL_CASES_UNIT=urzad);
+#: the author is the author of the announcement acted on, and a clerk like any other
+MAY = {
+    "case.reply": {"admin", "author", "colleague", "key_cases"},
+    "case.note": {"admin", "author", "colleague", "key_cases"},
+    "case.status": {"admin", "author", "colleague", "key_cases"},
+    "case.assign": {"admin", "author", "colleague", "key_cases"},
+    "unread.open_case": {"admin", "author", "colleague", "key_cases"},
+    "unread.handled": {"admin", "author", "colleague", "key_cases"},
+    "announcement.cancel": {"admin", "author", "key_announce"},
+    "announcement.retract": {"admin", "author", "key_announce"},
+}
+
+
+async def _act(gw: Gateway, action: str, actor, people: dict) -> tuple[str, object]:  # type: ignore[no-untyped-def]
+    """Do `action` on a fresh object through its use-case; returns the object's name in
+    the audit trail and what the use-case returned (or the refusal it raised)."""
+    from handlers import announcements, audit, cases
+
+    ctx = gw.services
+    if action.startswith("unread."):
+        from handlers import unread
+        from store.models import RawInbound
+
+        row = await RawInbound.create(channel="email", external_id=f"<{action}.{actor.label}@x>",
+                                      payload=b"x",
+                                      status="unread", received_at=ctx.clock.now(),
+                                      summary={"address": "jan@example.pl", "subject": "?"})
+        clerk = actor.person or people["colleague"]
+        try:
+            if action == "unread.open_case":
+                done = await unread.open_case(ctx, row.id, subject="Ławka", text="b",
+                                              clerk=clerk, actor=actor)
+            else:
+                done = await unread.mark_handled(ctx, row.id, clerk=clerk, actor=actor)
+        except audit.Refused as refused:
+            done = refused
+        return f"inbound:{row.id}", done
+    if action.startswith("case."):
+        from tortoise.transactions import in_transaction
+
+        async with in_transaction():  # opened as any channel opens one
+            [(case, _, _)] = await cases.create_cases(ctx, [cases.NewCase(
+                "Ławka", "b", "email", email="jan@example.pl")], confirm_to_email=False)
+        number = case.number
+        try:
+            if action == "case.assign":
+                done: object = await cases.assign(ctx, number, people["colleague"], actor)
+            else:
+                done = await cases.staff_event(
+                    ctx, number, actor, status="in_progress" if action == "case.status" else None,
+                    note="Słowo", public=action != "case.note", author=actor.person)
+        except audit.Refused as refused:
+            done = refused
+        return number, done
+    number = await _announced(gw, people["author"].id, published=action.endswith("retract"))
+    try:
+        if action.endswith("cancel"):
+            done = await announcements.cancel(ctx, number, actor)
+        else:
+            done = await announcements.retract(ctx, number, actor)
+    except audit.Refused as refused:
+        done = refused
+    return f"announcement:{number}", done
+
+
+async def test_staff_actions_by_actor_kind(gw: Gateway) -> None:
+    """Every staff action's use-case — the one the API, the console, the bot and mail
+    call — decides who may, by one rule each: allowed, it acts and writes one audit entry
+    (in its own transaction); refused, it raises `Refused("forbidden")`, changes nothing
+    and writes nothing."""
+    from handlers import audit
+    from store.models import AuditEntry
+
+    people: dict = {}
+    actors = {}
+    for who, (roles, units, scopes) in ACTORS.items():
+        if scopes is None:
+            person_id = await gw.person(who, roles, email=f"{who}@milanowek.example",
+                                        units=units)
+            people[who] = await Person.get(id=person_id)
+            actors[who] = audit.Actor.of(people[who], "console")
+        else:
+            actors[who] = audit.Actor(label=who, source="api", scopes=frozenset(scopes))
+    wrong = []
+    for action, allowed in MAY.items():
+        for who, actor in actors.items():
+            obj, done = await _act(gw, action, actor, people)
+            refused = isinstance(done, audit.Refused)
+            trail = await AuditEntry.filter(object=obj, action=action).count()
+            if refused != (who not in allowed) or trail != (0 if refused else 1) or (
+                    refused and done.reason != "forbidden"):  # type: ignore[union-attr]
+                wrong.append((action, who, done, trail))
+    assert not wrong, wrong
+
+
+async def test_a_withdrawal_in_the_wrong_state_is_refused_as_a_conflict(gw: Gateway) -> None:
+    """Cancelling a published announcement or retracting a scheduled one: refused by the
+    use-case as a conflict (409 in the API, the console's conflict page), nothing audited."""
+    from handlers import announcements, audit
+
+    key = audit.Actor(label="key", source="api", scopes=frozenset({"announce"}))
+    author = await gw.person("Autor", ["staff"], email="autor@milanowek.example",
+                             units=["urzad"])
+    for published, use_case in ((True, announcements.cancel), (False, announcements.retract)):
+        number = await _announced(gw, author, published=published)
+        with pytest.raises(audit.Refused) as refused:
+            await use_case(gw.services, number, key)
+        assert refused.value.reason == "conflict"
+    assert await announcements.cancel(gw.services, 10**6, key) is None  # no such one

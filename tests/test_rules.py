@@ -62,7 +62,7 @@ def test_polish_day_phrases() -> None:
 
 
 def test_one_rule_for_a_time_of_day() -> None:
-    from handlers.accounts import clock_time
+    from handlers.preferences import clock_time
 
     assert clock_time("7:00") == clock_time("07:00") == "07:00"
     assert clock_time("23:59") == "23:59"
@@ -226,7 +226,7 @@ def test_preferences_have_one_rule_for_the_bot_and_the_api() -> None:
     import pytest
 
     from handlers.message import InvalidInput
-    from handlers.people import parse_preferences
+    from handlers.preferences import parse_preferences
 
     person = SimpleNamespace(notices={"grades": "digest"})
     assert parse_preferences({"quiet_start": "7:00", "quiet_end": "22:05",

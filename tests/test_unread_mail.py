@@ -307,7 +307,7 @@ async def test_a_case_opened_from_unread_mail_keeps_an_original_of_any_size(gw: 
     clerk = await Person.get(id=await staff_member(gw))
     small = replace(gw.services, attachment_max_size=len(MUTT) // 2)
     case = await unread.open_case(small, row.id, subject="Zaświadczenie", text="Prośba.",
-                                  clerk=clerk, actor=audit.Actor("test", "console", clerk.id))
+                                  clerk=clerk, actor=audit.Actor.of(clerk, "console"))
     assert case is not None
     [original] = await Attachment.filter(case_id=case.number)
     assert (original.filename, bytes(original.data)) == ("oryginal.eml", MUTT)
