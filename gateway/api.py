@@ -374,7 +374,8 @@ async def update_person(request: web.Request) -> web.Response:
     kinds = {"digest_mode": str, "digest_hour": int, "quiet_start": str, "quiet_end": str,
              "channel_order": list, "language": str, "notices": dict}
     changes = people.parse_preferences(
-        {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person)
+        {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person,
+        request.app[SERVICES].channels.names)
     await people.set_preferences(person, changes)
     if changes:
         await audited(request, "person.preferences", f"person:{person.id}", fields=sorted(changes))

@@ -142,7 +142,7 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
         else:
             return [Reply("settings_invalid", {"word": word})]
     try:  # the words are the bot's; the rule is the API's (handlers/people.py)
-        changes = people.parse_preferences(changes, person)
+        changes = people.parse_preferences(changes, person, ctx.channels.names)
     except InvalidInput as error:
         return [Reply("settings_invalid", {"word": error.field})]
     await people.set_preferences(person, changes)

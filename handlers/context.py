@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from handlers.channels import Channels
 from handlers.render import Renderer
 from store.clock import Clock
 
@@ -57,6 +58,8 @@ class ServiceContext:
     attendance_gather: timedelta = timedelta(minutes=10)
     #: rate limits of this process (handlers/ratelimit.Limits)
     limits: Any = None
+    #: the registered channels (handlers/channels.py), in the default order
+    channels: Channels = field(default_factory=Channels)
 
     def address(self, mailbox: str) -> str:
         return f"{mailbox}@{self.mail_domain}"

@@ -5,6 +5,7 @@ and one upsert. `gateway/` only reads HTTP or CSV into plain values and calls th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,6 @@ from handlers.limits import check_all
 from handlers.message import InvalidInput
 from store.models import ROLES, Identity, Person
 
-CHANNELS = ("telegram", "email")
 DIGEST_MODES = ("instant", "daily")
 
 
@@ -104,9 +104,11 @@ class CardTaken(Exception):
     """The library card is already someone else's (409 in the API)."""
 
 
-def parse_preferences(values: dict[str, Any], person: Person) -> dict[str, Any]:
+def parse_preferences(values: dict[str, Any], person: Person, channels: Sequence[str]
+                      ) -> dict[str, Any]:
     """The changes to a person's preferences, checked: the one rule for the API's PATCH
-    and the bot's `/ustawienia` (which first turns its Polish words into these values)."""
+    and the bot's `/ustawienia` (which first turns its Polish words into these values).
+    `channels`: those a channel order may name (`ctx.channels.names`)."""
     changes: dict[str, Any] = {}
     for name, value in values.items():
         if value is None:
@@ -126,8 +128,8 @@ def parse_preferences(values: dict[str, Any], person: Person) -> dict[str, Any]:
             changes[name] = normalised
         elif name == "channel_order":
             if (not isinstance(value, list) or not value
-                    or any(c not in CHANNELS for c in value)):
-                raise InvalidInput(name, "'channel_order' lists telegram and/or email")
+                    or any(c not in channels for c in value)):
+                raise InvalidInput(name, f"'channel_order' lists some of {', '.join(channels)}")
             changes[name] = list(dict.fromkeys(value))
         elif name == "language":
             if value not in LANGUAGES:

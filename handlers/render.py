@@ -86,6 +86,17 @@ class Renderer:
         template = self._template(self._html, name, "telegram", lang)
         return {"text": template.render({**context, "lang": i18n.language(lang)}).strip()}
 
+    def text(self, name: str, suffixes: tuple[str, ...], lang: str, context: dict[str, Any]
+             ) -> dict[str, str]:
+        """{text}, plain, from the first template of `suffixes` (a channel's own form,
+        then its fallback, handlers/channels.py) in the person's language, then the same
+        in Polish: a reader gets their language in a shorter form before Polish."""
+        lang = i18n.language(lang)
+        names = [f"{each}/{name}.{suffix}.j2"
+                 for each in dict.fromkeys((lang, i18n.DEFAULT_LANGUAGE)) for suffix in suffixes]
+        template = self._text.select_template(names)
+        return {"text": template.render({**context, "lang": lang}).strip()}
+
     def page(self, name: str, lang: str, context: dict[str, Any]) -> str:
         """An HTML page (`templates/pages/<name>.j2`), autoescaped."""
         template = self._html.get_template(f"pages/{name}.j2")
