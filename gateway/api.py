@@ -120,7 +120,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    data = await request.app[METRICS].render(request.app[CLOCK])
+    data = await request.app[METRICS].render(request.app[CLOCK],
+                                             request.app[SERVICES].channels.names)
     return web.Response(body=data, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 

@@ -1,4 +1,5 @@
 """The one renderer: `templates/<lang>/<name>.<channel>.j2` into channel-ready content.
+Which form a channel takes is the channel's (handlers/channels.py: `Channel.rendered`).
 
 An email template has three blocks — `subject`, `text` and `html` — rendered by two Jinja
 environments over the same files: the text one without escaping, the HTML one with
@@ -101,8 +102,3 @@ class Renderer:
         """An HTML page (`templates/pages/<name>.j2`), autoescaped."""
         template = self._html.get_template(f"pages/{name}.j2")
         return template.render({**context, "lang": i18n.language(lang)})
-
-    def render(self, name: str, channel: str, lang: str, context: dict[str, Any]) -> dict[str, str]:
-        if channel == "email":
-            return self.email(name, lang, context)
-        return self.telegram(name, lang, context)

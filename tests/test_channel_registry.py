@@ -130,6 +130,8 @@ async def test_a_fourth_channel_is_one_registration(aiohttp_client, settings: Se
         kind="messages", template="school_message", key="msg:pigeon",
         context={"about": {"class_name": "3a"}, "title": "Wycieczka", "body": "W piątek.",
                  "sender": "wychowawczyni"}), gw.clock.now())
+    metrics = await (await gw.client.get("/metrics")).text()
+    assert 'emil_outbox_depth{channel="pigeon"} 1.0' in metrics  # its lane's queue is watched
     await gw.drain()
     row = await Outbox.get(idempotency_key__startswith="msg:pigeon")
     assert (row.channel, row.recipient, row.status) == ("pigeon", PIGEON, "sent")
