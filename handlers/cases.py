@@ -426,8 +426,12 @@ async def continue_dialogue(
     if person:
         identity = await Identity.filter(person_id=person.id, channel="email").first()
         email = identity.address if identity else None
+    # `requester_chat` holds a Telegram chat; another channel's requester is reached
+    # through their person's identities (a case's requester columns are email and
+    # Telegram only, issue #19)
+    chat = msg.address if msg.channel == "telegram" else None
     draft = NewCase(subject=data["subject"], body=text, channel=msg.channel, person=person,
-                    email=email, chat=msg.address, lang=person.language if person else "pl")
+                    email=email, chat=chat, lang=person.language if person else "pl")
     [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
     return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)], None, {}
 

@@ -121,6 +121,8 @@ async def test_a_fourth_channel_is_one_registration(aiohttp_client, settings: Se
     assert "Kościuszki 12" in case.body
     # the pigeon proves nothing: the note is a stranger's, not filed in Zofia's name
     assert case.person_id is None
+    # and a pigeon's address is no Telegram chat: nothing about the case goes there
+    assert case.requester_chat is None
     replies = loft.texts_to(PIGEON)
     assert len(replies) == 3 and case.number in replies[-1]
     assert not await RawInbound.filter(status="pending").exists()
