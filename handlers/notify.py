@@ -24,10 +24,11 @@ def ordered_channels(
     default: Sequence[str],
 ) -> list[tuple[str, str]]:
     """Order (channel, address) pairs: `first`, then `preferred`, then `default` (the
-    registered channels, `ctx.channels.names`); a channel in none of them is dropped."""
+    registered channels, `ctx.channels.names`); a channel not registered is dropped (an
+    identity or a stored preference may outlive its channel's registration)."""
     rank: list[str] = []
     for channel in ([first] if first else []) + list(preferred) + list(default):
-        if channel and channel not in rank:
+        if channel and channel not in rank and channel in default:
             rank.append(channel)
     by_channel: dict[str, str] = {}
     for channel, address in identities:

@@ -169,3 +169,19 @@ def test_a_channel_is_registered_once() -> None:
     registry = Channels([pigeon(loft, proves=False)])
     with pytest.raises(ValueError, match="pigeon"):
         registry.register(pigeon(loft, proves=True))
+
+
+async def test_an_address_on_a_channel_no_longer_registered_is_passed_over(gw: Gateway) -> None:
+    """A pigeon identity and order left from when the pigeon was registered: the notice
+    goes by the channels there are, and nothing fails."""
+    person_id = await gw.linked(4190, "Zofia Gołębiowska")
+    await Identity.create(person_id=person_id, channel="pigeon", address=PIGEON)
+    await Person.filter(id=person_id).update(channel_order=["pigeon", "telegram"])
+    outcome = await fanout.fan_out(gw.services, [await Person.get(id=person_id)], fanout.Notice(
+        kind="messages", template="school_message", key="msg:gone",
+        context={"about": {"class_name": "3a"}, "title": "Wycieczka", "body": "W piątek.",
+                 "sender": "wychowawczyni"}), gw.clock.now())
+    assert outcome.queued == 1
+    await gw.drain()
+    assert "Wycieczka" in gw.botapi.texts_to(4190)[-1]
+    assert not await Outbox.filter(channel="pigeon").exists()
