@@ -170,6 +170,8 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
     fallbacks, a digest line, or nothing (off, or nowhere to reach them)."""
     out = Plan()
     shared: dict[tuple[str, str], dict[str, str]] = {}  # (lang, channel) → rendered text
+    envelope = Envelope(mailbox=notice.mailbox, case=notice.case, in_reply_to=notice.in_reply_to,
+                        buttons=notice.buttons)
     for recipient in recipients:
         person = recipient.person
         mode = mode_for(person, notice.kind) if person is not None else "instant"
@@ -200,9 +202,7 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
                 if text is None:
                     text = shared[(lang, channel)] = shape.rendered(
                         ctx.renderer, notice.template, lang, notice.context)
-            payload = shape.payload(ctx, text, Envelope(
-                mailbox=notice.mailbox, case=notice.case, in_reply_to=notice.in_reply_to,
-                buttons=notice.buttons))
+            payload = shape.payload(ctx, text, envelope)
             if notice.personalise:
                 payload = notice.personalise(recipient, channel, payload)
             # a fallback taken at night waits for the morning too (store/outbox.mark_failed)
