@@ -133,7 +133,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    data = await request.app[METRICS].render(request.app[CLOCK])
+    data = await request.app[METRICS].render(request.app[CLOCK],
+                                             request.app[SERVICES].channels.names)
     return web.Response(body=data, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
@@ -391,7 +392,8 @@ async def update_person(request: web.Request) -> web.Response:
     kinds = {"digest_mode": str, "digest_hour": int, "quiet_start": str, "quiet_end": str,
              "channel_order": list, "language": str, "notices": dict}
     changes = preferences.parse_preferences(
-        {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person)
+        {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person,
+        request.app[SERVICES].channels.names)
     await preferences.set_preferences(person, changes)
     if changes:
         await audited(request, "person.preferences", f"person:{person.id}", fields=sorted(changes))

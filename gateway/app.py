@@ -12,14 +12,16 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import timedelta
 
 from aiohttp import web
+from telegram import Bot
 
+from bots import channel as telegram_channel
 from bots.inbound import store_updates
 from bots.poller import poll_forever
-from bots.sender import TelegramSender, build_bot
+from bots.sender import build_bot
 from gateway import api, console, hooks, openapi, pages, tasks
 from gateway.config import Settings
 from gateway.dispatcher import Dispatcher, Lane
@@ -50,13 +52,14 @@ from gateway.sign_in import SignInWorker
 from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
 from handlers import router
+from handlers.channels import Channel, Channels
 from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
 from handlers.netaddr import trusted_networks
 from handlers.ratelimit import Limits
 from handlers.render import Renderer
 from handlers.retention import Retention
+from mail import channel as mail_channel
 from mail.authenticate import MailAuth
-from mail.sender import MailSender
 from mail.server import GatewaySMTPHandler, smtp_factory
 from store import leadership, wakeup
 from store.batcher import GroupCommit
@@ -72,7 +75,21 @@ def instance_name(settings: Settings) -> str:
     return settings.instance_name or f"{socket.gethostname()}-{secrets.token_hex(3)}"
 
 
-def build_services(settings: Settings, clock: Clock) -> ServiceContext:
+def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: None,
+                   more: Iterable[Channel] = ()) -> Channels:
+    """Every channel, registered here and only here; the order is the default order a
+    person is reached in (Telegram before email). `more`: channels of the caller's own
+    (a test's fake fourth channel)."""
+    return Channels([
+        telegram_channel.channel(bot, rate=settings.telegram_rate,
+                                 chat_interval=settings.telegram_chat_interval),
+        mail_channel.channel(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir),
+        *more,
+    ])
+
+
+def build_services(settings: Settings, clock: Clock,
+                   channels: Channels | None = None) -> ServiceContext:
     return ServiceContext(
         clock=clock,
         renderer=Renderer(settings.zone, settings.base_url, facts={
@@ -116,6 +133,7 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
                       code_failures_per_client=settings.rate_code_failures_per_client,
                       code_failures_per_case=settings.rate_code_failures_per_case,
                       page_posts_per_client=settings.rate_page_posts_per_client),
+        channels=channels or build_channels(settings),
     )
 
 
@@ -129,7 +147,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, now = app[SETTINGS], app[CLOCK].now()
-    services = build_services(settings, app[CLOCK])
+    channels = build_channels(settings, lambda: app.get(BOT), app[OPTIONS]["channels"])
+    services = build_services(settings, app[CLOCK], channels)
     # kept in the store, so every process and instance signs and checks alike
     if not settings.signing_secret:
         services.signing_secret = await stored_secret("signing", now)
@@ -185,23 +204,20 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     """The inbox worker and the outbox lanes; the Telegram lane (and poller) only while this
     instance holds the `telegram` leadership — Telegram's limits are per bot."""
     settings, clock = app[SETTINGS], app[CLOCK]
-    senders: list = [MailSender(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir)]
     bot = app.get(BOT)
-    if bot is not None:
-        senders.append(TelegramSender(bot))
     worker = instance_name(settings)
+    # one lane per registered channel that can send now, paced as the channel says
+    outgoing = [out for out in (c.outgoing() for c in app[SERVICES].channels) if out is not None]
     lanes = [
-        Lane(sender, clock, worker,
-             rate=settings.telegram_rate if sender.channel == "telegram" else None,
-             chat_interval=settings.telegram_chat_interval if sender.channel == "telegram" else None,
+        Lane(out.sender, clock, worker, rate=out.rate, chat_interval=out.chat_interval,
              batch=settings.outbox_batch, lease=settings.outbox_lease_seconds,
              max_attempts=settings.outbox_max_attempts, poll_seconds=settings.outbox_poll_seconds,
              linger=settings.batch_linger_ms / 1000,
              metrics=app[METRICS])
-        for sender in senders
+        for out in outgoing
     ]
     dispatcher = Dispatcher(lanes)
-    inbox = Inbox(app[SERVICES], bot, dispatcher.notify, linger=settings.batch_linger_ms / 1000)
+    inbox = Inbox(app[SERVICES], dispatcher.notify, linger=settings.batch_linger_ms / 1000)
     inbox.set_aside_hook = app[METRICS].unread
     sign_in = SignInWorker(app[SERVICES], dispatcher.notify)
     app[DISPATCHER], app[INBOX], app[SIGN_IN] = dispatcher, inbox, sign_in
@@ -347,9 +363,11 @@ async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None, start_listeners: bool = True,
-               run_workers: bool = True, role: str = "all") -> web.Application:
+               run_workers: bool = True, role: str = "all",
+               channels: Iterable[Channel] = ()) -> web.Application:
     """The whole gateway. Tests pass a frozen clock, and `start_listeners=False` for an app
-    without the SMTP socket; `run_workers=False` leaves draining to the test.
+    without the SMTP socket; `run_workers=False` leaves draining to the test; `channels`
+    registers channels beyond email and Telegram (handlers/channels.py).
 
     With `EMIL_WORKER_PROCESS` this app is the intake and starts the worker process, whose
     app is built with `role="worker"` (`gateway/worker_process.py`)."""
@@ -367,7 +385,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[METRICS] = GatewayMetrics()
     app[HEALTH] = tasks.Health(on_restart=app[METRICS].restarted)
     app[STATE] = {"store": True, "outbox": True}
-    app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers}
+    app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers,
+                    "channels": tuple(channels)}
     split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx(create_app)],
              "worker": [worker_wakeups_ctx]}[role]
     for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, publisher_ctx,

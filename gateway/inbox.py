@@ -26,18 +26,16 @@ import secrets
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
-from telegram import Bot
 from tortoise.transactions import in_transaction
 
-from bots import inbound as telegram_inbound
 from handlers import accounts, router, unread
+from handlers.channels import Channel
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
 from handlers.notify import queue
 from handlers.router import UNKNOWN
-from mail import inbound as mail_inbound
-from mail import unread as mail_unread
 from store.errors import is_transient
 from store.models import Person, RawInbound
 from store.outbox import Delivery
@@ -46,15 +44,12 @@ log = logging.getLogger(__name__)
 
 UNPARSEABLE = "unparseable"
 
-#: channel → the function that turns its stored raw row into a message (or a reason)
-READERS = {"email": mail_inbound.read_stored, "telegram": telegram_inbound.read_stored}
-#: readers that parse large input or wait on DNS: run in a worker thread
-SLOW_READERS = {"email"}
-#: channel → what can still be read of a row it could not handle (sender, subject, loop
-#: verdict; never raises): its rows are set aside for a clerk and their senders answered.
-#: A channel without one keeps the older way: an apology where it can, and `failed`.
-GLANCES = {"email": lambda row, ctx: mail_unread.glance(
-    bytes(row.payload), row.envelope or {}, ctx.mail_domain, router.MAILBOXES)}
+# Each row is read by its channel (handlers/channels.py, `ctx.channels`): `read` turns the
+# stored raw row into a message (or a reason); a `slow` reader (large input, DNS) runs in
+# a worker thread; with a `glance` — what can still be read of a row it could not handle
+# (sender, subject, loop verdict; never raises) — such rows are set aside for a clerk and
+# their senders answered, and a channel without one keeps the older way: an apology
+# where it can, and `failed`. A row of a channel that is not registered is unparseable.
 
 #: (row, the message or None, why it gets no answer)
 Work = tuple[RawInbound, InboundMessage | None, str]
@@ -67,10 +62,10 @@ def redact(address: str) -> str:
 
 
 class Inbox:
-    def __init__(self, ctx: ServiceContext, bot: Bot | None,
-                 outbox_wake: Callable[[], None], batch: int = 5, linger: float = 0.0) -> None:
+    def __init__(self, ctx: ServiceContext, outbox_wake: Callable[[], None], batch: int = 5,
+                 linger: float = 0.0) -> None:
         self.ctx = ctx
-        self.bot = bot
+        self.channels = ctx.channels
         self.outbox_wake = outbox_wake
         # a batch holds SQLite's single connection while it runs, and every API write and
         # webhook commit waits for it: with five messages (~10 ms) the webhook benchmark
@@ -113,7 +108,7 @@ class Inbox:
         rows = await RawInbound.filter(status="pending").order_by("id").limit(self.batch)
         if not rows:
             return 0
-        if any(row.channel in SLOW_READERS for row in rows):
+        if any(getattr(self.channels.get(row.channel), "slow", False) for row in rows):
             # MIME parsing of a large mail and the DKIM check's DNS lookups take time:
             # off the event loop, which SMTP, HTTP and the outbox share
             work = await asyncio.to_thread(lambda: [self.parse(row) for row in rows])
@@ -133,14 +128,14 @@ class Inbox:
         return len(rows)
 
     async def fetch_files(self, work: list[Work]) -> None:
-        """Photos and documents sent to the bot, fetched before the batch's transaction
-        (network I/O inside it would hold SQLite's connection)."""
-        if self.bot is None:
-            return
+        """Files a message only names (photos and documents sent to the bot), fetched by
+        its channel before the batch's transaction (network I/O inside it would hold
+        SQLite's connection)."""
         for _, msg, _ in work:
-            if msg is not None and msg.remote_files:  # named when the update was read
-                msg.attachments, msg.too_large = await telegram_inbound.fetch_attachments(
-                    self.bot, msg.remote_files, self.ctx.attachment_max_size)
+            if msg is not None and msg.remote_files:  # named when the message was read
+                fetch = self.channels[msg.channel].fetch
+                if fetch is not None:
+                    await fetch(msg, self.ctx.attachment_max_size)
 
     def parse(self, row: RawInbound) -> Work:
         try:
@@ -154,7 +149,12 @@ class Inbox:
 
     def _parse(self, row: RawInbound) -> tuple[InboundMessage | None, str]:
         """The message, or None and why it gets no answer: each channel's own reader."""
-        return READERS[row.channel](row, self.ctx, self.bot)
+        return self.channels[row.channel].read(row, self.ctx)
+
+    def glance(self, row: RawInbound) -> Callable[[RawInbound, ServiceContext], Any] | None:
+        """The row's channel's `glance`, if it has one."""
+        channel: Channel | None = self.channels.get(row.channel)
+        return channel.glance if channel is not None else None
 
     async def handle_batch(self, work: list[Work]) -> None:
         """Route a batch in one transaction; raises (and rolls back) if any message fails."""
@@ -168,7 +168,7 @@ class Inbox:
             for row, msg, reason in work:
                 if row.id not in taken:
                     continue  # another instance has it
-                if msg is None and reason == UNPARSEABLE and row.channel in GLANCES:
+                if msg is None and reason == UNPARSEABLE and self.glance(row):
                     deliveries += await self.set_aside(row, unread.UNREADABLE, now) or []
                     set_aside += 1
                     continue
@@ -188,7 +188,7 @@ class Inbox:
         row, msg, reason = item
         now = self.ctx.clock.now()
         if msg is None:
-            if reason == UNPARSEABLE and row.channel in GLANCES:
+            if reason == UNPARSEABLE and self.glance(row):
                 await self.set_aside_alone(row, unread.UNREADABLE, now)
                 return
             status, note = _outcome(msg, reason)
@@ -207,7 +207,7 @@ class Inbox:
             reference = secrets.token_hex(4)
             log.exception("error handling %s #%s from %s (ref: %s)", row.channel, row.id,
                           redact(msg.address), reference)
-            if row.channel in GLANCES:
+            if self.glance(row):
                 await self.set_aside_alone(row, unread.FAILED, now, reference)
                 return
             async with in_transaction():
@@ -225,7 +225,9 @@ class Inbox:
         mail is automatic (mail/loops.py) or `answer` is off. None if the row was no longer
         pending (another instance had it)."""
         reference = reference or secrets.token_hex(4)
-        seen = GLANCES[row.channel](row, self.ctx)
+        glance = self.glance(row)
+        assert glance is not None  # the callers checked
+        seen = glance(row, self.ctx)
         answered = answer and seen.automatic is None
         if why == unread.UNREADABLE:
             log.warning("unreadable %s #%s set aside for the office (ref: %s)%s", row.channel,

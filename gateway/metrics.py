@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from handlers.unread import count_waiting
@@ -55,10 +57,11 @@ class GatewayMetrics:
     def rate_limited(self, channel: str) -> None:
         self.throttled_total.labels(channel).inc()
 
-    async def render(self, clock: Clock) -> bytes:
+    async def render(self, clock: Clock, channels: Iterable[str]) -> bytes:
+        """The exposition; each registered channel's outbox depth is shown, at 0 too."""
         stats = await pending_stats()
         now = clock.now()
-        for channel in ("email", "telegram"):
+        for channel in dict.fromkeys([*channels, *stats]):
             count, oldest = stats.get(channel, (0, None))
             self.depth.labels(channel).set(count)
             self.oldest.labels(channel).set((now - oldest).total_seconds() if oldest else 0)

@@ -133,7 +133,7 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
         else:
             return [Reply("settings_invalid", {"word": word})]
     try:  # the words are the bot's; the rule is the API's (handlers/preferences.py)
-        changes = preferences.parse_preferences(changes, person)
+        changes = preferences.parse_preferences(changes, person, ctx.channels.names)
     except InvalidInput as error:
         return [Reply("settings_invalid", {"word": error.field})]
     await preferences.set_preferences(person, changes)

@@ -426,8 +426,12 @@ async def continue_dialogue(
     if person:
         identity = await Identity.filter(person_id=person.id, channel="email").first()
         email = identity.address if identity else None
-    draft = NewCase(subject=data["subject"], body=text, channel="telegram", person=person,
-                    email=email, chat=msg.address, lang=person.language if person else "pl")
+    # `requester_chat` holds a Telegram chat; another channel's requester is reached
+    # through their person's identities (a case's requester columns are email and
+    # Telegram only, issue #19)
+    chat = msg.address if msg.channel == "telegram" else None
+    draft = NewCase(subject=data["subject"], body=text, channel=msg.channel, person=person,
+                    email=email, chat=chat, lang=person.language if person else "pl")
     [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
     return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)], None, {}
 
@@ -446,7 +450,8 @@ async def handle_status(ctx: ServiceContext, msg: InboundMessage, person: Person
 # --- staff: status changes and notes ----------------------------------------------------
 
 
-async def requester_targets(case: Case) -> tuple[list[tuple[str, str]], Person | None]:
+async def requester_targets(ctx: ServiceContext, case: Case
+                            ) -> tuple[list[tuple[str, str]], Person | None]:
     """Where to tell the requester: the channel they last used first, then the rest."""
     person = await Person.get_or_none(id=case.person_id) if case.person_id else None
     pairs: list[tuple[str, str]] = []
@@ -459,7 +464,8 @@ async def requester_targets(case: Case) -> tuple[list[tuple[str, str]], Person |
     if case.requester_chat:
         pairs.append(("telegram", case.requester_chat))
     preferred = person.channel_order if person else []
-    return ordered_channels(pairs, preferred, first=case.last_channel), person
+    return ordered_channels(pairs, preferred, first=case.last_channel,
+                            default=ctx.channels.names), person
 
 
 async def add_staff_event(
@@ -490,7 +496,7 @@ async def add_staff_event(
         current.update_from_dict(changes)
         case.status, case.updated_at = current.status, now
         if public:
-            targets, person = await requester_targets(current)
+            targets, person = await requester_targets(ctx, current)
             await fanout.fan_out(ctx, [fanout.Recipient(person, targets, person.language
                                                         if person else "pl")], fanout.Notice(
                 kind="cases", template="case_update", key=f"case-event:{event.id}",

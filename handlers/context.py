@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from handlers.channels import Channels
 from handlers.render import Renderer
 from store.clock import Clock
 
@@ -59,6 +60,8 @@ class ServiceContext:
     limits: Any = None
     #: the unit whose staff handle residents' cases (EMIL_CASES_UNIT; handlers/cases.may_act)
     cases_unit: str = "urzad"
+    #: the registered channels (handlers/channels.py), in the default order
+    channels: Channels = field(default_factory=Channels)
 
     def address(self, mailbox: str) -> str:
         return f"{mailbox}@{self.mail_domain}"

@@ -21,8 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from handlers import i18n
+from handlers.channels import Envelope
 from handlers.context import ServiceContext
-from handlers.notify import email_payload, preferred_targets, queue
+from handlers.notify import preferred_targets, queue
 from handlers.quiet import quiet_until
 from store.models import DigestItem, Identity, Person
 from store.outbox import PRIORITY_NOTICE, Delivery
@@ -149,14 +150,17 @@ async def addresses_of(people_ids: list[int]) -> dict[int, list[tuple[str, str]]
     return addresses
 
 
-async def recipients_of(people: Iterable[Person],
+async def recipients_of(ctx: ServiceContext, people: Iterable[Person],
                         addresses: dict[int, list[tuple[str, str]]] | None = None
                         ) -> list[Recipient]:
-    """People (each once) with their targets in their channel order."""
+    """People (each once) with their targets in their channel order (the registered
+    channels' order where they chose none)."""
     unique = {p.id: p for p in people}
     if addresses is None:
         addresses = await addresses_of(list(unique))
-    return [Recipient(p, preferred_targets(p, addresses.get(p.id, [])), p.language)
+    default = ctx.channels.names
+    return [Recipient(p, preferred_targets(p, addresses.get(p.id, []), default=default),
+                     p.language)
             for p in unique.values()]
 
 
@@ -166,6 +170,8 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
     fallbacks, a digest line, or nothing (off, or nowhere to reach them)."""
     out = Plan()
     shared: dict[tuple[str, str], dict[str, str]] = {}  # (lang, channel) → rendered text
+    envelope = Envelope(mailbox=notice.mailbox, case=notice.case, in_reply_to=notice.in_reply_to,
+                        buttons=notice.buttons)
     for recipient in recipients:
         person = recipient.person
         mode = mode_for(person, notice.kind) if person is not None else "instant"
@@ -188,14 +194,15 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
                      "zone": ctx.zone.key}
         rendered = []
         for channel, address in recipient.targets:
+            shape = ctx.channels[channel]
             if callable(notice.context):
-                text = ctx.renderer.render(notice.template, channel, lang, context)
+                text = shape.rendered(ctx.renderer, notice.template, lang, context)
             else:  # the same for everyone: rendered once per language and channel
                 text = shared.get((lang, channel))
                 if text is None:
-                    text = shared[(lang, channel)] = ctx.renderer.render(
-                        notice.template, channel, lang, notice.context)
-            payload = _payload(ctx, notice, channel, text)
+                    text = shared[(lang, channel)] = shape.rendered(
+                        ctx.renderer, notice.template, lang, notice.context)
+            payload = shape.payload(ctx, text, envelope)
             if notice.personalise:
                 payload = notice.personalise(recipient, channel, payload)
             # a fallback taken at night waits for the morning too (store/outbox.mark_failed)
@@ -230,23 +237,10 @@ async def fan_out(ctx: ServiceContext, people: Iterable[Person | Recipient], not
     if not given:
         return Outcome()
     recipients = [r for r in given if isinstance(r, Recipient)]
-    recipients += await recipients_of([p for p in given if isinstance(p, Person)], addresses)
+    recipients += await recipients_of(ctx, [p for p in given if isinstance(p, Person)], addresses)
     if not recipients:
         return Outcome()
     return await write(plan(ctx, recipients, notice, now), now)
-
-
-def _payload(ctx: ServiceContext, notice: Notice, channel: str,
-             rendered: dict[str, str]) -> dict[str, Any]:
-    """The outbox payload of rendered text; every mail gets a Message-ID of its own (a
-    reply to it proves its reader, handlers/identity.py)."""
-    if channel == "email":
-        return email_payload(ctx, rendered, mailbox=notice.mailbox, case=notice.case,
-                             in_reply_to=notice.in_reply_to)
-    payload: dict[str, Any] = {"text": rendered["text"]}
-    if notice.buttons:
-        payload["buttons"] = notice.buttons
-    return payload
 
 
 async def digest_run(ctx: ServiceContext) -> dict[str, Any]:

@@ -1,11 +1,12 @@
-"""Who sent a message: the one place that decides (issue #11).
+"""Who sent a message: proven by its channel, or not at all (issues #11, #19).
 
-Telegram proves a chat for us: an update's chat id is Telegram's word. Mail proves
-nothing by itself: the sender is the `From` address (never `Reply-To`, which anyone sets),
-and our answers go there, so a forger can only make us write to the real owner. Before
-mail may *change* anything for an address — add to a case, renew loans, open a case under
-a registered person, draft or confirm an announcement — it must prove it comes from that
-mailbox, one of:
+Each channel proves its senders in its own module (handlers/channels.py; the registry's
+`prove` fills `msg.proof`), and a channel that does not is closed: its senders are
+unproven. Telegram proves a chat (bots/channel.py): an update's chat id is Telegram's
+word. Mail proves nothing by itself (mail/channel.py): the sender is the `From` address,
+never `Reply-To`, and before mail may *change* anything for an address — add to a case,
+renew loans, open a case under a registered person, draft or confirm an announcement —
+it must prove it comes from that mailbox, one of:
 
 - `thread`: it replies (`In-Reply-To` / `References`) to a Message-ID we sent to that
   address — only its reader can know one;
@@ -18,19 +19,6 @@ Without proof the sender is asked to reply to our message, and nothing is change
 from __future__ import annotations
 
 from handlers.message import InboundMessage, UserFacingError
-from store.models import SentMail
-
-
-async def prove(msg: InboundMessage) -> None:
-    """Fill `msg.proof` for mail ("dmarc", "thread" or None); Telegram is always proven."""
-    if msg.channel != "email":
-        msg.proof = "telegram"
-        return
-    if msg.proof:  # "dmarc", decided when the mail was parsed
-        return
-    if msg.references and await SentMail.filter(message_id__in=msg.references[-50:],
-                                                recipient=msg.address).exists():
-        msg.proof = "thread"
 
 
 def require_proof(msg: InboundMessage) -> None:

@@ -240,7 +240,7 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
     cards = {loan.card for loan, _ in due_now}
     readers = {p.library_card: p for p in await read_in(
         cards, lambda part: Person.filter(library_card__in=part))}
-    reachable = {r.person.id: r for r in await fanout.recipients_of(readers.values())}
+    reachable = {r.person.id: r for r in await fanout.recipients_of(ctx, readers.values())}
 
     groups: dict[tuple[str, str], list[Loan]] = defaultdict(list)
     for loan, level in due_now:

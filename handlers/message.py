@@ -33,7 +33,7 @@ class InboundMessage:
     """One thing a person said to us, whatever the channel.
 
     Attributes:
-        channel: "email" or "telegram".
+        channel: a registered channel's name, "email" or "telegram" (handlers/channels.py).
         address: the sender's address on that channel (email address, chat id).
         text: the body as plain text.
         command: the command word without the slash, lower-cased ("sprawa"), or None.

@@ -1,13 +1,15 @@
 """Where a person is reached, and the mail payload: the pieces handlers/fanout.py builds on.
 
 A person is reached on their preferred channel first (an explicit order from
-`/ustawienia`, else the channel they last used, else Telegram before email); the other
+`/ustawienia`, else the channel they last used, else the registry's order — Telegram before
+email, handlers/channels.py); the other
 channels they have are rendered too and ride along as fallbacks, so a blocked bot or a
 bouncing mailbox falls through to the next channel without asking the handler again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import make_msgid
 from typing import Any
@@ -16,16 +18,17 @@ from handlers.context import ServiceContext
 from store.models import MailThread, Person
 from store.outbox import Delivery, enqueue
 
-DEFAULT_ORDER = ("telegram", "email")
-
 
 def ordered_channels(
-    identities: list[tuple[str, str]], preferred: list[str], first: str | None = None
+    identities: list[tuple[str, str]], preferred: list[str], first: str | None = None, *,
+    default: Sequence[str],
 ) -> list[tuple[str, str]]:
-    """Order (channel, address) pairs: `first`, then `preferred`, then the defaults."""
+    """Order (channel, address) pairs: `first`, then `preferred`, then `default` (the
+    registered channels, `ctx.channels.names`); a channel not registered is dropped (an
+    identity or a stored preference may outlive its channel's registration)."""
     rank: list[str] = []
-    for channel in ([first] if first else []) + list(preferred) + list(DEFAULT_ORDER):
-        if channel and channel not in rank:
+    for channel in ([first] if first else []) + list(preferred) + list(default):
+        if channel and channel not in rank and channel in default:
             rank.append(channel)
     by_channel: dict[str, str] = {}
     for channel, address in identities:
@@ -73,8 +76,9 @@ async def queue(deliveries: list[Delivery], now: datetime) -> None:
     await enqueue(deliveries, now)
 
 
-def preferred_targets(person: Person, identities: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def preferred_targets(person: Person, identities: list[tuple[str, str]], *,
+                      default: Sequence[str]) -> list[tuple[str, str]]:
     """A person's (channel, address) pairs in the order to try: their explicit order from
-    `/ustawienia`, else the channel they last used first, then Telegram before email."""
+    `/ustawienia`, else the channel they last used first, then `default`."""
     first = None if person.channel_order else person.last_channel
-    return ordered_channels(identities, person.channel_order or [], first)
+    return ordered_channels(identities, person.channel_order or [], first, default=default)

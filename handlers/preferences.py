@@ -6,6 +6,7 @@ Polish words into these values) both call.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from handlers.fanout import parse_notices
@@ -13,7 +14,6 @@ from handlers.i18n import LANGUAGES
 from handlers.message import InvalidInput
 from store.models import Person
 
-CHANNELS = ("telegram", "email")
 DIGEST_MODES = ("instant", "daily")
 _HHMM = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -26,9 +26,11 @@ def clock_time(value: str) -> str | None:
     return f"{int(match.group(1)):02d}:{match.group(2)}" if match else None
 
 
-def parse_preferences(values: dict[str, Any], person: Person) -> dict[str, Any]:
+def parse_preferences(values: dict[str, Any], person: Person, channels: Sequence[str]
+                      ) -> dict[str, Any]:
     """The changes to a person's preferences, checked: the one rule for the API's PATCH
-    and the bot's `/ustawienia` (which first turns its Polish words into these values)."""
+    and the bot's `/ustawienia` (which first turns its Polish words into these values).
+    `channels`: those a channel order may name (`ctx.channels.names`)."""
     changes: dict[str, Any] = {}
     for name, value in values.items():
         if value is None:
@@ -48,8 +50,8 @@ def parse_preferences(values: dict[str, Any], person: Person) -> dict[str, Any]:
             changes[name] = normalised
         elif name == "channel_order":
             if (not isinstance(value, list) or not value
-                    or any(c not in CHANNELS for c in value)):
-                raise InvalidInput(name, "'channel_order' lists telegram and/or email")
+                    or any(c not in channels for c in value)):
+                raise InvalidInput(name, f"'channel_order' lists some of {', '.join(channels)}")
             changes[name] = list(dict.fromkeys(value))
         elif name == "language":
             if value not in LANGUAGES:

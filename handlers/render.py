@@ -1,4 +1,5 @@
 """The one renderer: `templates/<lang>/<name>.<channel>.j2` into channel-ready content.
+Which form a channel takes is the channel's (handlers/channels.py: `Channel.rendered`).
 
 An email template has three blocks — `subject`, `text` and `html` — rendered by two Jinja
 environments over the same files: the text one without escaping, the HTML one with
@@ -86,12 +87,18 @@ class Renderer:
         template = self._template(self._html, name, "telegram", lang)
         return {"text": template.render({**context, "lang": i18n.language(lang)}).strip()}
 
+    def text(self, name: str, suffixes: tuple[str, ...], lang: str, context: dict[str, Any]
+             ) -> dict[str, str]:
+        """{text}, plain, from the first template of `suffixes` (a channel's own form,
+        then its fallback, handlers/channels.py) in the person's language, then the same
+        in Polish: a reader gets their language in a shorter form before Polish."""
+        lang = i18n.language(lang)
+        names = [f"{each}/{name}.{suffix}.j2"
+                 for each in dict.fromkeys((lang, i18n.DEFAULT_LANGUAGE)) for suffix in suffixes]
+        template = self._text.select_template(names)
+        return {"text": template.render({**context, "lang": lang}).strip()}
+
     def page(self, name: str, lang: str, context: dict[str, Any]) -> str:
         """An HTML page (`templates/pages/<name>.j2`), autoescaped."""
         template = self._html.get_template(f"pages/{name}.j2")
         return template.render({**context, "lang": i18n.language(lang)})
-
-    def render(self, name: str, channel: str, lang: str, context: dict[str, Any]) -> dict[str, str]:
-        if channel == "email":
-            return self.email(name, lang, context)
-        return self.telegram(name, lang, context)

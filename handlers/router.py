@@ -24,14 +24,13 @@ from handlers import (
     grades,
     homework,
     i18n,
-    identity,
     library,
     remarks,
     school,
 )
+from handlers.channels import Envelope
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply, UserFacingError
-from handlers.notify import email_payload
 from store.models import Person
 from store.outbox import PRIORITY_REPLY, Delivery
 
@@ -146,7 +145,7 @@ async def _cancel(msg: InboundMessage) -> list[Reply]:
 
 async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None) -> list[Reply]:
     """Decide what a message means and run its handler. Call inside a transaction."""
-    if msg.channel == "email":
+    if ctx.channels[msg.channel].mailboxes:
         handler = MAILBOXES.get(msg.mailbox or "")
         if handler is None:
             log.info("dropped: mail to unknown mailbox %r", msg.mailbox)
@@ -193,22 +192,19 @@ async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None)
 def to_deliveries(
     ctx: ServiceContext, msg: InboundMessage, person: Person | None, replies: list[Reply]
 ) -> list[Delivery]:
-    """Render replies for the sender's channel; email replies are threaded (RFC 5322
-    In-Reply-To and References) and carry the case tag where there is one."""
+    """Render replies for the sender's channel, which packs them: mail replies are
+    threaded (RFC 5322 In-Reply-To and References) and carry the case tag where there is
+    one; a chat's carry their buttons."""
     lang = i18n.language(person.language if person else msg.language_hint)
+    channel = ctx.channels[msg.channel]
     out = []
     for n, reply in enumerate(replies):
         context: dict[str, Any] = {**reply.context, "person": person}
-        rendered = ctx.renderer.render(reply.template, msg.channel, lang, context)
-        if msg.channel == "email":
-            payload = email_payload(ctx, rendered, mailbox=msg.mailbox or "sprawy", case=reply.case,
-                                    in_reply_to=msg.message_id, references=msg.references)
-            if not rendered["subject"]:
-                payload["subject"] = f"Re: {msg.subject or ''}".strip()
-        else:
-            payload = {"text": rendered["text"]}
-            if reply.buttons:
-                payload["buttons"] = reply.buttons
+        rendered = channel.rendered(ctx.renderer, reply.template, lang, context)
+        payload = channel.payload(ctx, rendered, Envelope(
+            mailbox=msg.mailbox or "sprawy", case=reply.case, in_reply_to=msg.message_id,
+            references=tuple(msg.references), answering=msg.subject or "",
+            buttons=reply.buttons))
         out.append(Delivery(
             key=f"reply:{msg.channel}:{msg.inbound_id}:{n}",
             channel=msg.channel,
@@ -232,13 +228,18 @@ async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
     in the same transaction."""
     if person is UNKNOWN:
         person = await accounts.person_by_address(msg.channel, msg.address)
-    await identity.prove(msg)
-    if msg.channel == "telegram" and ctx.limits is not None and not msg.callback_id:
+    channel = ctx.channels[msg.channel]
+    await ctx.channels.prove(msg)
+    if not msg.proof and not channel.mailboxes:
+        # closed by default: commands and dialogues take an unproven sender for a
+        # stranger (mailbox handlers ask for proof before they change anything)
+        person = None
+    if not channel.mailboxes and ctx.limits is not None and not msg.callback_id:
         if ctx.limits.bot_per_chat.take(msg.address) > 0:
             # over the limit: one polite "zwolnij" now and then, otherwise silence
             told = ctx.limits.slow_down_notices.take(msg.address) == 0
             return to_deliveries(ctx, msg, person, [Reply("slow_down", {})] if told else [])
-    if msg.channel == "telegram" and not msg.private:
+    if not msg.private:
         # a group is not a person: nobody there may link it or see anyone's data
         person = None
     try:

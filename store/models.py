@@ -15,7 +15,6 @@ from tortoise import fields
 from tortoise.models import Model
 
 ROLES = ("citizen", "parent", "staff", "librarian", "admin")
-CHANNELS = ("telegram", "email")
 CASE_STATUSES = ("received", "in_progress", "waiting", "resolved", "rejected")
 
 

@@ -92,14 +92,14 @@ async def enqueue(deliveries: list[Delivery], now: datetime) -> int:
 
 
 async def remember_sent_mail(deliveries: list[Delivery], now: datetime) -> None:
-    """Record the Message-ID of every mail queued (and of its email fallbacks) with its
-    recipient: a reply threaded to one proves its sender reads that mailbox
-    (handlers/identity.py)."""
+    """Record the Message-ID of every message queued (and of its fallbacks) that has one —
+    mail does — with its recipient: a reply threaded to one proves its sender reads that
+    mailbox (mail/channel.py). The payload says so, not the channel's name."""
     sent = [SentMail(message_id=payload["message_id"], recipient=recipient, created_at=now)
             for d in deliveries
-            for channel, recipient, payload in [(d.channel, d.recipient, d.payload)] + [
-                (f["channel"], f["recipient"], f["payload"]) for f in d.fallbacks]
-            if channel == "email" and payload.get("message_id")]
+            for recipient, payload in [(d.recipient, d.payload)] + [
+                (f["recipient"], f["payload"]) for f in d.fallbacks]
+            if payload.get("message_id")]
     if sent:
         await SentMail.bulk_create(sent, ignore_conflicts=True, batch_size=1000)
 

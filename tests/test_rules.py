@@ -229,15 +229,16 @@ def test_preferences_have_one_rule_for_the_bot_and_the_api() -> None:
     from handlers.preferences import parse_preferences
 
     person = SimpleNamespace(notices={"grades": "digest"})
+    CHANNELS = ("telegram", "email")
     assert parse_preferences({"quiet_start": "7:00", "quiet_end": "22:05",
-                              "notices": {"attendance": "off"}}, person) == {  # type: ignore[arg-type]
+                              "notices": {"attendance": "off"}}, person, CHANNELS) == {  # type: ignore[arg-type]
         "quiet_start": "07:00", "quiet_end": "22:05",
         "notices": {"grades": "digest", "attendance": "off"}}
     for bad in ({"digest_hour": 24}, {"digest_hour": True}, {"language": "de"},
                 {"channel_order": ["fax"]}, {"quiet_start": "25:00"},
                 {"notices": {"grades": "sometimes"}}, {"colour": "red"}):
         with pytest.raises(InvalidInput):
-            parse_preferences(bad, person)  # type: ignore[arg-type]
+            parse_preferences(bad, person, CHANNELS)  # type: ignore[arg-type]
 
 
 # --- search: folding and query words ------------------------------------------------------

@@ -10,9 +10,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bots import channel as telegram_channel
 from handlers.quota import REASONS, Refused
 from handlers.render import TEMPLATES, Renderer
 from handlers.router import ROUTES
+from mail import channel as mail_channel
 from tests.doubles.botapi import telegram_refusal
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
@@ -91,7 +93,8 @@ def all_templates() -> list[tuple[str, str, str]]:
 def test_every_template_renders_without_raw_codes(lang: str, name: str, channel: str) -> None:
     renderer = Renderer(ZoneInfo("Europe/Warsaw"), "https://e.milanowek.example",
                         facts={"link_code_hours": 24, "renew_window_days": 7})
-    rendered = renderer.render(name, channel, lang, {**SAMPLE, **OVERRIDES.get(name, {})})
+    render = {"email": mail_channel.render, "telegram": telegram_channel.render}[channel]
+    rendered = render(renderer, name, lang, {**SAMPLE, **OVERRIDES.get(name, {})})
     for part, text in rendered.items():
         assert text.strip() or part == "html", (name, part)
         # commands people type ("/ustawienia kanał email") are instructions, not codes

@@ -15,10 +15,10 @@ from email.message import EmailMessage
 import pytest
 from tortoise.exceptions import DBConnectionError
 
-from gateway import inbox
 from gateway.config import Settings
 from gateway.keys import INBOX
 from handlers import router
+from mail import inbound as mail_inbound
 from store.models import AuditEntry, Case, RawInbound
 from tests.conftest import Gateway, make_mail
 from tests.panel import csrf_of, sign_in, staff_member
@@ -50,7 +50,7 @@ def unreadable(monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(row, ctx, bot=None):  # type: ignore[no-untyped-def]
         raise AttributeError("'str' object has no attribute 'content_disposition'")
 
-    monkeypatch.setitem(inbox.READERS, "email", broken)
+    monkeypatch.setattr(mail_inbound, "read_stored", broken)  # what the email channel reads with
 
 
 def text_of(message: EmailMessage) -> str:

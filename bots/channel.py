@@ -1,0 +1,67 @@
+"""Telegram as a channel (handlers/channels.py): registered by gateway/app.py.
+
+Telegram proves a chat for us: an update's chat id is Telegram's word. Pacing is the
+channel's (Telegram Bot API FAQ, "My bot is hitting limits"): about 30 messages per second
+overall and about one per second per chat, set by `EMIL_TELEGRAM_RATE` and
+`EMIL_TELEGRAM_CHAT_INTERVAL`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from telegram import Bot
+
+from bots import inbound
+from bots.sender import TelegramSender
+from handlers.channels import Channel, Outgoing
+from handlers.message import InboundMessage
+from handlers.render import Renderer
+
+
+async def prove(msg: InboundMessage) -> str | None:
+    """Every update is Telegram's word for its chat."""
+    return "telegram"
+
+
+def normalise(address: str) -> str | None:
+    """A chat id: an integer (groups' are negative), stored as its decimal text."""
+    try:
+        return str(int(address.strip()))
+    except ValueError:
+        return None
+
+
+def render(renderer: Renderer, template: str, lang: str, context: dict[str, Any]
+           ) -> dict[str, str]:
+    """{text} in Telegram HTML from `<template>.telegram.j2`."""
+    return renderer.telegram(template, lang, context)
+
+
+def channel(bot: Callable[[], Bot | None], *, rate: float, chat_interval: float) -> Channel:
+    """The Telegram channel. `bot` gives the bot once it is built (gateway/app.py's
+    `bot_ctx`), None without a token: then nothing is sent by Telegram."""
+
+    async def fetch(msg: InboundMessage, max_size: int) -> None:
+        current = bot()
+        if current is not None and msg.remote_files:
+            msg.attachments, msg.too_large = await inbound.fetch_attachments(
+                current, msg.remote_files, max_size)
+
+    def outgoing() -> Outgoing | None:
+        current = bot()
+        if current is None:
+            return None
+        return Outgoing(TelegramSender(current), rate=rate, chat_interval=chat_interval)
+
+    return Channel(
+        name="telegram",
+        read=lambda row, ctx: inbound.read_stored(row, ctx, bot()),
+        outgoing=outgoing,
+        templates=("telegram",),
+        render=render,
+        normalise=normalise,
+        prove=prove,
+        fetch=fetch,
+    )

@@ -1,0 +1,187 @@
+"""One channel shape, registered once (issue #19).
+
+A channel — email, Telegram, and whatever comes next — is one :class:`Channel`: how it
+reads its stored raw input, proves a sender, normalises an address, renders and packs a
+message, and which lane sends it. The channel packages build theirs (`mail/channel.py`,
+`bots/channel.py`) and `gateway/app.py` registers them, explicitly, in one place; this
+module imports none of them (handlers/ may not import gateway/, bots/ or mail/).
+
+Everything between intake and sending reads the :class:`Channels` registry on the
+service context — the inbox's readers, the proof of a sender, the dispatcher's lanes, the
+list of channels a person may name in their order, and the fan-out's default order (the
+order of registration) — instead of asking `if channel == "email"`.
+
+Proof is closed by default: a channel without `prove` proves nothing, and an unproven
+sender on a channel that is not routed by mailbox is answered as a stranger (see
+handlers/router.py). Model: GOV.UK Notify's one client class per channel behind one
+interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from handlers.message import InboundMessage
+
+if TYPE_CHECKING:
+    from handlers.context import ServiceContext
+    from handlers.render import Renderer
+    from store.models import Outbox, RawInbound
+
+__all__ = ["Channel", "Channels", "Envelope", "Outgoing", "Sender", "text_payload"]
+
+
+class Sender(Protocol):
+    """Sends one outbox row, raising store/outbox's error classes: `RateLimited`
+    (pause the lane), `PermanentSendError` (fall back), `TransientSendError` (retry)."""
+
+    channel: str
+
+    async def send(self, row: Outbox) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A lane's sender and pacing (gateway/dispatcher.py builds the lane).
+
+    Attributes:
+        sender: what sends a row.
+        rate: messages per second for the whole channel (None: unpaced).
+        chat_interval: seconds between two messages to one address (None: no spacing).
+    """
+
+    sender: Sender
+    rate: float | None = None
+    chat_interval: float | None = None
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What a payload may carry besides the rendered text: mail threads it, a chat
+    shows buttons; each channel takes what it can use."""
+
+    mailbox: str = "sprawy"
+    case: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    #: the subject being answered (a reply whose template has none says "Re: …")
+    answering: str | None = None
+    buttons: list[Any] | None = None
+
+
+def text_payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope
+                 ) -> dict[str, Any]:
+    """The payload of a channel that sends text (and buttons, where it has them)."""
+    payload: dict[str, Any] = {"text": rendered["text"]}
+    if envelope.buttons:
+        payload["buttons"] = envelope.buttons
+    return payload
+
+
+def _given(address: str) -> str | None:
+    """An address as given, if there is one (a channel with no rule of its own)."""
+    address = address.strip()
+    return address or None
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel, as the rest of the gateway sees it.
+
+    Attributes:
+        name: stored in every row (identities, raw input, outbox); up to 16 characters.
+        read: a stored raw row → the message, or None and why it gets no answer
+            (the inbox runs it; it may raise for input nobody can read).
+        outgoing: the lane's sender and pacing, or None while the channel cannot send
+            (Telegram without a token).
+        templates: the template suffixes tried in order, `<name>.<suffix>.j2`: the
+            channel's own first, then its documented fallback (a shorter form).
+        render: (renderer, template, language, context) → rendered parts; None renders
+            plain text from `templates`.
+        payload: rendered parts → the outbox payload.
+        normalise: an address as typed → the stored form, or None if it is not one.
+        prove: how the sender of a message is proven (a word for `msg.proof`) or None;
+            a channel without it proves nothing (closed by default).
+        glance: what can still be read of a row `read` failed on (a `mail.unread.Glance`
+            -like object); with it, such rows are set aside for a clerk and answered.
+        slow: `read` parses large input or waits on DNS: the inbox runs it in a thread.
+        fetch: fetches the files a message only names (inside the inbox, before the
+            batch's transaction).
+        mailboxes: messages are addressed to a service mailbox (handlers/router.py's
+            MAILBOXES), whose handlers ask for proof before they change anything;
+            otherwise they are commands and dialogues, and an unproven sender is a
+            stranger.
+    """
+
+    name: str
+    read: Callable[[RawInbound, ServiceContext], tuple[InboundMessage | None, str]]
+    outgoing: Callable[[], Outgoing | None]
+    templates: tuple[str, ...] = ()
+    render: Callable[[Renderer, str, str, dict[str, Any]], dict[str, str]] | None = None
+    payload: Callable[[ServiceContext, dict[str, str], Envelope], dict[str, Any]] = text_payload
+    normalise: Callable[[str], str | None] = _given
+    prove: Callable[[InboundMessage], Awaitable[str | None]] | None = None
+    glance: Callable[[RawInbound, ServiceContext], Any] | None = None
+    slow: bool = False
+    fetch: Callable[[InboundMessage, int], Awaitable[None]] | None = None
+    mailboxes: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters
+            raise ValueError(f"a channel's name has 1–16 characters: {self.name!r}")
+        if self.render is None and not self.templates:
+            raise ValueError(f"channel {self.name!r} renders nothing: give templates or render")
+
+    def rendered(self, renderer: Renderer, template: str, lang: str,
+                 context: dict[str, Any]) -> dict[str, str]:
+        """`template` rendered for this channel."""
+        if self.render is not None:
+            return self.render(renderer, template, lang, context)
+        return renderer.text(template, self.templates, lang, context)
+
+
+class Channels:
+    """The registry: channels by name, in the order registered — which is also the
+    order a person is reached in when they have not chosen one."""
+
+    def __init__(self, channels: Iterable[Channel] = ()) -> None:
+        self._by_name: dict[str, Channel] = {}
+        for channel in channels:
+            self.register(channel)
+
+    def register(self, channel: Channel) -> None:
+        """Add a channel; a name is registered once."""
+        if channel.name in self._by_name:
+            raise ValueError(f"channel {channel.name!r} is registered already")
+        self._by_name[channel.name] = channel
+
+    def __getitem__(self, name: str) -> Channel:
+        return self._by_name[name]
+
+    def get(self, name: str) -> Channel | None:
+        return self._by_name.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[Channel]:
+        return iter(list(self._by_name.values()))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The one list of channels, in the default order."""
+        return tuple(self._by_name)
+
+    async def prove(self, msg: InboundMessage) -> None:
+        """Fill `msg.proof` from the message's channel; unproven unless it proves it.
+        A proof the reader already found (mail's DMARC pass) stands."""
+        if msg.proof:
+            return
+        channel = self._by_name.get(msg.channel)
+        if channel is not None and channel.prove is not None:
+            msg.proof = await channel.prove(msg)
