@@ -182,7 +182,8 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     """The inbox worker and the outbox lanes; the Telegram lane (and poller) only while this
     instance holds the `telegram` leadership — Telegram's limits are per bot."""
     settings, clock = app[SETTINGS], app[CLOCK]
-    senders: list = [MailSender(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir)]
+    senders: list = [MailSender(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir,
+                                 dkim=settings.mail_signer())]
     bot = app.get(BOT)
     if bot is not None:
         senders.append(TelegramSender(bot))
