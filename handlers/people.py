@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from handlers import accounts
+from handlers import unsubscribe as unsubscribe_token
 from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
 from handlers.fanout import parse_notices
@@ -134,7 +137,7 @@ def parse_preferences(values: dict[str, Any], person: Person) -> dict[str, Any]:
                 raise InvalidInput(name, f"'language' is one of {', '.join(LANGUAGES)}")
             changes[name] = value
         elif name == "notices":
-            changes[name] = {**(person.notices or {}), **parse_notices(value)}
+            changes[name] = {**(person.notices or {}), **parse_notices(value, channels=CHANNELS)}
         else:
             raise InvalidInput(name, f"'{name}' is not a preference")
     return changes
@@ -145,3 +148,23 @@ async def set_preferences(person: Person, changes: dict[str, Any]) -> None:
         await Person.filter(id=person.id).update(**changes)
         for name, value in changes.items():
             setattr(person, name, value)
+
+
+async def unsubscribe(ctx: ServiceContext, token: str) -> Person | None:
+    """RFC 8058 one-click: turn off the notice type a mail's `List-Unsubscribe` token names,
+    for its person on its channel, through the same rule as `/ustawienia`. None when the
+    token is forged or damaged or its person is gone (erased)."""
+    opt_out = unsubscribe_token.read(ctx, token)
+    if opt_out is None:
+        return None
+    async with in_transaction():
+        person = await Person.filter(id=opt_out.person_id).select_for_update().first()
+        if person is None:
+            return None
+        try:
+            changes = parse_preferences(
+                {"notices": {f"{opt_out.kind}@{opt_out.channel}": "off"}}, person)
+        except InvalidInput:
+            return None  # signed by us for a type or channel that no longer exists
+        await set_preferences(person, changes)
+    return person
