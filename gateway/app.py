@@ -183,7 +183,8 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     instance holds the `telegram` leadership — Telegram's limits are per bot."""
     settings, clock = app[SETTINGS], app[CLOCK]
     senders: list = [MailSender(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir,
-                                 dkim=settings.mail_signer())]
+                                 dkim=settings.mail_signer(),
+                                 bounce_key=app[SERVICES].signing_secret.encode())]
     bot = app.get(BOT)
     if bot is not None:
         senders.append(TelegramSender(bot))
@@ -328,7 +329,8 @@ async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     handler = GatewaySMTPHandler(settings.mail_domain, router.MAILBOXES, app[CLOCK].now,
                                  on_stored=app[INBOX].notify,
-                                 limiter=app[SERVICES].limits.mail_cases_per_sender)
+                                 limiter=app[SERVICES].limits.mail_cases_per_sender,
+                                 bounce_key=app[SERVICES].signing_secret.encode())
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         smtp_factory(handler, settings.smtp_max_size, settings.mail_domain),

@@ -164,8 +164,10 @@ async def addresses_of(people_ids: list[int]) -> dict[int, list[tuple[str, str]]
     """Every (channel, address) of these people, fetched in chunks."""
     addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for start in range(0, len(people_ids), 5000):
+        # an address whose mail bounces for good is skipped: the next channel takes it
         for pid, channel, address in await Identity.filter(
-                person_id__in=people_ids[start:start + 5000]).values_list(
+                person_id__in=people_ids[start:start + 5000],
+                failing_since__isnull=True).values_list(
                     "person_id", "channel", "address"):
             addresses[pid].append((channel, address))
     return addresses

@@ -18,6 +18,7 @@ from typing import Any
 from handlers import (
     accounts,
     announcements,
+    bounces,
     cases,
     dialogue,
     grades,
@@ -88,6 +89,8 @@ MAILBOXES: dict[str, Handler] = {
     "sprawy": cases.handle_email,
     "biblioteka": library.handle_email,
     "ogloszenia": announcements.handle_email,
+    # reports about our own mail, only at the per-message addresses (mail/bounces.py)
+    "bounce": bounces.handle_report,
 }
 
 #: inline-button callbacks: "<prefix>:<data>"

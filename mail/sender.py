@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiosmtplib
 
+from mail.bounces import bounce_address
 from mail.compose import POLICY, compose, recipient
 from mail.dkim import DkimSigner
 from store.files import announcement_attachment
@@ -24,12 +25,15 @@ class MailSender:
     channel = "email"
 
     def __init__(self, mail_domain: str, relay: str | None, spool_dir: str,
-                 dkim: DkimSigner | None = None) -> None:
+                 dkim: DkimSigner | None = None, bounce_key: bytes | None = None) -> None:
         self.mail_domain = mail_domain
         self.relay = relay
         self.spool = Path(spool_dir)
         #: signs every message, relayed or spooled (EMIL_DKIM_SELECTOR, EMIL_DKIM_KEY_FILE)
         self.dkim = dkim
+        #: with it, each message's envelope sender is its own bounce address (VERP,
+        #: mail/bounces.py), so a bounce names the outbox row that failed
+        self.bounce_key = bounce_key
 
     def flatten(self, message: Message, linesep: str) -> bytes:
         """The message's bytes as they will leave, signed when a key is set: the signature
@@ -50,7 +54,8 @@ class MailSender:
             return
         host, _, port = self.relay.rpartition(":")
         envelope, _ = recipient(row.recipient)
-        sender = row.payload["from"]
+        sender = (bounce_address(row.id, self.bounce_key, self.mail_domain) if self.bounce_key
+                  else row.payload["from"])
         # a non-ASCII envelope address needs SMTPUTF8 (the message then carries it as UTF-8
         # in `To:`); an IDNA domain needs neither (mail/compose.py). The message goes as
         # the bytes that were signed (RFC 5321 line endings)

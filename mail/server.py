@@ -18,6 +18,7 @@ from tortoise.exceptions import IntegrityError
 
 from handlers.ratelimit import RateLimiter
 from handlers.text import clean_line
+from mail.bounces import bounced_outbox, is_bounce_mailbox
 from store.models import RawInbound
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class GatewaySMTPHandler:
         now: Callable[[], datetime],
         on_stored: Callable[[], None] = lambda: None,
         limiter: RateLimiter | None = None,
+        bounce_key: bytes | None = None,
     ) -> None:
         self.domain = domain.lower()
         self.mailboxes = set(mailboxes)
@@ -70,13 +72,20 @@ class GatewaySMTPHandler:
         #: new mail per envelope sender; over it, RCPT answers 450 and the sender's server
         #: retries later (RFC 5321 section 4.2.5: 4yz is transient)
         self.limiter = limiter
+        #: checks the MAC of our bounce addresses (VERP, mail/bounces.py)
+        self.bounce_key = bounce_key
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         local, _, domain = address.lower().rpartition("@")
         if domain != self.domain:
             return "550 5.7.1 Relaying denied"
-        if local not in self.mailboxes:
+        if is_bounce_mailbox(local):
+            # only an address we gave a message of ours: a forged one could mark somebody's
+            # address failing
+            if self.bounce_key is None or bounced_outbox(local, self.bounce_key) is None:
+                return "550 5.1.1 Unknown mailbox"
+        elif local not in self.mailboxes:
             return "550 5.1.1 Unknown mailbox"
         if self.limiter is not None:
             sender = (envelope.mail_from or "<>").lower()[:320]
