@@ -19,6 +19,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
+from gateway.jobs import run_job
 from gateway.keys import SMTP_PORT
 from mail.bounces import bounce_address, bounced_outbox, read_report
 from store.models import Identity, Outbox, Person
@@ -167,6 +168,11 @@ async def test_a_hard_bounce_marks_the_address_failing_and_notices_go_by_telegra
     await gwr.client.post(link.group(1), data={"csrf": csrf_of(html)})
     page = await (await gwr.client.get(f"/panel/ludzie/{parent}")).text()
     assert "rodzic@example.pl" in page and "nie działa od" in page
+
+    # a bounced message is forgotten after the retention period like a sent one
+    gwr.clock.advance(days=gwr.settings.retention_days + 1)
+    await run_job(gwr.services, "retention")
+    assert not await Outbox.filter(id=row.id).exists()
 
 
 async def test_three_soft_bounces_in_a_week_count_as_hard(
