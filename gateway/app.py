@@ -51,6 +51,7 @@ from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
 from handlers import router
 from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
+from handlers.netaddr import trusted_networks
 from handlers.ratelimit import Limits
 from handlers.render import Renderer
 from handlers.retention import Retention
@@ -109,6 +110,7 @@ def build_services(settings: Settings, clock: Clock) -> ServiceContext:
         limits=Limits(time.monotonic, cases_per_client=settings.rate_cases_per_client,
                       cases_per_recipient=settings.rate_cases_per_recipient,
                       mail_cases_per_sender=settings.rate_mail_cases_per_sender,
+                      mail_per_peer=settings.rate_mail_per_peer,
                       bot_per_chat=settings.rate_bot_per_chat,
                       code_failures_per_client=settings.rate_code_failures_per_client,
                       code_failures_per_case=settings.rate_code_failures_per_case,
@@ -330,6 +332,8 @@ async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
     handler = GatewaySMTPHandler(settings.mail_domain, router.MAILBOXES, app[CLOCK].now,
                                  on_stored=app[INBOX].notify,
                                  limiter=app[SERVICES].limits.mail_cases_per_sender,
+                                 peer_limiter=app[SERVICES].limits.mail_per_peer,
+                                 trusted_peers=trusted_networks(settings.smtp_trusted_peers),
                                  bounce_key=app[SERVICES].signing_secret.encode())
     loop = asyncio.get_running_loop()
     server = await loop.create_server(

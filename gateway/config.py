@@ -10,8 +10,10 @@ from datetime import date
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from handlers.netaddr import parse_networks
 
 if TYPE_CHECKING:
     from mail.dkim import DkimSigner
@@ -87,6 +89,12 @@ class Settings(BaseSettings):
     rate_cases_per_client: float = 20
     rate_cases_per_recipient: float = 5
     rate_mail_cases_per_sender: float = 20
+    #: mail per hour per connecting host (IPv4 address, IPv6 /64; burst 30), whatever
+    #: envelope senders it uses; above it RCPT answers 450 4.7.1
+    rate_mail_per_peer: float = 120
+    #: upstream MTAs (addresses or networks) that relay everybody's mail to us: not counted
+    #: per host. The default is this host: a local MTA in front of the gateway
+    smtp_trusted_peers: str = "127.0.0.1, ::1"
     rate_bot_per_chat: float = 600
     rate_code_failures_per_client: float = 20
     rate_code_failures_per_case: float = 30
@@ -180,15 +188,13 @@ class Settings(BaseSettings):
             raise ValueError("EMIL_TELEGRAM_MODE must be 'polling' or 'webhook'")
         return value
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "smtp_trusted_peers")
     @classmethod
-    def _proxies(cls, value: str) -> str:
-        from gateway.client import parse_networks
-
+    def _networks(cls, value: str, info: ValidationInfo) -> str:
         try:
             parse_networks(value)
         except ValueError as error:
-            raise ValueError(f"EMIL_TRUSTED_PROXIES: {error}") from None
+            raise ValueError(f"EMIL_{str(info.field_name).upper()}: {error}") from None
         return value
 
     @field_validator("sqlite_synchronous")

@@ -371,7 +371,7 @@ async def _case_action(request: web.Request, action: str) -> web.Response:
         done = await cases.staff_event(services, case.number, _actor(request), status=status,
                                        note=text or None, public=action != "note", author=me,
                                        channel="console")
-    if done is None:  # gone since the page was read (erased)
+    if done is None:  # no such case (`_case` found it a moment ago: a race, not a rule)
         raise Refusal(404, "no_case")
     request.app[DISPATCHER].notify()
     raise web.HTTPSeeOther(f"/panel/sprawy/{case.number}?zrobione={action}")

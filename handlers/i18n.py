@@ -210,6 +210,7 @@ def refusal(refused: object, lang: str) -> str:
                           " — tyle przyjmujemy w jednej sprawie",
             "case_bytes": f"załączniki sprawy przekroczyłyby {file_size(limit, lang)}"
                           " — tyle przyjmujemy w jednej sprawie",
+            "not_fetched": "nie udało się go pobrać — prosimy wysłać go jeszcze raz",
         }.get(reason, "nie udało się go pobrać")
     return {
         "file_size": f"the file is larger than {file_size(limit, lang)}",
@@ -219,4 +220,5 @@ def refusal(refused: object, lang: str) -> str:
                       "takes",
         "case_bytes": f"the case's attachments would exceed {file_size(limit, lang)}, the most "
                       "one case takes",
+        "not_fetched": "it could not be fetched — please send it again",
     }.get(reason, "it could not be fetched")

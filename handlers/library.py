@@ -277,9 +277,15 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
                    "unreachable": unreachable,
                    "failed_yesterday": await _failed_since(now - timedelta(days=1))}
         librarians = [p for p in await Person.all() if "librarian" in (p.roles or [])]
+        # the librarians' message counts; who and what stays in the job's summary, shown
+        # in the console (/panel/biblioteka), so that one erasure finds it (issue #18)
         await fanout.fan_out(ctx, librarians, fanout.Notice(
             kind="library", template="library_summary", mailbox="biblioteka",
-            key=f"library-summary:{today.isoformat()}", context=summary), now)
+            key=f"library-summary:{today.isoformat()}", context={
+                "date": summary["date"], "messages": summary["messages"],
+                "loans": summary["loans"], "by_level": summary["by_level"],
+                "unreachable_count": len(unreachable),
+                "failed_count": len(summary["failed_yesterday"])}), now)
     summary["unreachable_readers"] = len({u["card"] for u in unreachable})
     return summary
 

@@ -37,7 +37,7 @@ from store.models import Counter, Person
 
 #: why a file was not stored: over the per-file size, the store full, the case's number
 #: of files, the case's bytes (handlers/i18n.refusal says each in words)
-REASONS = ("file_size", "store_full", "case_files", "case_bytes")
+REASONS = ("file_size", "not_fetched", "store_full", "case_files", "case_bytes")
 #: the alert is sent again only after usage fell below this share of the limit
 RESET_BELOW = 0.9
 FULL_COUNTER = "attachments-full"
@@ -88,7 +88,10 @@ async def admit(ctx: ServiceContext, number: str | None, msg: InboundMessage) ->
     (`msg.too_large`: over the size, or not fetched). Call in the transaction that
     stores the kept ones: a refusal because the store is full alerts the admins in it."""
     limits = ctx.attachments
-    out = Admitted(refused=[Refused(name[:255], size, "file_size", ctx.attachment_max_size)
+    # the channel lists a file it could not take with its size: over the limit, it was too
+    # large; within it, fetching failed (a Telegram download error is not "too large")
+    out = Admitted(refused=[Refused(name[:255], size, "file_size" if size > ctx.attachment_max_size
+                                    else "not_fetched", ctx.attachment_max_size)
                             for name, size in msg.too_large])
     wanted = []
     for a in msg.attachments:

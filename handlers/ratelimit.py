@@ -62,10 +62,13 @@ class Limits:
                  cases_per_recipient: float = 5, mail_cases_per_sender: float = 20,
                  bot_per_chat: float = 600, code_failures_per_client: float = 20,
                  code_failures_per_case: float = 30,
-                 page_posts_per_client: float = 30) -> None:
+                 page_posts_per_client: float = 30, mail_per_peer: float = 120) -> None:
         self.cases_per_client = RateLimiter(Limit(cases_per_client, 5), now)
         self.cases_per_recipient = RateLimiter(Limit(cases_per_recipient, 3), now)
         self.mail_cases_per_sender = RateLimiter(Limit(mail_cases_per_sender, 5), now)
+        #: mail per connecting host, whatever senders it names (mail/server.py)
+        self.mail_per_peer = RateLimiter(
+            Limit(mail_per_peer, max(1, min(30, int(mail_per_peer)))), now)
         self.bot_per_chat = RateLimiter(Limit(bot_per_chat, 20), now)
         self.code_failures_per_client = RateLimiter(Limit(code_failures_per_client, 5), now)
         self.code_failures_per_case = RateLimiter(Limit(code_failures_per_case, 10), now)

@@ -16,8 +16,8 @@ from tortoise.transactions import in_transaction
 
 from handlers import audit, cases
 from handlers.context import ServiceContext
-from handlers.message import Attachment
 from handlers.notify import queue
+from store.models import Attachment as StoredAttachment
 from store.models import Case, Person, RawInbound
 
 #: mail waiting for a clerk, and mail a clerk has dealt with
@@ -79,13 +79,19 @@ async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text:
         if found is None:
             return None
         summary = found["summary"] or {}
-        raw = await original(inbound_id) or b""
-        kept = (Attachment("oryginal.eml", "message/rfc822", raw),) if raw else ()
         draft = cases.NewCase(subject=subject, body=text, channel="email",
-                              email=summary.get("address") or None, attachments=kept,
+                              email=summary.get("address") or None,
                               lang=summary.get("language") or "pl",
                               message_id=summary.get("message_id"))
         [(case, _, confirmation)] = await cases.create_cases(ctx, [draft], confirm_to_email=True)
+        raw = await original(inbound_id)
+        if raw:
+            # the original goes with the case whatever its size (SMTP takes up to 25 MiB, a
+            # resident's file up to 10): it is the only copy once retention deletes the
+            # raw row, and a clerk chose to keep it
+            await StoredAttachment.create(case_id=case.number, filename="oryginal.eml",
+                                          content_type="message/rfc822", size=len(raw),
+                                          data=raw, created_at=now)
         await RawInbound.filter(id=inbound_id).update(case_number=case.number)
         await queue([confirmation] if confirmation else [], now)
         await audit.record(actor, "unread.open_case", f"inbound:{inbound_id}", now,

@@ -28,12 +28,10 @@ from html.parser import HTMLParser
 
 from handlers.addresses import normalise_email
 from handlers.message import Attachment, InboundMessage
-from handlers.text import mime_type_or_default
+from handlers.text import clean_line, mime_type_or_default
 
 _FALLBACK_CHARSETS = ("utf-8", "cp1250", "iso-8859-2")
 _MSGID = re.compile(r"<[^<>\s]+>")
-#: RFC 2045 token characters on both sides of the slash, nothing else
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BODY_TYPES = ("text/plain", "text/html")
 _FORWARDED = ("message/rfc822", "message/global")
 _SIGNATURES = {"application/pgp-signature", "application/pkcs7-signature",
@@ -303,7 +301,7 @@ def filename(part: Message) -> str:
         value = _param(part, header_name, param)
         if value:
             name = re.split(r"[/\\]", value)[-1]
-            name = unicodedata.normalize("NFC", _CONTROL.sub("", name)).strip()
+            name = unicodedata.normalize("NFC", clean_line(name)).strip()
             if name:
                 return name[:255]
     return ""

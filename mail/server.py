@@ -16,6 +16,7 @@ from datetime import datetime
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from tortoise.exceptions import IntegrityError
 
+from handlers.netaddr import Network, is_trusted, limit_key, parse_address
 from handlers.ratelimit import RateLimiter
 from handlers.text import clean_line
 from mail.bounces import bounced_outbox, is_bounce_mailbox
@@ -63,6 +64,8 @@ class GatewaySMTPHandler:
         now: Callable[[], datetime],
         on_stored: Callable[[], None] = lambda: None,
         limiter: RateLimiter | None = None,
+        peer_limiter: RateLimiter | None = None,
+        trusted_peers: tuple[Network, ...] = (),
         bounce_key: bytes | None = None,
     ) -> None:
         self.domain = domain.lower()
@@ -72,6 +75,12 @@ class GatewaySMTPHandler:
         #: new mail per envelope sender; over it, RCPT answers 450 and the sender's server
         #: retries later (RFC 5321 section 4.2.5: 4yz is transient)
         self.limiter = limiter
+        #: new mail per connecting host (an IPv4 address, an IPv6 /64), whatever envelope
+        #: senders it names: rotating MAIL FROM must not buy a stranger unlimited 25 MiB
+        #: mails (issue #18). The upstream MTAs in `trusted_peers` relay everybody's mail
+        #: and are not counted (they keep limits of their own).
+        self.peer_limiter = peer_limiter
+        self.trusted_peers = trusted_peers
         #: checks the MAC of our bounce addresses (VERP, mail/bounces.py)
         self.bounce_key = bounce_key
 
@@ -91,6 +100,11 @@ class GatewaySMTPHandler:
             sender = (envelope.mail_from or "<>").lower()[:320]
             if self.limiter.take(f"{local}:{sender}") > 0:
                 return "450 4.7.1 Too many messages from this sender, try again later"
+        if self.peer_limiter is not None and session.peer:
+            peer = parse_address(str(session.peer[0]))
+            if (peer is None or not is_trusted(peer, self.trusted_peers)) and \
+                    self.peer_limiter.take(limit_key(str(peer or session.peer[0]))) > 0:
+                return "450 4.7.1 Too many messages from your host, try again later"
         envelope.rcpt_tos.append(address.lower())
         return "250 2.1.5 OK"
 

@@ -23,6 +23,7 @@ from email.policy import compat32
 from email.utils import parseaddr
 
 from handlers.addresses import normalise_email
+from handlers.text import clean_line
 from mail import loops
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 #: a relay chain with DKIM and ARC: tens of KiB)
 HEADER_BYTES = 256 * 1024
 _MSGID = re.compile(r"<[^<>\s]{1,250}>")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,7 @@ def _text(value: object) -> str:
             decoded = str(value)
         except Exception:  # noqa: BLE001 - a header object that cannot even print itself
             return ""
-    decoded = decoded.encode("utf-8", "replace").decode("utf-8")  # lone surrogates
-    return " ".join(_CONTROL.sub("", decoded).split())
+    return " ".join(clean_line(decoded).split())
 
 
 def _headers(raw: bytes) -> EmailMessage:

@@ -79,6 +79,25 @@ async def test_sprawa_with_a_number_then_text_and_a_too_large_document(gw: Gatew
     assert await Attachment.filter(case_id=number).count() == 0
 
 
+async def test_a_document_the_bot_could_not_fetch_is_not_called_too_large(gw: Gateway) -> None:
+    """A Telegram download error is its own reason (it was told "larger than 10 MB")."""
+    await gw.linked(3305, "Ola")
+    await gw.tg(3305, "/sprawa")
+    await gw.tg(3305, "Dziura")
+    created = (await gw.tg(3305, "W jezdni."))[-1]
+    number = re.search(r"UM-\d{4}-\d{6}", created).group(0)
+    await gw.tg(3305, f"/sprawa {number}")
+    data = message_update(3305, "Zdjęcie dziury")
+    data["message"]["caption"] = data["message"].pop("text")
+    data["message"]["document"] = {"file_id": "DOC-GONE", "file_unique_id": "g",
+                                   "file_name": "dziura.jpg", "mime_type": "image/jpeg",
+                                   "file_size": 200_000}  # the Bot API double does not have it
+    await gw.update(data)
+    reply = gw.botapi.texts_to(3305)[-1]
+    assert "dziura.jpg" in reply and "nie udało się go pobrać" in reply
+    assert "większy" not in reply
+
+
 async def test_nobody_adds_to_someone_elses_case_from_the_bot(gw: Gateway) -> None:
     await gw.linked(3303, "Właściciel")
     await gw.tg(3303, "/sprawa")

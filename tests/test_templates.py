@@ -65,7 +65,7 @@ SAMPLE = {
     "by_level": {"due-soon": 2, "overdue-7": 1},
 }
 #: where two templates read one name differently
-OVERRIDES = {"library_summary": {"loans": 6, "failed_yesterday": SAMPLE["failures"]},
+OVERRIDES = {"library_summary": {"loans": 6, "unreachable_count": 1, "failed_count": 1},
              "attachments_full": {"used": 10 * 1024 ** 3, "limit": 10 * 1024 ** 3}}
 #: a file refused for each reason (handlers/quota.py)
 SAMPLE["too_large"] = [Refused(f"{reason}.pdf", 2_000_000, reason, 20 if reason == "case_files"

@@ -291,3 +291,23 @@ async def test_the_queue_and_the_original_by_role_and_csrf(
         resp = await anonymous.post(path.format(id=row.id), data=data, allow_redirects=False)
         assert resp.status == 401
     assert await Case.all().count() == 0
+
+
+@pytest.mark.usefixtures("unreadable")
+async def test_a_case_opened_from_unread_mail_keeps_an_original_of_any_size(gw: Gateway) -> None:
+    """SMTP takes up to 25 MiB, a resident's file is kept up to 10: the original a clerk
+    turns into a case is kept whatever its size (it was dropped without a word)."""
+    from dataclasses import replace
+
+    from handlers import audit, unread
+    from store.models import Attachment, Person
+
+    await gw.mail(MUTT)
+    row = await RawInbound.get()
+    clerk = await Person.get(id=await staff_member(gw))
+    small = replace(gw.services, attachment_max_size=len(MUTT) // 2)
+    case = await unread.open_case(small, row.id, subject="Zaświadczenie", text="Prośba.",
+                                  clerk=clerk, actor=audit.Actor("test", "console", clerk.id))
+    assert case is not None
+    [original] = await Attachment.filter(case_id=case.number)
+    assert (original.filename, bytes(original.data)) == ("oryginal.eml", MUTT)
