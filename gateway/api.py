@@ -43,6 +43,7 @@ from handlers import (
     people,
     preferences,
     school,
+    unsubscribe,
 )
 from handlers import unread as unread_mail
 from handlers.addresses import normalise_email
@@ -618,6 +619,34 @@ def _ack_page(request: web.Request, found: Announcement | None, *, done: bool) -
     page = request.app[SERVICES].renderer.page(
         "ack.html", lang="pl", context={"announcement": found, "done": done,
                                         "action": request.path})
+    return web.Response(status=200 if found else 404, text=page, content_type="text/html",
+                        charset="utf-8", headers=PAGE_HEADERS)
+
+
+@routes.get("/unsubscribe/{token}")
+async def unsubscribe_page(request: web.Request) -> web.Response:
+    """A person following the `List-Unsubscribe` link in a browser gets a button; opening
+    the link changes nothing, since mail scanners open every link (as with /ack)."""
+    found = unsubscribe.read(request.app[SERVICES], request.match_info["token"])
+    return _unsubscribe_page(request, found, done=False)
+
+
+@routes.post("/unsubscribe/{token}")
+async def unsubscribe_now(request: web.Request) -> web.Response:
+    """RFC 8058 one-click: the mail client POSTs `List-Unsubscribe=One-Click` with no
+    cookies and no sign-in; the signed token is the whole authority. The button on the
+    page posts here too, so the answer is that page."""
+    services = request.app[SERVICES]
+    person = await people.unsubscribe(services, request.match_info["token"])
+    found = unsubscribe.read(services, request.match_info["token"]) if person else None
+    return _unsubscribe_page(request, found, done=True)
+
+
+def _unsubscribe_page(request: web.Request, found: unsubscribe.OptOut | None, *,
+                      done: bool) -> web.Response:
+    page = request.app[SERVICES].renderer.page(
+        "unsubscribe.html", lang="pl", context={"opt_out": found, "done": done,
+                                                "action": request.path})
     return web.Response(status=200 if found else 404, text=page, content_type="text/html",
                         charset="utf-8", headers=PAGE_HEADERS)
 

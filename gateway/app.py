@@ -76,14 +76,16 @@ def instance_name(settings: Settings) -> str:
 
 
 def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: None,
-                   more: Iterable[Channel] = ()) -> Channels:
+                   more: Iterable[Channel] = (),
+                   bounce_key: Callable[[], bytes | None] = lambda: None) -> Channels:
     """Every channel, registered here and only here; the order is the default order a
     person is reached in (Telegram before email). `more`: channels of the caller's own
     (a test's fake fourth channel)."""
     return Channels([
         telegram_channel.channel(bot, rate=settings.telegram_rate,
                                  chat_interval=settings.telegram_chat_interval),
-        mail_channel.channel(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir),
+        mail_channel.channel(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir,
+                             dkim=settings.mail_signer(), bounce_key=bounce_key),
         *more,
     ])
 
@@ -147,7 +149,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, now = app[SETTINGS], app[CLOCK].now()
-    channels = build_channels(settings, lambda: app.get(BOT), app[OPTIONS]["channels"])
+    channels = build_channels(settings, lambda: app.get(BOT), app[OPTIONS]["channels"],
+                              bounce_key=lambda: app[SERVICES].signing_secret.encode())
     services = build_services(settings, app[CLOCK], channels)
     # kept in the store, so every process and instance signs and checks alike
     if not settings.signing_secret:
@@ -348,7 +351,8 @@ async def smtp_ctx(app: web.Application) -> AsyncIterator[None]:
                                  on_stored=app[INBOX].notify,
                                  limiter=app[SERVICES].limits.mail_cases_per_sender,
                                  peer_limiter=app[SERVICES].limits.mail_per_peer,
-                                 trusted_peers=trusted_networks(settings.smtp_trusted_peers))
+                                 trusted_peers=trusted_networks(settings.smtp_trusted_peers),
+                                 bounce_key=app[SERVICES].signing_secret.encode())
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         smtp_factory(handler, settings.smtp_max_size, settings.mail_domain),

@@ -143,6 +143,35 @@ def api_key_revoke(key_id: int) -> None:
     click.echo(f"key {key_id} revoked")
 
 
+@main.group("dkim")
+def dkim_group() -> None:
+    """DKIM signing of outgoing mail."""
+
+
+@dkim_group.command("keygen")
+@click.option("--selector", envvar="EMIL_DKIM_SELECTOR", required=True,
+              help="The DKIM selector (default: EMIL_DKIM_SELECTOR).")
+@click.option("--key-file", envvar="EMIL_DKIM_KEY_FILE", required=True,
+              type=click.Path(dir_okay=False, writable=True),
+              help="Where to write the private key (default: EMIL_DKIM_KEY_FILE).")
+@click.option("--domain", envvar="EMIL_MAIL_DOMAIN", default="milanowek.example",
+              show_default=True, help="The signing domain (default: EMIL_MAIL_DOMAIN).")
+def dkim_keygen(selector: str, key_file: str, domain: str) -> None:
+    """Write a new private key (mode 0600, never over an existing file) and print the DNS
+    TXT record to publish before setting EMIL_DKIM_SELECTOR and EMIL_DKIM_KEY_FILE."""
+    from mail.dkim import generate_key
+
+    try:
+        record = generate_key(key_file, selector, domain)
+    except FileExistsError:
+        raise click.ClickException(f"{key_file} exists: a published key is never "
+                                   "overwritten; choose another file (and selector)") from None
+    except OSError as error:
+        raise click.ClickException(f"cannot write {key_file}: {error.strerror}") from None
+    click.echo(f"private key written to {key_file}", err=True)
+    click.echo(record)
+
+
 @main.command("run-job")
 @click.argument("name", type=click.Choice([job.name for job in jobs()]))
 def run_job_command(name: str) -> None:

@@ -7,12 +7,16 @@ Settings that INTERFACES.md does not name are ours and are documented in the REA
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from handlers.netaddr import parse_networks
+
+if TYPE_CHECKING:
+    from mail.dkim import DkimSigner
 
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "xxx", "todo"}
 
@@ -104,6 +108,10 @@ class Settings(BaseSettings):
     ack_ttl_days: int = 30
     hook_secret_register: str | None = None
     hook_secret_library: str | None = None
+    #: DKIM: the selector and the PEM private key that sign every outgoing mail
+    #: (`emilanowek dkim keygen` writes the key and prints the DNS record); unset: unsigned
+    dkim_selector: str | None = None
+    dkim_key_file: str | None = None
     #: secret for signed links (acknowledgements); falls back to a random per-process key
     signing_secret: str | None = None
     production: bool = False
@@ -221,6 +229,23 @@ class Settings(BaseSettings):
             raise ValueError("EMIL_WORKER_PROCESS needs PostgreSQL (EMIL_DATABASE_URL): SQLite "
                              "has one writer, and two processes would wait on each other")
         return self
+
+    @model_validator(mode="after")
+    def _dkim(self) -> Settings:
+        if bool(self.dkim_selector) != bool(self.dkim_key_file):
+            raise ValueError("EMIL_DKIM_SELECTOR and EMIL_DKIM_KEY_FILE go together: set both "
+                             "to sign outgoing mail, or neither")
+        if self.dkim_selector:
+            self.mail_signer()  # an unreadable key stops the start, not every mail after it
+        return self
+
+    def mail_signer(self) -> DkimSigner | None:
+        """The DKIM signer of outgoing mail, or None when signing is not configured."""
+        from mail.dkim import load_signer
+
+        if not (self.dkim_selector and self.dkim_key_file):
+            return None
+        return load_signer(self.dkim_selector, self.dkim_key_file, self.mail_domain)
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

@@ -182,6 +182,12 @@ def document() -> S:
                        STR, errors=(), content_type="text/html", params=[_path("token")]),
             "post": _op("Acknowledge the announcement", "200", STR, errors=(),
                         content_type="text/html", params=[_path("token")])},
+        "/unsubscribe/{token}": {
+            "get": _op("The unsubscribe page: a button, nothing turned off yet", "200", STR,
+                       errors=(), content_type="text/html", params=[_path("token")]),
+            "post": _op("RFC 8058 one-click unsubscribe: turns off the notice type the token "
+                        "names, for its person on its channel; no sign-in", "200", STR,
+                        errors=(), content_type="text/html", params=[_path("token")])},
         "/sprawy/{number}": {"get": _page(
             "The resident's case page: with `?code=` it checks the code, keeps a cookie and "
             "redirects to the bare address; without a session it asks for the code",
@@ -207,7 +213,7 @@ def document() -> S:
            for hook in HOOKS},
     }
     paths.update(console_paths())
-    for path in ("/ack/{token}",):
+    for path in ("/ack/{token}", "/unsubscribe/{token}"):
         for op in paths[path].values():
             op["responses"]["404"] = {"description": "invalid or expired link",
                                       "content": {"text/html": {"schema": STR}}}

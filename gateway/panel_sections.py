@@ -267,7 +267,8 @@ async def _person(request: web.Request) -> Person:
 @routes.get("/ludzie/{id}")
 async def person_page(request: web.Request) -> web.Response:
     person = await _person(request)
-    identities = await Identity.filter(person_id=person.id).values("channel", "address")
+    identities = await Identity.filter(person_id=person.id).values(
+        "channel", "address", "failing_since", "failing_reason")
     return _page(request, "person", person=person, identities=identities,
                  modes=modes_of(person), languages=LANGUAGES)
 

@@ -69,6 +69,9 @@ class Envelope:
     #: the subject being answered (a reply whose template has none says "Re: …")
     answering: str | None = None
     buttons: list[Any] | None = None
+    #: the notice's own way out for this person, type and channel (RFC 8058 in mail:
+    #: `{"unsubscribe": url, "id": list id}`); None for answers about their own case
+    unsubscribe: dict[str, str] | None = None
 
 
 def text_payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope

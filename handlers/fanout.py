@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from handlers import i18n
+from handlers import i18n, unsubscribe
 from handlers.channels import Envelope
 from handlers.context import ServiceContext
 from handlers.notify import preferred_targets, queue
@@ -31,6 +31,12 @@ from store.outbox import PRIORITY_NOTICE, Delivery
 #: every notice type a person may set to instant, digest or off
 NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages")
 MODES = ("instant", "digest", "off")
+#: what a person may turn off on one channel alone (`"<type>@<channel>": "off"` in
+#: `Person.notices`), and what the one-click unsubscribe of a mail turns off (RFC 8058):
+#: announcements, digests and notices — not the answers about a person's own case
+#: (`cases`), not sign-in links
+OPT_OUT_KINDS = (*NOTICE_TYPES, "announcements", "digest", "library", "alerts")
+CHANNEL_MODES = ("off", "on")
 
 
 #: what people type in `/ustawienia`, Polish first (with and without diacritics)
@@ -44,14 +50,25 @@ MODE_WORDS = {"natychmiast": "instant", "od-razu": "instant", "instant": "instan
               "wyłącz": "off", "wylacz": "off", "wyłączone": "off", "off": "off"}
 
 
-def parse_notices(value: object, where: str = "notices") -> dict[str, str]:
-    """`{"grades": "instant", "attendance": "digest", …}` checked: the one validator of
-    notice preferences, for the API and (through NOTICE_WORDS/MODE_WORDS) the bot."""
+def parse_notices(value: object, where: str = "notices",
+                  channels: Iterable[str] = ()) -> dict[str, str]:
+    """`{"grades": "instant", "attendance": "digest", "announcements@email": "off", …}`
+    checked: the one validator of notice preferences, for the API, (through
+    NOTICE_WORDS/MODE_WORDS) the bot and the one-click unsubscribe. A `<type>@<channel>`
+    key is `off` or `on` for that channel alone, `channels` being the ones there are."""
     from handlers.message import InvalidInput
 
     if not isinstance(value, dict):
         raise InvalidInput(where, f"'{where}' must be an object of notice type → mode")
     for kind, mode in value.items():
+        if isinstance(kind, str) and "@" in kind:
+            base, _, channel = kind.partition("@")
+            if base not in OPT_OUT_KINDS or channel not in channels:
+                raise InvalidInput(f"{where}.{kind}", f"'{where}' per channel is <type>@<channel>"
+                                   f" of {', '.join(OPT_OUT_KINDS)} and {', '.join(channels)}")
+            if mode not in CHANNEL_MODES:
+                raise InvalidInput(f"{where}.{kind}", f"'{where}.{kind}' is 'off' or 'on'")
+            continue
         if kind not in NOTICE_TYPES:
             raise InvalidInput(f"{where}.{kind}", f"'{where}' types are {', '.join(NOTICE_TYPES)}")
         if mode not in MODES:
@@ -61,6 +78,11 @@ def parse_notices(value: object, where: str = "notices") -> dict[str, str]:
 
 def modes_of(person: Person) -> dict[str, str]:
     return {kind: mode_for(person, kind) for kind in NOTICE_TYPES}
+
+
+def off_on(person: Person, kind: str, channel: str) -> bool:
+    """Has the person turned this notice type off on this channel (unsubscribed)?"""
+    return (person.notices or {}).get(f"{kind}@{channel}") == "off"
 
 
 def mode_for(person: Person, kind: str) -> str:
@@ -143,8 +165,10 @@ async def addresses_of(people_ids: list[int]) -> dict[int, list[tuple[str, str]]
     """Every (channel, address) of these people, fetched in chunks."""
     addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for start in range(0, len(people_ids), 5000):
+        # an address whose mail bounces for good is skipped: the next channel takes it
         for pid, channel, address in await Identity.filter(
-                person_id__in=people_ids[start:start + 5000]).values_list(
+                person_id__in=people_ids[start:start + 5000],
+                failing_since__isnull=True).values_list(
                     "person_id", "channel", "address"):
             addresses[pid].append((channel, address))
     return addresses
@@ -176,7 +200,10 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
         person = recipient.person
         mode = mode_for(person, notice.kind) if person is not None else "instant"
         lang = i18n.language(recipient.language)
-        if mode == "off":
+        targets = recipient.targets
+        if person is not None:
+            targets = [(c, a) for c, a in targets if not off_on(person, notice.kind, c)]
+        if mode == "off" or (recipient.targets and not targets):
             out.off += 1
             continue
         context = notice.context(person) if callable(notice.context) else notice.context
@@ -185,7 +212,7 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
             out.digest.append(DigestItem(person_id=person.id, kind=notice.kind,
                                          key=notice.key[:200], lines=[line], created_at=now))
             continue
-        if not recipient.targets:
+        if not targets:
             out.unreachable.append(recipient.key)
             continue
         quiet = None
@@ -193,7 +220,7 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
             quiet = {"start": person.quiet_start, "end": person.quiet_end,
                      "zone": ctx.zone.key}
         rendered = []
-        for channel, address in recipient.targets:
+        for channel, address in targets:
             shape = ctx.channels[channel]
             if callable(notice.context):
                 text = shape.rendered(ctx.renderer, notice.template, lang, context)
@@ -202,7 +229,12 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
                 if text is None:
                     text = shared[(lang, channel)] = shape.rendered(
                         ctx.renderer, notice.template, lang, notice.context)
-            payload = shape.payload(ctx, text, envelope)
+            payload = shape.payload(ctx, text, envelope if person is None
+                                    or notice.kind not in OPT_OUT_KINDS else replace(
+                # RFC 8058: the message's own way out, for this person, type and channel
+                envelope, unsubscribe={"unsubscribe": unsubscribe.url(ctx, person.id,
+                                                                      notice.kind, channel),
+                                       "id": unsubscribe.list_id(ctx, notice.kind)}))
             if notice.personalise:
                 payload = notice.personalise(recipient, channel, payload)
             # a fallback taken at night waits for the morning too (store/outbox.mark_failed)

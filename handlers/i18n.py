@@ -164,8 +164,19 @@ NOTICE_NAMES = {
 }
 
 
+#: the other notices a mail's one-click unsubscribe turns off (handlers/fanout.OPT_OUT_KINDS)
+OPT_OUT_NAMES = {
+    "pl": {"announcements": "Ogłoszenia", "digest": "Podsumowanie dnia",
+           "library": "Przypomnienia z biblioteki", "alerts": "Powiadomienia dla administratorów"},
+    "en": {"announcements": "Announcements", "digest": "Daily summary",
+           "library": "Library reminders", "alerts": "Notices for administrators"},
+}
+
+
 def notice_name(kind: str, lang: str) -> str:
-    return NOTICE_NAMES[language(lang)].get(kind, "Inne" if language(lang) == "pl" else "Other")
+    lang = language(lang)
+    return (NOTICE_NAMES[lang].get(kind) or OPT_OUT_NAMES[lang].get(kind)
+            or ("Inne" if lang == "pl" else "Other"))
 
 
 def label(code: object, lang: str) -> str:

@@ -8,7 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from handlers import accounts
+from tortoise.transactions import in_transaction
+
+from handlers import accounts, preferences
+from handlers import unsubscribe as unsubscribe_token
 from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
 from handlers.i18n import LANGUAGES
@@ -98,3 +101,24 @@ async def _link_addresses(person: Person, wanted: PersonIn) -> bool:
 
 class CardTaken(Exception):
     """The library card is already someone else's (409 in the API)."""
+
+
+async def unsubscribe(ctx: ServiceContext, token: str) -> Person | None:
+    """RFC 8058 one-click: turn off the notice type a mail's `List-Unsubscribe` token names,
+    for its person on its channel, through the same rule as `/ustawienia`. None when the
+    token is forged or damaged or its person is gone (erased)."""
+    opt_out = unsubscribe_token.read(ctx, token)
+    if opt_out is None:
+        return None
+    async with in_transaction():
+        person = await Person.filter(id=opt_out.person_id).select_for_update().first()
+        if person is None:
+            return None
+        try:
+            changes = preferences.parse_preferences(
+                {"notices": {f"{opt_out.kind}@{opt_out.channel}": "off"}}, person,
+                ctx.channels.names)
+        except InvalidInput:
+            return None  # signed by us for a type or channel that no longer exists
+        await preferences.set_preferences(person, changes)
+    return person

@@ -58,7 +58,7 @@ def parse_preferences(values: dict[str, Any], person: Person, channels: Sequence
                 raise InvalidInput(name, f"'language' is one of {', '.join(LANGUAGES)}")
             changes[name] = value
         elif name == "notices":
-            changes[name] = {**(person.notices or {}), **parse_notices(value)}
+            changes[name] = {**(person.notices or {}), **parse_notices(value, channels=channels)}
         else:
             raise InvalidInput(name, f"'{name}' is not a preference")
     return changes

@@ -117,7 +117,7 @@ async def run(ctx: Any, rules: Retention, now: datetime) -> dict[str, int]:
         done["raw_inbound"] = await RawInbound.filter(received_at__lt=cutoff).exclude(
             status__in=("pending", "unread")).delete()
         done["sent_messages"] = await Outbox.filter(
-            created_at__lt=cutoff, status__in=("sent", "failed", "cancelled")).delete()
+            created_at__lt=cutoff, status__in=("sent", "failed", "cancelled", "bounced")).delete()
         done["sent_message_ids"] = await SentMail.filter(created_at__lt=cutoff).delete()
         # stored idempotent answers may hold an access code: a day is their whole use
         done["idempotent_answers"] = await IdempotentRequest.filter(

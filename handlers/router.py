@@ -19,6 +19,7 @@ from handlers import (
     accounts,
     announcements,
     attendance,
+    bounces,
     cases,
     dialogue,
     grades,
@@ -104,6 +105,8 @@ MAILBOXES: dict[str, Handler] = {
     "sprawy": cases.handle_email,
     "biblioteka": library.handle_email,
     "ogloszenia": announcements.handle_email,
+    # reports about our own mail, only at the per-message addresses (mail/bounces.py)
+    "bounce": bounces.handle_report,
 }
 
 #: inline-button callbacks: "<prefix>:<data>"

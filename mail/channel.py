@@ -11,6 +11,7 @@ handlers ask for proof before they change anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from handlers import router
@@ -21,6 +22,7 @@ from handlers.message import InboundMessage
 from handlers.notify import email_payload
 from handlers.render import Renderer
 from mail import inbound, unread
+from mail.dkim import DkimSigner
 from mail.sender import MailSender
 from store.models import RawInbound, SentMail
 
@@ -57,16 +59,22 @@ def payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope
                         in_reply_to=envelope.in_reply_to, references=list(envelope.references))
     if envelope.answering is not None and not rendered["subject"]:
         out["subject"] = f"Re: {envelope.answering}".strip()
+    if envelope.unsubscribe is not None:
+        out["list"] = envelope.unsubscribe  # List-Unsubscribe(-Post) and List-Id
     return out
 
 
-def channel(mail_domain: str, relay: str | None, spool_dir: str) -> Channel:
+def channel(mail_domain: str, relay: str | None, spool_dir: str,
+            dkim: DkimSigner | None = None,
+            bounce_key: Callable[[], bytes | None] = lambda: None) -> Channel:
     """The email channel: SMTP in (mail/server.py stores the raw mail), the relay or the
-    spool folder out."""
+    spool folder out, every message DKIM-signed with `dkim` and sent from its own bounce
+    address (`bounce_key`: read when the lane starts, once the store's secret is known)."""
     return Channel(
         name="email",
         read=lambda row, ctx: inbound.read_stored(row, ctx),
-        outgoing=lambda: Outgoing(MailSender(mail_domain, relay, spool_dir)),
+        outgoing=lambda: Outgoing(MailSender(mail_domain, relay, spool_dir, dkim=dkim,
+                                             bounce_key=bounce_key())),
         templates=("email",),
         render=render,
         payload=payload,

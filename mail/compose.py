@@ -139,6 +139,13 @@ def compose(payload: dict, recipient_address: str, mail_domain: str) -> Message:
         msg["In-Reply-To"] = payload["in_reply_to"]
     if payload.get("references"):
         msg["References"] = " ".join(payload["references"])
+    listed = payload.get("list")
+    if listed:
+        # RFC 8058: one POST to the https link unsubscribes, with no page and no sign-in;
+        # both headers are DKIM-signed (mail/dkim.py), as section 4 requires
+        msg["List-Unsubscribe"] = f"<{listed['unsubscribe']}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        msg["List-Id"] = listed["id"]
     # RFC 3834: our mail is automatic, so robots must not answer it; X-Loop marks it ours
     msg["Auto-Submitted"] = AUTO_SUBMITTED_VALUE
     msg[LOOP_HEADER] = f"gateway@{mail_domain}"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+from email.generator import BytesGenerator
+from email.message import Message
 from pathlib import Path
 
 import aiosmtplib
 
-from mail.compose import compose, recipient
+from mail.bounces import bounce_address
+from mail.compose import POLICY, compose, recipient
+from mail.dkim import DkimSigner
 from store.files import announcement_attachment
 from store.models import Outbox
 from store.outbox import PermanentSendError, TransientSendError
@@ -19,10 +24,24 @@ log = logging.getLogger(__name__)
 class MailSender:
     channel = "email"
 
-    def __init__(self, mail_domain: str, relay: str | None, spool_dir: str) -> None:
+    def __init__(self, mail_domain: str, relay: str | None, spool_dir: str,
+                 dkim: DkimSigner | None = None, bounce_key: bytes | None = None) -> None:
         self.mail_domain = mail_domain
         self.relay = relay
         self.spool = Path(spool_dir)
+        #: signs every message, relayed or spooled (EMIL_DKIM_SELECTOR, EMIL_DKIM_KEY_FILE)
+        self.dkim = dkim
+        #: with it, each message's envelope sender is its own bounce address (VERP,
+        #: mail/bounces.py), so a bounce names the outbox row that failed
+        self.bounce_key = bounce_key
+
+    def flatten(self, message: Message, linesep: str) -> bytes:
+        """The message's bytes as they will leave, signed when a key is set: the signature
+        covers these exact bytes, so nothing may write the message again after it."""
+        out = io.BytesIO()
+        BytesGenerator(out, mangle_from_=False, policy=POLICY.clone(linesep=linesep)).flatten(message)
+        data = out.getvalue()
+        return self.dkim.sign(data) if self.dkim is not None else data
 
     async def send(self, row: Outbox) -> None:
         payload = row.payload
@@ -31,16 +50,20 @@ class MailSender:
             payload = {**payload, "attachments": [shared] if shared else []}
         message = compose(payload, row.recipient, self.mail_domain)
         if not self.relay:
-            await asyncio.to_thread(self._spool, row, message.as_bytes())
+            await asyncio.to_thread(self._spool, row, self.flatten(message, "\n"))
             return
         host, _, port = self.relay.rpartition(":")
         envelope, _ = recipient(row.recipient)
+        sender = (bounce_address(row.id, self.bounce_key, self.mail_domain) if self.bounce_key
+                  else row.payload["from"])
+        # a non-ASCII envelope address needs SMTPUTF8 (the message then carries it as UTF-8
+        # in `To:`); an IDNA domain needs neither (mail/compose.py). The message goes as
+        # the bytes that were signed (RFC 5321 line endings)
+        options = [] if (envelope + sender).isascii() else ["SMTPUTF8"]
         try:
-            # a non-ASCII envelope address makes aiosmtplib ask for SMTPUTF8 (and write the
-            # message with 8-bit headers); an IDNA domain needs neither (mail/compose.py)
             refused, reply = await aiosmtplib.send(
-                message, hostname=host, port=int(port), timeout=30,
-                sender=row.payload["from"], recipients=[envelope],
+                self.flatten(message, "\r\n"), hostname=host, port=int(port), timeout=30,
+                sender=sender, recipients=[envelope], mail_options=options,
             )
         except aiosmtplib.SMTPNotSupported as error:
             # a relay without SMTPUTF8 can never take this address: the next channel, now

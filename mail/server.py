@@ -19,6 +19,7 @@ from tortoise.exceptions import IntegrityError
 from handlers.netaddr import Network, is_trusted, limit_key, parse_address
 from handlers.ratelimit import RateLimiter
 from handlers.text import clean_line
+from mail.bounces import bounced_outbox, is_bounce_mailbox
 from store.models import RawInbound
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class GatewaySMTPHandler:
         limiter: RateLimiter | None = None,
         peer_limiter: RateLimiter | None = None,
         trusted_peers: tuple[Network, ...] = (),
+        bounce_key: bytes | None = None,
     ) -> None:
         self.domain = domain.lower()
         self.mailboxes = set(mailboxes)
@@ -79,13 +81,20 @@ class GatewaySMTPHandler:
         #: and are not counted (they keep limits of their own).
         self.peer_limiter = peer_limiter
         self.trusted_peers = trusted_peers
+        #: checks the MAC of our bounce addresses (VERP, mail/bounces.py)
+        self.bounce_key = bounce_key
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         local, _, domain = address.lower().rpartition("@")
         if domain != self.domain:
             return "550 5.7.1 Relaying denied"
-        if local not in self.mailboxes:
+        if is_bounce_mailbox(local):
+            # only an address we gave a message of ours: a forged one could mark somebody's
+            # address failing
+            if self.bounce_key is None or bounced_outbox(local, self.bounce_key) is None:
+                return "550 5.1.1 Unknown mailbox"
+        elif local not in self.mailboxes:
             return "550 5.1.1 Unknown mailbox"
         if self.limiter is not None:
             sender = (envelope.mail_from or "<>").lower()[:320]

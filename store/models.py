@@ -57,6 +57,12 @@ class Identity(Model):
     channel = fields.CharField(max_length=16)
     address = fields.CharField(max_length=320)
     created_at = fields.DatetimeField(auto_now_add=True)
+    #: mail to this address bounced for good (handlers/bounces.py): notices skip it for
+    #: the person's next channel until it is set again
+    failing_since = fields.DatetimeField(null=True)
+    failing_reason = fields.CharField(max_length=200, null=True)
+    #: times (ISO) of recent soft bounces; enough of them close together count as hard
+    soft_bounces = fields.JSONField(null=True)
 
     class Meta:
         table = "identity"

@@ -226,24 +226,56 @@ async def mark_failed(row: Outbox, now: datetime, error: str) -> Outbox | None:
             lease_until=None,
             last_error=error[:2000],
         )
-        if not updated or not row.fallbacks:
+        if not updated:
             return None  # no longer ours: whoever holds it now decides
-        nxt, *rest = row.fallbacks
-        fallback = Outbox(
-            idempotency_key=f"{row.idempotency_key[:180]}>fb:{nxt['channel']}",
-            channel=nxt["channel"],
-            recipient=nxt["recipient"],
-            person_id=row.person_id,
-            payload=nxt["payload"],
-            fallbacks=rest,
-            priority=row.priority,
-            status="pending",
-            next_attempt_at=fallback_time(nxt, now),
-            cause=row.cause,
-            created_at=now,
-        )
-        await Outbox.bulk_create([fallback], ignore_conflicts=True, using_db=conn)
-        return fallback
+        return await _queue_fallback(row, now, conn)
+
+
+async def _queue_fallback(row: Outbox, now: datetime, conn: Any) -> Outbox | None:
+    """The row's next channel, queued (once: its key is the row's own plus the channel)."""
+    if not row.fallbacks:
+        return None
+    nxt, *rest = row.fallbacks
+    fallback = Outbox(
+        idempotency_key=f"{row.idempotency_key[:180]}>fb:{nxt['channel']}",
+        channel=nxt["channel"],
+        recipient=nxt["recipient"],
+        person_id=row.person_id,
+        payload=nxt["payload"],
+        fallbacks=rest,
+        priority=row.priority,
+        status="pending",
+        next_attempt_at=fallback_time(nxt, now),
+        cause=row.cause,
+        created_at=now,
+    )
+    await Outbox.bulk_create([fallback], ignore_conflicts=True, using_db=conn)
+    return fallback
+
+
+async def mark_bounced(row: Outbox, now: datetime, error: str) -> Outbox | None:
+    """A sent message that came back for good (a bounce, later than the send): `bounced`,
+    and on to its next channel as if the send had failed (store/outbox.mark_failed)."""
+    async with in_transaction() as conn:
+        updated = await Outbox.filter(id=row.id, status="sent").using_db(conn).update(
+            status="bounced", last_error=error[:2000])
+        return await _queue_fallback(row, now, conn) if updated else None
+
+
+async def fail_waiting(channel: str, recipient: str, now: datetime, error: str) -> int:
+    """Rows still waiting for an address that is known to fail: failed now, each on to its
+    next channel, instead of bouncing one by one. Rows being sent are left to their send."""
+    moved = 0
+    async with in_transaction() as conn:
+        rows = await Outbox.filter(channel=channel, recipient=recipient,
+                                   status="pending").using_db(conn)
+        for row in rows:
+            updated = await Outbox.filter(id=row.id, status="pending").using_db(conn).update(
+                status="failed", last_error=error[:2000])
+            if updated:
+                moved += 1
+                await _queue_fallback(row, now, conn)
+    return moved
 
 
 async def pending_stats() -> dict[str, tuple[int, datetime | None]]:
