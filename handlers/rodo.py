@@ -152,10 +152,11 @@ async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings 
                                                  else address)
     held = Holdings(person, addresses)
     held.cases = await _cases(person, addresses)
-    held.outbox = list(await Outbox.filter(_outbox_query(person, addresses)).order_by(
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    held.outbox = list(await Outbox.filter(_outbox_query(person, addresses)).order_by(  # type: ignore[arg-type]
         "id").values_list("id", flat=True))
     every = held.every_address
-    held.sent_mail = list(await SentMail.filter(recipient__in=every).values_list(
+    held.sent_mail = list(await SentMail.filter(recipient__in=every).values_list(  # type: ignore[arg-type]
         "message_id", flat=True)) if every else []
     held.raw_seen = await _newest_raw()
     after = 0
@@ -174,7 +175,8 @@ async def _cases(person: Person, addresses: dict[str, set[str]]) -> list[str]:
         query |= Q(requester_email__in=addresses["email"])
     if addresses["telegram"]:
         query |= Q(requester_chat__in=addresses["telegram"])
-    return list(await Case.filter(query).order_by("number").values_list("number", flat=True))
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    return list(await Case.filter(query).order_by("number").values_list("number", flat=True))  # type: ignore[arg-type]
 
 
 def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
@@ -204,7 +206,9 @@ def mail_senders(envelope_from: str, head: bytes) -> set[str]:
 
 
 async def _newest_raw() -> int:
-    newest = await RawInbound.all().order_by("-id").limit(1).values_list("id", flat=True)
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    newest: list[int] = await RawInbound.all().order_by("-id").limit(1).values_list(  # type: ignore[assignment]
+        "id", flat=True)
     return int(newest[0]) if newest else 0
 
 
