@@ -18,8 +18,9 @@ with their number, category, status and dates and the office's own notes, while 
 resident wrote — the subject, the body, their messages and attachments — and every link to
 them is removed. The audit trail keeps its entries (it is the record of who did what,
 including this erasure). What is deleted is gone from the database's files too: zeroed by
-SQLite's `secure_delete`, the search index merged without it, the write-ahead log
-truncated, or on PostgreSQL the touched tables vacuumed (store/scrub.py).
+SQLite's `secure_delete`, the search index merged without it (in short steps after the
+commit, so other writes go on), the write-ahead log truncated, or on PostgreSQL the
+touched tables vacuumed (store/scrub.py).
 """
 
 from __future__ import annotations
@@ -411,7 +412,7 @@ async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
     office's notes — and remove what the resident wrote (the subject too), their
     attachments and every link to them; the search index keeps only what the cases still
     say. Erasure and the retention of closed cases both end here. Call inside a
-    transaction, and `search.purge()` once after the last call."""
+    transaction, and `search.purge()` once after the last transaction has committed."""
     if not numbers:
         return {"case_messages": 0, "attachments": 0}
     await Case.filter(number__in=numbers).update(
@@ -491,7 +492,6 @@ async def _erase_rows(held: Holdings, actor: audit.Actor, now: datetime) -> dict
     # the office's notices stay, no longer naming who wrote them
     await Announcement.filter(author_id=person.id).update(author_id=None)
     await Person.filter(id=person.id).delete()
-    await search.purge()
     await audit.record(actor, "person.erase", f"person:{person.id}", now, **done)
     return done
 
