@@ -297,3 +297,40 @@ async def test_other_writes_go_on_while_the_search_index_is_merged(gw: Gateway,
     assert await _where(gw, {"subject word": BODY_WORD.encode(),
                              "body word": HEADER_FROM_WORD.encode()}) == {}
 
+
+def test_the_tables_an_erasure_touches_are_all_vacuumed() -> None:
+    """Review of #18, fault 4: `sign_in_request` rows are deleted by the erasure and were
+    left out of PostgreSQL's VACUUM after it."""
+    from store import models
+    written = {model._meta.db_table for model in (
+        models.SignInRequest, models.SignInLink, models.StaffSession, models.LinkCode)}
+    assert written <= set(rodo.TOUCHED), written - set(rodo.TOUCHED)
+
+
+async def test_the_second_look_inside_the_erasure_reads_only_new_job_runs(gw: Gateway) -> None:
+    """Review of #18, fault 4: the look inside the erasure's transaction scanned every
+    job run's summary again, once per address, with SQLite's connection held. It now
+    reuses the first look and reads only the runs started since."""
+    person = await gw.person("Czytelnik", ["citizen"], email=FIRST, library_card=CARD)
+    old = await JobRun.create(job="overdue-reminders", due="d1", started_at=gw.clock.now(),
+                              summary={"unreachable": [{"card": CARD}]})
+    first = await rodo.holdings(person)
+    assert first is not None and first.job_runs == [old.id]
+    new = await JobRun.create(job="overdue-reminders", due="d2", started_at=gw.clock.now(),
+                              summary={"unreachable": [{"card": CARD}]})
+    await JobRun.create(job="overdue-reminders", due="d3", started_at=gw.clock.now(),
+                        summary={"unreachable": [{"card": "OTHER"}]})
+    statements: list[str] = []
+    db = get_connection("default")
+    real = type(db).execute_query
+
+    async def traced(self: Any, query: str, values: Any = None) -> Any:
+        statements.append(query)
+        return await real(self, query, values)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(db), "execute_query", traced)
+        second = await rodo.holdings(person, first)
+    assert second is not None and second.job_runs == [old.id, new.id]
+    scans = [s for s in statements if "job_run" in s and "LIKE" in s]
+    assert scans and all("id >" in s.replace('"', "") for s in scans), scans
