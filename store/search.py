@@ -40,7 +40,7 @@ MIN_PREFIX = 3
 #: PostgreSQL: how many of the newest documents are tried first (see _matching_postgres)
 RECENT_WINDOW = 5000
 #: pages (of FTS5's ~4 KB) one step of the index's merge writes (`purge`), then commits:
-#: 20-40 ms measured on 2 cores with a synthetic index of 20,000 documents
+#: ~20 ms on 2 cores with a synthetic index of 20,000 documents (60 ms with both busy)
 MERGE_PAGES = 200
 #: `purge` takes at most this many times the steps its merge needs (the index's pages
 #: when it begins, `MERGE_PAGES` a step): the rest is room for the new segments of
