@@ -18,8 +18,9 @@ with their number, category, status and dates and the office's own notes, while 
 resident wrote — the subject, the body, their messages and attachments — and every link to
 them is removed. The audit trail keeps its entries (it is the record of who did what,
 including this erasure). What is deleted is gone from the database's files too: zeroed by
-SQLite's `secure_delete`, the search index merged without it, the write-ahead log
-truncated, or on PostgreSQL the touched tables vacuumed (store/scrub.py).
+SQLite's `secure_delete`, the search index merged without it (in short steps after the
+commit, so other writes go on), the write-ahead log truncated, or on PostgreSQL the
+touched tables vacuumed (store/scrub.py).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ TOUCHED = ("person", "identity", "link_code", "case", "case_event", "attachment"
            "mail_thread", "raw_inbound", "conversation", "outbox", "sent_mail", "loan",
            "loan_reminder", "renewal", "student_guardian", "announcement_delivery",
            "digest_item", "grade_notice", "sign_in_link", "staff_session",
-           "idempotent_request", "job_run", "announcement", "case_search")
+           "sign_in_request", "idempotent_request", "job_run", "announcement",
+           "case_search")
 
 
 def _when(value: datetime | None) -> str | None:
@@ -115,6 +117,10 @@ class Holdings:
     job_runs: list[int] = field(default_factory=list)
     #: the newest raw row looked at: a second look starts after it
     raw_seen: int = 0
+    #: the newest job run looked at, and those then unfinished (a run writes its summary
+    #: when it ends): a second look reads only these and the runs after it
+    runs_seen: int = 0
+    runs_open: list[int] = field(default_factory=list)
 
     @property
     def every_address(self) -> set[str]:
@@ -140,8 +146,8 @@ async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings 
     Looking through the raw mail reads every stored mail's header: long at a town's scale,
     and a transaction open that long on SQLite's one connection would hold every other
     write of the process back. So the erasure looks once before its transaction and again
-    inside it, where `earlier` (the first look) lets the raw rows it already went through
-    be skipped when the person's addresses have not changed since."""
+    inside it, where `earlier` (the first look) lets the raw rows and the job runs' summaries
+    it already went through be skipped when the person's addresses have not changed since."""
     person = await Person.get_or_none(id=person_id)
     if person is None:
         return None
@@ -165,7 +171,13 @@ async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings 
     held.raw += (await _raw_mail_from(addresses["email"], after, held.raw_seen)
                  + await _raw_updates_from(addresses["telegram"], after, held.raw_seen))
     held.idempotent = await _idempotent_naming(set(held.cases) | every)
-    held.job_runs = await _job_runs_naming(held.needles)
+    held.runs_seen, held.runs_open = await _runs_so_far()
+    if earlier is not None and earlier.needles == held.needles:
+        again = set(earlier.runs_open)
+        held.job_runs = sorted({i for i in earlier.job_runs if i not in again} | set(
+            await _job_runs_naming(held.needles, earlier.runs_seen, again)))
+    else:
+        held.job_runs = await _job_runs_naming(held.needles)
     return held
 
 
@@ -288,18 +300,31 @@ async def _idempotent_naming(needles: set[str]) -> list[str]:
         "key", "response") if _mentions(response, needles)]
 
 
-async def _job_runs_naming(needles: set[str]) -> list[int]:
-    """Job runs whose summary names the person (the overdue run lists the readers it could
-    not reach, by card and name). The text search narrows in the database; `_mentions`
-    decides."""
+async def _runs_so_far() -> tuple[int, list[int]]:
+    """The newest job run's id, and the runs not finished yet."""
+    newest = await JobRun.all().order_by("-id").limit(1).values_list("id", flat=True)
+    open_runs = await JobRun.filter(finished_at__isnull=True).values_list("id", flat=True)
+    return (int(newest[0]) if newest else 0), sorted(open_runs)
+
+
+async def _job_runs_naming(needles: set[str], after: int = 0, also: Iterable[int] = ()
+                           ) -> list[int]:
+    """Job runs (with an id above `after`, or in `also`) whose summary names the person
+    (the overdue run lists the readers it could not reach, by card and name). The text
+    search narrows in the database; `_mentions` decides. Every run's summary is scanned
+    once per needle: the look inside the erasure's transaction passes `after` and the
+    runs then unfinished, so it reads only what changed since the first look."""
     if not needles:
         return []
     db = get_connection("default")
     text = "summary::text" if on_postgres(db) else "summary"
+    extra = list(also)
+    which = "id > ?" + (f" OR id IN ({','.join('?' * len(extra))})" if extra else "")
     ids: set[int] = set()
     for needle in needles:
         _, rows = await db.execute_query(
-            sql(db, f"SELECT id, summary FROM job_run WHERE {text} LIKE ?"), [f"%{needle}%"])
+            sql(db, f"SELECT id, summary FROM job_run WHERE ({which}) AND {text} LIKE ?"),
+            [after, *extra, f"%{needle}%"])
         for row in rows:
             summary = row["summary"]
             summary = json.loads(summary) if isinstance(summary, str) else summary
@@ -415,7 +440,7 @@ async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
     office's notes — and remove what the resident wrote (the subject too), their
     attachments and every link to them; the search index keeps only what the cases still
     say. Erasure and the retention of closed cases both end here. Call inside a
-    transaction, and `search.purge()` once after the last call."""
+    transaction, and `search.purge()` once after the last transaction has committed."""
     if not numbers:
         return {"case_messages": 0, "attachments": 0}
     await Case.filter(number__in=numbers).update(
@@ -495,7 +520,6 @@ async def _erase_rows(held: Holdings, actor: audit.Actor, now: datetime) -> dict
     # the office's notices stay, no longer naming who wrote them
     await Announcement.filter(author_id=person.id).update(author_id=None)
     await Person.filter(id=person.id).delete()
-    await search.purge()
     await audit.record(actor, "person.erase", f"person:{person.id}", now, **done)
     return done
 

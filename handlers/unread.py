@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from handlers import audit, cases
@@ -31,9 +32,10 @@ PAGE = 200
 _LISTED = ("id", "received_at", "note", "summary", "envelope")
 
 
-async def count_waiting() -> int:
-    """How many wait for a clerk (one indexed count: /healthz asks on every probe)."""
-    return await RawInbound.filter(status=WAITING).count()
+async def count_waiting(db: BaseDBAsyncClient | None = None) -> int:
+    """How many wait for a clerk (one indexed count: /healthz asks on every probe, on
+    the store's reader, `db`, so a long write does not hold the probe up)."""
+    return await RawInbound.filter(status=WAITING).using_db(db).count()
 
 
 async def waiting(limit: int = PAGE) -> list[dict[str, Any]]:

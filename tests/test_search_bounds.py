@@ -138,3 +138,31 @@ async def test_health_answers_while_a_search_waits_in_postgres(gw: Gateway) -> N
         await other.close()
     resp = await searching
     assert resp.status == 200 and number in await resp.text()
+
+
+async def test_health_answers_when_the_store_is_held_after_its_ping(gw: Gateway, monkeypatch  # type: ignore[no-untyped-def]
+                                                                   ) -> None:
+    """Review of #18, fault 10: after the bounded ping, /healthz counted the unread mail
+    with no bound of its own, so a store held up just after the ping (a long write on
+    SQLite's one connection, a lock on PostgreSQL) kept the check waiting past any load
+    balancer's timeout. The count reads on the reader (SQLite) and within the same bound."""
+    monkeypatch.setattr(api, "STORE_PING_SECONDS", 0.5)
+
+    async def answered(self, timeout: float | None = None) -> bool:  # type: ignore[no-untyped-def]
+        return True  # the ping got through just before the store was held
+
+    monkeypatch.setattr(type(gw.app[STORE]), "ping", answered)
+    if PG_URL:
+        other = await asyncpg.connect(PG_URL.replace("postgres://", "postgresql://", 1))
+        try:
+            locking = other.transaction()
+            await locking.start()
+            await other.execute("LOCK TABLE raw_inbound IN ACCESS EXCLUSIVE MODE")
+            resp = await asyncio.wait_for(gw.client.get("/healthz"), GUARD)
+            await locking.rollback()
+        finally:
+            await other.close()
+    else:
+        async with held(get_connection("default")._connection):
+            resp = await asyncio.wait_for(gw.client.get("/healthz"), GUARD)
+    assert resp.status in (200, 503), await resp.text()
