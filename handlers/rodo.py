@@ -302,8 +302,11 @@ async def _idempotent_naming(needles: set[str]) -> list[str]:
 
 async def _runs_so_far() -> tuple[int, list[int]]:
     """The newest job run's id, and the runs not finished yet."""
-    newest = await JobRun.all().order_by("-id").limit(1).values_list("id", flat=True)
-    open_runs = await JobRun.filter(finished_at__isnull=True).values_list("id", flat=True)
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    newest: list[int] = await JobRun.all().order_by("-id").limit(1).values_list(  # type: ignore[assignment]
+        "id", flat=True)
+    open_runs: list[int] = await JobRun.filter(finished_at__isnull=True).values_list(  # type: ignore[assignment]
+        "id", flat=True)
     return (int(newest[0]) if newest else 0), sorted(open_runs)
 
 
