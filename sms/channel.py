@@ -83,14 +83,14 @@ def plain(html: str) -> str:
 
 def render(renderer: Renderer, template: str, lang: str, context: dict[str, Any]
            ) -> dict[str, str]:
-    """{text, link}: `<template>.sms.j2`, else the Telegram template as plain text;
-    `link` is the context's link to the full text ("" without one)."""
+    """{text} from `<template>.sms.j2`, else the Telegram template as plain text, and
+    {link} where the context has a link to the full text."""
     try:
         text = renderer.text(template, ("sms",), lang, context)["text"]
     except jinja2.TemplateNotFound:
         text = plain(renderer.telegram(template, lang, context)["text"])
     link = context.get("link")
-    return {"text": text, "link": link if isinstance(link, str) else ""}
+    return {"text": text, "link": link} if isinstance(link, str) and link else {"text": text}
 
 
 def unreadable(row: RawInbound, ctx: ServiceContext) -> tuple[InboundMessage | None, str]:
