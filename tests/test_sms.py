@@ -201,3 +201,22 @@ async def test_a_people_list_brings_phones(sms_gw: Gateway, tmp_path: Path) -> N
     # the same list again changes nothing
     again = await imports.run_import(sms_gw.services, "people", str(csv), progress=False)
     assert (again.applied, again.unchanged) == (0, 1)
+
+
+async def test_an_urgent_announcement_reaches_a_phone(sms_gw: Gateway, smsapi: SmsApiDouble
+                                                      ) -> None:
+    """No SMS form of `announcement`: the Telegram one, as plain text (the fallback)."""
+    from handlers import announcements
+
+    await sms_gw.person("Halina Wiśniewska", phone=PHONE)
+    staff = await Person.create(name="Urzędniczka", roles=["staff", "admin"], units=["urzad"],
+                                created_at=sms_gw.clock.now())
+    ann = await announcements.create(sms_gw.services, author=staff,
+                                     title="Awaria wodociągu", body="Woda beczkowozem przy szkole.",
+                                     audience={"roles": ["citizen"]}, priority="urgent")
+    await announcements.publish(sms_gw.services, ann)
+    await sms_gw.drain()
+    [sms] = smsapi.to(PHONE)
+    assert sms.message.startswith("🚨 📢 Awaria wodociągu\n") and "<b>" not in sms.message
+    assert "Woda beczkowozem przy szkole." in sms.message
+    assert sms.encoding == "ucs2" and sms.parts == count(sms.message).parts
