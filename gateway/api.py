@@ -359,7 +359,9 @@ async def create_person(request: web.Request) -> web.Response:
         email=field(body, "email", str, required=False),
         telegram_chat=field(body, "telegram_chat_id", (int, str), required=False),
         library_card=field(body, "library_card", str, required=False),
-        language=field(body, "language", str, required=False))
+        language=field(body, "language", str, required=False),
+        phone=field(body, "phone", str, required=False),
+        channels=request.app[SERVICES].channels)
     try:
         async with in_transaction():
             person = await people.create(request.app[SERVICES], wanted)

@@ -61,6 +61,7 @@ from handlers.retention import Retention
 from mail import channel as mail_channel
 from mail.authenticate import MailAuth
 from mail.server import GatewaySMTPHandler, smtp_factory
+from sms import channel as sms_channel
 from store import leadership, wakeup
 from store.batcher import GroupCommit
 from store.clock import Clock
@@ -79,13 +80,16 @@ def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: N
                    more: Iterable[Channel] = (),
                    bounce_key: Callable[[], bytes | None] = lambda: None) -> Channels:
     """Every channel, registered here and only here; the order is the default order a
-    person is reached in (Telegram before email). `more`: channels of the caller's own
-    (a test's fake fourth channel)."""
+    person is reached in (Telegram, email, then SMS — the paid last resort — when its
+    token is set). `more`: channels of the caller's own (a test's fake fourth channel)."""
     return Channels([
         telegram_channel.channel(bot, rate=settings.telegram_rate,
                                  chat_interval=settings.telegram_chat_interval),
         mail_channel.channel(settings.mail_domain, settings.smtp_relay, settings.sent_mail_dir,
                              dkim=settings.mail_signer(), bounce_key=bounce_key),
+        *([sms_channel.channel(settings.sms_token, api_url=settings.sms_api_url,
+                               sender_name=settings.sms_sender, rate=settings.sms_rate,
+                               max_parts=settings.sms_max_parts)] if settings.sms_token else []),
         *more,
     ])
 

@@ -55,6 +55,14 @@ class Settings(BaseSettings):
     telegram_rate: float = 25.0
     #: Telegram: about one message per second to one chat
     telegram_chat_interval: float = 1.0
+    #: SMS through SMSAPI.pl (sms/): unset token, no SMS channel
+    sms_token: str | None = None
+    sms_api_url: str = "https://api.smsapi.pl"
+    #: the sender name registered with the provider: 1–11 letters and digits
+    sms_sender: str | None = Field(default=None, pattern=r"^[A-Za-z0-9]{1,11}$")
+    sms_rate: float = Field(default=10.0, gt=0)
+    #: a longer text is cut to this many parts, ending with a link to the whole
+    sms_max_parts: int = Field(default=3, ge=1, le=10)
     admin_token: str | None = None
     timezone: str = "Europe/Warsaw"
     smtp_max_size: int = 26_214_400

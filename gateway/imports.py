@@ -147,7 +147,7 @@ async def import_students(ctx: ServiceContext, rows: list[tuple[int, dict[str, s
 
 async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
                         report: Report, bar: Callable[[int], None]) -> None:
-    """Columns: name, roles, email, telegram_chat_id, library_card, units, language."""
+    """Columns: name, roles, email, telegram_chat_id, phone, library_card, units, language."""
     for line, row in rows:
         bar(1)
         try:
@@ -155,7 +155,8 @@ async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
                 name=row.get("name", ""), roles=_split(row.get("roles", "")) or ["citizen"],
                 units=_split(row.get("units", "")), email=row.get("email") or None,
                 telegram_chat=row.get("telegram_chat_id") or None,
-                library_card=row.get("library_card") or None, language=row.get("language"))
+                library_card=row.get("library_card") or None, language=row.get("language"),
+                phone=row.get("phone") or None, channels=ctx.channels)
         except InvalidInput as error:
             report.errors.append(f"line {line}: {error.message}")
             continue

@@ -124,7 +124,7 @@ def document() -> S:
         "/api/v1/people": {"post": _op(
             "Register a person", "201", _obj(["id"], id=INT), errors=(400, 401, 403, 409, 413),
             key="admin", body=_obj(["name", "roles"], name=STR, roles={"type": "array"},
-                                   email=STR, telegram_chat_id={"type": ["integer", "string"]},
+                                   email=STR, telegram_chat_id={"type": ["integer", "string"]}, phone=STR,
                                    library_card=STR, units={"type": "array"}, language=STR))},
         "/api/v1/people/{id}": {"patch": _op(
             "Notification preferences", "200", {"type": "object"},

@@ -116,6 +116,9 @@ class Channel:
             MAILBOXES), whose handlers ask for proof before they change anything;
             otherwise they are commands and dialogues, and an unproven sender is a
             stranger.
+        opt_out_link: each message carries its own way out (mail's RFC 8058
+            `List-Unsubscribe`): the fan-out signs one per person, type and channel —
+            only for the channels that use it (20,000 signatures cost a broadcast 10 %).
     """
 
     name: str
@@ -130,6 +133,7 @@ class Channel:
     slow: bool = False
     fetch: Callable[[InboundMessage, int], Awaitable[None]] | None = None
     mailboxes: bool = False
+    opt_out_link: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

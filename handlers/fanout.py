@@ -230,6 +230,7 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
                         ctx.renderer, notice.template, lang, notice.context)
                 text = shared[(lang, channel)]
             payload = shape.payload(ctx, text, envelope if person is None
+                                    or not shape.opt_out_link
                                     or notice.kind not in OPT_OUT_KINDS else replace(
                 # RFC 8058: the message's own way out, for this person, type and channel
                 envelope, unsubscribe={"unsubscribe": unsubscribe.url(ctx, person.id,

@@ -13,6 +13,7 @@ from tortoise.transactions import in_transaction
 from handlers import accounts, preferences
 from handlers import unsubscribe as unsubscribe_token
 from handlers.addresses import normalise_email
+from handlers.channels import Channels
 from handlers.context import ServiceContext
 from handlers.i18n import LANGUAGES
 from handlers.limits import check_all
@@ -27,6 +28,8 @@ class PersonIn:
     units: tuple[str, ...] = ()
     email: str | None = None
     telegram_chat: str | None = None
+    #: in E.164, normalised by the SMS channel
+    phone: str | None = None
     library_card: str | None = None
     language: str = "pl"
 
@@ -38,8 +41,11 @@ class PersonIn:
 
 def parse_person(*, name: str, roles: list[Any], units: list[Any] | None = None,
                  email: str | None = None, telegram_chat: str | int | None = None,
-                 library_card: str | None = None, language: str | None = None) -> PersonIn:
-    """A person's description checked, whoever sent it: InvalidInput names the field."""
+                 library_card: str | None = None, language: str | None = None,
+                 phone: str | None = None, channels: Channels | None = None) -> PersonIn:
+    """A person's description checked, whoever sent it: InvalidInput names the field.
+    A phone is read by the registered SMS channel's `normalise` (`channels`), and refused
+    while there is none: kept unread, it would be a number nobody checked."""
     name = (name or "").strip()
     if not name:
         raise InvalidInput("name", "'name' is required")
@@ -57,12 +63,21 @@ def parse_person(*, name: str, roles: list[Any], units: list[Any] | None = None,
         if address is None:
             raise InvalidInput("email", "'email' is not a valid address")
     chat = str(telegram_chat) if telegram_chat not in (None, "") else None
+    number = None
+    if phone:
+        sms = channels.get("sms") if channels is not None else None
+        if sms is None:
+            raise InvalidInput("phone", "'phone' needs the SMS channel, which is off (EMIL_SMS_TOKEN)")
+        number = sms.normalise(phone)
+        if number is None:
+            raise InvalidInput("phone", "'phone' is not a mobile number an SMS can reach")
     card = library_card or None
     check_all(Person, {"name": name, "library_card": card})
     if chat is not None:
         check_all(Identity, {"address": chat})
     return PersonIn(name=name, roles=tuple(sorted(set(roles))), units=tuple(sorted(set(units))),
-                    email=address, telegram_chat=chat, library_card=card, language=language)
+                    email=address, telegram_chat=chat, phone=number, library_card=card,
+                    language=language)
 
 
 async def create(ctx: ServiceContext, wanted: PersonIn) -> Person:
@@ -91,7 +106,8 @@ async def upsert(ctx: ServiceContext, wanted: PersonIn) -> tuple[Person, bool]:
 
 async def _link_addresses(person: Person, wanted: PersonIn) -> bool:
     linked = False
-    for channel, address in (("email", wanted.email), ("telegram", wanted.telegram_chat)):
+    for channel, address in (("email", wanted.email), ("telegram", wanted.telegram_chat),
+                             ("sms", wanted.phone)):
         if address and not await Identity.filter(channel=channel, address=address,
                                                  person_id=person.id).exists():
             await accounts.link(channel, address, person)

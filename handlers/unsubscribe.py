@@ -13,6 +13,7 @@ HTTP route hands it the token, and the change itself goes through the one prefer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from itsdangerous import BadData, URLSafeSerializer
 
@@ -32,7 +33,13 @@ class OptOut:
 
 
 def _serializer(ctx: ServiceContext) -> URLSafeSerializer:
-    return URLSafeSerializer(ctx.signing_secret, salt="unsubscribe")
+    return _serializer_for(ctx.signing_secret)
+
+
+@lru_cache(maxsize=4)
+def _serializer_for(secret: str) -> URLSafeSerializer:
+    """One per secret, not one per link (a broadcast signs one per recipient)."""
+    return URLSafeSerializer(secret, salt="unsubscribe")
 
 
 def token(ctx: ServiceContext, person_id: int, kind: str, channel: str) -> str:

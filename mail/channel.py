@@ -84,4 +84,5 @@ def channel(mail_domain: str, relay: str | None, spool_dir: str,
         # MIME parsing of a large mail and the DKIM check's DNS lookups take time
         slow=True,
         mailboxes=True,
+        opt_out_link=True,
     )

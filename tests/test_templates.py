@@ -15,6 +15,7 @@ from handlers.quota import REASONS, Refused
 from handlers.render import TEMPLATES, Renderer
 from handlers.router import ROUTES
 from mail import channel as mail_channel
+from sms import channel as sms_channel
 from tests.doubles.botapi import telegram_refusal
 
 NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
@@ -93,7 +94,8 @@ def all_templates() -> list[tuple[str, str, str]]:
 def test_every_template_renders_without_raw_codes(lang: str, name: str, channel: str) -> None:
     renderer = Renderer(ZoneInfo("Europe/Warsaw"), "https://e.milanowek.example",
                         facts={"link_code_hours": 24, "renew_window_days": 7})
-    render = {"email": mail_channel.render, "telegram": telegram_channel.render}[channel]
+    render = {"email": mail_channel.render, "telegram": telegram_channel.render,
+              "sms": sms_channel.render}[channel]
     rendered = render(renderer, name, lang, {**SAMPLE, **OVERRIDES.get(name, {})})
     for part, text in rendered.items():
         assert text.strip() or part == "html", (name, part)

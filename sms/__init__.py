@@ -1,0 +1,1 @@
+"""SMS as a channel (issue #19): encoding and parts, the provider client, the channel."""

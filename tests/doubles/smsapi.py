@@ -1,0 +1,93 @@
+"""An SMSAPI.pl double: a small aiohttp app on loopback that sms/smsapi.py talks real
+HTTP to (`POST /sms.do`, Bearer token, form fields, JSON answers — as sms/smsapi.py's
+docstring describes the API).
+
+It checks the token, records each message with the parts the provider would charge,
+counted here on its own (160/153 septets in the GSM default alphabet with the extension
+table's characters costing two, else 70/67 UTF-16 code units) rather than with
+sms/encoding.py, and can answer scripted failures: an SMSAPI error code, or an HTTP status
+(429 with Retry-After).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+TOKEN = "sms-test-token"
+
+_GSM = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+           "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+_GSM_EXT = set("\f^{}\\[~]|€")
+
+
+def charged_parts(text: str) -> tuple[str, int]:
+    """(encoding, parts) the way an SMS provider charges them."""
+    if all(c in _GSM or c in _GSM_EXT for c in text):
+        septets = sum(2 if c in _GSM_EXT else 1 for c in text)
+        return "gsm", 1 if septets <= 160 else math.ceil(septets / 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return "ucs2", 1 if units <= 70 else math.ceil(units / 67)
+
+
+@dataclass
+class Sms:
+    to: str
+    message: str
+    sender: str | None
+    idx: str | None
+    encoding: str
+    parts: int
+    id: str
+
+
+@dataclass
+class SmsApiDouble:
+    token: str = TOKEN
+    sent: list[Sms] = field(default_factory=list)
+    #: (http status, SMSAPI error code or None, message, Retry-After or None)
+    failures: deque = field(default_factory=deque)
+    requests: int = 0
+    url: str = ""
+
+    def to(self, number: str) -> list[Sms]:
+        """Messages to a number given in E.164 (the API takes it without "+")."""
+        return [s for s in self.sent if s.to == number.removeprefix("+")]
+
+    def fail_next(self, *, code: int | None = None, message: str = "", status: int = 200,
+                  retry_after: int | None = None) -> None:
+        self.failures.append((status, code, message, retry_after))
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/sms.do", self._send)
+        return app
+
+    async def _send(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"error": 101, "message": "Authorization failed"})
+        form = await request.post()
+        if self.failures:
+            status, code, message, retry_after = self.failures.popleft()
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+            body: dict[str, Any] = ({"error": code, "message": message} if code is not None
+                                    else {"error": status, "message": message or "error"})
+            return web.json_response(body, status=status, headers=headers)
+        to, message = str(form.get("to", "")), str(form.get("message", ""))
+        if not to.isdigit():
+            return web.json_response({"error": 13, "message": "No correct phone numbers"})
+        if form.get("format") != "json" or form.get("encoding") != "utf-8":
+            return web.json_response({"error": 8, "message": "Error in request"})
+        encoding, parts = charged_parts(message)
+        sms = Sms(to=to, message=message, sender=form.get("from"),  # type: ignore[arg-type]
+                  idx=form.get("idx"), encoding=encoding, parts=parts,  # type: ignore[arg-type]
+                  id=f"SMS{len(self.sent) + 1:08d}")
+        self.sent.append(sms)
+        return web.json_response({"count": 1, "list": [{
+            "id": sms.id, "points": round(0.16 * parts, 2), "number": to, "status": "QUEUE",
+            "error": None, "idx": sms.idx, "parts": parts}]})
