@@ -35,7 +35,7 @@ fuzz: install
 ## `make test`; `.ci/run` runs it before the tests.
 lint: install
 	$(BIN)/ruff check .
-	$(MAKE) --no-print-directory typecheck
+	$(BIN)/mypy
 
 ## mypy on the packages and with the settings of pyproject.toml's [tool.mypy].
 typecheck: install
