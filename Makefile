@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench lint clean fuzz
+.PHONY: run test install bench lint typecheck clean fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,15 @@ test: install
 fuzz: install
 	bash scripts/fuzz_api.sh
 
-## Lint (ruff); not part of `make test`.
+## Lint: ruff, then mypy (`make typecheck`); both at zero, any error fails. Not part of
+## `make test`; `.ci/run` runs it before the tests.
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## mypy on the packages and with the settings of pyproject.toml's [tool.mypy].
+typecheck: install
+	$(BIN)/mypy
 
 ## Benchmarks, each prints a ratio against a bare baseline measured in the same run.
 bench: install
@@ -48,4 +54,4 @@ bench: install
 	$(BIN)/python -m bench.hook_feeds
 
 clean:
-	rm -rf $(VENV) var .pytest_cache *.egg-info
+	rm -rf $(VENV) var .pytest_cache .mypy_cache *.egg-info

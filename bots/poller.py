@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from telegram import Bot
 from telegram.error import NetworkError, RetryAfter, TelegramError
@@ -50,5 +50,5 @@ async def poll_forever(
         on_stored()
 
 
-def _seconds(value) -> float:  # type: ignore[no-untyped-def]
+def _seconds(value: timedelta | float) -> float:
     return value.total_seconds() if hasattr(value, "total_seconds") else float(value)

@@ -218,7 +218,7 @@ async def create_case(request: web.Request) -> web.Response:
     scopes = await auth.scopes_of(auth.bearer(request), request.app[SETTINGS].admin_token)
     keyed = "cases" in scopes
     body = await (keyed_body(request) if keyed else json_body(request))
-    draft = {
+    draft: dict[str, Any] = {
         "subject": fit(Case, "subject", field(body, "subject", str).strip(), "subject"),
         "body": fit_text(field(body, "body", str), "body"),
         "category": fit(Case, "category", field(body, "category", str, required=False),
@@ -569,7 +569,9 @@ async def create_announcement(request: web.Request) -> web.Response:
         actor=api_actor(request))
     request.app[PUBLISHER].set()
     return web.json_response({"id": announcement.id, "status": announcement.status,
-                              "publish_at": announcement.publish_at.isoformat()}, status=202)
+                              # (`create` always sets it; the column is nullable)
+                              "publish_at": announcement.publish_at.isoformat()
+                              if announcement.publish_at else None}, status=202)
 
 
 @routes.get("/api/v1/announcements/{id}")

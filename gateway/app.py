@@ -247,7 +247,7 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
     await tasks.stop(*running)
 
 
-async def telegram_leadership(app: web.Application, lane: Lane, bot, holder: str) -> None:  # type: ignore[no-untyped-def]
+async def telegram_leadership(app: web.Application, lane: Lane, bot: Bot, holder: str) -> None:
     """Hold (or wait for) the `telegram` role; run the lane and the poller while held."""
     settings, clock, health = app[SETTINGS], app[CLOCK], app[HEALTH]
     ttl = timedelta(seconds=settings.leader_ttl_seconds)
@@ -395,8 +395,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[STATE] = {"store": True, "outbox": True}
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers,
                     "channels": tuple(channels)}
-    split = {"all": [], "intake": [wake_worker_ctx, worker_process_ctx(create_app)],
-             "worker": [worker_wakeups_ctx]}[role]
+    by_role: dict[str, list[Callable[[web.Application], AsyncIterator[None]]]] = {
+        "all": [], "intake": [wake_worker_ctx, worker_process_ctx(create_app)],
+        "worker": [worker_wakeups_ctx]}
+    split = by_role[role]
     for ctx in (store_ctx, services_ctx, bot_ctx, workers_ctx, commit_ctx, publisher_ctx,
                 *split, smtp_ctx, scheduler_ctx):
         app.cleanup_ctx.append(ctx)

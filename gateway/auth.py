@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 from aiohttp import web
 
@@ -70,7 +71,7 @@ async def require(request: web.Request, scope: str, admin_token: str | None) -> 
     request[CALLER_SCOPES] = frozenset(scopes)
 
 
-async def list_keys() -> list[dict[str, object]]:
+async def list_keys() -> list[dict[str, Any]]:
     """Keys by id, label, scopes and state — never the key (only its hash is kept)."""
     return [{"id": k.id, "label": k.label, "scopes": k.scopes, "revoked": k.revoked,
              "created_at": k.created_at.isoformat()}

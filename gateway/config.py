@@ -6,7 +6,7 @@ Settings that INTERFACES.md does not name are ours and are documented in the REA
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -288,5 +288,5 @@ class Settings(BaseSettings):
     def address(self, mailbox: str) -> str:
         return f"{mailbox}@{self.mail_domain}"
 
-    def today(self, now_utc) -> date:  # type: ignore[no-untyped-def]
+    def today(self, now_utc: datetime) -> date:
         return now_utc.astimezone(self.zone).date()

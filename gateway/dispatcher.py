@@ -413,7 +413,7 @@ class Dispatcher:
     def __init__(self, lanes: list[Lane]) -> None:
         self.lanes = {lane.channel: lane for lane in lanes}
         for lane in lanes:
-            lane.notify_others = self.notify  # type: ignore[method-assign]
+            lane.notify_others = self.notify
         #: with `EMIL_WORKER_PROCESS`, the intake process's dispatcher wakes the worker's
         self.elsewhere: Callable[[], None] = lambda: None
 

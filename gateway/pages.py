@@ -16,6 +16,7 @@ import hmac
 import math
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from itsdangerous import BadSignature, TimestampSigner
 
 from gateway.api import PAGE_HEADERS, case_by_code
@@ -79,7 +80,7 @@ def _number(request: web.Request) -> str:
 
 
 @web.middleware
-async def page_errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def page_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """A page's refusals are pages too (HTML in the person's language), not JSON."""
     try:
         return await handler(request)
@@ -99,10 +100,10 @@ async def case_page(request: web.Request) -> web.Response:
         except ApiError as error:
             return _page(request, status=error.status, number=number, ask=True,
                          wrong=error.status == 404, limited=error.status == 429)
-        session = _signer(request).sign(number).decode()
+        signed = _signer(request).sign(number).decode()
         suffix = "?lang=en" if _lang(request) == "en" else ""
         response = web.HTTPSeeOther(f"/sprawy/{number}{suffix}")
-        response.set_cookie(_cookie_name(number), session, max_age=SESSION_SECONDS,
+        response.set_cookie(_cookie_name(number), signed, max_age=SESSION_SECONDS,
                             path=f"/sprawy/{number}", httponly=True, samesite="Lax",
                             secure=request.app[SETTINGS].base_url.startswith("https://"))
         raise response
@@ -144,10 +145,10 @@ async def case_message(request: web.Request) -> web.Response:
     text = str(form.get("message", "")).strip()[:MESSAGE_MAX]
     upload = form.get("attachment")
     attachments = []
-    if getattr(upload, "file", None) is not None and getattr(upload, "filename", ""):
-        data = upload.file.read(services.attachment_max_size + 1)  # type: ignore[union-attr]
-        attachments.append(Attachment(filename=str(upload.filename)[:255],  # type: ignore[union-attr]
-                                      content_type=str(upload.content_type)[:127],  # type: ignore[union-attr]
+    if isinstance(upload, web.FileField) and upload.filename:
+        data = upload.file.read(services.attachment_max_size + 1)
+        attachments.append(Attachment(filename=str(upload.filename)[:255],
+                                      content_type=str(upload.content_type)[:127],
                                       data=data))
     case = await Case.get_or_none(number=number)
     if case is None:

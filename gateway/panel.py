@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from tortoise.transactions import in_transaction
 
 from gateway.api import PAGE_HEADERS
@@ -66,7 +67,7 @@ def _services(request: web.Request) -> ServiceContext:
     return request.config_dict[SERVICES]
 
 
-def _now(request: web.Request):  # type: ignore[no-untyped-def]
+def _now(request: web.Request) -> datetime:
     return _services(request).clock.now()
 
 
@@ -119,7 +120,7 @@ def _actor(request: web.Request) -> audit.Actor:
 
 
 @web.middleware
-async def console(request: web.Request, handler):  # type: ignore[no-untyped-def]
+async def console(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The console's own middleware: a live session is required (but on the sign-in
     pages); refusals are pages. The session and its person are `request[STAFF]`."""
     try:
@@ -355,6 +356,7 @@ async def _case_action(request: web.Request, action: str) -> web.Response:
     services = _services(request)
     me = request[STAFF][1]
     text = str(form.get("tekst", "")).strip()[:TEXT_MAX]
+    done: Case | tuple[Case, CaseEvent] | None
     if action == "assign":
         chosen = str(form.get("osoba", ""))
         clerks = {str(p.id): p for p in await _clerks(request.config_dict[SETTINGS].cases_unit)}
@@ -389,7 +391,7 @@ CASE_ACTIONS = {"odpowiedz": "reply", "notatka": "note", "status": "status",
                 "przydziel": "assign"}
 
 
-def _case_form(action: str):  # type: ignore[no-untyped-def]
+def _case_form(action: str) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         return await _case_action(request, action)
     return handle

@@ -29,7 +29,7 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
     zone = settings.zone
     scheduler = AsyncIOScheduler(timezone=zone)
 
-    def add(name: str, trigger, due_format: str) -> None:  # type: ignore[no-untyped-def]
+    def add(name: str, trigger: CronTrigger | IntervalTrigger, due_format: str) -> None:
         async def fire() -> None:
             services = app[SERVICES]
             due = services.clock.now().astimezone(zone).strftime(due_format)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
@@ -22,7 +23,7 @@ from store.models import Identity, LinkCode, Person
 LINK_CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-async def new_person(ctx: ServiceContext, **fields: object) -> Person:
+async def new_person(ctx: ServiceContext, **fields: Any) -> Person:
     """Create a person with the town's defaults (`EMIL_QUIET_START`/`EMIL_QUIET_END`)
     unless the caller gives their own: the one place people come into being."""
     fields.setdefault("quiet_start", ctx.quiet_start)
@@ -105,7 +106,7 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
     [godzina 18] [język pl|en]` — with no arguments, shows the current settings."""
     assert person is not None
     args = [a.lower() for a in msg.args]
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}
     values = args[1::2] + [""] * (len(args) % 2)  # a trailing word without a value
     for word, value in zip(args[0::2], values, strict=True):
         if word in ("kanał", "kanal", "channel") and value in ("telegram", "email"):

@@ -169,12 +169,16 @@ async def publish(ctx: ServiceContext, announcement: Announcement) -> int:
     addresses = await fanout.addresses_of([p.id for p in people])
     tokens: dict[int, str] = {}
     urgent = announcement.priority == "urgent"
+
+    def personalise(recipient: fanout.Recipient, channel: str, payload: dict[str, Any]) -> dict[str, Any]:
+        assert recipient.person is not None  # the audience is people, each given a token below
+        return _personalise(ctx, payload, channel, announcement, tokens[recipient.person.id])
+
     notice = fanout.Notice(
         kind="announcements", template="announcement", key=f"ann:{announcement.id}",
         context={"announcement": announcement, "ack": "__ACK__"}, urgent=urgent,
         priority=PRIORITY_NOTICE if urgent else PRIORITY_BULK, mailbox="ogloszenia",
-        personalise=lambda recipient, channel, payload: _personalise(
-            ctx, payload, channel, announcement, tokens[recipient.person.id]))
+        personalise=personalise)
     queued = 0
     for start in range(0, len(people), CHUNK):
         chunk = people[start:start + CHUNK]

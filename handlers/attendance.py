@@ -12,6 +12,7 @@ shows the last two weeks.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -65,7 +66,8 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[AttendanceIn]]
     students = await school.students_by_id({e.student for e in everything})
     rows = await Upserts.read(Attendance, [e.id for e in everything if e.student in students],
                               now)
-    answers, tellings = [], []
+    answers: list[dict[str, Any]] = []
+    tellings: list[dict[str, list[str]]] = []
     for batch in batches:
         to_tell: dict[str, list[str]] = defaultdict(list)
         known = [e for e in batch if e.student in students]
@@ -111,8 +113,11 @@ async def _join_batches(to_tell: dict[str, list[str]], now: datetime, gather: ti
         batch = open_batches.get(student_id)
         if batch is None:
             batch = await AttendanceBatch.create(student_id=student_id, due_at=now + gather)
-        await change_in(entry_ids, lambda part, batch_id=batch.id: Attendance.filter(
-            id__in=part).update(batch_id=batch_id))
+
+        # a def, not a lambda: mypy cannot infer a lambda with a default argument
+        def join(part: list[str], batch_id: int = batch.id) -> Awaitable[int]:
+            return Attendance.filter(id__in=part).update(batch_id=batch_id)
+        await change_in(entry_ids, join)
         ids.append(batch.id)
     return ids
 
@@ -123,7 +128,8 @@ async def gather_run(ctx: ServiceContext) -> dict[str, Any]:
     from tortoise.transactions import in_transaction
 
     now = ctx.clock.now()
-    due = await AttendanceBatch.filter(sent_at__isnull=True, due_at__lte=now).values_list(
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    due: list[int] = await AttendanceBatch.filter(sent_at__isnull=True, due_at__lte=now).values_list(  # type: ignore[assignment]
         "id", flat=True)
     told = 0
     for batch_id in due:
@@ -152,9 +158,10 @@ async def _tell(ctx: ServiceContext, batch_id: int, now: datetime) -> int:
         kind="attendance", template="attendance_new", key=f"attendance:{batch_id}",
         context=context), now)
     for status in {entry.status for entry in entries}:  # one statement per status, not per entry
-        await change_in([e.id for e in entries if e.status == status],
-                        lambda part, told=status: Attendance.filter(id__in=part).update(
-                            announced_status=told))
+
+        def announce(part: list[str], told: str = status) -> Awaitable[int]:
+            return Attendance.filter(id__in=part).update(announced_status=told)
+        await change_in([e.id for e in entries if e.status == status], announce)
     return outcome.queued + outcome.digested
 
 

@@ -296,7 +296,7 @@ async def case_of_thread(msg: InboundMessage) -> str | None:
     if msg.references:
         thread = await MailThread.filter(message_id__in=msg.references).first()
         if thread:
-            return thread.case_id  # type: ignore[attr-defined]
+            return thread.case_id
     return None
 
 

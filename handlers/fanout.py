@@ -107,7 +107,7 @@ class Notice:
     kind: str
     template: str
     key: str
-    context: dict[str, Any] | Callable[[Person], dict[str, Any]]
+    context: dict[str, Any] | Callable[[Person | None], dict[str, Any]]
     urgent: bool = False
     priority: int = PRIORITY_NOTICE
     mailbox: str = "sprawy"
@@ -219,16 +219,16 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
         if person is not None and not notice.urgent:
             quiet = {"start": person.quiet_start, "end": person.quiet_end,
                      "zone": ctx.zone.key}
-        rendered = []
+        rendered: list[dict[str, Any]] = []
         for channel, address in targets:
             shape = ctx.channels[channel]
             if callable(notice.context):
                 text = shape.rendered(ctx.renderer, notice.template, lang, context)
             else:  # the same for everyone: rendered once per language and channel
-                text = shared.get((lang, channel))
-                if text is None:
-                    text = shared[(lang, channel)] = shape.rendered(
+                if (lang, channel) not in shared:
+                    shared[(lang, channel)] = shape.rendered(
                         ctx.renderer, notice.template, lang, notice.context)
+                text = shared[(lang, channel)]
             payload = shape.payload(ctx, text, envelope if person is None
                                     or not shape.opt_out_link
                                     or notice.kind not in OPT_OUT_KINDS else replace(

@@ -58,7 +58,8 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[HomeworkIn]]
     guardians of every class with news found at once."""
     now = ctx.clock.now()
     rows = await Upserts.read(Homework, [h.id for batch in batches for h in batch], now)
-    answers, all_news = [], []
+    answers: list[dict[str, Any]] = []
+    all_news: list[dict[str, list[HomeworkIn]]] = []
     for batch in batches:
         news: dict[str, list[HomeworkIn]] = defaultdict(list)
         for item in batch:

@@ -231,8 +231,7 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
     today = now.astimezone(ctx.zone).date()
     horizon = today + timedelta(days=2)
     loans = await Loan.filter(returned=False, due__lte=horizon)
-    candidates = [(loan, level_for(loan.due, today)) for loan in loans]
-    candidates = [(loan, level) for loan, level in candidates if level]
+    candidates = [(loan, level) for loan in loans if (level := level_for(loan.due, today))]
     done = set(await read_in([loan.id for loan, _ in candidates], lambda part: (
         LoanReminder.filter(loan_id__in=part).values_list("loan_id", "level"))))
     due_now = [(loan, level) for loan, level in candidates
@@ -240,7 +239,8 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
     cards = {loan.card for loan, _ in due_now}
     readers = {p.library_card: p for p in await read_in(
         cards, lambda part: Person.filter(library_card__in=part))}
-    reachable = {r.person.id: r for r in await fanout.recipients_of(ctx, readers.values())}
+    reachable = {r.person.id: r for r in await fanout.recipients_of(ctx, readers.values())
+                 if r.person is not None}  # (always: recipients_of is given people)
 
     groups: dict[tuple[str, str], list[Loan]] = defaultdict(list)
     for loan, level in due_now:
@@ -272,7 +272,7 @@ async def overdue_run(ctx: ServiceContext) -> dict[str, Any]:
     async with in_transaction():
         await LoanReminder.bulk_create(reminders, batch_size=1000, ignore_conflicts=True)
         await fanout.write(planned, now)
-        summary = {"date": today.isoformat(), "messages": len(planned.deliveries),
+        summary: dict[str, Any] = {"date": today.isoformat(), "messages": len(planned.deliveries),
                    "loans": len(reminders), "by_level": dict(by_level),
                    "unreachable": unreachable,
                    "failed_yesterday": await _failed_since(now - timedelta(days=1))}

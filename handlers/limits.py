@@ -10,7 +10,7 @@ it — the register retried a refused batch forever). Texts without a column lim
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from tortoise.models import Model
 
@@ -28,6 +28,10 @@ def column_limit(model: type[Model], column: str) -> int | None:
     return getattr(model._meta.fields_map[column], "max_length", None)
 
 
+@overload
+def fit(model: type[Model], column: str, value: str, where: str) -> str: ...
+@overload
+def fit(model: type[Model], column: str, value: str | None, where: str) -> str | None: ...
 def fit(model: type[Model], column: str, value: str | None, where: str) -> str | None:
     """`value` if it fits `model.column`, else InvalidInput naming `where`."""
     if value is None:

@@ -56,7 +56,8 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[RemarkIn]]
     everything = [r for batch in batches for r in batch]
     students = await school.students_by_id({r.student for r in everything})
     rows = await Upserts.read(Remark, [r.id for r in everything if r.student in students], now)
-    answers, all_news = [], []
+    answers: list[dict[str, Any]] = []
+    all_news: list[dict[str, list[tuple[RemarkIn, bool]]]] = []
     for batch in batches:
         known = [r for r in batch if r.student in students]
         news: dict[str, list[tuple[RemarkIn, bool]]] = defaultdict(list)

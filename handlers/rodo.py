@@ -158,10 +158,11 @@ async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings 
                                                  else address)
     held = Holdings(person, addresses)
     held.cases = await _cases(person, addresses)
-    held.outbox = list(await Outbox.filter(_outbox_query(person, addresses)).order_by(
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    held.outbox = list(await Outbox.filter(_outbox_query(person, addresses)).order_by(  # type: ignore[arg-type]
         "id").values_list("id", flat=True))
     every = held.every_address
-    held.sent_mail = list(await SentMail.filter(recipient__in=every).values_list(
+    held.sent_mail = list(await SentMail.filter(recipient__in=every).values_list(  # type: ignore[arg-type]
         "message_id", flat=True)) if every else []
     held.raw_seen = await _newest_raw()
     after = 0
@@ -186,7 +187,8 @@ async def _cases(person: Person, addresses: dict[str, set[str]]) -> list[str]:
         query |= Q(requester_email__in=addresses["email"])
     if addresses["telegram"]:
         query |= Q(requester_chat__in=addresses["telegram"])
-    return list(await Case.filter(query).order_by("number").values_list("number", flat=True))
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    return list(await Case.filter(query).order_by("number").values_list("number", flat=True))  # type: ignore[arg-type]
 
 
 def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
@@ -216,7 +218,9 @@ def mail_senders(envelope_from: str, head: bytes) -> set[str]:
 
 
 async def _newest_raw() -> int:
-    newest = await RawInbound.all().order_by("-id").limit(1).values_list("id", flat=True)
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    newest: list[int] = await RawInbound.all().order_by("-id").limit(1).values_list(  # type: ignore[assignment]
+        "id", flat=True)
     return int(newest[0]) if newest else 0
 
 
@@ -298,8 +302,11 @@ async def _idempotent_naming(needles: set[str]) -> list[str]:
 
 async def _runs_so_far() -> tuple[int, list[int]]:
     """The newest job run's id, and the runs not finished yet."""
-    newest = await JobRun.all().order_by("-id").limit(1).values_list("id", flat=True)
-    open_runs = await JobRun.filter(finished_at__isnull=True).values_list("id", flat=True)
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    newest: list[int] = await JobRun.all().order_by("-id").limit(1).values_list(  # type: ignore[assignment]
+        "id", flat=True)
+    open_runs: list[int] = await JobRun.filter(finished_at__isnull=True).values_list(  # type: ignore[assignment]
+        "id", flat=True)
     return (int(newest[0]) if newest else 0), sorted(open_runs)
 
 

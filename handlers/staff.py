@@ -101,7 +101,8 @@ async def answer_link_requests(ctx: ServiceContext, now: datetime, batch: int = 
             raise  # the store is away: the worker's supervisor retries the batch later
         log.warning("a batch of sign-in requests failed; handling them one by one",
                     exc_info=True)
-    ids = await SignInRequest.filter(handled_at__isnull=True).order_by("id").limit(
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    ids: list[int] = await SignInRequest.filter(handled_at__isnull=True).order_by("id").limit(  # type: ignore[assignment]
         batch).values_list("id", flat=True)
     for request_id in ids:
         try:
@@ -143,7 +144,8 @@ async def _answer(ctx: ServiceContext, rows: list[SignInRequest], now: datetime)
     if not staff:
         return
     fresh = now + timedelta(minutes=LINK_MINUTES) - MAIL_EVERY  # expires after this: recent
-    recent = set(await SignInLink.filter(
+    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
+    recent = set[int](await SignInLink.filter(  # type: ignore[arg-type]
         person_id__in={p.id for p in staff.values()}, used_at__isnull=True,
         expires_at__gt=fresh).values_list("person_id", flat=True))
     for row in rows:

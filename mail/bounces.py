@@ -21,6 +21,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 
 from flufl.bounce import all_failures
 
@@ -64,7 +65,7 @@ def read_report(raw: bytes) -> Report:
     # flufl.bounce's detectors walk compat32 messages (its own tests parse them so)
     msg = email.message_from_bytes(raw)
     if (msg.get_content_type() == "multipart/report"
-            and (msg.get_param("report-type") or "").lower() == "feedback-report"):
+            and collapse_rfc2231_value(msg.get_param("report-type") or "").lower() == "feedback-report"):
         return Report(COMPLAINT, frozenset(), _feedback_type(msg))
     temporary, permanent = all_failures(msg)
     if permanent:
@@ -83,7 +84,8 @@ def _feedback_type(msg: Message) -> str:
     for part in msg.walk():
         if part.get_content_type() == "message/feedback-report":
             body = part.get_payload()
-            text = body[0].as_string() if isinstance(body, list) and body else str(body)
+            text = (body[0].as_string() if isinstance(body, list) and body and isinstance(body[0], Message)
+                    else str(body))
             for line in text.splitlines():
                 name, _, value = line.partition(":")
                 if name.strip().lower() == "feedback-type":

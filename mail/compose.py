@@ -47,10 +47,10 @@ class FastHeaders(Compat32):
             return f"{name}: {value}{self.linesep}"
         return None
 
-    def fold(self, name, value):  # type: ignore[no-untyped-def]
+    def fold(self, name: str, value: str) -> str:
         return self._fast(name, value) or super().fold(name, value)
 
-    def fold_binary(self, name, value):  # type: ignore[no-untyped-def]
+    def fold_binary(self, name: str, value: str) -> bytes:
         fast = self._fast(name, value)
         return fast.encode("ascii") if fast else super().fold_binary(name, value)
 
@@ -132,7 +132,8 @@ def compose(payload: dict, recipient_address: str, mail_domain: str) -> Message:
         msg = body
     msg["From"] = formataddr(("", payload["from"]))
     msg["To"] = _raw_utf8(recipient(recipient_address, payload.get("to_name") or "")[1])
-    msg["Subject"] = _header(payload["subject"])
+    # typeshed's MIME classes take only `str` header values; compat32 takes a `Header` too
+    msg["Subject"] = _header(payload["subject"])  # type: ignore[assignment]
     msg["Date"] = formatdate(localtime=False, usegmt=True)
     msg["Message-ID"] = payload["message_id"]
     if payload.get("in_reply_to"):

@@ -56,8 +56,11 @@ def parse_bytes(raw: bytes) -> EmailMessage:
     recursion limit (the multipart count at SMTP time does not see `message/rfc822`)
     makes the stdlib parser recurse too far: then only the headers are parsed and the
     body is one part the walk keeps as a file."""
+    # typeshed ties `_class` to the policy's own message type, but the parser builds
+    # `_class` whatever the policy (the policy's factory is used only without `_class`):
+    # so these two ignores are for typeshed's stubs, not for this code.
     try:
-        return email.message_from_bytes(raw, _class=EmailMessage, policy=policy.compat32)  # type: ignore[return-value]
+        return email.message_from_bytes(raw, _class=EmailMessage, policy=policy.compat32)  # type: ignore[arg-type]
     except RecursionError:
         return BytesParser(_class=EmailMessage, policy=policy.compat32).parsebytes(  # type: ignore[return-value]
             raw, headersonly=True)
@@ -96,7 +99,7 @@ class _TextFromHtml(HTMLParser):
         self.parts: list[str] = []
         self._skip = 0
 
-    def handle_starttag(self, tag, attrs):  # type: ignore[no-untyped-def]
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("script", "style", "head"):
             self._skip += 1
         elif tag in self._BLOCK:
@@ -104,13 +107,13 @@ class _TextFromHtml(HTMLParser):
         if tag == "li":
             self.parts.append("- ")
 
-    def handle_endtag(self, tag):  # type: ignore[no-untyped-def]
+    def handle_endtag(self, tag: str) -> None:
         if tag in ("script", "style", "head"):
             self._skip = max(0, self._skip - 1)
         elif tag in self._BLOCK:
             self.parts.append("\n")
 
-    def handle_data(self, data):  # type: ignore[no-untyped-def]
+    def handle_data(self, data: str) -> None:
         if not self._skip:
             self.parts.append(data)
 
@@ -392,7 +395,7 @@ def to_inbound(msg: Message, envelope_from: str, mailbox: str, inbound_id: int =
         text=text,
         subject=subject,
         mailbox=mailbox,
-        message_id=(message_ids(msg.get("Message-ID")) or [None])[0],
+        message_id=next(iter(message_ids(msg.get("Message-ID"))), None),
         references=list(dict.fromkeys(refs)),
         attachments=files,
         language_hint="en" if str(msg.get("Content-Language", "")).startswith("en") else None,

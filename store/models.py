@@ -11,6 +11,8 @@ hooks change nothing.
 
 from __future__ import annotations
 
+from typing import Any
+
 from tortoise import fields
 from tortoise.models import Model
 
@@ -23,13 +25,13 @@ class Person(Model):
 
     id = fields.IntField(primary_key=True)
     name = fields.CharField(max_length=200)
-    roles = fields.JSONField(default=list)
-    units = fields.JSONField(default=list)
+    roles: fields.JSONField[list[str]] = fields.JSONField(default=list)
+    units: fields.JSONField[list[str]] = fields.JSONField(default=list)
     language = fields.CharField(max_length=5, default="pl")
     library_card = fields.CharField(max_length=64, null=True, unique=True)
     library_blocked = fields.BooleanField(default=False)
     #: channel order to try for notifications, e.g. ["telegram", "email"]
-    channel_order = fields.JSONField(default=list)
+    channel_order: fields.JSONField[list[str]] = fields.JSONField(default=list)
     #: "instant" or "daily" for grade notices
     digest_mode = fields.CharField(max_length=10, default="instant")
     digest_hour = fields.SmallIntField(default=18)
@@ -38,7 +40,8 @@ class Person(Model):
     last_channel = fields.CharField(max_length=16, null=True)
     #: per notice type: instant, digest or off (absent: instant, and grades also follow
     #: `digest_mode`)
-    notices = fields.JSONField(null=True)  # nullable: added to a table that has rows
+    #: (nullable: added to a table that has rows)
+    notices: fields.JSONField[dict[str, str] | None] = fields.JSONField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 
     identities: fields.ReverseRelation[Identity]
@@ -54,6 +57,7 @@ class Identity(Model):
     person: fields.ForeignKeyRelation[Person] = fields.ForeignKeyField(
         "models.Person", related_name="identities", on_delete=fields.CASCADE
     )
+    person_id: int  # the column Tortoise adds for it, declared for mypy
     channel = fields.CharField(max_length=16)
     address = fields.CharField(max_length=320)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -62,7 +66,7 @@ class Identity(Model):
     failing_since = fields.DatetimeField(null=True)
     failing_reason = fields.CharField(max_length=200, null=True)
     #: times (ISO) of recent soft bounces; enough of them close together count as hard
-    soft_bounces = fields.JSONField(null=True)
+    soft_bounces: fields.JSONField[list[str] | None] = fields.JSONField(null=True)
 
     class Meta:
         table = "identity"
@@ -76,6 +80,7 @@ class LinkCode(Model):
     person: fields.ForeignKeyRelation[Person] = fields.ForeignKeyField(
         "models.Person", related_name="link_codes", on_delete=fields.CASCADE
     )
+    person_id: int  # the column Tortoise adds for it, declared for mypy
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
 
@@ -88,7 +93,7 @@ class ApiKey(Model):
 
     id = fields.IntField(primary_key=True)
     key_hash = fields.CharField(max_length=64, unique=True)
-    scopes = fields.JSONField(default=list)
+    scopes: fields.JSONField[list[str]] = fields.JSONField(default=list)
     label = fields.CharField(max_length=200, default="")
     created_at = fields.DatetimeField(auto_now_add=True)
     revoked = fields.BooleanField(default=False)
@@ -119,6 +124,7 @@ class Case(Model):
     person: fields.ForeignKeyNullableRelation[Person] = fields.ForeignKeyField(
         "models.Person", related_name="cases", null=True, on_delete=fields.SET_NULL
     )
+    person_id: int | None  # the column Tortoise adds for it, declared for mypy
     requester_email = fields.CharField(max_length=320, null=True, db_index=True)
     requester_chat = fields.CharField(max_length=32, null=True)
     origin_channel = fields.CharField(max_length=16)
@@ -140,6 +146,7 @@ class CaseEvent(Model):
     case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
         "models.Case", related_name="events", on_delete=fields.CASCADE
     )
+    case_id: str  # the column Tortoise adds for it, declared for mypy
     kind = fields.CharField(max_length=16)  # created | status | note | message
     status = fields.CharField(max_length=16, null=True)
     text = fields.TextField(default="")
@@ -164,6 +171,7 @@ class Attachment(Model):
     case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
         "models.Case", related_name="attachments", on_delete=fields.CASCADE
     )
+    case_id: str  # the column Tortoise adds for it, declared for mypy
     filename = fields.CharField(max_length=255)
     content_type = fields.CharField(max_length=127)
     size = fields.IntField()
@@ -184,6 +192,7 @@ class MailThread(Model):
     case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
         "models.Case", related_name="mail_threads", on_delete=fields.CASCADE
     )
+    case_id: str  # the column Tortoise adds for it, declared for mypy
 
     class Meta:
         table = "mail_thread"
@@ -200,7 +209,7 @@ class RawInbound(Model):
     id = fields.BigIntField(primary_key=True)
     channel = fields.CharField(max_length=16)
     external_id = fields.CharField(max_length=128)
-    envelope = fields.JSONField(default=dict)
+    envelope: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     payload = fields.BinaryField()
     status = fields.CharField(max_length=12, default="pending", db_index=True)
     note = fields.TextField(default="")
@@ -208,7 +217,7 @@ class RawInbound(Model):
     processed_at = fields.DatetimeField(null=True)
     #: unread mail: what could be read of it (sender, subject, size, why, whether it was
     #: answered), written when it was set aside, so the queue never reads the payloads
-    summary = fields.JSONField(null=True)
+    summary: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     handled_at = fields.DatetimeField(null=True)
     handled_by_id = fields.IntField(null=True)
     #: the case a clerk opened from unread mail
@@ -225,7 +234,7 @@ class Conversation(Model):
     key = fields.CharField(max_length=200, primary_key=True)
     kind = fields.CharField(max_length=32)
     step = fields.CharField(max_length=32)
-    data = fields.JSONField(default=dict)
+    data: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     updated_at = fields.DatetimeField()
 
     class Meta:
@@ -240,9 +249,9 @@ class Outbox(Model):
     channel = fields.CharField(max_length=16)
     recipient = fields.CharField(max_length=320)
     person_id = fields.IntField(null=True)
-    payload = fields.JSONField()
+    payload: fields.JSONField[dict[str, Any]] = fields.JSONField()
     #: further (channel, recipient, payload) to try when this one fails for good
-    fallbacks = fields.JSONField(default=list)
+    fallbacks: fields.JSONField[list[dict[str, Any]]] = fields.JSONField(default=list)
     #: 0 = reply to a person's own message, 5 = notification, 9 = bulk broadcast
     priority = fields.SmallIntField(default=5)
     status = fields.CharField(max_length=10, default="pending")
@@ -265,7 +274,7 @@ class HookDelivery(Model):
 
     webhook_id = fields.CharField(max_length=200, primary_key=True)
     source = fields.CharField(max_length=32)
-    response = fields.JSONField(default=dict)
+    response: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     received_at = fields.DatetimeField()
 
     class Meta:
@@ -280,7 +289,7 @@ class JobRun(Model):
     due = fields.CharField(max_length=64)
     started_at = fields.DatetimeField()
     finished_at = fields.DatetimeField(null=True)
-    summary = fields.JSONField(default=dict)
+    summary: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
 
     class Meta:
         table = "job_run"
@@ -311,6 +320,7 @@ class Grade(Model):
     student: fields.ForeignKeyRelation[Student] = fields.ForeignKeyField(
         "models.Student", related_name="grades", on_delete=fields.CASCADE
     )
+    student_id: str  # the column Tortoise adds for it, declared for mypy
     subject = fields.CharField(max_length=100)
     value = fields.CharField(max_length=32)
     weight = fields.CharField(max_length=16, null=True)
@@ -330,6 +340,7 @@ class GradeNotice(Model):
     person: fields.ForeignKeyRelation[Person] = fields.ForeignKeyField(
         "models.Person", related_name="grade_notices", on_delete=fields.CASCADE
     )
+    person_id: int  # the column Tortoise adds for it, declared for mypy
     student_id = fields.CharField(max_length=64)
     grade_id = fields.CharField(max_length=64)
     correction = fields.BooleanField(default=False)
@@ -368,6 +379,7 @@ class LoanReminder(Model):
     loan: fields.ForeignKeyRelation[Loan] = fields.ForeignKeyField(
         "models.Loan", related_name="reminders", on_delete=fields.CASCADE
     )
+    loan_id: str  # the column Tortoise adds for it, declared for mypy
     #: "<level>@<due date>": due-soon, overdue-1, overdue-7, overdue-14 for that due date
     level = fields.CharField(max_length=40)
     card = fields.CharField(max_length=64)
@@ -404,16 +416,17 @@ class Announcement(Model):
     author: fields.ForeignKeyNullableRelation[Person] = fields.ForeignKeyField(
         "models.Person", related_name="announcements", null=True, on_delete=fields.SET_NULL
     )
+    author_id: int | None  # the column Tortoise adds for it, declared for mypy
     title = fields.CharField(max_length=200)
     body = fields.TextField()
-    audience = fields.JSONField(default=dict)
+    audience: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     priority = fields.CharField(max_length=10, default="normal")
     #: pending (awaiting the author's confirmation) | scheduled | published | cancelled | retracted
     status = fields.CharField(max_length=12, default="scheduled")
     source = fields.CharField(max_length=16, default="api")
     confirm_token = fields.CharField(max_length=64, null=True, unique=True)
     publish_at = fields.DatetimeField(null=True)
-    attachment = fields.JSONField(null=True)
+    attachment: fields.JSONField[dict[str, Any] | None] = fields.JSONField(null=True)
     created_at = fields.DatetimeField()
     published_at = fields.DatetimeField(null=True)
     retracted_at = fields.DatetimeField(null=True)
@@ -429,6 +442,7 @@ class AnnouncementDelivery(Model):
     announcement: fields.ForeignKeyRelation[Announcement] = fields.ForeignKeyField(
         "models.Announcement", related_name="deliveries", on_delete=fields.CASCADE
     )
+    announcement_id: int  # the column Tortoise adds for it, declared for mypy
     person_id = fields.IntField()
     ack_token = fields.CharField(max_length=64, unique=True)
     acked_at = fields.DatetimeField(null=True)
@@ -479,7 +493,7 @@ class IdempotentRequest(Model):
     gets the same answer (a client retrying after a lost answer opens one case)."""
 
     key = fields.CharField(max_length=255, primary_key=True)
-    response = fields.JSONField(default=dict)
+    response: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
     created_at = fields.DatetimeField(db_index=True)
 
     class Meta:
@@ -576,7 +590,7 @@ class DigestItem(Model):
     person_id = fields.IntField()
     kind = fields.CharField(max_length=16)
     key = fields.CharField(max_length=200)
-    lines = fields.JSONField(default=list)  # rendered lines, in the person's language
+    lines: fields.JSONField[list[str]] = fields.JSONField(default=list)  # rendered lines, in the person's language
     created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)
 
@@ -647,7 +661,7 @@ class AuditEntry(Model):
     action = fields.CharField(max_length=64)
     object = fields.CharField(max_length=100, db_index=True)
     address = fields.CharField(max_length=64, default="")
-    detail = fields.JSONField(default=dict)
+    detail: fields.JSONField[dict[str, Any]] = fields.JSONField(default=dict)
 
     class Meta:
         table = "audit"
