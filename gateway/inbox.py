@@ -30,6 +30,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
+from gateway.tasks import Woken
 from handlers import accounts, router, unread
 from handlers.channels import Channel
 from handlers.context import ServiceContext
@@ -61,9 +62,10 @@ def redact(address: str) -> str:
     return f"{local[:1]}***{at}{domain}" if at else f"{address[:2]}***"
 
 
-class Inbox:
+class Inbox(Woken):
     def __init__(self, ctx: ServiceContext, outbox_wake: Callable[[], None], batch: int = 5,
                  linger: float = 0.0) -> None:
+        super().__init__()
         self.ctx = ctx
         self.channels = ctx.channels
         self.outbox_wake = outbox_wake
@@ -74,18 +76,9 @@ class Inbox:
         # bench/smtp_inbound.py)
         self.batch = batch
         self.linger = linger
-        self.wake = asyncio.Event()
-        #: with `EMIL_WORKER_PROCESS`, the intake process's inbox wakes the worker's
-        self.elsewhere: Callable[[], None] = lambda: None
-        #: called after every round that reached the store (the supervisor's "I am up")
-        self.beat: Callable[[], None] = lambda: None
         #: called with "unreadable" or "failed" for each message set aside, after its
         #: commit (the `emil_unread_mail_total` counter)
         self.set_aside_hook: Callable[[str], None] = lambda why: None
-
-    def notify(self) -> None:
-        self.wake.set()
-        self.elsewhere()
 
     async def run(self, poll_seconds: float = 2.0) -> None:
         while True:
@@ -95,10 +88,7 @@ class Inbox:
             if handled >= self.batch:
                 continue  # a backlog: straight on
             if not handled:
-                try:
-                    await asyncio.wait_for(self.wake.wait(), poll_seconds)
-                except TimeoutError:
-                    pass
+                await self.idle(poll_seconds)
             # let the rest of a burst arrive: per message, a batch of ten costs about a
             # third of ten batches of one (bench/smtp_inbound.py)
             await asyncio.sleep(self.linger)

@@ -22,25 +22,18 @@ import asyncio
 import random
 from collections.abc import Callable
 
+from gateway.tasks import Woken
 from handlers import staff
 from handlers.context import ServiceContext
 
 
-class SignInWorker:
+class SignInWorker(Woken):
     def __init__(self, ctx: ServiceContext, outbox_wake: Callable[[], None],
                  jitter: float = 1.0) -> None:
+        super().__init__()
         self.ctx = ctx
         self.outbox_wake = outbox_wake
         self.jitter = jitter
-        self.wake = asyncio.Event()
-        #: with `EMIL_WORKER_PROCESS`, the intake's page wakes the worker process's worker
-        self.elsewhere: Callable[[], None] = lambda: None
-        #: called after every round that reached the store (the supervisor's "I am up")
-        self.beat: Callable[[], None] = lambda: None
-
-    def notify(self) -> None:
-        self.wake.set()
-        self.elsewhere()
 
     async def run(self, poll_seconds: float = 2.0) -> None:
         while True:
@@ -48,10 +41,7 @@ class SignInWorker:
             handled = await self.drain()
             self.beat()
             if not handled:
-                try:
-                    await asyncio.wait_for(self.wake.wait(), poll_seconds)
-                except TimeoutError:
-                    pass
+                await self.idle(poll_seconds)
                 # the page's answer is out before its request is looked at, and the
                 # moment of this work says nothing of which request it was for
                 await asyncio.sleep(random.uniform(0.0, self.jitter))

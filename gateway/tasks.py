@@ -68,6 +68,31 @@ class Health:
         return sorted(name for name, state in self.parts.items() if not state.up)
 
 
+class Woken:
+    """A background part that works when woken — by whoever stored work for it in this
+    process (`notify`) or, with `EMIL_WORKER_PROCESS`, by a `NOTIFY` from the other one
+    (`elsewhere` passes it on) — and polls as well, so work stored just before a crash is
+    done after the restart: the inbox and the sign-in worker."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        #: with `EMIL_WORKER_PROCESS`, the intake's part wakes the worker process's one
+        self.elsewhere: Callable[[], None] = lambda: None
+        #: called after every round that reached the store (the supervisor's "I am up")
+        self.beat: Callable[[], None] = lambda: None
+
+    def notify(self) -> None:
+        self.wake.set()
+        self.elsewhere()
+
+    async def idle(self, seconds: float) -> None:
+        """Until woken, or `seconds` at most."""
+        try:
+            await asyncio.wait_for(self.wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+
 def backoff_delay(failures: int, base: float, cap: float) -> float:
     """Capped exponential backoff with jitter (half to all of the step), so that parts
     that failed together do not retry together."""
