@@ -10,6 +10,7 @@ import base64
 import email
 import os
 import shutil
+from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from email import policy
 from email.message import EmailMessage
@@ -26,6 +27,7 @@ from gateway.config import Settings
 from gateway.keys import DISPATCHER, INBOX, SERVICES, SIGN_IN, SMTP_PORT
 from store.clock import FrozenClock
 from tests.doubles.botapi import BotApiDouble, message_update
+from tests.doubles.smtp_relay import Sink, start_sink
 
 PG_URL = os.environ.get("EMIL_TEST_DATABASE_URL")
 ADMIN = "admin-test-token"
@@ -264,3 +266,12 @@ def make_mail(subject: str, body: str, *, sender: str = "Jan Kowalski <jan@examp
         msg[name.replace("_", "-")] = value
     msg.set_content(body)
     return msg
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[tuple[Sink, int]]:
+    """An SMTP relay double on loopback (tests/doubles/smtp_relay.py) and its port."""
+    sink, server, port = await start_sink()
+    yield sink, port
+    server.close()
+    await server.wait_closed()

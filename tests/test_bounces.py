@@ -26,7 +26,7 @@ from store.models import Identity, Outbox, Person
 from tests.conftest import Gateway
 from tests.panel import LINK, csrf_of
 from tests.test_mail_recipients import Sink
-from tests.test_unsubscribe import gwr, mail_first_parent, relay, remark  # noqa: F401
+from tests.test_unsubscribe import gwr, mail_first_parent, remark  # noqa: F401
 
 SAMPLES = Path(__file__).parent / "data" / "bounces"
 DOMAIN = "milanowek.example"

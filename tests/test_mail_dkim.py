@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import dkim
@@ -25,18 +24,10 @@ from gateway.config import Settings
 from mail.dkim import SIGNED_HEADERS
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
+from tests.doubles.smtp_relay import Sink
 from tests.mailauth import KEYS, SELECTOR, dns_for
-from tests.test_mail_recipients import Sink, start_sink
 
 DOMAIN = "milanowek.example"
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[tuple[Sink, int]]:
-    sink, server, port = await start_sink()
-    yield sink, port
-    server.close()
-    await server.wait_closed()
 
 
 def signing(settings: Settings, **more: object) -> Settings:

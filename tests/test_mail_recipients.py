@@ -9,15 +9,11 @@ UTF-8 in the header (RFC 6532). Checked on the bytes a real SMTP server receives
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from email.header import decode_header
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -25,34 +21,7 @@ from mail.sender import MailSender
 from store.outbox import PermanentSendError
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
-
-
-@dataclass
-class Sink:
-    """An SMTP relay that keeps what it is given (envelope, options, raw bytes)."""
-
-    received: list[tuple[str, list[str], list[str], bytes]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTP, session: object, envelope: Envelope) -> str:
-        self.received.append((str(envelope.mail_from), list(envelope.rcpt_tos),
-                              list(envelope.mail_options), bytes(envelope.content or b"")))
-        return "250 OK"
-
-
-async def start_sink(utf8: bool = True) -> tuple[Sink, asyncio.Server, int]:
-    sink = Sink()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: SMTP(sink, enable_SMTPUTF8=utf8),
-                                      "127.0.0.1", 0)
-    return sink, server, server.sockets[0].getsockname()[1]
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[tuple[Sink, int]]:
-    sink, server, port = await start_sink()
-    yield sink, port
-    server.close()
-    await server.wait_closed()
+from tests.doubles.smtp_relay import Sink, start_sink
 
 
 @pytest.fixture

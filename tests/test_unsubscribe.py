@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email
 import re
-from collections.abc import AsyncIterator
 from email import policy
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -27,19 +26,11 @@ from handlers import unsubscribe
 from store.models import Outbox, Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
+from tests.doubles.smtp_relay import Sink
 from tests.mailauth import KEYS, SELECTOR, dns_for
-from tests.test_mail_recipients import Sink, start_sink
 from tests.test_school import hook
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[tuple[Sink, int]]:
-    sink, server, port = await start_sink()
-    yield sink, port
-    server.close()
-    await server.wait_closed()
 
 
 @pytest.fixture
