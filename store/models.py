@@ -263,6 +263,8 @@ class Outbox(Model):
     cause = fields.CharField(max_length=100, default="", db_index=True)
     created_at = fields.DatetimeField()
     sent_at = fields.DatetimeField(null=True)
+    #: when the channel reported it delivered (status `delivered`; an SMS delivery report)
+    delivered_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "outbox"
@@ -665,3 +667,53 @@ class AuditEntry(Model):
 
     class Meta:
         table = "audit"
+
+
+class OptOut(Model):
+    """An address that asked for nothing more on its channel (an SMS `STOP`, issue #19):
+    the channel's sender refuses it (on to the person's next channel) until `START`.
+    Kept by address, not person: a number nobody linked may say STOP too."""
+
+    id = fields.BigIntField(primary_key=True)
+    channel = fields.CharField(max_length=16)
+    address = fields.CharField(max_length=320)
+    since = fields.DatetimeField()
+
+    class Meta:
+        table = "opt_out"
+        unique_together = (("channel", "address"),)
+
+
+class ChannelSpend(Model):
+    """What a paid channel has spent in one month, in its own units (SMS parts): reserved
+    by one conditional UPDATE before a send, so instances together keep to the budget."""
+
+    id = fields.IntField(primary_key=True)
+    channel = fields.CharField(max_length=16)
+    #: "YYYY-MM" in the town's time zone
+    month = fields.CharField(max_length=7)
+    units = fields.IntField(default=0)
+    #: when the admins were told this month's budget is spent (once a month)
+    exhausted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "channel_spend"
+        unique_together = (("channel", "month"),)
+
+
+class AddressClaim(Model):
+    """A person's claim to an address on a channel (a phone), proven by a one-time code
+    sent to that address and typed back where they asked: only the code's hash is kept."""
+
+    id = fields.BigIntField(primary_key=True)
+    person_id = fields.IntField(db_index=True)
+    channel = fields.CharField(max_length=16)
+    address = fields.CharField(max_length=320)
+    code_hash = fields.CharField(max_length=64)
+    attempts = fields.SmallIntField(default=0)
+    created_at = fields.DatetimeField()
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "address_claim"
