@@ -28,6 +28,9 @@ class Person(Model):
     roles: fields.JSONField[list[str]] = fields.JSONField(default=list)
     units: fields.JSONField[list[str]] = fields.JSONField(default=list)
     language = fields.CharField(max_length=5, default="pl")
+    #: "bez polskich znaków": text to this person on a paid channel (SMS) has its Polish
+    #: letters transliterated, so a part holds 160 characters instead of 70 (issue #19)
+    plain_letters = fields.BooleanField(default=False)
     library_card = fields.CharField(max_length=64, null=True, unique=True)
     library_blocked = fields.BooleanField(default=False)
     #: channel order to try for notifications, e.g. ["telegram", "email"]

@@ -1,5 +1,6 @@
 """SMS (#19): numbers that said STOP, what a paid channel spent per month, phones claimed
-by a one-time code, and when an outbox row was reported delivered."""
+by a one-time code, when an outbox row was reported delivered, and a person's
+choice of text without Polish letters."""
 
 from tortoise import fields, migrations
 from tortoise.migrations import operations as ops
@@ -49,6 +50,11 @@ class Migration(migrations.Migration):
             ],
             options={'table': 'address_claim', 'app': 'models', 'pk_attr': 'id', 'table_description': "A person's claim to an address, proven by a one-time code"},
             bases=['Model'],
+        ),
+        ops.AddField(
+            model_name='Person',
+            name='plain_letters',
+            field=fields.BooleanField(default=False),
         ),
         ops.AddField(
             model_name='Outbox',
