@@ -15,7 +15,9 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
-from handlers import claims
+from handlers import claims, fanout
+from handlers.message import InvalidInput
+from handlers.preferences import parse_preferences
 from store.clock import FrozenClock
 from store.models import AddressClaim, Identity, Outbox, Person
 from tests.conftest import Gateway
@@ -180,3 +182,50 @@ async def test_without_sms_the_command_says_so(gw: Gateway) -> None:
     assert not await AddressClaim.exists()
     # and a stranger must link first
     assert "nie jest połączony" in await ask(gw, f"/telefon {PHONE}", chat=CHAT + 9)
+
+
+async def test_settings_name_every_registered_channel(sms_gw: Gateway, smsapi: SmsApiDouble
+                                                      ) -> None:
+    person_id = await sms_gw.linked(CHAT, "Halina Wiśniewska", email="halina@example.pl")
+    reply = await ask(sms_gw, "/ustawienia kanał sms")
+    assert "Zapisano" in reply
+    assert (await Person.get(id=person_id)).channel_order == ["sms", "telegram", "email"]
+    assert "SMS → Telegram → e-mail" in reply
+    assert "Nie połączono: SMS" in reply and "/telefon" in reply  # no phone yet: says how
+    await ask(sms_gw, f"/telefon {PHONE}")
+    await ask(sms_gw, f"/telefon {code_in(smsapi)}")
+    reply = await ask(sms_gw, "/ustawienia")
+    assert "Połączone: Telegram, e-mail, SMS" in reply and "Nie połączono" not in reply
+    # a notice now goes by SMS first
+    await fanout.fan_out(sms_gw.services, [await Person.get(id=person_id)], fanout.Notice(
+        kind="messages", template="school_message", key="msg:order",
+        context={"about": {"class_name": "3a"}, "title": "Wycieczka", "body": "W piątek.",
+                 "sender": "wychowawczyni"}), sms_gw.clock.now())
+    await sms_gw.drain()
+    assert "Wycieczka" in smsapi.to(PHONE)[-1].message
+    assert "Nie rozumiem" in await ask(sms_gw, "/ustawienia kanał gołąb")
+    reply = await ask(sms_gw, "/ustawienia kanał email")
+    assert (await Person.get(id=person_id)).channel_order == ["email", "telegram", "sms"]
+
+
+async def test_plain_letters_are_a_setting(sms_gw: Gateway) -> None:
+    person_id = await sms_gw.linked(CHAT, "Halina Wiśniewska")
+    reply = await ask(sms_gw, "/ustawienia polskie-znaki nie")
+    assert (await Person.get(id=person_id)).plain_letters is True
+    assert "Polskie znaki w SMS: nie" in reply
+    reply = await ask(sms_gw, "/ustawienia polskie znaki tak")  # also as two words
+    assert (await Person.get(id=person_id)).plain_letters is False
+    assert "Polskie znaki w SMS: tak" in reply
+    assert "Nie rozumiem" in await ask(sms_gw, "/ustawienia polskie-znaki może")
+    await Person.filter(id=person_id).update(language="en")
+    reply = await ask(sms_gw, "/settings plain-letters on")
+    assert (await Person.get(id=person_id)).plain_letters is True
+    assert "Plain letters in SMS: on" in reply
+
+
+def test_plain_letters_in_the_preferences_rule() -> None:
+    """The API's PATCH takes `plain_letters` through the same rule (a boolean)."""
+    person = Person(id=1, name="x", notices=None)
+    assert parse_preferences({"plain_letters": True}, person, ("email",)) == {"plain_letters": True}
+    with pytest.raises(InvalidInput, match="plain_letters"):
+        parse_preferences({"plain_letters": "tak"}, person, ("email",))
