@@ -16,13 +16,15 @@ from aiohttp.test_utils import TestServer
 from gateway.app import create_app
 from gateway.config import Settings
 from handlers import claims, fanout
+from handlers.channels import Channel
 from handlers.message import InvalidInput
 from handlers.preferences import parse_preferences
 from store.clock import FrozenClock
-from store.models import AddressClaim, Identity, Outbox, Person
+from store.models import AddressClaim, AuditEntry, Case, Identity, Outbox, Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
 from tests.doubles.smsapi import TOKEN, SmsApiDouble
+from tests.panel import csrf_of, sign_in, staff_member
 
 PHONE = "+48500100200"
 CHAT = 4301
@@ -229,3 +231,56 @@ def test_plain_letters_in_the_preferences_rule() -> None:
     assert parse_preferences({"plain_letters": True}, person, ("email",)) == {"plain_letters": True}
     with pytest.raises(InvalidInput, match="plain_letters"):
         parse_preferences({"plain_letters": "tak"}, person, ("email",))
+
+
+#: a fourth channel the console has never heard of (it neither reads nor sends here)
+PIGEON = Channel(name="pigeon", read=lambda row, ctx: (None, "a test channel"),
+                 outgoing=lambda: None, templates=("telegram",))
+
+
+async def pigeon_gateway(aiohttp_client, settings: Settings, botapi: BotApiDouble,  # type: ignore[no-untyped-def]
+                         clock: FrozenClock) -> Gateway:
+    app = create_app(settings, clock=clock, run_workers=False, channels=[PIGEON])
+    return Gateway(await aiohttp_client(app), settings, botapi, clock)
+
+
+async def test_the_console_lists_read_the_registry(aiohttp_client, settings: Settings,  # type: ignore[no-untyped-def]
+                                                   botapi: BotApiDouble, clock: FrozenClock
+                                                   ) -> None:
+    gw = await pigeon_gateway(aiohttp_client, settings, botapi, clock)
+    await staff_member(gw, "admin@milanowek.example", ["admin", "staff"], ["urzad"],
+                       name="Administratorka")
+    client = await sign_in(gw, "admin@milanowek.example")
+
+    health = await (await client.get("/panel/zdrowie")).text()
+    assert re.search(r"<tr><td>pigeon</td><td>0</td>", health)  # its queue, at 0 too
+
+    now = gw.clock.now()
+    for number, channel in (("UM-2026-000901", "pigeon"), ("UM-2026-000902", "email")):
+        await Case.create(number=number, subject=f"Sprawa {channel}", body="…",
+                          status="received", access_code_hash="x", origin_channel=channel,
+                          last_channel=channel, created_at=now, updated_at=now)
+    queue = await (await client.get("/panel/sprawy")).text()
+    assert '<option value="pigeon"' in queue and '<option value="web"' in queue
+    only = await (await client.get("/panel/sprawy", params={"kanal": "pigeon"})).text()
+    assert "UM-2026-000901" in only and "UM-2026-000902" not in only
+
+    person_id = await gw.person("Zofia Gołębiowska")
+    page = await (await client.get(f"/panel/ludzie/{person_id}")).text()
+    assert '<option value="pigeon"' in page and 'name="bez_polskich"' in page
+    resp = await client.post(f"/panel/ludzie/{person_id}/ustawienia", allow_redirects=False,
+                             data={"csrf": csrf_of(page), "kanal": "pigeon", "bez_polskich": "1"})
+    assert resp.status == 303
+    person = await Person.get(id=person_id)
+    assert (person.channel_order, person.plain_letters) == (["pigeon", "telegram", "email"], True)
+    entry = await AuditEntry.get(action="person.preferences")
+    assert entry.object == f"person:{person_id}" and entry.source == "console"
+    page = await (await client.get(f"/panel/ludzie/{person_id}")).text()
+    assert '<option value="pigeon" selected' in page and 'name="bez_polskich" value="1" checked' in page
+    resp = await client.post(f"/panel/ludzie/{person_id}/ustawienia", allow_redirects=False,
+                             data={"csrf": csrf_of(page), "kanal": "gołąb"})
+    assert resp.status == 400
+    resp = await client.post(f"/panel/ludzie/{person_id}/ustawienia", allow_redirects=False,
+                             data={"csrf": csrf_of(page), "kanal": "email"})
+    person = await Person.get(id=person_id)
+    assert (person.channel_order, person.plain_letters) == (["email", "telegram", "pigeon"], False)
