@@ -17,10 +17,16 @@ The rules, and why:
   :data:`CODES_PER_ADDRESS` codes to one address whoever asks (3): a code costs the town
   a paid SMS, and nobody may make the town text a stranger's phone over and over;
 - only a keyed hash of the code is stored — HMAC-SHA256 with the store-kept key of the
-  access codes (`ctx.code_key`, store/secrets.py). A six-digit code has a million values:
-  a plain hash of one is reversed by trying them all in a moment, so it is the key, not
-  the hash, that keeps a leaked table useless. The claim's person, channel and address
-  are hashed with the code, so one code's hash says nothing about another claim's.
+  access codes (`ctx.code_key`, store/secrets.py) — not a plain hash (hashlib): a
+  six-digit code has a million values, and a plain hash of one is reversed by trying
+  them all in a moment. The key is what makes the `address_claim` table, a copy of it or
+  a log line useless alone. It is no secret from whoever holds the whole store (the key
+  is there, and so is the outbox row carrying the code to the phone for its minutes of
+  life); a code is worth nothing once its claim is used, replaced, dead or expired. The
+  claim's person, channel and address are hashed with the code, so one claim's hash says
+  nothing about another's;
+- the claims are the person's data: RODO's export lists them and the erasure deletes
+  them (handlers/rodo.py); the retention job deletes them with the link codes.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
-from handlers import claims, fanout
+from gateway.jobs import run_job
+from handlers import audit, claims, fanout, rodo
 from handlers.channels import Channel
 from handlers.message import InvalidInput
 from handlers.preferences import parse_preferences
@@ -284,3 +285,24 @@ async def test_the_console_lists_read_the_registry(aiohttp_client, settings: Set
                              data={"csrf": csrf_of(page), "kanal": "email"})
     person = await Person.get(id=person_id)
     assert (person.channel_order, person.plain_letters) == (["email", "telegram", "pigeon"], False)
+
+
+async def test_claims_are_the_persons_data(sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    """RODO: a claimed number is personal data even before it is proven — exported,
+    erased with the person, and gone after the retention period."""
+    person_id = await sms_gw.linked(CHAT, "Halina Wiśniewska")
+    await ask(sms_gw, f"/telefon {PHONE}")
+    exported = await rodo.export(person_id)
+    assert exported is not None
+    assert [c["address"] for c in exported["address_claims"]] == [PHONE]
+    await rodo.erase(person_id, audit.Actor("test", "test"), sms_gw.clock.now())
+    assert not await AddressClaim.exists()
+
+    other = await sms_gw.linked(CHAT + 1, "Ktoś Inny")
+    await ask(sms_gw, f"/telefon {PHONE}", chat=CHAT + 1)
+    sms_gw.clock.advance(days=30)
+    await run_job(sms_gw.services, "retention")
+    assert await AddressClaim.filter(person_id=other).exists()  # 30 days after it expired
+    sms_gw.clock.advance(minutes=11)
+    summary = await run_job(sms_gw.services, "retention")
+    assert summary["address_claims_deleted"] == 1 and not await AddressClaim.exists()
