@@ -44,7 +44,7 @@ from tortoise.expressions import F
 from handlers import accounts, fanout
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
-from store.models import AddressClaim, Identity, Person
+from store.models import AddressClaim, Identity, OptOut, Person
 from store.outbox import PRIORITY_REPLY
 
 CODE_DIGITS = 6
@@ -72,7 +72,8 @@ def code_hash(key: bytes, claim: AddressClaim | tuple[int, str, str], code: str)
 class Claimed:
     """What asking for a code did: `outcome` is "sent", "unavailable" (no such channel
     registered), "not_an_address" (the channel does not take it), "yours" (already the
-    person's), or "too_many" (a daily limit); `address` as normalised."""
+    person's), "stopped" (the address opted out of the channel: an SMS `STOP`), or
+    "too_many" (a daily limit); `address` as normalised."""
 
     outcome: str
     address: str = ""
@@ -90,6 +91,8 @@ async def request(ctx: ServiceContext, person: Person, channel: str, typed: str,
         return Claimed("not_an_address")
     if await Identity.filter(channel=channel, address=address, person_id=person.id).exists():
         return Claimed("yours", address)
+    if await OptOut.filter(channel=channel, address=address).exists():
+        return Claimed("stopped", address)  # its sender would refuse the code anyway
     # two requests of one person at once count one after the other (PostgreSQL; SQLite
     # writes one at a time anyway)
     await Person.filter(id=person.id).select_for_update().only("id").first()

@@ -21,7 +21,7 @@ from handlers.channels import Channel
 from handlers.message import InvalidInput
 from handlers.preferences import parse_preferences
 from store.clock import FrozenClock
-from store.models import AddressClaim, AuditEntry, Case, Identity, Outbox, Person
+from store.models import AddressClaim, AuditEntry, Case, Identity, OptOut, Outbox, Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
 from tests.doubles.smsapi import TOKEN, SmsApiDouble
@@ -177,6 +177,15 @@ async def test_a_number_already_linked_is_not_texted_again(sms_gw: Gateway, smsa
     await sms_gw.linked(CHAT, "Halina Wiśniewska", phone=PHONE)
     assert "już połączony" in await ask(sms_gw, f"/telefon {PHONE}")
     assert smsapi.sent == []
+
+
+async def test_a_number_that_said_stop_gets_no_code(sms_gw: Gateway, smsapi: SmsApiDouble
+                                                     ) -> None:
+    await sms_gw.linked(CHAT, "Halina Wiśniewska")
+    await OptOut.create(channel="sms", address=PHONE, since=sms_gw.clock.now())
+    reply = await ask(sms_gw, f"/telefon {PHONE}")
+    assert "wypisał się" in reply and "START" in reply
+    assert smsapi.sent == [] and not await AddressClaim.exists()
 
 
 async def test_without_sms_the_command_says_so(gw: Gateway) -> None:
