@@ -22,8 +22,14 @@ this was written on; check before going live, and tests/doubles/smsapi.py speaks
 - SMSAPI signs nothing. Its callbacks are authenticated by a secret in the address we
   give it (compared in constant time; unset: 503, wrong: 404, as if there were nothing
   there) and, with `EMIL_SMS_CALLBACK_NETWORKS`, by the networks SMSAPI publishes as the
-  callbacks' sources (403 from anywhere else). A client that keeps guessing the secret is
-  answered 429 after `GUESSES` wrong tries within the hour, before its guess is looked at.
+  callbacks' sources (403 from anywhere else, before the secret is looked at). A client
+  that keeps guessing the secret is answered 429 after `GUESSES` wrong tries within the
+  hour, before its guess is looked at (else the answer would still tell a right guess).
+  The secret's 16 characters or more make guessing hopeless anyway; the slowdown keeps
+  the noise down. Its cost: a client over the limit is refused even with the right
+  secret, so behind a proxy that `EMIL_TRUSTED_PROXIES` does not name (every client one
+  address) a guesser could hold the provider off for an hour — SMSAPI calls again, and
+  `EMIL_SMS_CALLBACK_NETWORKS` closes that door, as it is checked first.
 
 Limits: a body of at most `MAX_BYTES` (or the hooks' limit, if smaller), at most
 `MAX_FIELDS` fields, and one length check for every value — a report's lists item by
@@ -132,19 +138,19 @@ def authorise(request: web.Request, env: HookEnv, secret: str | None,
     if not secret:
         return refusal(503, "not_configured", "the SMS callbacks have no secret configured")
     client = env.client_address(request)
+    if networks:  # first: a stranger's guesses then never slow the provider down
+        address = parse_address(client)
+        if address is None or not is_trusted(address, networks):
+            log.warning("SMS callback from %s, outside EMIL_SMS_CALLBACK_NETWORKS", client)
+            return refusal(403, "forbidden", "not from the provider's networks")
     wait = guessing.wait(limit_key(client))
-    if wait > 0:
+    if wait > 0:  # before the guess is looked at, or the answer would still tell
         return refusal(429, "slow_down", "too many wrong addresses; try later",
                        {"Retry-After": str(int(wait))})
     given = request.match_info.get("secret", "").encode()
     if not hmac.compare_digest(given, secret.encode()):
         guessing.take(limit_key(client))
         return refusal(404, "not_found", "Not Found")
-    if networks:
-        address = parse_address(client)
-        if address is None or not is_trusted(address, networks):
-            log.warning("SMS callback from %s, outside EMIL_SMS_CALLBACK_NETWORKS", client)
-            return refusal(403, "forbidden", "not from the provider's networks")
     return None
 
 
