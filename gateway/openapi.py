@@ -310,6 +310,9 @@ def console_paths() -> S:
             **_page("RODO export", (401, 403, 404), params=[ident], form=csrf),
             "responses": {"200": {"description": "everything held", "content": _json(
                 {"type": "object"})}, **_page("", (401, 403, 404), params=[])["responses"]}}},
+        "/panel/ludzie/{id}/ustawienia": {"post": _page(
+            "The person's first channel and SMS plain letters", form, params=[ident],
+            form=_obj(["csrf"], csrf=STR, kanal=STR, bez_polskich=STR))},
         "/panel/ludzie/{id}/usun": {"post": _page(
             "RODO erasure (the person's number typed again)", form, params=[ident],
             form=_obj(["csrf", "potwierdzenie"], csrf=STR, potwierdzenie=STR))},

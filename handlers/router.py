@@ -21,6 +21,7 @@ from handlers import (
     attendance,
     bounces,
     cases,
+    claims,
     dialogue,
     grades,
     homework,
@@ -96,6 +97,7 @@ ROUTES: tuple[Route, ...] = (
           ("staff",), True),
     Route("settings", ("ustawienia", "settings"), accounts.handle_settings, "settings",
           linked=True),
+    Route("phone", ("telefon", "phone"), claims.command("sms"), "phone", linked=True),
     Route("stop", ("stop",), accounts.handle_stop, "stop"),
     Route("cancel", ("anuluj", "cancel"), lambda c, m, p: _cancel(m), "cancel"),
 )
