@@ -119,6 +119,11 @@ class Channel:
         opt_out_link: each message carries its own way out (mail's RFC 8058
             `List-Unsubscribe`): the fan-out signs one per person, type and channel —
             only for the channels that use it (20,000 signatures cost a broadcast 10 %).
+        revived_by_message: a message from an address shows it reaches its person again,
+            so a failing mark on it is lifted when one arrives (handlers/health.py): a
+            Telegram chat that writes to the bot has unblocked it. Off by default: mail
+            can come from a mailbox that takes none, so its mark stays until the address
+            is set again.
     """
 
     name: str
@@ -134,6 +139,7 @@ class Channel:
     fetch: Callable[[InboundMessage, int], Awaitable[None]] | None = None
     mailboxes: bool = False
     opt_out_link: bool = False
+    revived_by_message: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters
