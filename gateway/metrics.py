@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from handlers.unread import count_waiting
 from store.clock import Clock
-from store.outbox import pending_stats
+from store.outbox import outcome_counts, pending_stats
 
 
 class GatewayMetrics:
@@ -38,6 +38,10 @@ class GatewayMetrics:
                                     "why (unreadable, failed)", ["reason"], registry=r)
         self.unread_waiting = Gauge("emil_unread_mail_unhandled", "Unread mail no clerk has "
                                     "handled yet", registry=r)
+        # how rows ended, read from the store (every instance shows the same): delivered,
+        # sent, bounced, failed, and those still waiting (issue #19)
+        self.outcomes = Gauge("emil_outbox_rows", "Outbox rows by channel and state",
+                              ["channel", "state"], registry=r)
 
     def restarted(self, part: str) -> None:
         self.restarts_total.labels(part).inc()
@@ -66,4 +70,14 @@ class GatewayMetrics:
             self.depth.labels(channel).set(count)
             self.oldest.labels(channel).set((now - oldest).total_seconds() if oldest else 0)
         self.unread_waiting.set(await count_waiting())
+        await self.count_outcomes()
         return generate_latest(self.registry)
+
+    async def count_outcomes(self) -> None:
+        """Rows per channel and status; a pair no row is in any more disappears rather
+        than keep its last count (cleared and set with no await between: a scrape never
+        sees it half done)."""
+        counts = await outcome_counts()
+        self.outcomes.clear()
+        for (channel, state), n in counts.items():
+            self.outcomes.labels(channel, state).set(n)
