@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     sms_rate: float = Field(default=10.0, gt=0)
     #: a longer text is cut to this many parts, ending with a link to the whole
     sms_max_parts: int = Field(default=3, ge=1, le=10)
+    #: the secret path segment of the provider's callbacks (sms/callbacks.py); unset:
+    #: they answer 503. At least 16 characters of letters, digits, "-" and "_"
+    sms_callback_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,128}$")
+    #: the provider's published callback sources (addresses or networks); unset: any
+    sms_callback_networks: str = ""
     admin_token: str | None = None
     timezone: str = "Europe/Warsaw"
     smtp_max_size: int = 26_214_400
@@ -196,7 +201,7 @@ class Settings(BaseSettings):
             raise ValueError("EMIL_TELEGRAM_MODE must be 'polling' or 'webhook'")
         return value
 
-    @field_validator("trusted_proxies", "smtp_trusted_peers")
+    @field_validator("trusted_proxies", "smtp_trusted_peers", "sms_callback_networks")
     @classmethod
     def _networks(cls, value: str, info: ValidationInfo) -> str:
         try:
@@ -269,7 +274,8 @@ class Settings(BaseSettings):
             if not self.smtp_relay:
                 raise ValueError("EMIL_SMTP_RELAY is required in production: without it mail "
                                  "is only written under var/sent-mail and never leaves")
-            for name in ("admin_token", "signing_secret", "telegram_webhook_secret"):
+            for name in ("admin_token", "signing_secret", "telegram_webhook_secret",
+                         "sms_callback_secret"):
                 value = getattr(self, name)
                 if value is not None and value.strip().lower() in _PLACEHOLDERS:
                     raise ValueError(f"EMIL_{name.upper()} is a placeholder; set a real secret")

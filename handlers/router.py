@@ -170,6 +170,9 @@ async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None)
         return await callback(ctx, msg, person)
 
     if msg.command is not None:
+        own = ctx.channels[msg.channel].commands.get(msg.command)
+        if own is not None:  # the channel's own word first (SMS STOP is an opt-out)
+            return await own(ctx, msg, person)
         entry = _BY_COMMAND.get(msg.command)
         if entry is None:
             guess = difflib.get_close_matches(msg.command, list(_BY_COMMAND), n=1)

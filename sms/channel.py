@@ -13,8 +13,10 @@ its words, entities are decoded). The text is then capped at `max_parts` parts
 (sms/encoding.py); a cut text ends with the notice's `link` when its context has one, so
 the reader can open the rest.
 
-Proof: none. SMS is outbound only until the inbound half exists (callbacks, STOP/START),
-and a channel that proves nothing is closed by default.
+Inbound (sms/callbacks.py, sms/inbound.py): the provider's callbacks, mounted under
+`/hooks/sms/`, store incoming SMS for the inbox and apply delivery reports to the outbox.
+An incoming SMS proves its number (sms/inbound.prove says why). `STOP` and `START` are
+the channel's own commands (sms/optout.py), and the sender refuses a stopped number.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from phonenumbers import PhoneNumberType
 
 from handlers.channels import Channel, Envelope, Outgoing
 from handlers.context import ServiceContext
-from handlers.message import InboundMessage
+from handlers.netaddr import parse_networks
 from handlers.render import Renderer
+from sms import callbacks, optout
 from sms.encoding import fit
+from sms.inbound import prove, reader
 from sms.smsapi import DEFAULT_URL, SmsApiSender
-from store.models import RawInbound
 
 _SMS_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 
@@ -89,31 +92,43 @@ def render(renderer: Renderer, template: str, lang: str, context: dict[str, Any]
         text = renderer.text(template, ("sms",), lang, context)["text"]
     except jinja2.TemplateNotFound:
         text = plain(renderer.telegram(template, lang, context)["text"])
+    rendered = {"text": text}
     link = context.get("link")
-    return {"text": text, "link": link} if isinstance(link, str) and link else {"text": text}
-
-
-def unreadable(row: RawInbound, ctx: ServiceContext) -> tuple[InboundMessage | None, str]:
-    """No SMS is taken in yet (the provider's callbacks are a later part of issue #19)."""
-    return None, "SMS is outbound only"
+    if isinstance(link, str) and link:
+        rendered["link"] = link
+    if context.get(optout.CONFIRMS_STOP):  # the one SMS a stopped number still gets
+        rendered[optout.CONFIRMS_STOP] = "yes"
+    return rendered
 
 
 def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None = None,
-            rate: float = 10.0, max_parts: int = 3, region: str = "PL") -> Channel:
+            rate: float = 10.0, max_parts: int = 3, region: str = "PL",
+            callback_secret: str | None = None, callback_networks: str = "") -> Channel:
     """The SMS channel through SMSAPI.pl (sms/smsapi.py), `rate` messages a second,
-    each at most `max_parts` parts long."""
+    each at most `max_parts` parts long; its callbacks authenticated by
+    `callback_secret` (and `callback_networks`, when given)."""
 
     def payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope
                 ) -> dict[str, Any]:
-        return {"text": fit(rendered["text"], max_parts, rendered.get("link") or None)}
+        out: dict[str, Any] = {"text": fit(rendered["text"], max_parts,
+                                           rendered.get("link") or None)}
+        if rendered.get(optout.CONFIRMS_STOP):
+            out[optout.CONFIRMS_STOP] = True
+        return out
+
+    def number(address: str) -> str | None:
+        return normalise(address, region)
 
     return Channel(
         name="sms",
-        read=unreadable,
-        outgoing=lambda: Outgoing(SmsApiSender(token, api_url, sender_name), rate=rate),
+        read=reader(number),
+        outgoing=lambda: Outgoing(optout.HonourOptOut(
+            SmsApiSender(token, api_url, sender_name)), rate=rate),
         templates=("sms", "telegram"),
         render=render,
         payload=payload,
-        normalise=lambda address: normalise(address, region),
-        prove=None,  # closed: nothing proves an SMS sender before the inbound half exists
+        normalise=number,
+        prove=prove,
+        callbacks=callbacks.routes(callback_secret, parse_networks(callback_networks)),
+        commands={"stop": optout.stop, "start": optout.start},
     )
