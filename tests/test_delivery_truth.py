@@ -29,8 +29,10 @@ from store import outbox
 from store.models import Identity, OptOut, Outbox, Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
+from tests.doubles.smsapi import SmsApiDouble
 from tests.doubles.smtp_relay import Sink
 from tests.panel import sign_in, staff_member
+from tests.test_sms_inbound import PHONE, notify, say, sms_first, sms_gateway, smsapi  # noqa: F401
 
 BLOCKED = "Forbidden: bot was blocked by the user"
 
@@ -58,7 +60,7 @@ def row_of(page: str, channel_label: str) -> str:
         text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
         if text.startswith(channel_label):
             return text
-    raise AssertionError(f"no row for {channel_label}")
+    raise AssertionError(f"no row for {channel_label}: {page[page.find('kanaly'):][:1500]}")
 
 
 async def test_a_blocked_bot_is_remembered_shown_and_lifted_by_a_message(gw: Gateway) -> None:
@@ -283,3 +285,28 @@ async def test_metrics_count_rows_by_channel_and_state(gw: Gateway) -> None:
     gw.clock.advance(minutes=1)
     text = await (await gw.client.get("/metrics")).text()
     assert 'state="bounced"' not in text
+
+
+@pytest.fixture
+async def sms_gw(aiohttp_client: Any, settings: Settings, botapi: BotApiDouble, clock: Any,
+                 smsapi: SmsApiDouble) -> Gateway:  # noqa: F811
+    """SMS with its callbacks on; mail spooled (where the sign-in link is read)."""
+    return await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi)
+
+
+async def test_the_person_page_over_sms_delivered_then_stopped(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:  # noqa: F811
+    """Through the SMSAPI double: a delivery report shows as the last delivery; the
+    number's STOP shows the channel stopped, and why."""
+    await staff_member(sms_gw, "admin@milanowek.example", ["admin"], [], name="Administratorka")
+    halina = await sms_first(sms_gw)
+    await notify(sms_gw, halina, "msg:truth-sms")
+    [sms] = smsapi.to(PHONE)
+    sms_gw.clock.advance(seconds=40)
+    assert await smsapi.report((sms, 404)) == (200, "OK")  # DELIVERED
+    client = await sign_in(sms_gw, "admin@milanowek.example")
+    row = row_of(await person_page(sms_gw, client, halina), "SMS")
+    assert "działa" in row and "dostarczono, 25.11.2026, 10:00" in row
+    await say(sms_gw, smsapi, "STOP")
+    row = row_of(await person_page(sms_gw, client, halina), "SMS")
+    assert "wyłączony od" in row and "odbiorca wypisał się (STOP)" in row
