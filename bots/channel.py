@@ -64,4 +64,6 @@ def channel(bot: Callable[[], Bot | None], *, rate: float, chat_interval: float)
         normalise=normalise,
         prove=prove,
         fetch=fetch,
+        # a chat that writes to the bot has unblocked it (handlers/health.py)
+        revived_by_message=True,
     )

@@ -18,7 +18,29 @@ from telegram.request import HTTPXRequest
 from bots.split import caption, split_html
 from store.files import announcement_attachment
 from store.models import Outbox
-from store.outbox import PermanentSendError, RateLimited, TransientSendError
+from store.outbox import AddressFailing, PermanentSendError, RateLimited, TransientSendError
+
+#: Telegram's words (the Bot API's error descriptions) for a chat the bot can no longer
+#: write to, whatever the message → the reason kept on the address (handlers/health.py).
+#: Any other 403 is about the chat too; any other 400 is about the message (too long,
+#: bad HTML) and fails only that message.
+CHAT_GONE = (
+    ("bot was blocked by the user", "blocked"),
+    ("user is deactivated", "deactivated"),
+    ("bot was kicked", "kicked"),
+    ("bot is not a member", "kicked"),
+    ("can't initiate conversation", "cant_initiate"),
+    ("chat not found", "chat_not_found"),
+)
+
+
+def chat_gone(error: Forbidden | BadRequest) -> str | None:
+    """Why the chat itself refuses the bot, or None when the refusal is the message's."""
+    text = error.message.lower()
+    for words, reason in CHAT_GONE:
+        if words in text:
+            return reason
+    return "forbidden" if isinstance(error, Forbidden) else None
 
 
 def build_bot(token: str, api_url: str, pool_size: int = 64) -> Bot:
@@ -80,7 +102,11 @@ class TelegramSender:
             seconds = after.total_seconds() if isinstance(after, timedelta) else float(after)
             raise RateLimited(seconds) from error
         except (Forbidden, BadRequest) as error:
-            raise PermanentSendError(f"{type(error).__name__}: {error.message}") from error
+            detail = f"{type(error).__name__}: {error.message}"
+            reason = chat_gone(error)
+            if reason is not None:
+                raise AddressFailing(reason, detail) from error
+            raise PermanentSendError(detail) from error
         except NetworkError as error:  # includes TimedOut and 5xx answers
             raise TransientSendError(f"{type(error).__name__}: {error.message}") from error
         except TelegramError as error:

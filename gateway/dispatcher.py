@@ -22,10 +22,12 @@ from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from handlers import health
 from store.clock import Clock
 from store.errors import is_transient
 from store.models import Outbox
 from store.outbox import (
+    AddressFailing,
     PermanentSendError,
     RateLimited,
     TransientSendError,
@@ -380,6 +382,15 @@ class Lane:
             resume = self.clock.now() + timedelta(seconds=error.retry_after)
             self._paused_until = max(self._paused_until or resume, resume)
             await release(row, resume)
+        except AddressFailing as error:
+            # the address, not the message: marked failing, and what waits for it moves on
+            log.info("outbox #%s failed for good on %s, the address fails (%s): %s", row.id,
+                     self.channel, error.reason, error)
+            self.metrics.failed(self.channel, True)
+            now = self.clock.now()
+            await mark_failed(row, now, str(error))
+            await health.address_failing(self.channel, row.recipient, now, error.reason)
+            self.notify_others()
         except PermanentSendError as error:
             log.info("outbox #%s failed for good on %s: %s", row.id, self.channel, error)
             self.metrics.failed(self.channel, True)

@@ -28,13 +28,14 @@ from gateway.panel import (
     Refusal,
     _actor,
     _form,
+    _lang,
     _need,
     _now,
     _page,
     _services,
     row_id,
 )
-from handlers import accounts, announcements, audit, preferences, quota, rodo, unread
+from handlers import accounts, announcements, audit, health, preferences, quota, rodo, unread
 from handlers.fanout import modes_of
 from handlers.i18n import LANGUAGES
 from handlers.limits import fit, fit_text
@@ -267,9 +268,11 @@ async def _person(request: web.Request) -> Person:
 @routes.get("/ludzie/{id}")
 async def person_page(request: web.Request) -> web.Response:
     person = await _person(request)
-    identities = await Identity.filter(person_id=person.id).values(
+    identities = await Identity.filter(person_id=person.id).order_by("channel", "id").values(
         "channel", "address", "failing_since", "failing_reason")
-    return _page(request, "person", person=person, identities=identities,
+    # each address's health and last delivery, in two queries for all of them
+    addresses = await health.of_person(identities, _lang(request))
+    return _page(request, "person", person=person, addresses=addresses,
                  modes=modes_of(person), languages=LANGUAGES)
 
 

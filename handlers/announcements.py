@@ -23,7 +23,6 @@ from functools import lru_cache
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from tortoise.functions import Count
 from tortoise.transactions import in_transaction
 
 from handlers import audit, dialogue, fanout
@@ -312,31 +311,52 @@ async def acknowledge(ctx: ServiceContext, token: str) -> Announcement | None:
     return await Announcement.get_or_none(id=announcement_id)
 
 
+#: where a copy can end, as the author sees it; disjoint: a bounced copy is not sent
+STATES = ("delivered", "sent", "bounced", "failed", "waiting", "cancelled")
+#: outbox statuses that are one state to the author
+_STATE_OF = {"pending": "waiting", "sending": "waiting"}
+
+
 async def stats(announcement: Announcement, limit: int = 1000) -> dict[str, Any]:
-    """Delivery counts and who has not got or not acknowledged it (for the author)."""
-    counts = dict(await Outbox.filter(cause=f"ann:{announcement.id}")
-                  .annotate(n=Count("id")).group_by("status").values_list("status", "n"))
-    total = await AnnouncementDelivery.filter(announcement_id=announcement.id).count()
-    acked = await AnnouncementDelivery.filter(announcement_id=announcement.id,
-                                              acked_at__isnull=False).count()
-    failed_ids = await Outbox.filter(cause=f"ann:{announcement.id}", status="failed").values_list(
-        "person_id", flat=True)
-    queued_ids = set(await Outbox.filter(cause=f"ann:{announcement.id}").values_list(
-        "person_id", flat=True))
+    """Delivery counts and who has not got or not acknowledged it (for the author).
+
+    Each person counts once, by where their copy ended: the newest row of its chain (a
+    blocked bot's row fails and its fallback by mail is sent: the person counts as sent,
+    not failed). The states are disjoint — delivered (the channel confirmed it), sent (it
+    left; no word since), bounced (it came back), failed, waiting — and people nobody
+    could reach count as failed. `channels` counts the rows themselves per channel and
+    state, fallbacks and all: where copies went and where they stopped. Three queries, as
+    the page reloads itself while copies go out."""
+    rows = await Outbox.filter(cause=f"ann:{announcement.id}").order_by("id").values_list(
+        "person_id", "channel", "status")
+    ended: dict[Any, str] = {}
+    channels: dict[str, dict[str, int]] = {}
+    for n, (pid, channel, status) in enumerate(rows):
+        state = _STATE_OF.get(status, status)
+        counts = channels.setdefault(channel, dict.fromkeys(STATES, 0))
+        counts[state] = counts.get(state, 0) + 1
+        ended[pid if pid is not None else ("row", n)] = state
     everyone = await AnnouncementDelivery.filter(announcement_id=announcement.id).values_list(
         "person_id", "acked_at")
-    unreachable = [pid for pid, _ in everyone if pid not in queued_ids]
+    unreachable = [pid for pid, _ in everyone if pid not in ended]
     unacked = [pid for pid, at in everyone if at is None]
-    names = dict(await Person.filter(id__in=set(failed_ids) | set(unacked[:limit])
-                                     | set(unreachable)).values_list("id", "name"))
+    by_state = dict.fromkeys(STATES, 0)
+    for state in ended.values():
+        by_state[state] = by_state.get(state, 0) + 1
+    lost = [pid for pid, state in ended.items() if state in ("failed", "bounced")
+            and isinstance(pid, int)] + unreachable
+    names = dict(await Person.filter(id__in=set(lost[:limit]) | set(unacked[:limit]))
+                 .values_list("id", "name"))
     return {
         "id": announcement.id, "status": announcement.status, "title": announcement.title,
-        "recipients": total,
-        "queued": counts.get("pending", 0) + counts.get("sending", 0),
-        "sent": counts.get("sent", 0), "failed": counts.get("failed", 0) + len(unreachable),
-        "cancelled": counts.get("cancelled", 0), "acknowledged": acked,
-        "failed_recipients": [{"id": p, "name": names.get(p)}
-                              for p in list(failed_ids) + unreachable][:limit],
+        "recipients": len(everyone),
+        **by_state,
+        "queued": by_state["waiting"],
+        "failed": by_state["failed"] + len(unreachable),
+        "unreachable": len(unreachable),
+        "acknowledged": len(everyone) - len(unacked),
+        "channels": channels,
+        "failed_recipients": [{"id": p, "name": names.get(p)} for p in lost][:limit],
         "unacknowledged": [{"id": p, "name": names.get(p)} for p in unacked[:limit]],
     }
 

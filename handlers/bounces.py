@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from handlers import people
+from handlers import health, people
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
 from store import outbox
@@ -51,11 +51,12 @@ async def handle_report(ctx: ServiceContext, msg: InboundMessage,
         else:
             log.info("complaint about outbox #%s (no list to leave)", row.id)
         return []
-    reason = (msg.text or kind)[:200]
     if kind == SOFT and not await _soft_adds_up(row.recipient, now):
         return []
     if kind in (HARD, SOFT):
-        await mark_failing(row, now, reason)
+        # the reason is a key a clerk's page words (handlers/health.REASONS)
+        await mark_failing(row, now, "bounced" if kind == HARD else "soft_bounces",
+                           msg.text or kind)
     return []
 
 
@@ -71,11 +72,11 @@ async def _soft_adds_up(address: str, now: datetime) -> bool:
     return hard
 
 
-async def mark_failing(row: Outbox, now: datetime, reason: str) -> None:
-    """The address fails: marked, and what was and is waiting for it moves on."""
-    await Identity.filter(channel="email", address=row.recipient,
-                          failing_since__isnull=True).update(failing_since=now,
-                                                             failing_reason=reason)
-    await outbox.mark_bounced(row, now, f"bounced: {reason}")
-    moved = await outbox.fail_waiting("email", row.recipient, now, f"address failing: {reason}")
-    log.info("outbox #%s bounced (%s); %d waiting message(s) moved on", row.id, reason, moved)
+async def mark_failing(row: Outbox, now: datetime, reason: str, detail: str) -> None:
+    """The address fails: marked (the rule every channel shares, handlers/health.py), and
+    what was and is waiting for it moves on."""
+    await health.mark_failing(row.channel, row.recipient, now, reason)
+    await outbox.mark_bounced(row, now, f"bounced: {detail}")
+    moved = await outbox.fail_waiting(row.channel, row.recipient, now,
+                                      f"address failing: {reason}")
+    log.info("outbox #%s bounced (%s); %d waiting message(s) moved on", row.id, detail, moved)

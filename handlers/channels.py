@@ -156,6 +156,11 @@ class Channel:
             handlers/router.py before the general routes — so a word can mean on one
             channel what the channel needs (SMS `STOP` is an opt-out, Telegram `/stop`
             unlinks the chat). Empty: the general routes only.
+        revived_by_message: a message from an address shows it reaches its person again,
+            so a failing mark on it is lifted when one arrives (handlers/health.py): a
+            Telegram chat that writes to the bot has unblocked it. Off by default: mail
+            can come from a mailbox that takes none, so its mark stays until the address
+            is set again.
     """
 
     name: str
@@ -173,6 +178,7 @@ class Channel:
     opt_out_link: bool = False
     callbacks: Callable[[HookEnv], list[Any]] | None = None
     commands: Mapping[str, Command] = field(default_factory=lambda: MappingProxyType({}))
+    revived_by_message: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

@@ -24,6 +24,7 @@ from handlers import (
     claims,
     dialogue,
     grades,
+    health,
     homework,
     i18n,
     library,
@@ -256,6 +257,10 @@ async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
         replies = [Reply(error.template, error.context)]
     if person is not None and person.last_channel != msg.channel:
         await Person.filter(id=person.id).update(last_channel=msg.channel)
+        # an address marked failing is never anyone's last channel (handlers/health.py):
+        # only here, off the common path, can it be one that works again
+        if channel.revived_by_message:
+            await health.revive(msg.channel, msg.address)
     deliveries = to_deliveries(ctx, msg, person, replies)
     if msg.callback_id:  # a pressed button is answered first (its spinner stops)
         deliveries.insert(0, Delivery(

@@ -16,9 +16,26 @@ from mail.compose import POLICY, compose, recipient
 from mail.dkim import DkimSigner
 from store.files import announcement_attachment
 from store.models import Outbox
-from store.outbox import PermanentSendError, TransientSendError
+from store.outbox import AddressFailing, PermanentSendError, SendError, TransientSendError
 
 log = logging.getLogger(__name__)
+
+#: enhanced status codes (RFC 3463) of a refusal that is about the mailbox itself, not
+#: about us or the message: bad destination mailbox or system (5.1.1, 5.1.2), a domain
+#: that takes no mail (5.1.10, RFC 7505's null MX), a disabled mailbox (5.2.1). A bare
+#: 550 says too little: a relay refusing to relay (5.7.1) must not mark anybody failing
+ADDRESS_GONE = {"5.1.1": "mailbox_unknown", "5.1.2": "mailbox_unknown",
+                "5.1.10": "mailbox_unknown", "5.2.1": "mailbox_disabled"}
+
+
+def refused(code: int, message: str) -> SendError:
+    """The recipient refused: later (4xx, a greylisting relay), never (5xx), and about the
+    address itself when its enhanced code says so."""
+    detail = f"recipient refused: {code} {message}"
+    if code < 500:
+        return TransientSendError(detail)
+    reason = ADDRESS_GONE.get(message.split(" ", 1)[0])
+    return AddressFailing(reason, detail) if reason else PermanentSendError(detail)
 
 
 class MailSender:
@@ -61,7 +78,7 @@ class MailSender:
         # the bytes that were signed (RFC 5321 line endings)
         options = [] if (envelope + sender).isascii() else ["SMTPUTF8"]
         try:
-            refused, reply = await aiosmtplib.send(
+            refusals, reply = await aiosmtplib.send(
                 self.flatten(message, "\r\n"), hostname=host, port=int(port), timeout=30,
                 sender=sender, recipients=[envelope], mail_options=options,
             )
@@ -69,7 +86,9 @@ class MailSender:
             # a relay without SMTPUTF8 can never take this address: the next channel, now
             raise PermanentSendError(str(error)) from error
         except aiosmtplib.SMTPRecipientsRefused as error:
-            raise PermanentSendError(f"recipient refused: {error.recipients}") from error
+            # a message has one recipient: the first refusal is the one
+            [first, *_] = error.recipients
+            raise refused(first.code, first.message) from error
         except aiosmtplib.SMTPResponseException as error:
             if 500 <= error.code < 600:
                 raise PermanentSendError(f"{error.code} {error.message}") from error
@@ -77,8 +96,9 @@ class MailSender:
         except (aiosmtplib.SMTPException, OSError) as error:
             raise TransientSendError(str(error) or type(error).__name__) from error
         # aiosmtplib does not raise when only some recipients are refused (NOTES.md)
-        if refused:
-            raise PermanentSendError(f"recipient refused: {refused}")
+        if refusals:
+            answer = next(iter(refusals.values()))
+            raise refused(answer.code, answer.message)
 
     def _spool(self, row: Outbox, data: bytes) -> None:
         self.spool.mkdir(parents=True, exist_ok=True)
