@@ -52,7 +52,7 @@ from gateway.sign_in import SignInWorker
 from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
 from handlers import router
-from handlers.channels import Channel, Channels
+from handlers.channels import Channel, Channels, Sender
 from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
 from handlers.netaddr import trusted_networks
 from handlers.ratelimit import Limits
@@ -62,6 +62,7 @@ from mail import channel as mail_channel
 from mail.authenticate import MailAuth
 from mail.server import GatewaySMTPHandler, smtp_factory
 from sms import channel as sms_channel
+from sms.budget import BudgetedSender
 from store import leadership, wakeup
 from store.batcher import GroupCommit
 from store.clock import Clock
@@ -78,10 +79,15 @@ def instance_name(settings: Settings) -> str:
 
 def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: None,
                    more: Iterable[Channel] = (),
-                   bounce_key: Callable[[], bytes | None] = lambda: None) -> Channels:
+                   bounce_key: Callable[[], bytes | None] = lambda: None,
+                   services: Callable[[], ServiceContext | None] = lambda: None) -> Channels:
     """Every channel, registered here and only here; the order is the default order a
     person is reached in (Telegram, email, then SMS — the paid last resort — when its
-    token is set). `more`: channels of the caller's own (a test's fake fourth channel)."""
+    token is set). `more`: channels of the caller's own (a test's fake fourth channel);
+    `services`: the service context once built (the SMS budget tells the admins by it)."""
+    def budget(sender: Sender) -> Sender:
+        return BudgetedSender(sender, settings.sms_budget_parts, settings.zone, services)
+
     return Channels([
         telegram_channel.channel(bot, rate=settings.telegram_rate,
                                  chat_interval=settings.telegram_chat_interval),
@@ -89,7 +95,8 @@ def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: N
                              dkim=settings.mail_signer(), bounce_key=bounce_key),
         *([sms_channel.channel(settings.sms_token, api_url=settings.sms_api_url,
                                sender_name=settings.sms_sender, rate=settings.sms_rate,
-                               max_parts=settings.sms_max_parts)] if settings.sms_token else []),
+                               max_parts=settings.sms_max_parts, budget=budget)]
+          if settings.sms_token else []),
         *more,
     ])
 
@@ -154,7 +161,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, now = app[SETTINGS], app[CLOCK].now()
     channels = build_channels(settings, lambda: app.get(BOT), app[OPTIONS]["channels"],
-                              bounce_key=lambda: app[SERVICES].signing_secret.encode())
+                              bounce_key=lambda: app[SERVICES].signing_secret.encode(),
+                              services=lambda: app.get(SERVICES))
     services = build_services(settings, app[CLOCK], channels)
     # kept in the store, so every process and instance signs and checks alike
     if not settings.signing_secret:

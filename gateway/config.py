@@ -7,6 +7,7 @@ Settings that INTERFACES.md does not name are ours and are documented in the REA
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,6 +64,13 @@ class Settings(BaseSettings):
     sms_rate: float = Field(default=10.0, gt=0)
     #: a longer text is cut to this many parts, ending with a link to the whole
     sms_max_parts: int = Field(default=3, ge=1, le=10)
+    #: what one SMS part costs, in PLN (e.g. 0.16): the composer's estimate, and with
+    #: EMIL_SMS_MONTHLY_BUDGET the month's cap in parts; unset: no estimate, no cap
+    sms_part_price: Decimal | None = Field(default=None, ge=0, decimal_places=4)
+    #: PLN an SMS month may cost (in the town's time zone); once spent, the rest of the
+    #: month's notices go by each person's next channel and the admins are told once.
+    #: Needs EMIL_SMS_PART_PRICE; unset: no cap
+    sms_monthly_budget: Decimal | None = Field(default=None, ge=0, decimal_places=2)
     admin_token: str | None = None
     timezone: str = "Europe/Warsaw"
     smtp_max_size: int = 26_214_400
@@ -246,6 +254,20 @@ class Settings(BaseSettings):
         if self.dkim_selector:
             self.mail_signer()  # an unreadable key stops the start, not every mail after it
         return self
+
+    @model_validator(mode="after")
+    def _sms_budget(self) -> Settings:
+        if self.sms_monthly_budget is not None and not self.sms_part_price:
+            raise ValueError("EMIL_SMS_MONTHLY_BUDGET needs EMIL_SMS_PART_PRICE (above 0): the "
+                             "budget is kept in parts, and a part's price turns PLN into parts")
+        return self
+
+    @property
+    def sms_budget_parts(self) -> int | None:
+        """The month's cap in SMS parts (the budget over the price, rounded down), or None."""
+        if self.sms_monthly_budget is None or not self.sms_part_price:
+            return None
+        return int(self.sms_monthly_budget // self.sms_part_price)
 
     def mail_signer(self) -> DkimSigner | None:
         """The DKIM signer of outgoing mail, or None when signing is not configured."""
