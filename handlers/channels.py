@@ -72,6 +72,9 @@ class Envelope:
     #: the notice's own way out for this person, type and channel (RFC 8058 in mail:
     #: `{"unsubscribe": url, "id": list id}`); None for answers about their own case
     unsubscribe: dict[str, str] | None = None
+    #: the person asked for text "bez polskich znaków" (`Person.plain_letters`): a channel
+    #: that pays per character set (SMS) writes it without Polish diacritics
+    plain_letters: bool = False
 
 
 def text_payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope
@@ -119,6 +122,10 @@ class Channel:
         opt_out_link: each message carries its own way out (mail's RFC 8058
             `List-Unsubscribe`): the fan-out signs one per person, type and channel —
             only for the channels that use it (20,000 signatures cost a broadcast 10 %).
+        paid: each message costs money (SMS): the fan-out uses the channel for a notice
+            only where the person put it in their own channel order, as an urgent
+            notice's last fallback, or for someone with no other channel that works
+            (handlers/fanout.py `paid_last`); answers go back where a message came from.
     """
 
     name: str
@@ -134,6 +141,7 @@ class Channel:
     fetch: Callable[[InboundMessage, int], Awaitable[None]] | None = None
     mailboxes: bool = False
     opt_out_link: bool = False
+    paid: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters
