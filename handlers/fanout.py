@@ -1,7 +1,8 @@
 """One way to tell people something: the fan-out every notice type goes through.
 
 Given the people to tell and a :class:`Notice`, it finds each person's targets in their
-channel order, applies their preference for the notice's type (`instant`, `digest` or
+channel order (a paid channel — SMS — only where they chose it, as an urgent notice's
+last fallback, or when nothing else reaches them: :func:`paid_last`), applies their preference for the notice's type (`instant`, `digest` or
 `off`), holds an instant message until their quiet hours end (unless the notice is
 urgent — fallbacks carry the same `not_before`), renders once per language and channel
 when the content is the same for everyone, builds the idempotency key

@@ -252,8 +252,9 @@ async def test_bez_polskich_znakow_is_one_part_instead_of_two(money_gw: Gateway,
 async def test_an_announcements_sms_is_counted_with_its_link_in(
         money_gw: Gateway, smsapi: SmsApiDouble) -> None:
     """SMS shows no button: the text ends with the person's acknowledgement link, and the
-    parts are counted (and cut to EMIL_SMS_MAX_PARTS) with the link in — the link went in
-    after the cut before, so the provider charged more parts than the text was cut to."""
+    parts are counted (and cut to EMIL_SMS_MAX_PARTS) with the link in. Before, an SMS
+    reader had no way to acknowledge (the button was Telegram's), and the link's
+    substitution ran after the channel had cut the text."""
     gw = money_gw
     await ChannelSpend.create(channel="sms", month="2026-11", units=-100)  # room for this test
     pid = await gw.person("Halina Wiśniewska", phone=PHONES[0])
