@@ -2,12 +2,13 @@
 
 Given the people to tell and a :class:`Notice`, it finds each person's targets in their
 channel order (a paid channel — SMS — only where they chose it, as an urgent notice's
-last fallback, or when nothing else reaches them: :func:`paid_last`), applies their preference for the notice's type (`instant`, `digest` or
-`off`), holds an instant message until their quiet hours end (unless the notice is
-urgent — fallbacks carry the same `not_before`), renders once per language and channel
-when the content is the same for everyone, builds the idempotency key
-(`<notice key>:<person>`) and writes the outbox rows — or, for `digest`, the lines of the
-person's next daily digest. Call it inside the transaction of the notice's cause.
+last fallback, or when nothing else reaches them: :func:`paid_last`), applies their
+preference for the notice's type (`instant`, `digest` or `off`), holds an instant
+message until their quiet hours end (unless the notice is urgent — fallbacks carry the
+same `not_before`), renders once per language and channel when the content is the same
+for everyone, builds the idempotency key (`<notice key>:<person>`) and writes the outbox
+rows — or, for `digest`, the lines of the person's next daily digest. Call it inside the
+transaction of the notice's cause.
 
 A notice type is a name in :data:`NOTICE_TYPES`; a person's preferences live in
 `Person.notices` (`/ustawienia`, `PATCH /api/v1/people/{id}` with `notices`).
