@@ -136,11 +136,10 @@ async def announcement_preview(request: web.Request) -> web.Response:
     sms = None
     if settings.sms_token:  # the SMS channel is registered (gateway/app.build_channels)
         last = await Announcement.all().order_by("-id").first()
-        sample.id = last.id if last is not None else 0
         sms = await sms_budget.estimate(
             _services(request), audience, sample, urgent=bool(draft["urgent"]),
-            price=settings.sms_part_price, cap=settings.sms_budget_parts, lang=lang)
-        sample.id = 0
+            price=settings.sms_part_price, cap=settings.sms_budget_parts, lang=lang,
+            next_id=(last.id if last is not None else 0) + 1)
     return _page(request, "announcements", items=[], units=units, roles=ROLES, draft=draft,
                  preview={"reach": len(audience), "telegram": telegram,
                           "subject": email["subject"],

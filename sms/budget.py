@@ -125,18 +125,19 @@ async def month_state(ctx: ServiceContext, cap: int | None) -> dict[str, Any]:
 
 
 async def estimate(ctx: ServiceContext, people: list[Person], sample: Any, *, urgent: bool,
-                   price: Decimal | None, cap: int | None, lang: str = "pl"
-                   ) -> dict[str, Any]:
+                   price: Decimal | None, cap: int | None, lang: str = "pl",
+                   next_id: int = 1) -> dict[str, Any]:
     """What an announcement to `people` will cost in SMS, before it is sent (the
     console's composer): who gets it by SMS first (the fan-out's own rule, `paid_last`,
     and their opt-outs), each one's text rendered and packed as the fan-out will — the
     link of a real link's length, "bez polskich znaków" for those who chose it — and
     counted in parts; the total, its price, and the month's budget left. `sample` is the
-    unsaved announcement; `lang` the composer's, whose text is shown."""
+    unsaved announcement, `next_id` the id it will likely get (its link's length);
+    `lang` the composer's, whose text is shown."""
     from handlers.announcements import ACK_CONTEXT, ack_token, with_ack_link
 
     shape = ctx.channels[CHANNEL]
-    token = ack_token(ctx, (sample.id or 0) + 1, max((p.id for p in people), default=1))
+    token = ack_token(ctx, next_id, max((p.id for p in people), default=1))
     parts: dict[tuple[str, bool], tuple[str, int]] = {}  # (lang, plain) → (text, parts)
 
     def packed(language: str, plain: bool) -> tuple[str, int]:
