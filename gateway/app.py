@@ -23,6 +23,7 @@ from bots.inbound import store_updates
 from bots.poller import poll_forever
 from bots.sender import build_bot
 from gateway import api, console, hooks, openapi, pages, tasks
+from gateway.client import client_address
 from gateway.config import Settings
 from gateway.dispatcher import Dispatcher, Lane
 from gateway.errors import errors_middleware
@@ -52,7 +53,7 @@ from gateway.sign_in import SignInWorker
 from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
 from handlers import router
-from handlers.channels import Channel, Channels, Sender
+from handlers.channels import Channel, Channels, HookEnv, Sender
 from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
 from handlers.netaddr import trusted_networks
 from handlers.ratelimit import Limits
@@ -95,10 +96,27 @@ def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: N
                              dkim=settings.mail_signer(), bounce_key=bounce_key),
         *([sms_channel.channel(settings.sms_token, api_url=settings.sms_api_url,
                                sender_name=settings.sms_sender, rate=settings.sms_rate,
-                               max_parts=settings.sms_max_parts, budget=budget)]
-          if settings.sms_token else []),
+                               max_parts=settings.sms_max_parts, budget=budget,
+                               number_interval=settings.sms_number_interval or None,
+                               callback_secret=settings.sms_callback_secret,
+                               callback_networks=settings.sms_callback_networks)]
+           if settings.sms_token else []),
         *more,
     ])
+
+
+def mount_callbacks(app: web.Application, channels: Channels) -> None:
+    """Every registered channel's own HTTP callbacks (handlers/channels.py), under
+    `/hooks/<channel>`: a provider's delivery reports and incoming messages. The channel
+    gets what it needs through a HookEnv, read when a request comes (the services and
+    workers are built at start-up, after the routes)."""
+    env = HookEnv(services=lambda: app[SERVICES], wake_inbox=lambda: app[INBOX].notify(),
+                  wake_outbox=lambda: app[DISPATCHER].notify(), client_address=client_address,
+                  max_bytes=app[SETTINGS].hook_max_bytes)
+    for channel in channels:
+        for route in channel.callbacks(env) if channel.callbacks is not None else ():
+            web.RouteDef(route.method, f"/hooks/{channel.name}{route.path}", route.handler,
+                         route.kwargs).register(app.router)
 
 
 def build_services(settings: Settings, clock: Clock,
@@ -160,10 +178,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings, now = app[SETTINGS], app[CLOCK].now()
-    channels = build_channels(settings, lambda: app.get(BOT), app[OPTIONS]["channels"],
-                              bounce_key=lambda: app[SERVICES].signing_secret.encode(),
-                              services=lambda: app.get(SERVICES))
-    services = build_services(settings, app[CLOCK], channels)
+    services = build_services(settings, app[CLOCK], app[OPTIONS]["channels"])
     # kept in the store, so every process and instance signs and checks alike
     if not settings.signing_secret:
         services.signing_secret = await stored_secret("signing", now)
@@ -401,8 +416,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[METRICS] = GatewayMetrics()
     app[HEALTH] = tasks.Health(on_restart=app[METRICS].restarted)
     app[STATE] = {"store": True, "outbox": True}
+    # built before start-up: a channel's own callbacks are routes, mounted below
+    registry = build_channels(settings, lambda: app.get(BOT), channels,
+                              bounce_key=lambda: app[SERVICES].signing_secret.encode(),
+                              services=lambda: app.get(SERVICES))
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers,
-                    "channels": tuple(channels)}
+                    "channels": registry}
     by_role: dict[str, list[Callable[[web.Application], AsyncIterator[None]]]] = {
         "all": [], "intake": [wake_worker_ctx, worker_process_ctx(create_app)],
         "worker": [worker_wakeups_ctx]}
@@ -412,6 +431,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
         app.cleanup_ctx.append(ctx)
     api.setup(app)
     hooks.setup(app)
+    mount_callbacks(app, registry)
     openapi.setup(app)
     pages.setup(app)
     console.setup(app)

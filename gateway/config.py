@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     sms_rate: float = Field(default=10.0, gt=0)
     #: a longer text is cut to this many parts, ending with a link to the whole
     sms_max_parts: int = Field(default=3, ge=1, le=10)
+    #: seconds between two SMS to one number (as EMIL_TELEGRAM_CHAT_INTERVAL for a chat):
+    #: a notice and a reply to one phone arrive one after the other; 0: no spacing
+    sms_number_interval: float = Field(default=1.0, ge=0)
     #: what one SMS part costs, in PLN (e.g. 0.16): the composer's estimate, and with
     #: EMIL_SMS_MONTHLY_BUDGET the month's cap in parts; unset: no estimate, no cap
     sms_part_price: Decimal | None = Field(default=None, ge=0, decimal_places=4)
@@ -71,6 +74,11 @@ class Settings(BaseSettings):
     #: month's notices go by each person's next channel and the admins are told once.
     #: Needs EMIL_SMS_PART_PRICE; unset: no cap
     sms_monthly_budget: Decimal | None = Field(default=None, ge=0, decimal_places=2)
+    #: the secret path segment of the provider's callbacks (sms/callbacks.py); unset:
+    #: they answer 503. At least 16 characters of letters, digits, "-" and "_"
+    sms_callback_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,128}$")
+    #: the provider's published callback sources (addresses or networks); unset: any
+    sms_callback_networks: str = ""
     admin_token: str | None = None
     timezone: str = "Europe/Warsaw"
     smtp_max_size: int = 26_214_400
@@ -204,7 +212,7 @@ class Settings(BaseSettings):
             raise ValueError("EMIL_TELEGRAM_MODE must be 'polling' or 'webhook'")
         return value
 
-    @field_validator("trusted_proxies", "smtp_trusted_peers")
+    @field_validator("trusted_proxies", "smtp_trusted_peers", "sms_callback_networks")
     @classmethod
     def _networks(cls, value: str, info: ValidationInfo) -> str:
         try:
@@ -291,7 +299,8 @@ class Settings(BaseSettings):
             if not self.smtp_relay:
                 raise ValueError("EMIL_SMTP_RELAY is required in production: without it mail "
                                  "is only written under var/sent-mail and never leaves")
-            for name in ("admin_token", "signing_secret", "telegram_webhook_secret"):
+            for name in ("admin_token", "signing_secret", "telegram_webhook_secret",
+                         "sms_callback_secret"):
                 value = getattr(self, name)
                 if value is not None and value.strip().lower() in _PLACEHOLDERS:
                     raise ValueError(f"EMIL_{name.upper()} is a placeholder; set a real secret")

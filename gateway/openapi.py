@@ -87,7 +87,7 @@ HOOK_HEADERS = [{"name": n, "in": "header", "required": True, "schema": STR}
 ID = _path("id", INT)
 
 
-def document() -> S:
+def document(app: web.Application | None = None) -> S:
     paths: S = {
         "/healthz": {"get": _op("Health: 200 when the store, listeners and every background "
                                 "part are up; else 503 naming what is not. `unread_mail`: "
@@ -213,6 +213,8 @@ def document() -> S:
            for hook in HOOKS},
     }
     paths.update(console_paths())
+    if app is not None:
+        paths.update(channel_callbacks(app))
     for path in ("/ack/{token}", "/unsubscribe/{token}"):
         for op in paths[path].values():
             op["responses"]["404"] = {"description": "invalid or expired link",
@@ -308,6 +310,9 @@ def console_paths() -> S:
             **_page("RODO export", (401, 403, 404), params=[ident], form=csrf),
             "responses": {"200": {"description": "everything held", "content": _json(
                 {"type": "object"})}, **_page("", (401, 403, 404), params=[])["responses"]}}},
+        "/panel/ludzie/{id}/ustawienia": {"post": _page(
+            "The person's first channel and SMS plain letters", form, params=[ident],
+            form=_obj(["csrf"], csrf=STR, kanal=STR, bez_polskich=STR))},
         "/panel/ludzie/{id}/usun": {"post": _page(
             "RODO erasure (the person's number typed again)", form, params=[ident],
             form=_obj(["csrf", "potwierdzenie"], csrf=STR, potwierdzenie=STR))},
@@ -336,8 +341,26 @@ def console_paths() -> S:
     return paths
 
 
+def channel_callbacks(app: web.Application) -> S:
+    """The registered channels' own callbacks (gateway/app.mount_callbacks), described
+    from the routes themselves: each by its handler's docstring; they answer `OK` as
+    plain text, and the gateway's errors otherwise."""
+    signed = {hook.path for hook in HOOKS}
+    paths: S = {}
+    for route in app.router.routes():
+        path = route.resource.canonical if route.resource else ""
+        if not path.startswith("/hooks/") or path in signed or route.method == "HEAD":
+            continue
+        names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        summary = (route.handler.__doc__ or "A channel's callback").strip().splitlines()[0]
+        paths.setdefault(path, {})[route.method.lower()] = _op(
+            summary, "200", STR, content_type="text/plain", errors=(400, 403, 404, 413, 429),
+            params=[_path(name) for name in names])
+    return paths
+
+
 async def serve(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    return web.json_response(document(request.app))
 
 
 def setup(app: web.Application) -> None:

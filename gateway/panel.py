@@ -49,7 +49,9 @@ PAGE_SIZE = 50
 SEARCH_LIMIT = 200
 TEXT_MAX = 20_000
 STATIC = Path(__file__).resolve().parent.parent / "templates" / "static"
-CHANNELS = ("email", "telegram", "api", "web")
+#: where a case may come from besides the registered channels (handlers/channels.py): the
+#: API and the case page, which are no channel a message goes back by
+CASE_SOURCES = ("api", "web")
 
 
 class Refusal(Exception):
@@ -75,6 +77,12 @@ def _secure(request: web.Request) -> bool:
     return request.config_dict[SETTINGS].base_url.startswith("https://")
 
 
+def case_channels(request: web.Request) -> tuple[str, ...]:
+    """What the case queue can be filtered by: every registered channel, in the registry's
+    order, then the sources that are no channel."""
+    return (*_services(request).channels.names, *CASE_SOURCES)
+
+
 def _lang(request: web.Request) -> str:
     return i18n.language(request.query.get("lang") or request.cookies.get(LANG_COOKIE) or "pl")
 
@@ -93,7 +101,9 @@ def _page(request: web.Request, name: str, status: int = 200, **context: Any) ->
         "pl": lang == "pl", "me": signed[1] if signed else None,
         "csrf": signed[0].csrf if signed else context.pop("csrf", ""),
         "sections": staff.sections(signed[1], cases_unit) if signed else [],
-        "path": request.path, "statuses": CASE_STATUSES, **context})
+        "path": request.path, "statuses": CASE_STATUSES,
+        # the registered channels, for every page that offers them (a person's order)
+        "channel_names": _services(request).channels.names, **context})
     response = web.Response(status=status, text=text, content_type="text/html",
                             charset="utf-8", headers=PAGE_HEADERS)
     if request.query.get("lang") in i18n.LANGUAGES:
@@ -288,8 +298,8 @@ async def case_queue(request: web.Request) -> web.Response:
         query = query.filter(status=status)
     elif status == "open":
         query = query.filter(status__in=("received", "in_progress", "waiting"))
-    channel = q.get("kanal", "")
-    if channel in CHANNELS:
+    channel, channels = q.get("kanal", ""), case_channels(request)
+    if channel in channels:
         query = query.filter(origin_channel=channel)
     age = whole_number(q.get("wiek"), low=1, high=3650)
     if age is not None:
@@ -309,7 +319,7 @@ async def case_queue(request: web.Request) -> web.Response:
         id__in={c.assignee_id for c in found if c.assignee_id}).only("id", "name")}
     filters = {k: v for k, v in q.items() if k != "strona" and k != "lang"}
     return _page(request, "cases", cases=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE,
-                 page=page, filters=filters, words=words, clerks=clerks, channels=CHANNELS,
+                 page=page, filters=filters, words=words, clerks=clerks, channels=channels,
                  search_limit=SEARCH_LIMIT,
                  query_of=lambda **changes: urlencode({**filters, **changes}))
 

@@ -34,7 +34,7 @@ from gateway.panel import (
     _services,
     row_id,
 )
-from handlers import accounts, announcements, audit, quota, rodo, unread
+from handlers import accounts, announcements, audit, preferences, quota, rodo, unread
 from handlers.fanout import modes_of
 from handlers.i18n import LANGUAGES
 from handlers.limits import fit, fit_text
@@ -283,6 +283,34 @@ async def person_page(request: web.Request) -> web.Response:
                  modes=modes_of(person), languages=LANGUAGES)
 
 
+@routes.post("/ludzie/{id}/ustawienia")
+async def person_preferences(request: web.Request) -> web.Response:
+    """The person's first channel (any registered one; the others follow in the
+    registry's order, or none: back to the channel they last used) and "bez polskich
+    znaków", through the one rule of preferences (handlers/preferences.py), audited as the
+    API's PATCH is."""
+    person = await _person(request)
+    form = await _form(request)
+    names = _services(request).channels.names
+    chosen = str(form.get("kanal", ""))
+    values: dict[str, Any] = {"plain_letters": form.get("bez_polskich") == "1"}
+    if chosen:
+        values["channel_order"] = accounts.channel_first(chosen, names)
+    try:
+        changes = preferences.parse_preferences(values, person, names)
+    except InvalidInput:
+        raise Refusal(400, "conflict") from None  # a channel no longer registered
+    if not chosen:
+        changes["channel_order"] = []
+    changes = {k: v for k, v in changes.items() if getattr(person, k) != v}
+    async with in_transaction():
+        await preferences.set_preferences(person, changes)
+        if changes:
+            await audit.record(_actor(request), "person.preferences", f"person:{person.id}",
+                               _now(request), fields=sorted(changes))
+    raise web.HTTPSeeOther(f"/panel/ludzie/{person.id}")
+
+
 def qr_svg(text: str) -> Markup:
     """A QR code as inline SVG (the `qrcode` library; a path, no external image)."""
     image = qrcode.make(text, image_factory=qrcode.image.svg.SvgPathImage, box_size=10)
@@ -354,13 +382,15 @@ async def health_page(request: web.Request) -> web.Response:
     failures = dict(await Outbox.filter(status="failed", created_at__gte=now - timedelta(days=1))
                     .annotate(n=Count("id")).group_by("channel").values_list("channel", "n"))
     registry = request.config_dict[METRICS].registry
-    throttled = {c: int(registry.get_sample_value("emil_telegram_429_total", {"channel": c}) or 0)
-                 for c in ("telegram",)}
     runs = []
     for spec in jobs():
         last = await JobRun.filter(job=spec.name).order_by("-started_at").first()
         runs.append({"name": spec.name, "last": last})
-    channels = sorted(set(waiting) | set(failures) | {"email", "telegram"})
+    # every registered channel (at 0 too), then any a row still names
+    channels = list(dict.fromkeys([*_services(request).channels.names, *sorted(waiting),
+                                   *sorted(failures)]))
+    throttled = {c: int(registry.get_sample_value("emil_telegram_429_total", {"channel": c}) or 0)
+                 for c in channels}
     return _page(request, "health", channels=channels, waiting=waiting, failures=failures,
                  throttled=throttled, runs=runs, now=now, unread=await unread.count_waiting(),
                  unread_alert=request.config_dict[SETTINGS].unread_mail_alert,

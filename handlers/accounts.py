@@ -17,6 +17,7 @@ from handlers import preferences
 from handlers.context import ServiceContext
 from handlers.fanout import MODE_WORDS, NOTICE_WORDS, modes_of
 from handlers.message import InboundMessage, InvalidInput, Reply
+from handlers.notify import ordered_channels
 from handlers.text import whole_number
 from store.models import Identity, LinkCode, Person
 
@@ -101,17 +102,55 @@ async def link_by_email(ctx: ServiceContext, msg: InboundMessage, person: Person
     return [Reply("link_by_email", {"code": entry.code, "bot": ctx.bot_username})]
 
 
+#: `/ustawienia polskie-znaki tak|nie`, `/settings plain-letters on|off`: the word and
+#: what each answer makes of `Person.plain_letters` (Polish letters kept = not plain)
+PLAIN_LETTERS = {"polskie-znaki": {"tak": False, "nie": True},
+                 "plain-letters": {"on": True, "off": False, "yes": True, "no": False}}
+#: two words people write apart, read as the one word above
+_JOINED = {("polskie", "znaki"): "polskie-znaki", ("plain", "letters"): "plain-letters"}
+
+
+def _words(args: list[str]) -> list[str]:
+    """The arguments lower-cased, "polskie znaki" read as "polskie-znaki"."""
+    words: list[str] = []
+    for arg in (a.lower() for a in args):
+        joined = _JOINED.get((words[-1], arg)) if words else None
+        if joined:
+            words[-1] = joined
+        else:
+            words.append(arg)
+    return words
+
+
+def channel_first(chosen: str, names: tuple[str, ...]) -> list[str]:
+    """`chosen` first, then every other registered channel in the registry's order."""
+    return [chosen, *(name for name in names if name != chosen)]
+
+
+async def settings_reply(ctx: ServiceContext, person: Person, changed: bool) -> Reply:
+    """The settings as they now are: the order the person is reached in (the fan-out's
+    own rule, handlers/notify.py), which channels they have linked, and the rest."""
+    names = ctx.channels.names
+    first = None if person.channel_order else person.last_channel
+    order = [c for c, _ in ordered_channels([(n, n) for n in names], person.channel_order or [],
+                                            first, default=names)]
+    held = set(await Identity.filter(person_id=person.id).values_list("channel", flat=True))
+    return Reply("settings", {"person": person, "changed": changed, "modes": modes_of(person),
+                              "order": order, "connected": [c for c in names if c in held],
+                              "missing": [c for c in order if c not in held]})
+
+
 async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
-    """`/ustawienia [kanał telegram|email] [tryb natychmiast|dzienny] [cisza 22:00-07:00]
-    [godzina 18] [język pl|en]` — with no arguments, shows the current settings."""
+    """`/ustawienia [kanał <any registered channel>] [tryb natychmiast|dzienny]
+    [cisza 22:00-07:00] [godzina 18] [język pl|en] [polskie-znaki tak|nie]` — with no
+    arguments, shows the current settings."""
     assert person is not None
-    args = [a.lower() for a in msg.args]
+    args = _words(msg.args)
     changes: dict[str, Any] = {}
     values = args[1::2] + [""] * (len(args) % 2)  # a trailing word without a value
     for word, value in zip(args[0::2], values, strict=True):
-        if word in ("kanał", "kanal", "channel") and value in ("telegram", "email"):
-            other = "email" if value == "telegram" else "telegram"
-            changes["channel_order"] = [value, other]
+        if word in ("kanał", "kanal", "channel") and value in ctx.channels.names:
+            changes["channel_order"] = channel_first(value, ctx.channels.names)
         elif word in ("tryb", "mode") and value in ("natychmiast", "instant", "dzienny", "daily",
                                                    "digest"):
             changes["digest_mode"] = "instant" if value in ("natychmiast", "instant") else "daily"
@@ -127,6 +166,8 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
             changes["digest_hour"] = whole_number(value)
         elif word in ("język", "jezyk", "language", "lang") and value in ("pl", "en"):
             changes["language"] = value
+        elif word in PLAIN_LETTERS and value in PLAIN_LETTERS[word]:
+            changes["plain_letters"] = PLAIN_LETTERS[word][value]
         elif word in NOTICE_WORDS and value in MODE_WORDS:
             notices = dict(changes.get("notices") or {})
             notices[NOTICE_WORDS[word]] = MODE_WORDS[value]
@@ -138,5 +179,4 @@ async def handle_settings(ctx: ServiceContext, msg: InboundMessage, person: Pers
     except InvalidInput as error:
         return [Reply("settings_invalid", {"word": error.field})]
     await preferences.set_preferences(person, changes)
-    return [Reply("settings", {"person": person, "changed": bool(changes),
-                               "modes": modes_of(person)})]
+    return [await settings_reply(ctx, person, bool(changes))]

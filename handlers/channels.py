@@ -19,18 +19,24 @@ interface.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
-from handlers.message import InboundMessage
+from handlers.message import InboundMessage, Reply
 
 if TYPE_CHECKING:
     from handlers.context import ServiceContext
     from handlers.render import Renderer
-    from store.models import Outbox, RawInbound
+    from store.models import Outbox, Person, RawInbound
 
-__all__ = ["Channel", "Channels", "Envelope", "Outgoing", "Sender", "text_payload"]
+__all__ = ["Channel", "Channels", "Command", "Envelope", "HookEnv", "Outgoing", "Sender",
+           "text_payload"]
+
+#: a channel's own command: (context, message, person or None) → the replies, like a
+#: handlers/router.py route's handler
+Command = Callable[["ServiceContext", InboundMessage, "Person | None"], Awaitable[list[Reply]]]
 
 
 class Sender(Protocol):
@@ -75,6 +81,28 @@ class Envelope:
     #: the person asked for text "bez polskich znaków" (`Person.plain_letters`): a channel
     #: that pays per character set (SMS) writes it without Polish diacritics
     plain_letters: bool = False
+
+
+@dataclass(frozen=True)
+class HookEnv:
+    """What the gateway lends a channel's own HTTP callbacks (a provider's delivery
+    reports and incoming messages). handlers/ knows no aiohttp, so the request is `Any`
+    here; the channel package that writes the callbacks does know it.
+
+    Attributes:
+        services: the service context (built at start-up, after the routes are mounted).
+        wake_inbox: a raw row was stored: the inbox should look now, not at its next poll.
+        wake_outbox: rows were queued (a fallback after a bounce): the lanes should look.
+        client_address: request → the client's address as the gateway decides it
+            (behind trusted proxies, `X-Forwarded-For`; gateway/client.py).
+        max_bytes: the largest body a callback may read (the hooks' limit).
+    """
+
+    services: Callable[[], ServiceContext]
+    wake_inbox: Callable[[], None]
+    wake_outbox: Callable[[], None]
+    client_address: Callable[[Any], str]
+    max_bytes: int
 
 
 def text_payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope
@@ -122,6 +150,15 @@ class Channel:
         opt_out_link: each message carries its own way out (mail's RFC 8058
             `List-Unsubscribe`): the fan-out signs one per person, type and channel —
             only for the channels that use it (20,000 signatures cost a broadcast 10 %).
+        callbacks: the channel's own HTTP callbacks — a provider's delivery reports and
+            incoming messages: given a :class:`HookEnv`, aiohttp route definitions
+            (`web.get(path, handler)`) whose paths are relative to `/hooks/<name>`;
+            gateway/app.py mounts those of every registered channel, and the OpenAPI
+            document describes each by its handler's docstring. None: no callbacks.
+        commands: the channel's own commands by word (SMS `stop`, `start`), asked by
+            handlers/router.py before the general routes — so a word can mean on one
+            channel what the channel needs (SMS `STOP` is an opt-out, Telegram `/stop`
+            unlinks the chat). Empty: the general routes only.
         paid: each message costs money (SMS): the fan-out uses the channel for a notice
             only where the person put it in their own channel order, as an urgent
             notice's last fallback, or for someone with no other channel that works
@@ -141,6 +178,8 @@ class Channel:
     fetch: Callable[[InboundMessage, int], Awaitable[None]] | None = None
     mailboxes: bool = False
     opt_out_link: bool = False
+    callbacks: Callable[[HookEnv], list[Any]] | None = None
+    commands: Mapping[str, Command] = field(default_factory=lambda: MappingProxyType({}))
     paid: bool = False
 
     def __post_init__(self) -> None:

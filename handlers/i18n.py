@@ -101,7 +101,7 @@ LABELS = {
            "potwierdzenie", "cancelled": "anulowane", "retracted": "wycofane",
            "due-soon": "termin za 2 dni", "overdue-1": "1 dzień po terminie",
            "overdue-7": "7 dni po terminie", "overdue-14": "14 dni po terminie",
-           "telegram": "Telegram", "email": "e-mail", "pl": "polski", "en": "angielski",
+           "telegram": "Telegram", "email": "e-mail", "sms": "SMS", "pl": "polski", "en": "angielski",
            "created": "sprawa przyjęta", "message": "wiadomość", "note": "notatka urzędu",
            "status": "zmiana statusu", "homework": "zadanie domowe", "test": "sprawdzian",
            "quiz": "kartkówka",
@@ -129,7 +129,7 @@ LABELS = {
            "confirmation", "cancelled": "cancelled", "retracted": "retracted",
            "due-soon": "due in 2 days", "overdue-1": "1 day overdue", "overdue-7": "7 days "
            "overdue", "overdue-14": "14 days overdue", "telegram": "Telegram",
-           "email": "email", "pl": "Polish", "en": "English", "created": "case received",
+           "email": "email", "sms": "SMS", "pl": "Polish", "en": "English", "created": "case received",
            "message": "message", "note": "office note", "status": "status change",
            "homework": "homework", "test": "test", "quiz": "quiz",
            "api": "API", "web": "case page", "console": "console", "bot": "bot",

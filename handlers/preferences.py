@@ -1,6 +1,9 @@
 """How each person wants to be told: the one rule for their preferences, which the API's
-`PATCH /api/v1/people/{id}` and the bot's `/ustawienia` (which first turns its
-Polish words into these values) both call.
+`PATCH /api/v1/people/{id}`, the console's person page and the bot's `/ustawienia` (which
+first turns its Polish words into these values) all call.
+
+`plain_letters` (a boolean): "bez polskich znaków" — text to the person on a paid channel
+(SMS) has its Polish letters transliterated, 160 characters a part instead of 70.
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ def parse_preferences(values: dict[str, Any], person: Person, channels: Sequence
         elif name == "language":
             if value not in LANGUAGES:
                 raise InvalidInput(name, f"'language' is one of {', '.join(LANGUAGES)}")
+            changes[name] = value
+        elif name == "plain_letters":
+            if not isinstance(value, bool):
+                raise InvalidInput(name, "'plain_letters' is true or false")
             changes[name] = value
         elif name == "notices":
             changes[name] = {**(person.notices or {}), **parse_notices(value, channels=channels)}

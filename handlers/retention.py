@@ -21,6 +21,7 @@ from tortoise.transactions import in_transaction
 from handlers import rodo
 from store import search
 from store.models import (
+    AddressClaim,
     Attachment,
     Attendance,
     AttendanceBatch,
@@ -155,6 +156,9 @@ async def run(ctx: Any, rules: Retention, now: datetime) -> dict[str, int]:
         + await delete_found(StaffSession.filter(last_seen_at__lt=session_cutoff)))
     done["link_codes"] = await delete_found(
         LinkCode.filter(expires_at__lt=now - timedelta(days=rules.link_code_days)))
+    # a phone's claims with them: after a day they no longer count towards its limits
+    done["address_claims"] = await delete_found(
+        AddressClaim.filter(expires_at__lt=now - timedelta(days=rules.link_code_days)))
     done["hook_ids"] = await delete_found(
         HookDelivery.filter(received_at__lt=now - timedelta(days=rules.hook_days)))
     # the console shows each job's last run, however long ago (a job may be idle)

@@ -46,6 +46,7 @@ from handlers import audit
 from handlers.addresses import normalise_email
 from store import scrub, search
 from store.models import (
+    AddressClaim,
     Announcement,
     AnnouncementDelivery,
     Attachment,
@@ -89,7 +90,7 @@ CHUNK = 500
 _TELEGRAM_WHO = ("from", "chat", "user", "sender_chat", "forward_from", "forward_from_chat",
                  "sender_user", "old_chat_member", "new_chat_member")
 #: tables an erasure changes: VACUUMed after it on PostgreSQL
-TOUCHED = ("person", "identity", "link_code", "case", "case_event", "attachment",
+TOUCHED = ("person", "identity", "link_code", "address_claim", "case", "case_event", "attachment",
            "mail_thread", "raw_inbound", "conversation", "outbox", "sent_mail", "loan",
            "loan_reminder", "renewal", "student_guardian", "announcement_delivery",
            "digest_item", "grade_notice", "sign_in_link", "staff_session",
@@ -421,6 +422,8 @@ async def export(person_id: int) -> dict[str, Any] | None:
             "student_id", "grade_id", "created_at", "sent_at")),
         "bot_link_codes": list(await LinkCode.filter(person_id=person.id).values(
             "expires_at", "used_at")),
+        "address_claims": list(await AddressClaim.filter(person_id=person.id).values(
+            "channel", "address", "attempts", "created_at", "expires_at", "used_at")),
         "console_sign_in_links": list(await SignInLink.filter(person_id=person.id).values(
             "expires_at", "used_at")),
         "console_sessions": list(await StaffSession.filter(person_id=person.id).values(
@@ -518,6 +521,7 @@ async def _erase_rows(held: Holdings, actor: audit.Actor, now: datetime) -> dict
     await SignInRequest.filter(person_id=person.id).delete()
     await StaffSession.filter(person_id=person.id).delete()
     await LinkCode.filter(person_id=person.id).delete()
+    await AddressClaim.filter(person_id=person.id).delete()
     done["addresses"] = await Identity.filter(person_id=person.id).delete()
     await Case.filter(assignee_id=person.id).update(assignee_id=None)
     # the office's notices stay, no longer naming who wrote them

@@ -21,6 +21,7 @@ from handlers import (
     attendance,
     bounces,
     cases,
+    claims,
     dialogue,
     grades,
     homework,
@@ -96,6 +97,7 @@ ROUTES: tuple[Route, ...] = (
           ("staff",), True),
     Route("settings", ("ustawienia", "settings"), accounts.handle_settings, "settings",
           linked=True),
+    Route("phone", ("telefon", "phone"), claims.command("sms"), "phone", linked=True),
     Route("stop", ("stop",), accounts.handle_stop, "stop"),
     Route("cancel", ("anuluj", "cancel"), lambda c, m, p: _cancel(m), "cancel"),
 )
@@ -169,6 +171,9 @@ async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None)
         return await callback(ctx, msg, person)
 
     if msg.command is not None:
+        own = ctx.channels[msg.channel].commands.get(msg.command)
+        if own is not None:  # the channel's own word first (SMS STOP is an opt-out)
+            return await own(ctx, msg, person)
         entry = _BY_COMMAND.get(msg.command)
         if entry is None:
             guess = difflib.get_close_matches(msg.command, list(_BY_COMMAND), n=1)

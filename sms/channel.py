@@ -19,8 +19,10 @@ Money: the channel is `paid` (the fan-out uses it only where a person chose it, 
 urgent notice's last fallback, or for someone with no other channel), and `budget` wraps
 the sender with the month's cap (sms/budget.py).
 
-Proof: none. SMS is outbound only until the inbound half exists (callbacks, STOP/START),
-and a channel that proves nothing is closed by default.
+Inbound (sms/callbacks.py, sms/inbound.py): the provider's callbacks, mounted under
+`/hooks/sms/`, store incoming SMS for the inbox and apply delivery reports to the outbox.
+An incoming SMS proves its number (sms/inbound.prove says why). `STOP` and `START` are
+the channel's own commands (sms/optout.py), and the sender refuses a stopped number.
 """
 
 from __future__ import annotations
@@ -36,15 +38,16 @@ from phonenumbers import PhoneNumberType
 
 from handlers.channels import Channel, Envelope, Outgoing, Sender
 from handlers.context import ServiceContext
-from handlers.message import InboundMessage
+from handlers.netaddr import parse_networks
 from handlers.render import Renderer
+from sms import callbacks, optout
 from sms.encoding import GSM_BASIC, GSM_EXTENSION, fit, is_gsm, transliterate
+from sms.inbound import prove, reader
 from sms.smsapi import DEFAULT_URL, SmsApiSender
-from store.models import RawInbound
 
 _SMS_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
-#: seconds between two messages to one number: a broadcast's notices and a reply to the
-#: same phone arrive as separate messages in order, not as a burst the phone interleaves
+#: seconds between two messages to one number (EMIL_SMS_NUMBER_INTERVAL): a notice and
+#: a reply to the same phone arrive one after the other, not as a burst
 NUMBER_INTERVAL = 1.0
 
 
@@ -100,13 +103,13 @@ def render(renderer: Renderer, template: str, lang: str, context: dict[str, Any]
         text = renderer.text(template, ("sms",), lang, context)["text"]
     except jinja2.TemplateNotFound:
         text = plain(renderer.telegram(template, lang, context)["text"])
+    rendered = {"text": text}
     link = context.get("link")
-    return {"text": text, "link": link} if isinstance(link, str) and link else {"text": text}
-
-
-def unreadable(row: RawInbound, ctx: ServiceContext) -> tuple[InboundMessage | None, str]:
-    """No SMS is taken in yet (the provider's callbacks are a later part of issue #19)."""
-    return None, "SMS is outbound only"
+    if isinstance(link, str) and link:
+        rendered["link"] = link
+    if context.get(optout.CONFIRMS_STOP):  # the one SMS a stopped number still gets
+        rendered[optout.CONFIRMS_STOP] = "yes"
+    return rendered
 
 
 #: typography the default alphabet lacks, written with what it has
@@ -143,24 +146,36 @@ def payload_text(rendered: dict[str, str], envelope: Envelope, max_parts: int) -
 def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None = None,
             rate: float = 10.0, max_parts: int = 3, region: str = "PL",
             budget: Callable[[Sender], Sender] = lambda sender: sender,
-            number_interval: float | None = NUMBER_INTERVAL) -> Channel:
+            number_interval: float | None = NUMBER_INTERVAL,
+            callback_secret: str | None = None, callback_networks: str = "") -> Channel:
     """The SMS channel through SMSAPI.pl (sms/smsapi.py), `rate` messages a second,
     each at most `max_parts` parts long, `number_interval` seconds apart to one number;
-    `budget` wraps the sender (sms/budget.BudgetedSender keeps the month's cap)."""
+    `budget` wraps the sender (sms/budget.BudgetedSender keeps the month's cap), inside
+    the opt-out check (a stopped number reserves nothing); its callbacks authenticated by
+    `callback_secret` (and `callback_networks`, when given)."""
 
     def payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope
                 ) -> dict[str, Any]:
-        return {"text": payload_text(rendered, envelope, max_parts)}
+        out: dict[str, Any] = {"text": payload_text(rendered, envelope, max_parts)}
+        if rendered.get(optout.CONFIRMS_STOP):
+            out[optout.CONFIRMS_STOP] = True
+        return out
+
+    def number(address: str) -> str | None:
+        return normalise(address, region)
 
     return Channel(
         name="sms",
-        read=unreadable,
-        outgoing=lambda: Outgoing(budget(SmsApiSender(token, api_url, sender_name)), rate=rate,
-                                  chat_interval=number_interval),
+        read=reader(number),
+        outgoing=lambda: Outgoing(optout.HonourOptOut(
+            budget(SmsApiSender(token, api_url, sender_name))), rate=rate,
+            chat_interval=number_interval),
         templates=("sms", "telegram"),
         render=render,
         payload=payload,
-        normalise=lambda address: normalise(address, region),
-        prove=None,  # closed: nothing proves an SMS sender before the inbound half exists
+        normalise=number,
+        prove=prove,
+        callbacks=callbacks.routes(callback_secret, parse_networks(callback_networks)),
+        commands={"stop": optout.stop, "start": optout.start},
         paid=True,
     )

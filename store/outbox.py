@@ -22,7 +22,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from store.clock import window_end
-from store.models import Outbox, SentMail
+from store.models import OptOut, Outbox, SentMail
 from store.sql import as_models, on_postgres, sql
 
 
@@ -260,6 +260,39 @@ async def mark_bounced(row: Outbox, now: datetime, error: str) -> Outbox | None:
         updated = await Outbox.filter(id=row.id, status="sent").using_db(conn).update(
             status="bounced", last_error=error[:2000])
         return await _queue_fallback(row, now, conn) if updated else None
+
+
+async def mark_delivered(row_id: int, channel: str, now: datetime) -> bool:
+    """The channel reported the row delivered (an SMS delivery report): `delivered` at
+    `now`. Only from `sent`: a report that comes twice, or one for a row of another
+    channel, a row that bounced or one never sent, changes nothing. True if it did."""
+    return bool(await Outbox.filter(id=row_id, channel=channel, status="sent").update(
+        status="delivered", delivered_at=now))
+
+
+async def opted_out(channel: str, address: str) -> bool:
+    """Whether `address` asked for nothing more on `channel` (an SMS `STOP`)."""
+    return await OptOut.filter(channel=channel, address=address).exists()
+
+
+async def without_opted_out(addresses: dict[int, list[tuple[str, str]]]
+                            ) -> dict[int, list[tuple[str, str]]]:
+    """Each person's (channel, address) pairs less those that opted out, so a notice goes
+    straight to the person's next channel rather than failing on the opted-out one first
+    (the channel's sender refuses it anyway). One query per 5,000 addresses; nothing at
+    all while nobody has opted out."""
+    if not await OptOut.exists():
+        return addresses
+    pairs = sorted({pair for targets in addresses.values() for pair in targets})
+    stopped: set[tuple[str, str]] = set()
+    for start in range(0, len(pairs), 5000):
+        chunk = pairs[start:start + 5000]
+        stopped.update(await OptOut.filter(address__in=[a for _, a in chunk]).values_list(
+            "channel", "address"))
+    if not stopped:
+        return addresses
+    return {pid: [pair for pair in targets if pair not in stopped]
+            for pid, targets in addresses.items()}
 
 
 async def fail_waiting(channel: str, recipient: str, now: datetime, error: str) -> int:

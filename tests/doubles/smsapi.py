@@ -7,15 +7,22 @@ counted here on its own (160/153 septets in the GSM default alphabet with the ex
 table's characters costing two, else 70/67 UTF-16 code units) rather than with
 sms/encoding.py, and can answer scripted failures: an SMSAPI error code, or an HTTP status
 (429 with Retry-After).
+
+It also calls the gateway back as SMSAPI would (sms/callbacks.py's docstring), over real
+HTTP to `callback` (the gateway's `…/hooks/sms/smsapi/<secret>`): delivery reports
+(`report`, by GET unless told to POST, several as comma-separated lists) and incoming SMS
+(`incoming`, a POSTed form). Each returns the gateway's (status, body); SMSAPI wants `OK`.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 TOKEN = "sms-test-token"
@@ -53,6 +60,11 @@ class SmsApiDouble:
     failures: deque = field(default_factory=deque)
     requests: int = 0
     url: str = ""
+    #: the gateway's callback base, `…/hooks/sms/smsapi/<secret>` (set by the test)
+    callback: str = ""
+    #: the number incoming SMS are sent to (the town's two-way number)
+    number: str = "48799000111"
+    _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def to(self, number: str) -> list[Sms]:
         """Messages to a number given in E.164 (the API takes it without "+")."""
@@ -91,3 +103,31 @@ class SmsApiDouble:
         return web.json_response({"count": 1, "list": [{
             "id": sms.id, "points": round(0.16 * parts, 2), "number": to, "status": "QUEUE",
             "error": None, "idx": sms.idx, "parts": parts}]})
+
+    async def report(self, *reports: tuple[Sms, int | str], method: str = "GET"
+                     ) -> tuple[int, str]:
+        """Delivery reports of sent messages, (message, state) each, in one call."""
+        fields = {"MsgId": ",".join(sms.id for sms, _ in reports),
+                  "status": ",".join(str(status) for _, status in reports),
+                  "idx": ",".join(sms.idx or "" for sms, _ in reports),
+                  "donedate": ",".join("1796212800" for _ in reports),
+                  "to": ",".join(sms.to for sms, _ in reports),
+                  "from": ",".join(sms.sender or "" for sms, _ in reports),
+                  "points": ",".join(str(round(0.16 * sms.parts, 2)) for sms, _ in reports),
+                  "username": "milanowek"}
+        if method == "GET":
+            return await self.call("GET", f"{self.callback}/reports", params=fields)
+        return await self.call("POST", f"{self.callback}/reports", data=fields)
+
+    async def incoming(self, sender: str, text: str, *, msg_id: str | None = None
+                       ) -> tuple[int, str]:
+        """An SMS from `sender` (E.164) to the town's number; returns (status, body)."""
+        return await self.call("POST", f"{self.callback}/incoming", data={
+            "sms_to": self.number, "sms_from": sender.removeprefix("+"), "sms_text": text,
+            "sms_date": "1796212800", "username": "milanowek",
+            "MsgId": msg_id or f"IN{next(self._ids):08d}"})
+
+    async def call(self, method: str, url: str, **kwargs: Any) -> tuple[int, str]:
+        async with aiohttp.ClientSession() as session, session.request(
+                method, url, **kwargs) as resp:
+            return resp.status, await resp.text()

@@ -1,0 +1,318 @@
+"""Issue #19, SMS inbound and delivery truth: the provider's double calls the gateway's
+callbacks over real HTTP as SMSAPI would — incoming SMS (STOP, START, STATUS) and
+delivery reports — and the outbox, the opt-outs and the person's next channel follow."""
+
+from __future__ import annotations
+
+import email
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from gateway.app import create_app
+from gateway.config import Settings
+from handlers import fanout
+from handlers.channels import Channel, HookEnv
+from sms.inbound import words
+from store.clock import FrozenClock
+from store.models import OptOut, Outbox, Person, RawInbound
+from store.outbox import without_opted_out
+from tests.conftest import Gateway
+from tests.doubles.botapi import BotApiDouble
+from tests.doubles.smsapi import TOKEN, SmsApiDouble
+from tests.doubles.smtp_relay import Sink
+
+PHONE = "+48500100200"
+OTHER = "+48600300400"
+SECRET = "sms-callback-secret-0123456789"
+BODY = "W piątek wycieczka do Żyrardowa, zbiórka o 7:45 przed szkołą."
+
+
+@pytest.fixture
+async def smsapi() -> AsyncIterator[SmsApiDouble]:
+    double = SmsApiDouble()
+    server = TestServer(double.app(), host="127.0.0.1")
+    await server.start_server()
+    double.url = str(server.make_url("")).rstrip("/")
+    yield double
+    await server.close()
+
+
+async def sms_gateway(aiohttp_client: Any, settings: Settings, botapi: BotApiDouble,
+                      clock: FrozenClock, smsapi: SmsApiDouble, **more: Any) -> Gateway:
+    with_sms = settings.model_copy(update={
+        "sms_token": TOKEN, "sms_api_url": smsapi.url, "sms_sender": "Milanowek",
+        "sms_rate": 1000.0, "sms_callback_secret": SECRET, **more})
+    gw = Gateway(await aiohttp_client(create_app(with_sms, clock=clock, run_workers=False)),
+                 with_sms, botapi, clock)
+    smsapi.callback = str(gw.client.make_url(f"/hooks/sms/smsapi/{SECRET}"))
+    return gw
+
+
+@pytest.fixture
+async def sms_gw(aiohttp_client: Any, settings: Settings, botapi: BotApiDouble,
+                 clock: FrozenClock, smsapi: SmsApiDouble, relay: tuple[Sink, int]) -> Gateway:
+    """SMS with its callbacks on, and mail through the SMTP relay double."""
+    return await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi,
+                             smtp_relay=f"127.0.0.1:{relay[1]}")
+
+
+def school_message(key: str) -> fanout.Notice:
+    return fanout.Notice(kind="messages", template="school_message", key=key, context={
+        "about": {"class_name": "3a"}, "title": "Wycieczka", "body": BODY,
+        "sender": "wychowawczyni"})
+
+
+async def notify(gw: Gateway, person_id: int, key: str) -> None:
+    await fanout.fan_out(gw.services, [await Person.get(id=person_id)], school_message(key),
+                         gw.clock.now())
+    await gw.drain()
+
+
+async def sms_first(gw: Gateway, name: str = "Halina Wiśniewska", phone: str = PHONE,
+                    mail: str = "halina@example.pl") -> int:
+    """A parent reached by SMS first and by mail second."""
+    person_id = await gw.person(name, ["parent"], phone=phone, email=mail)
+    await Person.filter(id=person_id).update(channel_order=["sms", "email"])
+    return person_id
+
+
+def mail_to(sink: Sink, address: str) -> list[EmailMessage]:
+    return [email.message_from_bytes(raw, policy=policy.default)
+            for _, rcpts, _, raw in sink.received if address in rcpts]
+
+
+def text_of(mail: EmailMessage) -> str:
+    body = mail.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+async def say(gw: Gateway, smsapi: SmsApiDouble, text: str, sender: str = PHONE,
+              **kw: Any) -> list[str]:
+    """An incoming SMS through the provider's callback; the SMS answers it got."""
+    before = len(smsapi.to(sender))
+    assert await smsapi.incoming(sender, text, **kw) == (200, "OK")
+    await gw.drain()
+    return [sms.message for sms in smsapi.to(sender)[before:]]
+
+
+@pytest.mark.parametrize("text", ["STOP", "Stop.", "stop sms", " STOP! ", "NIE", "Wypisz mnie",
+                                  "koniec", "rezygnuję"])
+def test_the_ways_people_write_stop(text: str) -> None:
+    assert words(text) == ("stop", [], "")
+
+
+def test_start_status_and_sentences_that_only_begin_like_a_keyword() -> None:
+    assert words("Start")[0] == words("START SMS")[0] == words("wznów")[0] == "start"
+    assert words("Status um-2026-000123") == ("status", ["um-2026-000123"], "um-2026-000123")
+    assert words("nie wiem, kiedy zebranie") == (None, [], "nie wiem, kiedy zebranie")
+    assert words("stop the bus at 7") == (None, [], "stop the bus at 7")
+
+
+async def test_stop_once_then_the_next_channel_then_start(
+        sms_gw: Gateway, smsapi: SmsApiDouble, relay: tuple[Sink, int]) -> None:
+    sink = relay[0]
+    person_id = await sms_first(sms_gw)
+    await notify(sms_gw, person_id, "msg:before")
+    assert [s.message for s in smsapi.to(PHONE)][-1].startswith("Wycieczka")
+
+    # a notice queued for SMS, and before it leaves the person writes STOP
+    await fanout.fan_out(sms_gw.services, [await Person.get(id=person_id)],
+                         school_message("msg:queued"), sms_gw.clock.now())
+    # STOP is confirmed, by SMS, though the number has just stopped; the queued notice
+    # is refused by the sender and goes by the person's next channel, mail
+    assert await say(sms_gw, smsapi, "Stop.") == [
+        "e-Milanówek: koniec SMS-ów na ten numer. Odpisz START, by wrócić."]
+    assert await OptOut.filter(channel="sms", address=PHONE).exists()
+    refused = await Outbox.get(idempotency_key__startswith="msg:queued", channel="sms")
+    assert refused.status == "failed" and "STOP" in refused.last_error
+    [mail] = mail_to(sink, "halina@example.pl")
+    assert "Wycieczka" in mail["Subject"] + text_of(mail)
+
+    # a second STOP while stopped is not answered: we don't pay to pester
+    assert await say(sms_gw, smsapi, "STOP SMS") == []
+    # a notice now goes by mail too, and no SMS is paid for
+    paid = len(smsapi.sent)
+    await notify(sms_gw, person_id, "msg:stopped")
+    assert len(smsapi.sent) == paid and len(mail_to(sink, "halina@example.pl")) == 2
+
+    # START is answered, and SMS flow again
+    assert await say(sms_gw, smsapi, "start") == [
+        "e-Milanówek: SMS-y znów włączone. Wyłączysz je, odpisując STOP."]
+    assert not await OptOut.filter(channel="sms", address=PHONE).exists()
+    await notify(sms_gw, person_id, "msg:again")
+    assert smsapi.to(PHONE)[-1].message.startswith("Wycieczka")
+    assert len(mail_to(sink, "halina@example.pl")) == 2
+
+
+async def test_a_stranger_may_stop_too_and_is_answered_in_polish(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    assert await say(sms_gw, smsapi, "NIE", sender=OTHER) == [
+        "e-Milanówek: koniec SMS-ów na ten numer. Odpisz START, by wrócić."]
+    assert await OptOut.filter(channel="sms", address=OTHER).exists()
+
+
+async def test_status_by_sms(sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    await sms_first(sms_gw)
+    resp = await sms_gw.client.post("/api/v1/cases", json={
+        "subject": "Dziura w jezdni", "body": "Na ulicy Kościelnej.",
+        "email": "halina@example.pl"})
+    assert resp.status == 201, await resp.text()
+    number = (await resp.json())["number"]
+    [answer] = await say(sms_gw, smsapi, f"STATUS {number.lower()}")
+    assert number in answer and "Status: przyjęta" in answer and "<b>" not in answer
+    # another number learns nothing of it
+    [refused] = await say(sms_gw, smsapi, f"status {number}", sender=OTHER)
+    assert refused.startswith(f"Nie możemy podać informacji o sprawie {number}")
+
+
+async def test_an_undelivered_report_moves_the_notice_to_mail(
+        sms_gw: Gateway, smsapi: SmsApiDouble, relay: tuple[Sink, int]) -> None:
+    sink = relay[0]
+    person_id = await sms_first(sms_gw)
+    await notify(sms_gw, person_id, "msg:lost")
+    [sms] = smsapi.to(PHONE)
+    row = await Outbox.get(channel="sms")
+    assert sms.idx == str(row.id) and row.status == "sent"
+    assert mail_to(sink, "halina@example.pl") == []
+
+    assert await smsapi.report((sms, 405)) == (200, "OK")
+    await sms_gw.drain()
+    row = await Outbox.get(id=row.id)
+    assert row.status == "bounced" and "UNDELIVERED" in row.last_error
+    [mail] = mail_to(sink, "halina@example.pl")
+    assert "Wycieczka" in mail["Subject"] + text_of(mail)
+
+    # the same report again (SMSAPI retries) changes nothing and mails nothing more
+    assert await smsapi.report((sms, 405), method="POST") == (200, "OK")
+    await sms_gw.drain()
+    assert len(mail_to(sink, "halina@example.pl")) == 1
+    assert await Outbox.filter(channel="email").count() == 1
+
+
+async def test_delivered_and_the_reports_that_say_nothing_new(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    first = await sms_first(sms_gw)
+    second = await sms_first(sms_gw, "Jan Kowalski", OTHER, "jan@example.pl")
+    await notify(sms_gw, first, "msg:one")
+    await notify(sms_gw, second, "msg:two")
+    [one], [two] = smsapi.to(PHONE), smsapi.to(OTHER)
+    sms_gw.clock.advance(seconds=40)
+    # one call, two reports: QUEUE says nothing new, DELIVERED is the truth
+    assert await smsapi.report((one, 409), (two, "404"), method="POST") == (200, "OK")
+    row_one, row_two = await Outbox.get(id=int(one.idx or 0)), await Outbox.get(id=int(two.idx or 0))
+    assert row_one.status == "sent" and row_one.delivered_at is None
+    assert row_two.status == "delivered" and row_two.delivered_at == sms_gw.clock.now()
+    # a late UNDELIVERED does not undo a delivery; nothing falls back
+    assert await smsapi.report((two, 405)) == (200, "OK")
+    assert (await Outbox.get(id=row_two.id)).status == "delivered"
+    assert await Outbox.filter(channel="email").count() == 0
+    # a report for a row of another channel, or for no row at all, is answered and ignored
+    await sms_gw.person("Ola Nowak", email="ola@example.pl")
+    mail_row = await Outbox.create(idempotency_key="mail:x", channel="email",
+                                   recipient="ola@example.pl", payload={}, status="sent",
+                                   next_attempt_at=sms_gw.clock.now(),
+                                   created_at=sms_gw.clock.now())
+    foreign, unknown = replace(one, idx=str(mail_row.id)), replace(one, idx="987654321")
+    assert await smsapi.report((foreign, 404), (unknown, 405)) == (200, "OK")
+    assert (await Outbox.get(id=mail_row.id)).status == "sent"
+
+
+async def test_a_duplicate_incoming_sms_is_stored_and_answered_once(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    assert await smsapi.incoming(PHONE, "START", msg_id="IN-42") == (200, "OK")
+    assert await smsapi.incoming(PHONE, "START", msg_id="IN-42") == (200, "OK")
+    [row] = await RawInbound.filter(channel="sms")
+    assert (row.external_id, row.status) == ("IN-42", "pending")  # stored before OK
+    await sms_gw.drain()
+    assert len(smsapi.to(PHONE)) == 1
+
+
+async def test_a_wrong_secret_is_not_found_and_guessing_is_slowed(
+        sms_gw: Gateway) -> None:
+    wrong = "/hooks/sms/smsapi/not-the-secret-000000/incoming"
+    form = {"sms_from": "48500100200", "sms_text": "STOP", "MsgId": "X1"}
+    resp = await sms_gw.client.post(wrong, data=form)
+    assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
+    for _ in range(9):
+        await sms_gw.client.post(wrong, data=form)
+    # a client guessing the secret is slowed down before its guesses are looked at
+    resp = await sms_gw.client.post(wrong, data=form)
+    assert resp.status == 429 and int(resp.headers["Retry-After"]) > 0
+    resp = await sms_gw.client.post(f"/hooks/sms/smsapi/{SECRET}/incoming", data=form)
+    assert resp.status == 429
+    assert not await RawInbound.exists()
+
+
+@pytest.mark.parametrize("more,status,code", [
+    ({"sms_callback_networks": "192.0.2.0/24"}, 403, "forbidden"),  # only the provider's
+    ({"sms_callback_secret": None}, 503, "not_configured"),  # no secret: the callbacks are off
+])
+async def test_callbacks_from_elsewhere_or_without_a_secret_are_refused(
+        aiohttp_client: Any, settings: Settings, botapi: BotApiDouble,
+        clock: FrozenClock, smsapi: SmsApiDouble, more: dict[str, Any], status: int,
+        code: str) -> None:
+    await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi, **more)
+    answer, body = await smsapi.incoming(PHONE, "STOP")
+    assert answer == status and f'"code": "{code}"' in body
+    answer, body = await smsapi.report(*[])
+    assert answer == status
+    assert not await RawInbound.exists()
+
+
+async def test_oversized_and_garbage_input_is_refused_and_nothing_stored(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    url = f"/hooks/sms/smsapi/{SECRET}/incoming"
+    form = "sms_from=48500100200&MsgId=G1&sms_text="
+    cases: list[tuple[bytes, int, str]] = [
+        (b"sms_text=" + b"a" * 300_000, 413, ""),
+        ((form + "za\xbf\xf3\xb3").encode("latin-1"), 400, "form"),  # not UTF-8
+        ((form + "x" * 2001).encode(), 400, "sms_text"),
+        (b"sms_text=hello&MsgId=G2", 400, "sms_from"),
+        ((form + "a&sms_from=48600300400").encode(), 400, "sms_from"),  # given twice
+        (b"&".join(b"f%d=1" % n for n in range(100)), 400, "form"),
+    ]
+    for body, status, named in cases:
+        resp = await sms_gw.client.post(url, data=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded"})
+        assert resp.status == status, (body[:60], await resp.text())
+        assert named in (await resp.json())["error"].get("field", "")
+    reports = f"/hooks/sms/smsapi/{SECRET}/reports"
+    resp = await sms_gw.client.get(reports, params={"MsgId": "a,b", "status": "404,405",
+                                                    "idx": "1"})
+    assert resp.status == 400 and (await resp.json())["error"]["field"] == "idx"
+    assert not await RawInbound.exists()
+
+
+async def test_a_channels_callbacks_are_mounted_and_described(
+        aiohttp_client: Any, settings: Settings, clock: FrozenClock) -> None:
+    """Any channel's callbacks: registered with the channel, mounted under its name."""
+    def callbacks(env: HookEnv) -> list[web.RouteDef]:
+        async def ping(request: web.Request) -> web.Response:
+            """The pigeon loft rings the bell."""
+            return web.Response(text=f"{env.client_address(request)} {env.max_bytes}")
+        return [web.post("/loft/{bell}", ping)]
+
+    pigeon = Channel(name="pigeon", read=lambda row, ctx: (None, "no"), outgoing=lambda: None,
+                     templates=("telegram",), callbacks=callbacks)
+    client = await aiohttp_client(create_app(settings, clock=clock, run_workers=False,
+                                             channels=[pigeon]))
+    resp = await client.post("/hooks/pigeon/loft/1")
+    assert (resp.status, await resp.text()) == (200, f"127.0.0.1 {settings.hook_max_bytes}")
+    document = await (await client.get("/api/openapi.json")).json()
+    assert document["paths"]["/hooks/pigeon/loft/{bell}"]["post"]["summary"] == \
+        "The pigeon loft rings the bell."
+
+
+async def test_fan_out_may_skip_opted_out_addresses(sms_gw: Gateway) -> None:
+    await OptOut.create(channel="sms", address=PHONE, since=sms_gw.clock.now())
+    addresses = {1: [("sms", PHONE), ("email", "a@example.pl")], 2: [("sms", OTHER)]}
+    assert await without_opted_out(addresses) == {1: [("email", "a@example.pl")],
+                                                  2: [("sms", OTHER)]}
