@@ -53,7 +53,7 @@ from gateway.sign_in import SignInWorker
 from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
 from handlers import router
-from handlers.channels import Channel, Channels, HookEnv
+from handlers.channels import Channel, Channels, HookEnv, Sender
 from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
 from handlers.netaddr import trusted_networks
 from handlers.ratelimit import Limits
@@ -63,6 +63,7 @@ from mail import channel as mail_channel
 from mail.authenticate import MailAuth
 from mail.server import GatewaySMTPHandler, smtp_factory
 from sms import channel as sms_channel
+from sms.budget import BudgetedSender
 from store import leadership, wakeup
 from store.batcher import GroupCommit
 from store.clock import Clock
@@ -79,10 +80,15 @@ def instance_name(settings: Settings) -> str:
 
 def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: None,
                    more: Iterable[Channel] = (),
-                   bounce_key: Callable[[], bytes | None] = lambda: None) -> Channels:
+                   bounce_key: Callable[[], bytes | None] = lambda: None,
+                   services: Callable[[], ServiceContext | None] = lambda: None) -> Channels:
     """Every channel, registered here and only here; the order is the default order a
     person is reached in (Telegram, email, then SMS — the paid last resort — when its
-    token is set). `more`: channels of the caller's own (a test's fake fourth channel)."""
+    token is set). `more`: channels of the caller's own (a test's fake fourth channel);
+    `services`: the service context once built (the SMS budget tells the admins by it)."""
+    def budget(sender: Sender) -> Sender:
+        return BudgetedSender(sender, settings.sms_budget_parts, settings.zone, services)
+
     return Channels([
         telegram_channel.channel(bot, rate=settings.telegram_rate,
                                  chat_interval=settings.telegram_chat_interval),
@@ -90,7 +96,8 @@ def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: N
                              dkim=settings.mail_signer(), bounce_key=bounce_key),
         *([sms_channel.channel(settings.sms_token, api_url=settings.sms_api_url,
                                sender_name=settings.sms_sender, rate=settings.sms_rate,
-                               max_parts=settings.sms_max_parts,
+                               max_parts=settings.sms_max_parts, budget=budget,
+                               number_interval=settings.sms_number_interval or None,
                                callback_secret=settings.sms_callback_secret,
                                callback_networks=settings.sms_callback_networks)]
            if settings.sms_token else []),
@@ -411,7 +418,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, start_listener
     app[STATE] = {"store": True, "outbox": True}
     # built before start-up: a channel's own callbacks are routes, mounted below
     registry = build_channels(settings, lambda: app.get(BOT), channels,
-                              bounce_key=lambda: app[SERVICES].signing_secret.encode())
+                              bounce_key=lambda: app[SERVICES].signing_secret.encode(),
+                              services=lambda: app.get(SERVICES))
     app[OPTIONS] = {"start_listeners": start_listeners, "run_workers": run_workers,
                     "channels": registry}
     by_role: dict[str, list[Callable[[web.Application], AsyncIterator[None]]]] = {

@@ -7,6 +7,7 @@ Settings that INTERFACES.md does not name are ours and are documented in the REA
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,6 +64,16 @@ class Settings(BaseSettings):
     sms_rate: float = Field(default=10.0, gt=0)
     #: a longer text is cut to this many parts, ending with a link to the whole
     sms_max_parts: int = Field(default=3, ge=1, le=10)
+    #: seconds between two SMS to one number (as EMIL_TELEGRAM_CHAT_INTERVAL for a chat):
+    #: a notice and a reply to one phone arrive one after the other; 0: no spacing
+    sms_number_interval: float = Field(default=1.0, ge=0)
+    #: what one SMS part costs, in PLN (e.g. 0.16): the composer's estimate, and with
+    #: EMIL_SMS_MONTHLY_BUDGET the month's cap in parts; unset: no estimate, no cap
+    sms_part_price: Decimal | None = Field(default=None, ge=0, decimal_places=4)
+    #: PLN an SMS month may cost (in the town's time zone); once spent, the rest of the
+    #: month's notices go by each person's next channel and the admins are told once.
+    #: Needs EMIL_SMS_PART_PRICE; unset: no cap
+    sms_monthly_budget: Decimal | None = Field(default=None, ge=0, decimal_places=2)
     #: the secret path segment of the provider's callbacks (sms/callbacks.py); unset:
     #: they answer 503. At least 16 characters of letters, digits, "-" and "_"
     sms_callback_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,128}$")
@@ -251,6 +262,20 @@ class Settings(BaseSettings):
         if self.dkim_selector:
             self.mail_signer()  # an unreadable key stops the start, not every mail after it
         return self
+
+    @model_validator(mode="after")
+    def _sms_budget(self) -> Settings:
+        if self.sms_monthly_budget is not None and not self.sms_part_price:
+            raise ValueError("EMIL_SMS_MONTHLY_BUDGET needs EMIL_SMS_PART_PRICE (above 0): the "
+                             "budget is kept in parts, and a part's price turns PLN into parts")
+        return self
+
+    @property
+    def sms_budget_parts(self) -> int | None:
+        """The month's cap in SMS parts (the budget over the price, rounded down), or None."""
+        if self.sms_monthly_budget is None or not self.sms_part_price:
+            return None
+        return int(self.sms_monthly_budget // self.sms_part_price)
 
     def mail_signer(self) -> DkimSigner | None:
         """The DKIM signer of outgoing mail, or None when signing is not configured."""

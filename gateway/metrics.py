@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from handlers.unread import count_waiting
+from store import spend
 from store.clock import Clock
 from store.outbox import outcome_counts, pending_stats
 
@@ -40,6 +41,11 @@ class GatewayMetrics:
         # instance shows the same number of mails still waiting for a clerk
         self.unread_total = Counter("emil_unread_mail", "Mail set aside for the office, by "
                                     "why (unreadable, failed)", ["reason"], registry=r)
+        # what each paid channel spent in its latest month (store/spend.py), read from the
+        # store so that every instance shows the same count, labelled with the month
+        self.spend_units = Gauge("emil_channel_spend_units", "Units a paid channel (SMS: "
+                                 "parts) spent in its latest month", ["channel", "month"],
+                                 registry=r)
         self.unread_waiting = Gauge("emil_unread_mail_unhandled", "Unread mail no clerk has "
                                     "handled yet", registry=r)
         # how rows ended, read from the store (every instance shows the same): delivered,
@@ -76,6 +82,9 @@ class GatewayMetrics:
             self.oldest.labels(channel).set((now - oldest).total_seconds() if oldest else 0)
         self.unread_waiting.set(await count_waiting())
         await self.count_outcomes(now)
+        self.spend_units.clear()
+        for channel, (month, units) in (await spend.latest()).items():
+            self.spend_units.labels(channel, month).set(units)
         return generate_latest(self.registry)
 
     async def count_outcomes(self, now: datetime) -> None:

@@ -40,6 +40,7 @@ from handlers.fanout import modes_of
 from handlers.i18n import LANGUAGES
 from handlers.limits import fit, fit_text
 from handlers.message import InvalidInput
+from sms import budget as sms_budget
 from store.models import (
     ROLES,
     Announcement,
@@ -124,7 +125,7 @@ async def announcement_preview(request: web.Request) -> web.Response:
     if problems:
         return _page(request, "announcements", status=400, items=[], units=units, roles=ROLES,
                      draft=draft, problems=problems)
-    reach = len(await announcements.recipients(draft["audience"]))
+    audience = await announcements.recipients(draft["audience"])
     sample = Announcement(id=0, title=draft["title"], body=draft["body"],
                           priority="urgent" if draft["urgent"] else "normal")
     renderer, lang = _services(request).renderer, me.language
@@ -132,9 +133,18 @@ async def announcement_preview(request: web.Request) -> web.Response:
     sample_link = f"{_services(request).base_url}/ack/…"
     telegram = telegram_preview(renderer.telegram("announcement", lang, context)["text"])
     email = renderer.email("announcement", lang, context)
+    settings = request.config_dict[SETTINGS]
+    sms = None
+    if settings.sms_token:  # the SMS channel is registered (gateway/app.build_channels)
+        last = await Announcement.all().order_by("-id").first()
+        sms = await sms_budget.estimate(
+            _services(request), audience, sample, urgent=bool(draft["urgent"]),
+            price=settings.sms_part_price, cap=settings.sms_budget_parts, lang=lang,
+            next_id=(last.id if last is not None else 0) + 1)
     return _page(request, "announcements", items=[], units=units, roles=ROLES, draft=draft,
-                 preview={"reach": reach, "telegram": telegram, "subject": email["subject"],
-                          "email": email["text"].replace("__ACK__", sample_link)})
+                 preview={"reach": len(audience), "telegram": telegram,
+                          "subject": email["subject"],
+                          "email": email["text"].replace("__ACK__", sample_link), "sms": sms})
 
 
 #: the tags Telegram's HTML mode shows as formatting (Bot API, "Formatting options")

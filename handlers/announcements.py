@@ -169,15 +169,18 @@ async def publish(ctx: ServiceContext, announcement: Announcement) -> int:
     tokens: dict[int, str] = {}
     urgent = announcement.priority == "urgent"
 
-    def personalise(recipient: fanout.Recipient, channel: str, payload: dict[str, Any]) -> dict[str, Any]:
+    def personalise(recipient: fanout.Recipient, channel: str, rendered: dict[str, str]
+                    ) -> dict[str, str]:
         assert recipient.person is not None  # the audience is people, each given a token below
-        return _personalise(ctx, payload, channel, announcement, tokens[recipient.person.id])
+        return with_ack_link(ctx, rendered, tokens[recipient.person.id])
 
     notice = fanout.Notice(
         kind="announcements", template="announcement", key=f"ann:{announcement.id}",
-        context={"announcement": announcement, "ack": "__ACK__"}, urgent=urgent,
+        context=ACK_CONTEXT | {"announcement": announcement}, urgent=urgent,
         priority=PRIORITY_NOTICE if urgent else PRIORITY_BULK, mailbox="ogloszenia",
-        personalise=personalise)
+        personalise=personalise, buttons=ack_buttons(announcement.id),
+        # kept once on the announcement, not in 20,000 rows
+        carry={"attachment_of": announcement.id} if announcement.attachment else None)
     queued = 0
     for start in range(0, len(people), CHUNK):
         chunk = people[start:start + CHUNK]
@@ -196,19 +199,26 @@ async def publish(ctx: ServiceContext, announcement: Announcement) -> int:
     return queued
 
 
-def _personalise(ctx: ServiceContext, payload: dict[str, Any], channel: str,
-                 announcement: Announcement, token: str) -> dict[str, Any]:
-    """The shared rendering with this person's acknowledgement link (and button)."""
+#: the shared rendering's place-holder for each person's acknowledgement link: in the
+#: text where a template writes `{{ ack }}` (mail), and as the notice's `link` — the page
+#: with the whole announcement and its button — which a channel without buttons (SMS)
+#: ends its text with
+ACK = "__ACK__"
+ACK_CONTEXT = {"ack": ACK, "link": ACK}
+
+
+def ack_buttons(announcement_id: int) -> list[list[tuple[str, str]]]:
+    """The Read button, for the channels that show buttons (the same for everyone: the
+    person is the one who presses it)."""
+    return [[(ACK_BUTTON, f"ack:{announcement_id}")]]
+
+
+def with_ack_link(ctx: ServiceContext, rendered: dict[str, str], token: str
+                  ) -> dict[str, str]:
+    """The shared rendering with this person's acknowledgement link, in every part, before
+    the channel packs it (an SMS is counted in parts with the link in, not before)."""
     link = f"{ctx.base_url}/ack/{token}"
-    if channel == "email":
-        payload = {k: v.replace("__ACK__", link) if isinstance(v, str) else v
-                   for k, v in payload.items()}
-    else:
-        payload = {**payload, "text": payload["text"].replace("__ACK__", link),
-                   "buttons": [[[ACK_BUTTON, f"ack:{announcement.id}"]]]}
-    if announcement.attachment:  # kept once on the announcement, not in 20,000 rows
-        payload["attachment_of"] = announcement.id
-    return payload
+    return {k: v.replace(ACK, link) if isinstance(v, str) else v for k, v in rendered.items()}
 
 
 async def scheduled_run(ctx: ServiceContext) -> dict[str, Any]:

@@ -78,6 +78,9 @@ class Envelope:
     #: the notice's own way out for this person, type and channel (RFC 8058 in mail:
     #: `{"unsubscribe": url, "id": list id}`); None for answers about their own case
     unsubscribe: dict[str, str] | None = None
+    #: the person asked for text "bez polskich znaków" (`Person.plain_letters`): a channel
+    #: that pays per character set (SMS) writes it without Polish diacritics
+    plain_letters: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,10 @@ class Channel:
             Telegram chat that writes to the bot has unblocked it. Off by default: mail
             can come from a mailbox that takes none, so its mark stays until the address
             is set again.
+        paid: each message costs money (SMS): the fan-out uses the channel for a notice
+            only where the person put it in their own channel order, as an urgent
+            notice's last fallback, or for someone with no other channel that works
+            (handlers/fanout.py `paid_last`); answers go back where a message came from.
     """
 
     name: str
@@ -179,6 +186,7 @@ class Channel:
     callbacks: Callable[[HookEnv], list[Any]] | None = None
     commands: Mapping[str, Command] = field(default_factory=lambda: MappingProxyType({}))
     revived_by_message: bool = False
+    paid: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

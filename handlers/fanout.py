@@ -1,12 +1,14 @@
 """One way to tell people something: the fan-out every notice type goes through.
 
 Given the people to tell and a :class:`Notice`, it finds each person's targets in their
-channel order, applies their preference for the notice's type (`instant`, `digest` or
-`off`), holds an instant message until their quiet hours end (unless the notice is
-urgent — fallbacks carry the same `not_before`), renders once per language and channel
-when the content is the same for everyone, builds the idempotency key
-(`<notice key>:<person>`) and writes the outbox rows — or, for `digest`, the lines of the
-person's next daily digest. Call it inside the transaction of the notice's cause.
+channel order (a paid channel — SMS — only where they chose it, as an urgent notice's
+last fallback, or when nothing else reaches them: :func:`paid_last`), applies their
+preference for the notice's type (`instant`, `digest` or `off`), holds an instant
+message until their quiet hours end (unless the notice is urgent — fallbacks carry the
+same `not_before`), renders once per language and channel when the content is the same
+for everyone, builds the idempotency key (`<notice key>:<person>`) and writes the outbox
+rows — or, for `digest`, the lines of the person's next daily digest. Call it inside the
+transaction of the notice's cause.
 
 A notice type is a name in :data:`NOTICE_TYPES`; a person's preferences live in
 `Person.notices` (`/ustawienia`, `PATCH /api/v1/people/{id}` with `notices`).
@@ -100,9 +102,12 @@ class Notice:
     for per-person content (their child's entries). In a daily digest the notice is one
     line: its email template's subject, in the person's language.
 
-    `personalise(recipient, channel, payload)` adjusts a rendered payload for one
-    person (an announcement's acknowledgement link) without rendering again; `case`
-    threads the mail with its case (subject tag, replies found by Message-ID)."""
+    `personalise(recipient, channel, rendered)` adjusts the rendered parts for one
+    person (an announcement's acknowledgement link) without rendering again, before the
+    channel packs them — so that a channel that counts what it sends (SMS parts) counts
+    the text as it goes; `carry` is what every payload of the notice carries besides
+    (an announcement's attachment, kept once on it); `case` threads the mail with its
+    case (subject tag, replies found by Message-ID)."""
 
     kind: str
     template: str
@@ -117,7 +122,8 @@ class Notice:
     case: str | None = None
     #: the Message-ID a mail answers (a clerk's reply to the resident's mail)
     in_reply_to: str | None = None
-    personalise: Callable[[Recipient, str, dict[str, Any]], dict[str, Any]] | None = None
+    personalise: Callable[[Recipient, str, dict[str, str]], dict[str, str]] | None = None
+    carry: dict[str, Any] | None = None
 
 
 @dataclass
@@ -175,17 +181,31 @@ async def addresses_of(people_ids: list[int]) -> dict[int, list[tuple[str, str]]
 
 
 async def recipients_of(ctx: ServiceContext, people: Iterable[Person],
-                        addresses: dict[int, list[tuple[str, str]]] | None = None
-                        ) -> list[Recipient]:
+                        addresses: dict[int, list[tuple[str, str]]] | None = None,
+                        *, urgent: bool = False) -> list[Recipient]:
     """People (each once) with their targets in their channel order (the registered
-    channels' order where they chose none)."""
+    channels' order where they chose none), paid channels only as `paid_last` allows."""
     unique = {p.id: p for p in people}
     if addresses is None:
         addresses = await addresses_of(list(unique))
     default = ctx.channels.names
-    return [Recipient(p, preferred_targets(p, addresses.get(p.id, []), default=default),
-                     p.language)
+    return [Recipient(p, paid_last(ctx, p, preferred_targets(
+                p, addresses.get(p.id, []), default=default), urgent), p.language)
             for p in unique.values()]
+
+
+def paid_last(ctx: ServiceContext, person: Person, targets: list[tuple[str, str]],
+              urgent: bool) -> list[tuple[str, str]]:
+    """A person's targets without the paid channels (SMS) they did not ask for: a paid
+    channel stays where the person put it in their own channel order; otherwise it is
+    an urgent notice's last fallback, and the way to reach someone who has no other
+    channel that works (issue #19). Everything else would spend the town's money on
+    what a free channel delivers."""
+    chosen = person.channel_order or ()
+    free = [t for t in targets if t[0] in chosen or not ctx.channels[t[0]].paid]
+    if len(free) == len(targets) or not free:
+        return targets
+    return free + [t for t in targets if t not in free] if urgent else free
 
 
 def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
@@ -194,8 +214,11 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
     fallbacks, a digest line, or nothing (off, or nowhere to reach them)."""
     out = Plan()
     shared: dict[tuple[str, str], dict[str, str]] = {}  # (lang, channel) → rendered text
-    envelope = Envelope(mailbox=notice.mailbox, case=notice.case, in_reply_to=notice.in_reply_to,
-                        buttons=notice.buttons)
+    common = Envelope(mailbox=notice.mailbox, case=notice.case, in_reply_to=notice.in_reply_to,
+                      buttons=notice.buttons)
+    # "bez polskich znaków" is the person's, the text is shared: the channel's payload
+    # function applies it, from the envelope
+    plain = replace(common, plain_letters=True)
     for recipient in recipients:
         person = recipient.person
         mode = mode_for(person, notice.kind) if person is not None else "instant"
@@ -220,6 +243,7 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
             quiet = {"start": person.quiet_start, "end": person.quiet_end,
                      "zone": ctx.zone.key}
         rendered: list[dict[str, Any]] = []
+        envelope = plain if person is not None and person.plain_letters else common
         for channel, address in targets:
             shape = ctx.channels[channel]
             if callable(notice.context):
@@ -229,6 +253,8 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
                     shared[(lang, channel)] = shape.rendered(
                         ctx.renderer, notice.template, lang, notice.context)
                 text = shared[(lang, channel)]
+            if notice.personalise:
+                text = notice.personalise(recipient, channel, text)
             payload = shape.payload(ctx, text, envelope if person is None
                                     or not shape.opt_out_link
                                     or notice.kind not in OPT_OUT_KINDS else replace(
@@ -236,8 +262,8 @@ def plan(ctx: ServiceContext, recipients: Iterable[Recipient], notice: Notice,
                 envelope, unsubscribe={"unsubscribe": unsubscribe.url(ctx, person.id,
                                                                       notice.kind, channel),
                                        "id": unsubscribe.list_id(ctx, notice.kind)}))
-            if notice.personalise:
-                payload = notice.personalise(recipient, channel, payload)
+            if notice.carry:
+                payload = {**payload, **notice.carry}
             # a fallback taken at night waits for the morning too (store/outbox.mark_failed)
             rendered.append({"channel": channel, "recipient": address, "payload": payload,
                              **({"quiet": quiet} if quiet else {})})
@@ -270,7 +296,8 @@ async def fan_out(ctx: ServiceContext, people: Iterable[Person | Recipient], not
     if not given:
         return Outcome()
     recipients = [r for r in given if isinstance(r, Recipient)]
-    recipients += await recipients_of(ctx, [p for p in given if isinstance(p, Person)], addresses)
+    recipients += await recipients_of(ctx, [p for p in given if isinstance(p, Person)],
+                                      addresses, urgent=notice.urgent)
     if not recipients:
         return Outcome()
     return await write(plan(ctx, recipients, notice, now), now)

@@ -213,7 +213,7 @@ def to_deliveries(
         payload = channel.payload(ctx, rendered, Envelope(
             mailbox=msg.mailbox or "sprawy", case=reply.case, in_reply_to=msg.message_id,
             references=tuple(msg.references), answering=msg.subject or "",
-            buttons=reply.buttons))
+            buttons=reply.buttons, plain_letters=bool(person and person.plain_letters)))
         out.append(Delivery(
             key=f"reply:{msg.channel}:{msg.inbound_id}:{n}",
             channel=msg.channel,

@@ -9,9 +9,15 @@ where the plan cannot tell.
 
 Text: `<template>.sms.j2` where a message has its own short form; otherwise the documented
 fallback, the Telegram template with its HTML taken out (a link keeps its address after
-its words, entities are decoded). The text is then capped at `max_parts` parts
-(sms/encoding.py); a cut text ends with the notice's `link` when its context has one, so
-the reader can open the rest.
+its words, entities are decoded). A person who chose "bez polskich znaków"
+(`Person.plain_letters`, carried on the Envelope) gets it transliterated; a notice
+whose context has a `link` (the whole text; an announcement's acknowledgement page — SMS
+shows no buttons) ends with it. The text is then capped at `max_parts` parts
+(sms/encoding.py), counted with all of that in; a cut text still ends with the link.
+
+Money: the channel is `paid` (the fan-out uses it only where a person chose it, for an
+urgent notice's last fallback, or for someone with no other channel), and `budget` wraps
+the sender with the month's cap (sms/budget.py).
 
 Inbound (sms/callbacks.py, sms/inbound.py): the provider's callbacks, mounted under
 `/hooks/sms/`, store incoming SMS for the inbox and apply delivery reports to the outbox.
@@ -21,6 +27,8 @@ the channel's own commands (sms/optout.py), and the sender refuses a stopped num
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any
 
@@ -28,16 +36,19 @@ import jinja2
 import phonenumbers
 from phonenumbers import PhoneNumberType
 
-from handlers.channels import Channel, Envelope, Outgoing
+from handlers.channels import Channel, Envelope, Outgoing, Sender
 from handlers.context import ServiceContext
 from handlers.netaddr import parse_networks
 from handlers.render import Renderer
 from sms import callbacks, optout
-from sms.encoding import fit
+from sms.encoding import GSM_BASIC, GSM_EXTENSION, fit, is_gsm, transliterate
 from sms.inbound import prove, reader
 from sms.smsapi import DEFAULT_URL, SmsApiSender
 
 _SMS_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+#: seconds between two messages to one number (EMIL_SMS_NUMBER_INTERVAL): a notice and
+#: a reply to the same phone arrive one after the other, not as a burst
+NUMBER_INTERVAL = 1.0
 
 
 def normalise(address: str, region: str = "PL") -> str | None:
@@ -101,17 +112,51 @@ def render(renderer: Renderer, template: str, lang: str, context: dict[str, Any]
     return rendered
 
 
+#: typography the default alphabet lacks, written with what it has
+_TYPOGRAPHY = str.maketrans({"„": '"', "”": '"', "“": '"', "‚": "'", "’": "'", "‘": "'",
+                             "–": "-", "—": "-", "…": "...", "\u00a0": " "})
+_SPACES = re.compile(r" {2,}")
+_LEADING = re.compile(r"^ +", re.MULTILINE)
+
+
+def gsm_only(text: str) -> str:
+    """A text "bez polskich znaków" that really stays in the default alphabet (160
+    characters a part): Polish letters transliterated, typographic quotes and dashes
+    written plainly, and what is left outside the alphabet — an announcement's 📢 — left
+    out; one emoji alone would make the whole message UCS-2 again."""
+    text = transliterate(text).translate(_TYPOGRAPHY)
+    if is_gsm(text):
+        return text
+    kept = "".join(c for c in text if c in GSM_BASIC or c in GSM_EXTENSION)
+    return _LEADING.sub("", _SPACES.sub(" ", kept))  # the spaces an emoji stood between
+
+
+def payload_text(rendered: dict[str, str], envelope: Envelope, max_parts: int) -> str:
+    """The text as sent: "bez polskich znaków" for a person who asked for it, ending
+    with the notice's link (the whole text; an announcement's acknowledgement) unless it
+    is in the text already, and cut to `max_parts` — counted after all that went in."""
+    text, link = rendered["text"], rendered.get("link") or None
+    if envelope.plain_letters:
+        text = gsm_only(text)
+    if link and link not in text:
+        text = f"{text.rstrip()}\n{link}"
+    return fit(text, max_parts, link)
+
+
 def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None = None,
             rate: float = 10.0, max_parts: int = 3, region: str = "PL",
+            budget: Callable[[Sender], Sender] = lambda sender: sender,
+            number_interval: float | None = NUMBER_INTERVAL,
             callback_secret: str | None = None, callback_networks: str = "") -> Channel:
     """The SMS channel through SMSAPI.pl (sms/smsapi.py), `rate` messages a second,
-    each at most `max_parts` parts long; its callbacks authenticated by
+    each at most `max_parts` parts long, `number_interval` seconds apart to one number;
+    `budget` wraps the sender (sms/budget.BudgetedSender keeps the month's cap), inside
+    the opt-out check (a stopped number reserves nothing); its callbacks authenticated by
     `callback_secret` (and `callback_networks`, when given)."""
 
     def payload(ctx: ServiceContext, rendered: dict[str, str], envelope: Envelope
                 ) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": fit(rendered["text"], max_parts,
-                                           rendered.get("link") or None)}
+        out: dict[str, Any] = {"text": payload_text(rendered, envelope, max_parts)}
         if rendered.get(optout.CONFIRMS_STOP):
             out[optout.CONFIRMS_STOP] = True
         return out
@@ -123,7 +168,8 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
         name="sms",
         read=reader(number),
         outgoing=lambda: Outgoing(optout.HonourOptOut(
-            SmsApiSender(token, api_url, sender_name)), rate=rate),
+            budget(SmsApiSender(token, api_url, sender_name))), rate=rate,
+            chat_interval=number_interval),
         templates=("sms", "telegram"),
         render=render,
         payload=payload,
@@ -131,4 +177,5 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
         prove=prove,
         callbacks=callbacks.routes(callback_secret, parse_networks(callback_networks)),
         commands={"stop": optout.stop, "start": optout.start},
+        paid=True,
     )

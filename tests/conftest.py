@@ -144,6 +144,7 @@ def settings(database_url: str, botapi: BotApiDouble, tmp_path: Path) -> Setting
         telegram_webhook_secret=WEBHOOK_SECRET,
         telegram_rate=1000,
         telegram_chat_interval=0,
+        sms_number_interval=0,  # spacing has its own test (tests/test_sms_money.py)
         smtp_port=0,
         sent_mail_dir=str(tmp_path / "sent-mail"),
         admin_token=ADMIN,

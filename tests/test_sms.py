@@ -140,7 +140,9 @@ def test_without_an_sms_template_the_telegram_one_is_read_as_plain_text() -> Non
 
 
 async def test_a_blocked_bot_falls_back_to_sms(sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    # SMS is paid: a notice falls back to it where the person put it in their order (#19)
     person_id = await sms_gw.linked(4191, "Halina Wiśniewska", ["parent"], phone=PHONE)
+    await Person.filter(id=person_id).update(channel_order=["telegram", "sms"])
     await notify(sms_gw, [person_id], school_message("msg:first"))
     assert "Wycieczka" in sms_gw.botapi.texts_to(4191)[-1]
     assert smsapi.sent == []  # Telegram first: SMS is the last resort

@@ -69,7 +69,8 @@ SAMPLE = {
 }
 #: where two templates read one name differently
 OVERRIDES = {"library_summary": {"loans": 6, "unreachable_count": 1, "failed_count": 1},
-             "attachments_full": {"used": 10 * 1024 ** 3, "limit": 10 * 1024 ** 3}}
+             "attachments_full": {"used": 10 * 1024 ** 3, "limit": 10 * 1024 ** 3},
+             "sms_budget_spent": {"month": "2026-12", "parts": 625}}
 #: a file refused for each reason (handlers/quota.py)
 SAMPLE["too_large"] = [Refused(f"{reason}.pdf", 2_000_000, reason, 20 if reason == "case_files"
                                else 10_485_760) for reason in REASONS]
