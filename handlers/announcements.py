@@ -279,7 +279,8 @@ async def retract(ctx: ServiceContext, announcement_id: int, actor: audit.Actor
         announcement.status, announcement.retracted_at = "retracted", now
         await Outbox.filter(cause=f"ann:{announcement.id}", status="pending").update(
             status="cancelled", last_error="announcement retracted")
-        got = await Outbox.filter(cause=f"ann:{announcement.id}", status="sent").values_list(
+        got = await Outbox.filter(cause=f"ann:{announcement.id}",
+                                 status__in=("sent", "delivered")).values_list(
             "person_id", "channel", "recipient")
         people = {p.id: p for p in await Person.filter(id__in={g[0] for g in got})}
         told = [fanout.Recipient(people.get(pid), [(channel, recipient)],

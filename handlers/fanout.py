@@ -28,7 +28,7 @@ from handlers.context import ServiceContext
 from handlers.notify import preferred_targets, queue
 from handlers.quiet import quiet_until
 from store.models import DigestItem, Identity, Person
-from store.outbox import PRIORITY_NOTICE, Delivery
+from store.outbox import PRIORITY_NOTICE, Delivery, without_opted_out
 
 #: every notice type a person may set to instant, digest or off
 NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages")
@@ -177,7 +177,8 @@ async def addresses_of(people_ids: list[int]) -> dict[int, list[tuple[str, str]]
                 failing_since__isnull=True).values_list(
                     "person_id", "channel", "address"):
             addresses[pid].append((channel, address))
-    return addresses
+    # an address that said STOP is left out too: the notice starts on the next channel
+    return await without_opted_out(addresses)
 
 
 async def recipients_of(ctx: ServiceContext, people: Iterable[Person],

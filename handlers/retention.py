@@ -129,7 +129,7 @@ async def run(ctx: Any, rules: Retention, now: datetime) -> dict[str, int]:
     done["raw_inbound"] = await delete_found(RawInbound.filter(received_at__lt=cutoff).exclude(
         status__in=("pending", "unread")), BLOB_ROWS)
     done["sent_messages"] = await delete_found(Outbox.filter(
-        created_at__lt=cutoff, status__in=("sent", "failed", "cancelled", "bounced")), BLOB_ROWS)
+        created_at__lt=cutoff, status__in=("sent", "delivered", "failed", "cancelled", "bounced")), BLOB_ROWS)
     done["sent_message_ids"] = await delete_found(SentMail.filter(created_at__lt=cutoff))
     # stored idempotent answers may hold an access code: a day is their whole use
     done["idempotent_answers"] = await delete_found(IdempotentRequest.filter(

@@ -304,3 +304,21 @@ async def test_staff_cannot_reach_outside_their_unit_by_adding_roles(gw: Gateway
     assert await AnnouncementDelivery.filter(announcement_id=announcement.id).count() == 0
     assert len(gw.botapi.texts_to(7005)) == 1  # Ewa (library): only her link confirmation
     assert not any("Treść" in t for t in gw.botapi.texts_to(7002))
+
+
+async def test_retraction_tells_those_whose_copy_was_reported_delivered(gw: Gateway) -> None:
+    """Review of #19: a copy confirmed `delivered` (an SMS delivery report) was left out of
+    the retraction, which only looked for `sent` copies."""
+    from store.models import Outbox
+    from store.outbox import mark_delivered
+
+    await staff_room(gw)
+    created = await post(gw, audience={"units": ["urzad"]})
+    await run_job(gw.services, "scheduled-announcements")
+    await gw.drain()
+    copies = await Outbox.filter(cause=f"ann:{created['id']}", status="sent")
+    for row in copies:
+        await mark_delivered(row.id, row.channel, gw.clock.now())
+    resp = await gw.client.post(f"/api/v1/announcements/{created['id']}/retract",
+                                headers=gw.admin)
+    assert (await resp.json())["notices"] == len(copies) == 2

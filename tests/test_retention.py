@@ -171,3 +171,16 @@ async def test_retention_deletes_in_small_commits(gw: Gateway, monkeypatch) -> N
                                               'DELETE FROM "outbox"')):
             parts += 1
             assert parts == 1, statements
+
+
+async def test_delivered_rows_go_after_their_period_too(gw: Gateway) -> None:
+    """Review of #19: an SMS delivery report makes a row `delivered`, a state retention
+    did not know, so every delivered message (its rendered text) was kept for ever."""
+    long_ago = gw.clock.now() - timedelta(days=400)
+    await Outbox.create(channel="sms", recipient="+48500100200", idempotency_key="old-sms",
+                        payload={"text": "Twoja sprawa UM-2026-000001"}, status="delivered",
+                        created_at=long_ago, next_attempt_at=long_ago, sent_at=long_ago,
+                        delivered_at=long_ago)
+    summary = await run_job(gw.services, "retention")
+    assert summary["sent_messages_deleted"] >= 1
+    assert not await Outbox.filter(idempotency_key="old-sms").exists()

@@ -316,3 +316,16 @@ async def test_fan_out_may_skip_opted_out_addresses(sms_gw: Gateway) -> None:
     addresses = {1: [("sms", PHONE), ("email", "a@example.pl")], 2: [("sms", OTHER)]}
     assert await without_opted_out(addresses) == {1: [("email", "a@example.pl")],
                                                   2: [("sms", OTHER)]}
+
+
+async def test_after_stop_a_notice_goes_straight_to_the_next_channel(
+        sms_gw: Gateway, smsapi: SmsApiDouble, relay: tuple[Sink, int]) -> None:
+    """Review of #19: the fan-out still made the notice's first row an SMS for a number
+    that had said STOP, refused by the sender a moment later; now the opted-out address
+    is left out when the targets are chosen, and the row is mail from the start."""
+    person_id = await sms_first(sms_gw)
+    await say(sms_gw, smsapi, "STOP")
+    await notify(sms_gw, person_id, "msg:after-stop")
+    rows = await Outbox.filter(idempotency_key__startswith="msg:after-stop")
+    assert [row.channel for row in rows] == ["email"]
+    assert len(mail_to(relay[0], "halina@example.pl")) == 1
