@@ -73,7 +73,7 @@ def read_body(body: dict[str, Any], model: type[B]) -> B:
     try:
         return model.model_validate(body)
     except ValidationError as error:
-        raise invalid(model, error.errors()[0]) from None
+        raise invalid(model, error.errors()) from None
 
 
 async def json_model(request: web.Request, model: type[B],
@@ -86,18 +86,31 @@ _KINDS = {"string": "a string", "int": "a whole number", "bool": "true or false"
           "list": "a list", "dict": "an object", "model": "an object", "float": "a number"}
 
 
-def invalid(model: type[BaseModel], error: ErrorDetails) -> ApiError:
-    """One of pydantic's errors as the API's 400: `missing_field`, `too_long`, or
-    `invalid_field`, with a message that names the field as the caller wrote it."""
-    where = field_name(model, error["loc"])
-    kind, ctx = error["type"], error.get("ctx") or {}
+def invalid(model: type[BaseModel], errors: list[ErrorDetails]) -> ApiError:
+    """pydantic's first error as the API's 400: `missing_field`, `too_long` or
+    `invalid_field`, with a message naming the field as the caller wrote it."""
+    first = errors[0]
+    path = field_path(model, first["loc"])
+    where = ".".join(path)
+    rest = first["loc"][len(path):]
+    who = f"an item of '{where}'" if rest and isinstance(rest[0], int) else f"'{where}'"
+    kind, ctx = first["type"], first.get("ctx") or {}
     if kind == "missing":
         return ApiError(400, "missing_field", f"'{where}' is required", field=where)
     if kind in ("string_too_long", "too_long"):
         unit = "characters" if kind == "string_too_long" else "items"
-        return ApiError(400, "too_long", f"'{where}' is longer than {ctx['max_length']} {unit}",
+        return ApiError(400, "too_long", f"{who} is longer than {ctx['max_length']} {unit}",
                         field=where)
-    return ApiError(400, "invalid_field", f"'{where}' {_complaint(kind, ctx, error['msg'])}",
+    if rest and isinstance(rest[0], str):  # a union's branches (`id`: a number or a text)
+        branches = [e for e in errors if e["loc"][:len(path)] == first["loc"][:len(path)]]
+        fitting = [e for e in branches if not e["type"].endswith("_type")]
+        if fitting and fitting[0] is not first:  # the branch of the value's own type
+            return invalid(model, fitting)
+        kinds = [_KINDS[e["type"][:-5]] for e in branches if e["type"][:-5] in _KINDS]
+        if not fitting and len(kinds) > 1:
+            return ApiError(400, "invalid_field", f"{who} must be {' or '.join(kinds)}",
+                            field=where)
+    return ApiError(400, "invalid_field", f"{who} {_complaint(kind, ctx, first['msg'])}",
                     field=where)
 
 
@@ -119,10 +132,11 @@ def _complaint(kind: str, ctx: dict[str, Any], said: str) -> str:
     return f"is not valid: {said[:200]}"
 
 
-def field_name(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
-    """The field at fault as the caller wrote it (`attachment.data`): the names of `loc`
-    that are fields of the models on the way down. A list's item is its list (`guardians`,
-    as the API always named it); a union's branch (`int`, `str`) is not a field."""
+def field_path(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field at fault as the caller wrote it (`attachment`, `data`): the names of
+    `loc` that are fields of the models on the way down. A list's item is its list
+    (`guardians`, as the API always named it); a union's branch (`int`, `str`) is not a
+    field."""
     names: list[str] = []
     current: Any = model
     for part in loc:
@@ -133,7 +147,7 @@ def field_name(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
         names.append(part)
         current = next((t for t in (fields[part].annotation, *get_args(fields[part].annotation))
                         if _is_model(t)), None)
-    return ".".join(names)
+    return names
 
 
 def _is_model(kind: Any) -> bool:
