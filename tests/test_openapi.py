@@ -101,3 +101,21 @@ async def test_the_document_states_the_limits_the_api_keeps(gw: Gateway) -> None
     assert (await resp.json())["error"] == {
         "code": "missing_field", "message": "'attachment.data' is required",
         "field": "attachment.data"}
+
+
+async def test_a_student_id_is_a_text_or_a_number_and_true_is_neither(gw: Gateway) -> None:
+    """`true` passed as a number (bool is an int in Python) and became the student "True";
+    the model's strict union refuses it and says what the field takes."""
+    resp = await gw.client.post("/api/v1/students", headers=gw.admin,
+                                json={"id": True, "name": "Ola"})
+    assert resp.status == 400
+    assert (await resp.json())["error"] == {
+        "code": "invalid_field", "message": "'id' must be a whole number or a string",
+        "field": "id"}
+    resp = await gw.client.post("/api/v1/students", headers=gw.admin,
+                                json={"id": "  ", "name": "Ola"})
+    assert (await resp.json())["error"]["message"] == "'id' must not be empty"
+    for student_id in (" S-7 ", 7):
+        resp = await gw.client.post("/api/v1/students", headers=gw.admin,
+                                    json={"id": student_id, "name": "Ola"})
+        assert (resp.status, (await resp.json())["id"]) == (201, str(student_id).strip())
