@@ -164,6 +164,7 @@ class Preferences(Body):
     quiet_end: Annotated[str, Field(max_length=5)] | None = None
     channel_order: Annotated[list[str], Field(min_length=1)] | None = None
     language: Language | None = None
+    plain_letters: bool | None = None
     notices: dict[str, Any] | None = None
 
 
@@ -268,6 +269,7 @@ class PreferencesSaved(Answer):
     quiet_end: str | None = None
     channel_order: list[str] | None = None
     language: str | None = None
+    plain_letters: bool | None = None
     notices: dict[str, Any] | None = None
 
 
