@@ -119,3 +119,22 @@ async def test_a_student_id_is_a_text_or_a_number_and_true_is_neither(gw: Gatewa
         resp = await gw.client.post("/api/v1/students", headers=gw.admin,
                                     json={"id": student_id, "name": "Ola"})
         assert (resp.status, (await resp.json())["id"]) == (201, str(student_id).strip())
+
+
+async def test_plain_letters_is_a_preference_of_the_api_too(gw: Gateway) -> None:
+    """'bez polskich znaków' (handlers/preferences.py) was a rule the API's PATCH never
+    reached: the body was read field by field and that field was not among them. One line
+    in the model gives the API the field and the document its description."""
+    document = await (await gw.client.get("/api/openapi.json")).json()
+    assert document["components"]["schemas"]["Preferences"]["properties"][
+        "plain_letters"] == {"type": "boolean"}
+    person = await gw.person("Halina")
+    resp = await gw.client.patch(f"/api/v1/people/{person}", headers=gw.admin,
+                                 json={"plain_letters": True})
+    assert (resp.status, await resp.json()) == (200, {"id": person, "plain_letters": True})
+    assert (await Person.get(id=person)).plain_letters is True
+    resp = await gw.client.patch(f"/api/v1/people/{person}", headers=gw.admin,
+                                 json={"plain_letters": "tak"})
+    assert (await resp.json())["error"] == {
+        "code": "invalid_field", "message": "'plain_letters' must be true or false",
+        "field": "plain_letters"}
