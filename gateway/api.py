@@ -8,14 +8,14 @@ import hashlib
 import json
 import logging
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from bots import webhook
-from gateway import auth
+from gateway import auth, schemas
 from gateway.client import client_address, limit_key
 from gateway.errors import ApiError
 from gateway.jobs import run_job
@@ -32,7 +32,7 @@ from gateway.keys import (
     STORE,
     UPDATE_COMMIT,
 )
-from gateway.validate import ANONYMOUS_MAX_BYTES, field, json_body
+from gateway.validate import ANONYMOUS_MAX_BYTES, json_body, json_model
 from handlers import (
     accounts,
     announcements,
@@ -49,12 +49,10 @@ from handlers import (
 from handlers import unread as unread_mail
 from handlers.addresses import normalise_email
 from handlers.i18n import OPEN311
-from handlers.limits import fit, fit_text
+from handlers.limits import fit
 from handlers.message import Attachment as MessageAttachment
-from handlers.message import InvalidInput
 from handlers.text import is_mime_type, whole_number
 from store.models import (
-    CASE_STATUSES,
     Announcement,
     Case,
     IdempotentRequest,
@@ -64,6 +62,7 @@ from store.models import (
 
 routes = web.RouteTableDef()
 log = logging.getLogger(__name__)
+B = TypeVar("B", bound=schemas.Body)
 
 
 def valid_email(value: str, name: str = "email") -> str:
@@ -74,11 +73,16 @@ def valid_email(value: str, name: str = "email") -> str:
     return address
 
 
-async def keyed_body(request: web.Request) -> dict[str, Any]:
-    """The JSON body of a request that carries an API key: large enough for an
-    announcement's attachment (base64 is 4/3 of the file), nested at most 32 deep."""
+async def keyed_body(request: web.Request, model: type[B]) -> B:
+    """The JSON body of a request that carries an API key, as its model: large enough
+    for an announcement's attachment (base64 is 4/3 of the file), nested at most 32 deep."""
     limit = request.app[SETTINGS].attachment_max_size * 4 // 3 + ANONYMOUS_MAX_BYTES
-    return await json_body(request, limit)
+    return await json_model(request, model, limit)
+
+
+def answer(body: schemas.Answer, status: int = 200, **kwargs: Any) -> web.Response:
+    """An answer built from its model (gateway/schemas.py), which the document describes."""
+    return web.json_response(body.dump(), status=status, **kwargs)
 
 
 async def require(request: web.Request, scope: str) -> None:
@@ -158,7 +162,7 @@ async def metrics(request: web.Request) -> web.Response:
 # --- cases ----------------------------------------------------------------------------
 
 
-def _case_json(case: Case, history: list[Any] | None = None) -> dict[str, Any]:
+def _case_json(case: Case, history: list[Any] | None = None, **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "number": case.number,
         "status": case.status,
@@ -167,10 +171,12 @@ def _case_json(case: Case, history: list[Any] | None = None) -> dict[str, Any]:
         "category": case.category,
         "created_at": case.created_at.isoformat(),
         "updated_at": case.updated_at.isoformat(),
+        **extra,
     }
     if history is not None:
         body["history"] = [
-            {"at": e.created_at.isoformat(), "kind": e.kind, "status": e.status, "text": e.text}
+            schemas.HistoryEntry(at=e.created_at.isoformat(), kind=e.kind, status=e.status,
+                                 text=e.text)
             for e in history
         ]
     return body
@@ -193,10 +199,9 @@ async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) ->
     await notify.queue([d for _, _, d in created if d is not None], now)
     answers = []
     for draft, (case, code, _) in zip(drafts, created, strict=True):
-        answer = {"number": case.number, "status": case.status}
-        if draft.get("reveal_code"):
-            answer["access_code"] = code
-        answers.append(answer)
+        made = schemas.CaseCreated(number=case.number, status=case.status,
+                                   **({"access_code": code} if draft.get("reveal_code") else {}))
+        answers.append(made.dump())
     keyed = [IdempotentRequest(key=d["idempotency_key"], response=a, created_at=now)
              for d, a in zip(drafts, answers, strict=True) if d.get("idempotency_key")]
     if keyed:  # a key used twice at once: IntegrityError, and the second caller gets the first's
@@ -217,15 +222,11 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 async def create_case(request: web.Request) -> web.Response:
     scopes = await auth.scopes_of(auth.bearer(request), request.app[SETTINGS].admin_token)
     keyed = "cases" in scopes
-    body = await (keyed_body(request) if keyed else json_body(request))
-    draft: dict[str, Any] = {
-        "subject": fit(Case, "subject", field(body, "subject", str).strip(), "subject"),
-        "body": fit_text(field(body, "body", str), "body"),
-        "category": fit(Case, "category", field(body, "category", str, required=False),
-                        "category"),
-    }
-    email = field(body, "email", str, required=False)
-    draft["email"] = valid_email(email) if email else None
+    body = await (keyed_body(request, schemas.NewCase) if keyed
+                  else json_model(request, schemas.NewCase))
+    draft: dict[str, Any] = {"subject": body.subject, "body": body.body,
+                             "category": body.category}
+    draft["email"] = valid_email(body.email) if body.email else None
     draft["reveal_code"] = keyed or not draft["email"]
     services = request.app[SERVICES]
     replay = await _idempotent(request, draft, "keyed" if keyed else client_address(request))
@@ -258,9 +259,9 @@ async def _idempotent(request: web.Request, draft: dict[str, Any], caller: str
     given = request.headers.get("Idempotency-Key")
     if given is None:
         return None
-    if not 1 <= len(given) <= 200:
-        raise ApiError(400, "invalid_field", "'Idempotency-Key' has 1 to 200 characters",
-                       field="Idempotency-Key")
+    if not 1 <= len(given) <= schemas.MAX_IDEMPOTENCY_KEY:
+        raise ApiError(400, "invalid_field", "'Idempotency-Key' has 1 to "
+                       f"{schemas.MAX_IDEMPOTENCY_KEY} characters", field="Idempotency-Key")
     key = "cases:" + hashlib.sha256(f"{caller}\0{given}".encode()).hexdigest()
     now = request.app[SERVICES].clock.now()
     found = await IdempotentRequest.get_or_none(key=key)
@@ -290,7 +291,7 @@ async def get_case(request: web.Request) -> web.Response:
     else:
         await require(request, "cases")
         case = await _case_or_404(number)
-    return web.json_response(_case_json(case, await cases.public_history(case)))
+    return answer(schemas.CaseView(**_case_json(case, await cases.public_history(case))))
 
 
 async def case_by_code(request: web.Request, number: str, code: str) -> Case:
@@ -321,15 +322,8 @@ async def case_by_code(request: web.Request, number: str, code: str) -> Case:
 @routes.post("/api/v1/cases/{number}/events")
 async def case_event(request: web.Request) -> web.Response:
     await require(request, "cases")
-    body = await keyed_body(request)
-    status = field(body, "status", str, required=False)
-    note = field(body, "note", str, required=False)
-    if note is not None:
-        fit_text(note, "note")
-    public = field(body, "public", bool, required=False, default=True)
-    if status is not None and status not in CASE_STATUSES:
-        raise ApiError(400, "invalid_field", f"'status' must be one of {', '.join(CASE_STATUSES)}",
-                       field="status")
+    body = await keyed_body(request, schemas.CaseEvent)
+    status, note, public = body.status, body.note, body.public
     if status is None and not note:
         raise ApiError(400, "missing_field", "give 'status' or 'note'", field="status")
     number = cases.find_number(request.match_info["number"][:32])
@@ -343,7 +337,7 @@ async def case_event(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such case")
     case, event = done
     request.app[DISPATCHER].notify()
-    return web.json_response({"id": event.id, **_case_json(case)}, status=201)
+    return answer(schemas.CaseEventDone(**_case_json(case, id=event.id)), status=201)
 
 
 # --- people ---------------------------------------------------------------------------
@@ -352,16 +346,11 @@ async def case_event(request: web.Request) -> web.Response:
 @routes.post("/api/v1/people")
 async def create_person(request: web.Request) -> web.Response:
     await require(request, "admin")
-    body = await keyed_body(request)
+    body = await keyed_body(request, schemas.NewPerson)
     wanted = people.parse_person(
-        name=field(body, "name", str), roles=field(body, "roles", list),
-        units=field(body, "units", list, required=False, default=[], max_length=50),
-        email=field(body, "email", str, required=False),
-        telegram_chat=field(body, "telegram_chat_id", (int, str), required=False),
-        library_card=field(body, "library_card", str, required=False),
-        language=field(body, "language", str, required=False),
-        phone=field(body, "phone", str, required=False),
-        channels=request.app[SERVICES].channels)
+        name=body.name, roles=list(body.roles), units=list(body.units), email=body.email,
+        telegram_chat=body.telegram_chat_id, library_card=body.library_card,
+        language=body.language, phone=body.phone, channels=request.app[SERVICES].channels)
     try:
         async with in_transaction():
             person = await people.create(request.app[SERVICES], wanted)
@@ -370,7 +359,7 @@ async def create_person(request: web.Request) -> web.Response:
     except people.CardTaken:
         raise ApiError(409, "conflict", "this library card belongs to someone else",
                        field="library_card") from None
-    return web.json_response({"id": person.id}, status=201)
+    return answer(schemas.PersonCreated(id=person.id), status=201)
 
 
 @routes.post("/api/v1/people/{id}/link-codes")
@@ -380,10 +369,10 @@ async def create_link_code(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     entry = await accounts.create_link_code(person, services.clock.now(), services.link_code_ttl)
     await audited(request, "person.link_code", f"person:{person.id}")
-    body = {"code": entry.code, "expires_at": entry.expires_at.isoformat()}
-    if services.bot_username:
-        body["link"] = f"https://t.me/{services.bot_username}?start={entry.code}"
-    return web.json_response(body, status=201)
+    link = {"link": f"https://t.me/{services.bot_username}?start={entry.code}"
+            } if services.bot_username else {}
+    return answer(schemas.LinkCode(code=entry.code, expires_at=entry.expires_at.isoformat(),
+                                   **link), status=201)
 
 
 def path_id(request: web.Request, what: str) -> int:
@@ -407,30 +396,21 @@ async def update_person(request: web.Request) -> web.Response:
     """Notification preferences (the API side of `/ustawienia`)."""
     await require(request, "admin")
     person = await _person_or_404(request)
-    body = await keyed_body(request)
-    kinds = {"digest_mode": str, "digest_hour": int, "quiet_start": str, "quiet_end": str,
-             "channel_order": list, "language": str, "notices": dict}
-    changes = preferences.parse_preferences(
-        {name: field(body, name, kind, required=False) for name, kind in kinds.items()}, person,
-        request.app[SERVICES].channels.names)
+    body = await keyed_body(request, schemas.Preferences)
+    changes = preferences.parse_preferences(body.model_dump(), person,
+                                            request.app[SERVICES].channels.names)
     await preferences.set_preferences(person, changes)
     if changes:
         await audited(request, "person.preferences", f"person:{person.id}", fields=sorted(changes))
-    return web.json_response({"id": person.id, **changes})
+    return answer(schemas.PreferencesSaved(id=person.id, **changes))
 
 
 @routes.post("/api/v1/students")
 async def upsert_student(request: web.Request) -> web.Response:
     await require(request, "admin")
-    body = await keyed_body(request)
-    student_id = fit(Student, "id", str(field(body, "id", (str, int))).strip(), "id")
-    name = fit(Student, "name", field(body, "name", str).strip(), "name")
-    class_name = fit(Student, "class_name", field(body, "class", str, required=False, default=""),
-                     "class")
-    guardians = field(body, "guardians", list, required=False, default=[], max_length=100)
-    if not all(isinstance(g, int) and not isinstance(g, bool) and 0 < g < 2**31
-               for g in guardians):
-        raise ApiError(400, "invalid_field", "'guardians' lists person ids", field="guardians")
+    body = await keyed_body(request, schemas.NewStudent)
+    student_id = fit(Student, "id", str(body.id), "id")  # a number's digits: the column's limit
+    name, class_name, guardians = body.name, body.class_name, list(body.guardians)
     async with in_transaction():
         found = set(await Person.filter(id__in=guardians).values_list("id", flat=True))
         missing = sorted(set(guardians) - found)
@@ -441,7 +421,7 @@ async def upsert_student(request: web.Request) -> web.Response:
         if changed:
             await audited(request, "student.upsert", f"student:{student_id}",
                           guardians=guardians)
-    return web.json_response({"id": student_id, "changed": changed}, status=201)
+    return answer(schemas.StudentSaved(id=student_id, changed=changed), status=201)
 
 
 # --- API keys ---------------------------------------------------------------------------
@@ -450,23 +430,19 @@ async def upsert_student(request: web.Request) -> web.Response:
 @routes.get("/api/v1/api-keys")
 async def list_api_keys(request: web.Request) -> web.Response:
     await require(request, "admin")
-    return web.json_response({"keys": await auth.list_keys()})
+    return answer(schemas.ApiKeys.model_validate({"keys": await auth.list_keys()}))
 
 
 @routes.post("/api/v1/api-keys")
 async def create_api_key(request: web.Request) -> web.Response:
     """A new key, shown in this answer only."""
     await require(request, "admin")
-    body = await keyed_body(request)
-    scopes = field(body, "scopes", list, max_length=len(auth.SCOPES))
-    if not scopes or not all(isinstance(s, str) and s in auth.SCOPES for s in scopes):
-        raise ApiError(400, "invalid_field", f"'scopes' lists some of {', '.join(auth.SCOPES)}",
-                       field="scopes")
-    label = field(body, "label", str, required=False, default="", max_length=200)
+    body = await keyed_body(request, schemas.NewApiKey)
+    scopes, label = list(body.scopes), body.label
     key = await auth.create_key(scopes, label)
     await audited(request, "api_key.create", "api-key", scopes=sorted(set(scopes)), label=label)
-    return web.json_response({"key": key, "scopes": sorted(set(scopes)), "label": label},
-                             status=201)
+    return answer(schemas.ApiKeyCreated(key=key, scopes=sorted(set(scopes)), label=label),
+                  status=201)
 
 
 @routes.delete("/api/v1/api-keys/{id}")
@@ -476,7 +452,7 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     if not await auth.revoke_key(key_id):
         raise ApiError(404, "not_found", "no such key")
     await audited(request, "api_key.revoke", f"api-key:{key_id}")
-    return web.json_response({"id": key_id, "revoked": True})
+    return answer(schemas.ApiKeyRevoked(id=key_id, revoked=True))
 
 
 # --- library --------------------------------------------------------------------------
@@ -494,7 +470,8 @@ async def library_renewals(request: web.Request) -> web.Response:
                        field="since") from None
     if since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
-    return web.json_response({"renewals": await library.renewals_since(since)})
+    return answer(schemas.Renewals.model_validate(
+        {"renewals": await library.renewals_since(since)}))
 
 
 @routes.post("/api/v1/library/overdue-run")
@@ -506,7 +483,8 @@ async def library_overdue_run(request: web.Request) -> web.Response:
     summary = await run_job(request.app[SERVICES], "overdue-reminders", due=due)
     await audited(request, "library.overdue_run", "job:overdue-reminders", due=due)
     request.app[DISPATCHER].notify()
-    return web.json_response(summary, dumps=lambda v: json.dumps(v, default=str))
+    return answer(schemas.JobSummary.model_validate(summary),
+                  dumps=lambda v: json.dumps(v, default=str))
 
 
 # --- announcements --------------------------------------------------------------------
@@ -524,60 +502,50 @@ async def create_announcement(request: web.Request) -> web.Response:
     """Answers 202 at once; the fan-out runs in the publisher worker (and, should the
     process die first, in the next `scheduled-announcements` run)."""
     await require(request, "announce")
-    body = await keyed_body(request)
-    title = fit(Announcement, "title", field(body, "title", str).strip(), "title")
-    text = fit_text(field(body, "body", str), "body")
-    try:
-        audience = announcements.parse_audience(body.get("audience"))
-    except InvalidInput as error:
-        raise ApiError(400, "invalid_field", error.message, field=error.field) from None
-    priority = field(body, "priority", str, required=False, default="normal")
-    if priority not in ("normal", "urgent"):
-        raise ApiError(400, "invalid_field", "'priority' is 'normal' or 'urgent'", field="priority")
+    body = await keyed_body(request, schemas.NewAnnouncement)
+    audience = announcements.parse_audience(body.audience.model_dump())
     publish_at = None
-    if body.get("publish_at") is not None:
-        try:
-            publish_at = school.parse_time(body["publish_at"], "publish_at")
-        except InvalidInput as error:
-            raise ApiError(400, "invalid_field", error.message, field=error.field) from None
-    author_id = field(body, "author_id", int, required=False)
-    author = await Person.get_or_none(id=author_id) if author_id is not None else None
-    if author_id is not None and author is None:
+    if body.publish_at is not None:
+        publish_at = school.parse_time(body.publish_at, "publish_at")
+    author = await Person.get_or_none(id=body.author_id) if body.author_id is not None else None
+    if body.author_id is not None and author is None:
         raise ApiError(400, "invalid_field", "no person with this id", field="author_id")
     attachment = None
-    if body.get("attachment") is not None:
-        item = field(body, "attachment", dict)
-        try:
-            data = base64.b64decode(field(item, "data", str, path="attachment."), validate=True)
-        except ValueError:
-            raise ApiError(400, "invalid_field", "'attachment.data' must be base64",
-                           field="attachment.data") from None
-        if len(data) > request.app[SETTINGS].attachment_max_size:
-            raise ApiError(413, "too_large", "the attachment is too large",
-                           field="attachment.data")
-        content_type = field(item, "content_type", str, required=False, max_length=127,
-                             default="application/octet-stream", path="attachment.")
-        if not is_mime_type(content_type):
-            raise ApiError(400, "invalid_field", "'attachment.content_type' must be a media "
-                           "type such as application/pdf", field="attachment.content_type")
-        attachment = MessageAttachment(
-            filename=field(item, "filename", str, path="attachment.", max_length=255),
-            content_type=content_type, data=data)
+    if body.attachment is not None:
+        attachment = _attachment(body.attachment, request.app[SETTINGS].attachment_max_size)
     announcement = await announcements.create(
-        request.app[SERVICES], author=author, title=title, body=text, audience=audience,
-        priority=priority, publish_at=publish_at, source="api", attachment=attachment,
-        actor=api_actor(request))
+        request.app[SERVICES], author=author, title=body.title, body=body.body,
+        audience=audience, priority=body.priority, publish_at=publish_at, source="api",
+        attachment=attachment, actor=api_actor(request))
     request.app[PUBLISHER].set()
-    return web.json_response({"id": announcement.id, "status": announcement.status,
-                              # (`create` always sets it; the column is nullable)
-                              "publish_at": announcement.publish_at.isoformat()
-                              if announcement.publish_at else None}, status=202)
+    return answer(schemas.AnnouncementQueued(
+        id=announcement.id, status=announcement.status,
+        # (`create` always sets it; the column is nullable)
+        publish_at=announcement.publish_at.isoformat() if announcement.publish_at else None),
+        status=202)
+
+
+def _attachment(item: schemas.NewAttachment, max_size: int) -> MessageAttachment:
+    """An announcement's file, decoded: its media type must be one (a CR/LF in it was a
+    header of its own in the mail), its size at most `max_size` (413)."""
+    try:
+        data = base64.b64decode(item.data, validate=True)
+    except ValueError:
+        raise ApiError(400, "invalid_field", "'attachment.data' must be base64",
+                       field="attachment.data") from None
+    if len(data) > max_size:
+        raise ApiError(413, "too_large", "the attachment is too large", field="attachment.data")
+    if not is_mime_type(item.content_type):
+        raise ApiError(400, "invalid_field", "'attachment.content_type' must be a media "
+                       "type such as application/pdf", field="attachment.content_type")
+    return MessageAttachment(filename=item.filename, content_type=item.content_type, data=data)
 
 
 @routes.get("/api/v1/announcements/{id}")
 async def announcement_stats(request: web.Request) -> web.Response:
     await require(request, "announce")
-    return web.json_response(await announcements.stats(await _announcement(request)))
+    return answer(schemas.AnnouncementStats.model_validate(
+        await announcements.stats(await _announcement(request))))
 
 
 def _refusal(refused: audit.Refused, conflict: str) -> ApiError:
@@ -599,7 +567,7 @@ async def cancel_announcement(request: web.Request) -> web.Response:
         raise _refusal(refused, "only a scheduled announcement can be cancelled") from None
     if done is None:
         raise ApiError(404, "not_found", "no such announcement")
-    return web.json_response({"id": done.id, "status": done.status})
+    return answer(schemas.AnnouncementState(id=done.id, status=done.status))
 
 
 @routes.post("/api/v1/announcements/{id}/retract")
@@ -616,8 +584,8 @@ async def retract_announcement(request: web.Request) -> web.Response:
         raise ApiError(404, "not_found", "no such announcement")
     retracted, notices = done
     request.app[DISPATCHER].notify()
-    return web.json_response({"id": retracted.id, "status": retracted.status,
-                              "notices": notices})
+    return answer(schemas.AnnouncementRetracted(id=retracted.id, status=retracted.status,
+                                                notices=notices))
 
 
 @routes.get("/ack/{token}")

@@ -1,8 +1,12 @@
 """The OpenAPI 3.1 description of every HTTP endpoint, served at `/api/openapi.json`.
 
-Written by hand beside the code it describes; `tests/test_openapi.py` checks that every
-route of the app is described and every described route exists, and validates the
-document, and `make fuzz` (schemathesis) checks the live gateway's answers against it.
+The JSON bodies of the API, asked and answered, are the pydantic models the API validates
+with and answers from (gateway/schemas.py): their JSON Schema (2020-12, which OpenAPI 3.1
+takes as it is) becomes the document's `components/schemas`, so a limit is written once.
+What is not a JSON body — paths, parameters, security, the pages and forms, the hooks —
+is written here. `tests/test_openapi.py` checks that every route of the app is described
+and every described route exists, and validates the document, and `make fuzz`
+(schemathesis) checks the live gateway's answers against it.
 """
 
 from __future__ import annotations
@@ -10,12 +14,32 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
 
+from gateway import schemas
 from gateway.hooks import HOOKS
 
 S = dict[str, Any]
 STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-ERROR: S = {"$ref": "#/components/schemas/Error"}
+REF = "#/components/schemas/"
+ERROR: S = {"$ref": REF + "Error"}
+
+
+class Components:
+    """The document's `components/schemas`, filled from the models it refers to."""
+
+    def __init__(self) -> None:
+        self.schemas: S = {}
+
+    def ref(self, model: type[BaseModel]) -> S:
+        """A reference to `model`'s schema, which (with the models it nests, pydantic's
+        `$defs`) is added to the components."""
+        schema = model.model_json_schema(
+            ref_template=REF + "{model}", schema_generator=schemas.DocumentSchema,
+            mode="validation" if issubclass(model, schemas.Body) else "serialization")
+        self.schemas.update(schema.pop("$defs", {}))
+        self.schemas[model.__name__] = schema
+        return {"$ref": REF + model.__name__}
 
 
 def _json(schema: S) -> S:
@@ -74,20 +98,15 @@ def _obj(required: list[str], **props: S) -> S:
     return {"type": "object", "required": required, "properties": props}
 
 
-CASE_STATUS = {"type": "string", "enum": ["received", "in_progress", "waiting", "resolved",
-                                          "rejected"]}
-CASE: S = _obj(["number", "status"], number=STR, status=CASE_STATUS, subject=STR,
-               open311_status={"type": "string", "enum": ["open", "closed"]},
-               category={"type": ["string", "null"]}, created_at=STR, updated_at=STR,
-               history={"type": "array", "items": _obj([], at=STR, kind=STR,
-                                                       status={"type": ["string", "null"]},
-                                                       text=STR)})
 HOOK_HEADERS = [{"name": n, "in": "header", "required": True, "schema": STR}
                 for n in ("webhook-id", "webhook-timestamp", "webhook-signature")]
 ID = _path("id", INT)
 
 
 def document(app: web.Application | None = None) -> S:
+    models = Components()
+    models.ref(schemas.Error)  # ERROR: every error answer
+    ref = models.ref
     paths: S = {
         "/healthz": {"get": _op("Health: 200 when the store, listeners and every background "
                                 "part are up; else 503 naming what is not. `unread_mail`: "
@@ -102,81 +121,66 @@ def document(app: web.Application | None = None) -> S:
             "Submit a case. The access code is in the answer for a `cases` key and for an "
             "anonymous case without `email`; otherwise it goes by mail to `email` only. "
             "`Idempotency-Key`: the same key within 24 h returns the same case.", "201",
-            _obj(["number", "status"], number=STR, status=CASE_STATUS, access_code=STR),
-            errors=(400, 413, 429),
-            body=_obj(["subject", "body"], subject={"type": "string", "maxLength": 300},
-                      body={"type": "string", "maxLength": 100_000},
-                      email={"type": "string", "maxLength": 254},
-                      category={"type": "string", "maxLength": 64}),
+            ref(schemas.CaseCreated), errors=(400, 413, 429), body=ref(schemas.NewCase),
             params=[{"name": "Idempotency-Key", "in": "header", "required": False,
-                     "schema": {"type": "string", "maxLength": 200}}])},
+                     "schema": {"type": "string", "minLength": 1,
+                                "maxLength": schemas.MAX_IDEMPOTENCY_KEY}}])},
         "/api/v1/cases/{number}": {"get": _op(
             "A case with its public history, by access code (`?code=`) or a `cases` key",
-            "200", CASE, errors=(401, 403, 404, 429),
+            "200", ref(schemas.CaseView), errors=(401, 403, 404, 429),
             params=[_path("number"), {"name": "code", "in": "query", "required": False,
                                       "schema": STR}])},
         "/api/v1/cases/{number}/events": {"post": _op(
             "Staff: a status change and/or a note; a public one is told to the requester",
-            "201", {"type": "object"}, errors=(400, 401, 403, 404, 413), key="cases",
-            params=[_path("number")],
-            body=_obj([], status=CASE_STATUS, note={"type": "string", "maxLength": 100_000},
-                      public=BOOL))},
+            "201", ref(schemas.CaseEventDone), errors=(400, 401, 403, 404, 413), key="cases",
+            params=[_path("number")], body=ref(schemas.CaseEvent))},
         "/api/v1/people": {"post": _op(
-            "Register a person", "201", _obj(["id"], id=INT), errors=(400, 401, 403, 409, 413),
-            key="admin", body=_obj(["name", "roles"], name=STR, roles={"type": "array"},
-                                   email=STR, telegram_chat_id={"type": ["integer", "string"]}, phone=STR,
-                                   library_card=STR, units={"type": "array"}, language=STR))},
+            "Register a person", "201", ref(schemas.PersonCreated),
+            errors=(400, 401, 403, 409, 413), key="admin", body=ref(schemas.NewPerson))},
         "/api/v1/people/{id}": {"patch": _op(
-            "Notification preferences", "200", {"type": "object"},
+            "Notification preferences", "200", ref(schemas.PreferencesSaved),
             errors=(400, 401, 403, 404, 413), key="admin", params=[ID],
-            body=_obj([], digest_mode=STR, digest_hour=INT, quiet_start=STR, quiet_end=STR,
-                      channel_order={"type": "array"}, language=STR))},
+            body=ref(schemas.Preferences))},
         "/api/v1/people/{id}/link-codes": {"post": _op(
-            "A one-time code for `/start CODE`", "201", _obj(["code", "expires_at"], code=STR,
-                                                            expires_at=STR, link=STR),
+            "A one-time code for `/start CODE`", "201", ref(schemas.LinkCode),
             errors=(401, 403, 404), key="admin", params=[ID])},
         "/api/v1/students": {"post": _op(
-            "Create or update a student and their guardians", "201", {"type": "object"},
-            errors=(400, 401, 403, 413), key="admin",
-            body=_obj(["id", "name"], id={"type": ["string", "integer"]}, name=STR,
-                      guardians={"type": "array", "items": INT}, **{"class": STR}))},
+            "Create or update a student and their guardians", "201",
+            ref(schemas.StudentSaved), errors=(400, 401, 403, 413), key="admin",
+            body=ref(schemas.NewStudent))},
         "/api/v1/api-keys": {
             "get": _op("API keys by id, label and scopes (never the key)", "200",
-                       _obj(["keys"], keys={"type": "array"}), errors=(401, 403), key="admin"),
+                       ref(schemas.ApiKeys), errors=(401, 403), key="admin"),
             "post": _op("A new key, shown in this answer only", "201",
-                        _obj(["key", "scopes"], key=STR, scopes={"type": "array"}, label=STR),
-                        errors=(400, 401, 403, 413), key="admin",
-                        body=_obj(["scopes"], scopes={"type": "array", "items": STR},
-                                  label=STR))},
+                        ref(schemas.ApiKeyCreated), errors=(400, 401, 403, 413), key="admin",
+                        body=ref(schemas.NewApiKey))},
         "/api/v1/api-keys/{id}": {"delete": _op(
-            "Revoke a key (refused from the next request on)", "200", {"type": "object"},
-            errors=(401, 403, 404), key="admin", params=[ID])},
+            "Revoke a key (refused from the next request on)", "200",
+            ref(schemas.ApiKeyRevoked), errors=(401, 403, 404), key="admin", params=[ID])},
         "/api/v1/library/renewals": {"get": _op(
             "Renewals granted through the gateway since a time", "200",
-            _obj(["renewals"], renewals={"type": "array"}), errors=(400, 401, 403),
+            ref(schemas.Renewals), errors=(400, 401, 403),
             key="library", params=[{"name": "since", "in": "query", "required": False,
                                     "schema": STR}])},
         "/api/v1/library/overdue-run": {"post": _op(
             "Run the overdue reminders now (once per `due` day across instances)", "200",
-            {"type": "object"}, errors=(400, 401, 403), key="library",
+            ref(schemas.JobSummary), errors=(400, 401, 403), key="library",
             params=[{"name": "due", "in": "query", "required": False, "schema": STR}])},
         "/api/v1/announcements": {"post": _op(
             "Announce to units and roles (roles narrow units); answers at once, fan-out "
-            "follows", "202", _obj(["id", "status"], id=INT, status=STR, publish_at=STR),
-            errors=(400, 401, 403, 413), key="announce",
-            body=_obj(["title", "body", "audience"], title=STR, body=STR,
-                      audience=_obj([], units={"type": "array"}, roles={"type": "array"}),
-                      publish_at=STR, priority={"type": "string", "enum": ["normal", "urgent"]},
-                      author_id=INT, attachment={"type": "object"}))},
+            "follows", "202", ref(schemas.AnnouncementQueued),
+            errors=(400, 401, 403, 413), key="announce", body=ref(schemas.NewAnnouncement))},
         "/api/v1/announcements/{id}": {"get": _op(
-            "Delivery counts: queued, sent, failed, acknowledged", "200", {"type": "object"},
-            errors=(401, 403, 404), key="announce", params=[ID])},
+            "Delivery counts: queued, sent, failed, acknowledged", "200",
+            ref(schemas.AnnouncementStats), errors=(401, 403, 404), key="announce",
+            params=[ID])},
         "/api/v1/announcements/{id}/cancel": {"post": _op(
-            "Cancel a scheduled announcement", "200", {"type": "object"},
+            "Cancel a scheduled announcement", "200", ref(schemas.AnnouncementState),
             errors=(401, 403, 404, 409), key="announce", params=[ID])},
         "/api/v1/announcements/{id}/retract": {"post": _op(
             "Retract a published announcement; recipients are told", "200",
-            {"type": "object"}, errors=(401, 403, 404, 409), key="announce", params=[ID])},
+            ref(schemas.AnnouncementRetracted), errors=(401, 403, 404, 409), key="announce",
+            params=[ID])},
         "/ack/{token}": {
             "get": _op("The acknowledgement page: a button, nothing acknowledged yet", "200",
                        STR, errors=(), content_type="text/html", params=[_path("token")]),
@@ -229,8 +233,7 @@ def document(app: web.Application | None = None) -> S:
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": _obj(["error"], error=_obj(
-                ["code", "message"], code=STR, message=STR, field=STR))},
+            "schemas": models.schemas,
         },
     }
 

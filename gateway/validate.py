@@ -1,7 +1,8 @@
 """Reading request bodies: size, nesting and every field checked before anything is done.
 
 A body over its route's limit is a 413, JSON nested deeper than `MAX_JSON_DEPTH` or not
-JSON at all a 400, and a missing, malformed or too long field a 400 naming the field. A
+JSON at all a 400, and a body its model (gateway/schemas.py) refuses a 400 naming the
+field: `missing_field`, `too_long` or `invalid_field` (:func:`read_body`). A
 form aiohttp cannot read is a 400 page. Every string of a JSON body or a form is cleaned
 of control and bidi characters (handlers/text.py). A body that does not arrive in time is
 cut off with 408 (:func:`body_deadline`).
@@ -13,9 +14,11 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, get_args
 
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from gateway.errors import ApiError
 from gateway.keys import SETTINGS
@@ -23,6 +26,7 @@ from handlers.limits import MAX_JSON_DEPTH, json_depth_ok
 from handlers.text import clean, clean_json, json_needs_cleaning
 
 log = logging.getLogger(__name__)
+B = TypeVar("B", bound=BaseModel)
 
 #: anonymous JSON (a case from the town's web form is a few kilobytes)
 ANONYMOUS_MAX_BYTES = 64 * 1024
@@ -63,29 +67,91 @@ async def json_body(request: web.Request, limit: int = ANONYMOUS_MAX_BYTES) -> d
     return parse_json(await read_limited(request, limit))
 
 
-def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True,
-          default: Any = None, path: str = "", max_length: int | None = None) -> Any:
-    where = f"{path}{name}"
-    if name not in body or body[name] is None:
-        if required:
-            raise ApiError(400, "missing_field", f"'{where}' is required", field=where)
-        return default
-    value = body[name]
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        raise ApiError(400, "invalid_field", f"'{where}' must be a number", field=where)
-    if not isinstance(value, kind):
-        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        names = {"str": "a string", "int": "a whole number", "list": "a list",
-                 "bool": "true or false", "dict": "an object", "float": "a number"}
-        raise ApiError(400, "invalid_field",
-                       f"'{where}' must be {names.get(expected, expected)}", field=where)
-    if isinstance(value, str) and required and not value.strip():
-        raise ApiError(400, "invalid_field", f"'{where}' must not be empty", field=where)
-    if max_length is not None and isinstance(value, (str, list)) and len(value) > max_length:
-        raise ApiError(400, "too_long", f"'{where}' is longer than {max_length}", field=where)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
-        raise ApiError(400, "invalid_field", f"'{where}' is out of range", field=where)
-    return value
+def read_body(body: dict[str, Any], model: type[B]) -> B:
+    """`body` as its model (gateway/schemas.py), or a 400 naming the first field at fault
+    (the models list their fields in the order a person reads them)."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise invalid(model, error.errors()) from None
+
+
+async def json_model(request: web.Request, model: type[B],
+                     limit: int = ANONYMOUS_MAX_BYTES) -> B:
+    return read_body(await json_body(request, limit), model)
+
+
+#: the words for a type pydantic names in a `*_type` error
+_KINDS = {"string": "a string", "int": "a whole number", "bool": "true or false",
+          "list": "a list", "dict": "an object", "model": "an object", "float": "a number"}
+
+
+def invalid(model: type[BaseModel], errors: list[ErrorDetails]) -> ApiError:
+    """pydantic's first error as the API's 400: `missing_field`, `too_long` or
+    `invalid_field`, with a message naming the field as the caller wrote it."""
+    first = errors[0]
+    path = field_path(model, first["loc"])
+    where = ".".join(path)
+    rest = first["loc"][len(path):]
+    who = f"an item of '{where}'" if rest and isinstance(rest[0], int) else f"'{where}'"
+    kind, ctx = first["type"], first.get("ctx") or {}
+    if kind == "missing":
+        return ApiError(400, "missing_field", f"'{where}' is required", field=where)
+    if kind in ("string_too_long", "too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        return ApiError(400, "too_long", f"{who} is longer than {ctx['max_length']} {unit}",
+                        field=where)
+    if rest and isinstance(rest[0], str):  # a union's branches (`id`: a number or a text)
+        branches = [e for e in errors if e["loc"][:len(path)] == first["loc"][:len(path)]]
+        fitting = [e for e in branches if not e["type"].endswith("_type")]
+        if fitting and fitting[0] is not first:  # the branch of the value's own type
+            return invalid(model, fitting)
+        kinds = [_KINDS[e["type"][:-5]] for e in branches if e["type"][:-5] in _KINDS]
+        if not fitting and len(kinds) > 1:
+            return ApiError(400, "invalid_field", f"{who} must be {' or '.join(kinds)}",
+                            field=where)
+    return ApiError(400, "invalid_field", f"{who} {_complaint(kind, ctx, first['msg'])}",
+                    field=where)
+
+
+def _complaint(kind: str, ctx: dict[str, Any], said: str) -> str:
+    """What is wrong with a value, in the API's words (pydantic's own as the last resort)."""
+    if kind.endswith("_type") and kind[:-5] in _KINDS:
+        return f"must be {_KINDS[kind[:-5]]}"
+    if kind in ("string_too_short", "string_pattern_mismatch"):  # the one pattern: NOT_BLANK
+        return "must not be empty"
+    if kind == "too_short":
+        return f"needs at least {ctx['min_length']} item(s)"
+    if kind == "literal_error":
+        return f"must be {ctx['expected']}"
+    bounds = {"greater_than_equal": ("at least", "ge"), "less_than_equal": ("at most", "le"),
+              "greater_than": ("more than", "gt"), "less_than": ("less than", "lt")}
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx[key]}"
+    return f"is not valid: {said[:200]}"
+
+
+def field_path(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field at fault as the caller wrote it (`attachment`, `data`): the names of
+    `loc` that are fields of the models on the way down. A list's item is its list
+    (`guardians`, as the API always named it); a union's branch (`int`, `str`) is not a
+    field."""
+    names: list[str] = []
+    current: Any = model
+    for part in loc:
+        fields = {(info.alias or name): info for name, info in current.model_fields.items()
+                  } if _is_model(current) else {}
+        if not isinstance(part, str) or part not in fields:
+            break
+        names.append(part)
+        current = next((t for t in (fields[part].annotation, *get_args(fields[part].annotation))
+                        if _is_model(t)), None)
+    return names
+
+
+def _is_model(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, BaseModel)
 
 
 class MalformedForm(Exception):
