@@ -14,6 +14,10 @@ export EMIL_HOOK_SECRET_REGISTER="whsec_$(printf 'fuzz-register-secret-012345678
 export EMIL_HOOK_SECRET_LIBRARY="whsec_$(printf 'fuzz-library-secret-0123456789a' | base64)"
 export EMIL_RATE_CASES_PER_CLIENT=100000 EMIL_RATE_CASES_PER_RECIPIENT=100000
 export EMIL_RATE_CODE_FAILURES_PER_CLIENT=100000 EMIL_RATE_CODE_FAILURES_PER_CASE=100000
+# the SMS channel on, so that its provider callbacks (/hooks/sms/…) are fuzzed too; its
+# API is a closed port: an SMS that gets queued only retries
+export EMIL_SMS_TOKEN="fuzz-sms-token" EMIL_SMS_API_URL="http://127.0.0.1:9" \
+       EMIL_SMS_CALLBACK_SECRET="fuzz-sms-callback-secret-0123456789"
 "$BIN/emilanowek" serve > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
