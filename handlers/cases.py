@@ -33,7 +33,15 @@ from handlers.message import Attachment, InboundMessage, Reply
 from handlers.notify import ordered_channels
 from store import search
 from store.models import Attachment as StoredAttachment
-from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
+from store.models import (
+    Case,
+    CaseContact,
+    CaseEvent,
+    Counter,
+    Identity,
+    MailThread,
+    Person,
+)
 from store.outbox import Delivery
 from store.rows import insert_rows
 from store.sql import sql
@@ -116,8 +124,8 @@ class NewCase:
     channel: str
     category: str | None = None
     person: Person | None = None
-    email: str | None = None
-    chat: str | None = None
+    #: where the requester is reached: (channel, address) pairs, one per channel
+    contacts: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()
     lang: str = "pl"
     #: the Message-ID of the mail that opened it (a clerk's reply is threaded to it)
@@ -125,17 +133,30 @@ class NewCase:
 
 
 async def drafts_by_address(drafts: list[NewCase]) -> list[NewCase]:
-    """Drafts naming an email, with that address's person (and language) if it is one of
-    ours: the case is theirs too, whichever way it came in."""
-    owners = await people_by_address("email", {d.email for d in drafts if d.email})
-    return [replace(d, person=owners[d.email], lang=owners[d.email].language)
-            if d.email in owners and d.person is None else d for d in drafts]
+    """Drafts naming an address, with that address's person (and language) if it is one
+    of ours: the case is theirs too, whichever way it came in. One lookup per channel
+    named, for the whole batch."""
+    wanted: dict[str, set[str]] = {}
+    for draft in drafts:
+        for channel, address in draft.contacts:
+            wanted.setdefault(channel, set()).add(address)
+    owners = {(channel, address): person for channel, addresses in wanted.items()
+              for address, person in (await people_by_address(channel, addresses)).items()}
+    out = []
+    for draft in drafts:
+        owner = next((owners[c] for c in draft.contacts if c in owners), None)
+        out.append(replace(draft, person=owner, lang=owner.language)
+                   if owner is not None and draft.person is None else draft)
+    return out
 
 
 async def create_cases(
-    ctx: ServiceContext, drafts: list[NewCase], *, confirm_to_email: bool
+    ctx: ServiceContext, drafts: list[NewCase], *, confirm: bool
 ) -> list[tuple[Case, str, Delivery | None]]:
-    """Create cases (one counter bump for all) and build e-mail confirmations where asked.
+    """Create cases (one counter bump for all) and, where asked, build the confirmation
+    with the access code to each draft's contacts (one of them: the fan-out's order, the
+    rest its fallbacks). The API and a clerk's case from unread mail ask; mail and the
+    chat channels answer in their own reply instead.
 
     Call inside a transaction, and queue the confirmations with `notify.queue` in it.
     Returns (case, access code, confirmation or None).
@@ -143,6 +164,7 @@ async def create_cases(
     now = ctx.clock.now()
     numbers = await allocate_numbers(now.astimezone(ctx.zone).year, len(drafts))
     cases, events, files, out = [], [], [], []
+    contacts: list[CaseContact] = []
     for number, draft in zip(numbers, drafts, strict=True):
         code = new_access_code()
         case = Case(
@@ -153,8 +175,6 @@ async def create_cases(
             status="received",
             access_code_hash=hash_code(ctx.code_key, code),
             person_id=draft.person.id if draft.person else None,
-            requester_email=draft.email,
-            requester_chat=draft.chat,
             origin_channel=draft.channel,
             last_channel=draft.channel,
             created_at=now,
@@ -166,10 +186,12 @@ async def create_cases(
                       channel=draft.channel, created_at=now, message_id=draft.message_id)
         )
         files.extend(_stored_attachments(ctx, number, draft.attachments, now))
+        contacts.extend(CaseContact(case_id=number, channel=channel, address=address)
+                        for channel, address in _one_per_channel(draft.contacts))
         delivery = None
-        if confirm_to_email and draft.email:
+        if confirm and draft.contacts:
             # a confirmation answers what the resident just did: no waiting for the morning
-            planned = fanout.plan(ctx, [fanout.Recipient(draft.person, [("email", draft.email)],
+            planned = fanout.plan(ctx, [fanout.Recipient(draft.person, list(draft.contacts),
                                                          draft.lang)], fanout.Notice(
                 kind="cases", template="case_created", key=f"case-created:{number}",
                 context={"case": case, "access_code": code}, urgent=True, case=number), now)
@@ -177,12 +199,21 @@ async def create_cases(
         out.append((case, code, delivery))
     await insert_rows(cases)
     await insert_rows(events)
+    await insert_rows(contacts)
     await search.index((text for case in cases for text in ((case.number, case.subject),
                                                             (case.number, case.body))),
                        new_cases=True)
     if files:
         await StoredAttachment.bulk_create(files)
     return out
+
+
+def _one_per_channel(contacts: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """The first address named on each channel (a case keeps one per channel)."""
+    first: dict[str, str] = {}
+    for channel, address in contacts:
+        first.setdefault(channel, address)
+    return list(first.items())
 
 
 def _stored_attachments(
@@ -209,14 +240,28 @@ async def case_for_requester(
         return None
     if person is not None and case.person_id == person.id:
         return case
-    if msg.channel == "email" and case.requester_email and case.requester_email == msg.address:
+    contacts = await contacts_of(case)
+    if (msg.channel, msg.address) in contacts:
         return case
-    if msg.channel == "telegram" and case.requester_chat and case.requester_chat == msg.address:
-        return case
-    if person is not None and case.requester_email and await Identity.filter(
-            person_id=person.id, channel="email", address=case.requester_email).exists():
-        return case  # the address it came from is one the town linked to this person
+    if person is not None and contacts and contacts & set(
+            await Identity.filter(person_id=person.id).values_list("channel", "address")):
+        return case  # an address it came from is one the town linked to this person
     return None
+
+
+async def contacts_of(case: Case) -> set[tuple[str, str]]:
+    """The (channel, address) pairs the case's requester is reached at."""
+    return set(await CaseContact.filter(case_id=case.number).values_list("channel", "address"))
+
+
+async def add_contact(ctx: ServiceContext, number: str, msg: InboundMessage) -> None:
+    """Remember the message's channel and address as the case's contact there, unless the
+    case has one on that channel already (the first stays). Only a registered channel's
+    address is one (the case page's messages come by no channel a notice can take)."""
+    if msg.address and msg.channel in ctx.channels:
+        await CaseContact.bulk_create(
+            [CaseContact(case_id=number, channel=msg.channel, address=msg.address)],
+            ignore_conflicts=True)
 
 
 async def public_history(case: Case) -> list[CaseEvent]:
@@ -268,20 +313,17 @@ async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext
         admitted = await quota.admit(ctx, case.number, msg)
         refused = admitted.refused
         text = with_refused(msg.text.strip(), refused)
+        threaded = msg.channel in ctx.channels and ctx.channels[msg.channel].threaded
         await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
                                channel=msg.channel, created_at=now,
-                               message_id=msg.message_id if msg.channel == "email" else None)
+                               message_id=msg.message_id if threaded else None)
         await search.index([(case.number, text)] + [(case.number, a.filename)
                                                     for a in msg.attachments])
         files = _stored_attachments(ctx, case.number, tuple(admitted.kept), now)
         if files:
             await StoredAttachment.bulk_create(files)
-        update: dict[str, Any] = {"last_channel": msg.channel, "updated_at": now}
-        if msg.channel == "telegram" and not current.requester_chat:
-            update["requester_chat"] = msg.address
-        if msg.channel == "email" and not current.requester_email:
-            update["requester_email"] = msg.address
-        await Case.filter(number=case.number).update(**update)
+        await add_contact(ctx, current.number, msg)
+        await Case.filter(number=case.number).update(last_channel=msg.channel, updated_at=now)
     return refused
 
 
@@ -354,14 +396,14 @@ async def handle_email(
     draft = NewCase(
         subject=subject or body.splitlines()[0][:120],
         body=with_refused(body, refused),
-        channel="email",
+        channel=msg.channel,
         person=person if msg.proof else None,  # a forged From must not file in their name
-        email=msg.address,
+        contacts=((msg.channel, msg.address),),
         attachments=tuple(admitted.kept),
         lang=person.language if person else "pl",
         message_id=msg.message_id,
     )
-    [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm=False)
     return [Reply("case_created", {"case": case, "access_code": code, "too_large": refused},
                   case=case.number)]
 
@@ -422,17 +464,12 @@ async def continue_dialogue(
         return [Reply("case_ask_body", {"subject": text})], "body", {"subject": text[:300]}
     if len(text) < 3:
         return [Reply("case_ask_body", {"subject": data["subject"], "too_short": True})], "body", data
-    email = None
-    if person:
-        identity = await Identity.filter(person_id=person.id, channel="email").first()
-        email = identity.address if identity else None
-    # `requester_chat` holds a Telegram chat; another channel's requester is reached
-    # through their person's identities (a case's requester columns are email and
-    # Telegram only, issue #19)
-    chat = msg.address if msg.channel == "telegram" else None
+    # the requester is reached where they wrote from, and through their person's
+    # identities when they are one of ours (requester_targets)
     draft = NewCase(subject=data["subject"], body=text, channel=msg.channel, person=person,
-                    email=email, chat=chat, lang=person.language if person else "pl")
-    [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
+                    contacts=((msg.channel, msg.address),),
+                    lang=person.language if person else "pl")
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm=False)
     return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)], None, {}
 
 
@@ -459,10 +496,7 @@ async def requester_targets(ctx: ServiceContext, case: Case
         pairs = list(
             await Identity.filter(person_id=person.id).values_list("channel", "address")
         )
-    if case.requester_email:
-        pairs.append(("email", case.requester_email))
-    if case.requester_chat:
-        pairs.append(("telegram", case.requester_chat))
+    pairs += sorted(await contacts_of(case))
     preferred = person.channel_order if person else []
     return ordered_channels(pairs, preferred, first=case.last_channel,
                             default=ctx.channels.names), person

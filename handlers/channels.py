@@ -168,6 +168,9 @@ class Channel:
             only where the person put it in their own channel order, as an urgent
             notice's last fallback, or for someone with no other channel that works
             (handlers/fanout.py `paid_last`); answers go back where a message came from.
+        threaded: a message's `message_id` is what this channel's replies answer (mail's
+            Message-ID, RFC 5322 In-Reply-To): a case keeps the resident's so a clerk's
+            reply is threaded to it; a chat's message ids mean nothing to another channel.
     """
 
     name: str
@@ -187,6 +190,7 @@ class Channel:
     commands: Mapping[str, Command] = field(default_factory=lambda: MappingProxyType({}))
     revived_by_message: bool = False
     paid: bool = False
+    threaded: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

@@ -3,9 +3,10 @@ and erasure (art. 17).
 
 One function finds what is held about a person — `holdings` — by every address and
 identity they have: all their email addresses and Telegram chats, their library card,
-their cases, the outbox rows and Message-IDs of what we sent them, the raw mail they sent
-by its envelope sender *and* by its header `From`/`Sender`/`Reply-To`, the Telegram
-updates they sent by chat and by sender, dialogues, waiting notices, sign-in links,
+their cases (theirs, or reached at one of their addresses), the outbox rows and
+Message-IDs of what we sent them, the raw mail they sent by its envelope sender *and*
+by its header `From`/`Sender`/`Reply-To`, the Telegram updates they sent by chat and by
+sender, dialogues, waiting notices, sign-in links,
 sessions, link codes, stored idempotent answers naming their cases, and the job
 summaries that name them. The export reads it, the erasure removes it; neither looks
 for anything on its own.
@@ -52,6 +53,7 @@ from store.models import (
     Attachment,
     AuditEntry,
     Case,
+    CaseContact,
     CaseEvent,
     Conversation,
     DigestItem,
@@ -90,7 +92,8 @@ CHUNK = 500
 _TELEGRAM_WHO = ("from", "chat", "user", "sender_chat", "forward_from", "forward_from_chat",
                  "sender_user", "old_chat_member", "new_chat_member")
 #: tables an erasure changes: VACUUMed after it on PostgreSQL
-TOUCHED = ("person", "identity", "link_code", "address_claim", "case", "case_event", "attachment",
+TOUCHED = ("person", "identity", "link_code", "address_claim", "case", "case_contact",
+           "case_event", "attachment",
            "mail_thread", "raw_inbound", "conversation", "outbox", "sent_mail", "loan",
            "loan_reminder", "renewal", "student_guardian", "announcement_delivery",
            "digest_item", "grade_notice", "sign_in_link", "staff_session",
@@ -183,13 +186,14 @@ async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings 
 
 
 async def _cases(person: Person, addresses: dict[str, set[str]]) -> list[str]:
-    query = Q(person_id=person.id)
-    if addresses["email"]:
-        query |= Q(requester_email__in=addresses["email"])
-    if addresses["telegram"]:
-        query |= Q(requester_chat__in=addresses["telegram"])
-    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
-    return list(await Case.filter(query).order_by("number").values_list("number", flat=True))  # type: ignore[arg-type]
+    """Their cases, and the cases reached at one of their addresses (on its channel:
+    case_contact's (channel, address) index)."""
+    numbers = set(await Case.filter(person_id=person.id).values_list("number", flat=True))
+    for channel, values in addresses.items():
+        if values:
+            numbers |= set(await CaseContact.filter(channel=channel, address__in=values)
+                           .values_list("case_id", flat=True))
+    return sorted(str(number) for number in numbers)
 
 
 def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
@@ -363,6 +367,8 @@ async def export(person_id: int) -> dict[str, Any] | None:
     person, addresses, numbers = held.person, held.addresses, held.cases
     cases = await Case.filter(number__in=numbers).order_by("number") if numbers else []
     events = await CaseEvent.filter(case_id__in=numbers).order_by("id") if numbers else []
+    contacts = await CaseContact.filter(case_id__in=numbers).order_by("id").values_list(
+        "case_id", "channel", "address") if numbers else []
     files = await Attachment.filter(case_id__in=numbers).values(
         "case_id", "filename", "content_type", "size", "data") if numbers else []
     children = await Student.filter(guardians=person.id).values("id", "name", "class_name")
@@ -383,6 +389,8 @@ async def export(person_id: int) -> dict[str, Any] | None:
         "cases": [{
             "number": c.number, "subject": c.subject, "body": c.body, "status": c.status,
             "category": c.category, "created_at": _when(c.created_at),
+            "contacts": [{"channel": channel, "address": address}
+                         for number, channel, address in contacts if number == c.number],
             "history": [{"at": _when(e.created_at), "kind": e.kind, "status": e.status,
                          "text": e.text, "channel": e.channel, "public": e.public,
                          "message_id": e.message_id}
@@ -449,9 +457,8 @@ async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
     transaction, and `search.purge()` once after the last transaction has committed."""
     if not numbers:
         return {"case_messages": 0, "attachments": 0}
-    await Case.filter(number__in=numbers).update(
-        subject=ERASED, body=ERASED, person_id=None, requester_email=None,
-        requester_chat=None)
+    await Case.filter(number__in=numbers).update(subject=ERASED, body=ERASED, person_id=None)
+    await CaseContact.filter(case_id__in=numbers).delete()
     messages = await CaseEvent.filter(case_id__in=numbers, kind__in=("message", "created")
                                       ).update(text="", message_id=None)
     attachments = await Attachment.filter(case_id__in=numbers).delete()

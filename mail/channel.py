@@ -85,4 +85,5 @@ def channel(mail_domain: str, relay: str | None, spool_dir: str,
         slow=True,
         mailboxes=True,
         opt_out_link=True,
+        threaded=True,  # Message-ID, answered by In-Reply-To
     )
