@@ -19,7 +19,7 @@ import re
 import secrets
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise import connections
@@ -40,6 +40,7 @@ from store.models import (
     Counter,
     Identity,
     MailThread,
+    Outbox,
     Person,
 )
 from store.outbox import Delivery
@@ -194,7 +195,8 @@ async def create_cases(
             planned = fanout.plan(ctx, [fanout.Recipient(draft.person, list(draft.contacts),
                                                          draft.lang)], fanout.Notice(
                 kind="cases", template="case_created", key=f"case-created:{number}",
-                context={"case": case, "access_code": code}, urgent=True, case=number), now)
+                context={"case": case, "access_code": code}, urgent=True, case=number,
+                cause=about(number)), now)
             delivery = planned.deliveries[0] if planned.deliveries else None
         out.append((case, code, delivery))
     await insert_rows(cases)
@@ -214,6 +216,13 @@ def _one_per_channel(contacts: tuple[tuple[str, str], ...]) -> list[tuple[str, s
     for channel, address in contacts:
         first.setdefault(channel, address)
     return list(first.items())
+
+
+def about(number: str) -> str:
+    """The outbox `cause` of every message about a case (its notices, and the replies
+    that name it, handlers/router.py): what a text without threading answers
+    (`handle_text`), found by the cause's index."""
+    return f"case:{number}"
 
 
 def _stored_attachments(
@@ -473,6 +482,66 @@ async def continue_dialogue(
     return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)], None, {}
 
 
+# --- text is a case (SMS): handlers/channels.Channel.cases_by_text --------------------
+
+#: how long after our last message about a case a plain text (SMS has no reply
+#: threading) still adds to that case; later text opens a new one. Two weeks: the
+#: answer to a clerk's "please send the plot number" comes within days, while a text a
+#: month on is more likely about something new, and a clerk can join two cases where a
+#: text added to a closed one would go unread.
+FOLLOW_UP = timedelta(days=14)
+
+
+async def case_texted_about(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                            ) -> Case | None:
+    """The case our last message to the sender's address was about, if we sent it within
+    FOLLOW_UP; None otherwise.
+
+    Only the sender's own cases are looked at (those with this address as a contact, and
+    a proven sender's person's), so the answer is one `case_for_requester` lets them add
+    to; of their outbox rows to this address, the newest whose cause names one of them
+    (`about`) — equality on the outbox's indexed cause, a few rows per case, never a scan
+    of the outbox by recipient."""
+    numbers = set(await CaseContact.filter(channel=msg.channel, address=msg.address)
+                  .values_list("case_id", flat=True))
+    if person is not None:
+        numbers |= set(await Case.filter(person_id=person.id).values_list("number", flat=True))
+    if not numbers:
+        return None
+    last = await Outbox.filter(
+        cause__in=[about(str(number)) for number in numbers], channel=msg.channel,
+        recipient=msg.address, created_at__gte=ctx.clock.now() - FOLLOW_UP,
+    ).order_by("-id").first().values_list("cause", flat=True)
+    if not last:
+        return None
+    return await case_for_requester(str(last).removeprefix("case:"), msg, person)
+
+
+async def handle_text(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                      ) -> list[Reply]:
+    """Plain text on a channel where text is a case (SMS): it adds to the case we last
+    wrote to this address about (within FOLLOW_UP), or opens a case answered with its
+    number and access code — like mail to `sprawy@`, a person who texts the town reaches a
+    person, never silence. The sender is the requester by their address; `person` only
+    when the channel proved them (handlers/router.handle)."""
+    case = await case_texted_about(ctx, msg, person)
+    if case is not None:
+        refused = await add_message(case, msg, ctx)
+        return [Reply("case_message_added", {"case": case, "too_large": refused},
+                      case=case.number)]
+    body = msg.text.strip()
+    if not body:
+        return [Reply("case_empty", {})]
+    admitted = await quota.admit(ctx, None, msg)
+    draft = NewCase(subject=body.splitlines()[0][:120], body=with_refused(body, admitted.refused),
+                    channel=msg.channel, person=person, contacts=((msg.channel, msg.address),),
+                    attachments=tuple(admitted.kept),
+                    lang=person.language if person else i18n.language(msg.language_hint))
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm=False)
+    return [Reply("case_created", {"case": case, "access_code": code,
+                                   "too_large": admitted.refused}, case=case.number)]
+
+
 async def handle_status(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
     number = find_number(" ".join(msg.args))
     if number is None:
@@ -535,6 +604,7 @@ async def add_staff_event(
                                                         if person else "pl")], fanout.Notice(
                 kind="cases", template="case_update", key=f"case-event:{event.id}",
                 context={"case": current, "event": event}, case=case.number,
+                cause=about(case.number),
                 in_reply_to=await last_mail_of(current)), now)
     return event
 

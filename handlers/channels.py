@@ -171,6 +171,12 @@ class Channel:
         threaded: a message's `message_id` is what this channel's replies answer (mail's
             Message-ID, RFC 5322 In-Reply-To): a case keeps the resident's so a clerk's
             reply is threaded to it; a chat's message ids mean nothing to another channel.
+        cases_by_text: plain text on this channel is a case, as mail to `sprawy@` is —
+            SMS, whose messages are not commands by nature and where a person who texts
+            the town must reach a person: text that is neither a command nor part of a
+            dialogue adds to the case our last message to that address was about, within
+            `handlers.cases.FOLLOW_UP` (14 days), and otherwise opens a case, answered
+            with its number (handlers/router.py, handlers/cases.handle_text).
     """
 
     name: str
@@ -191,6 +197,7 @@ class Channel:
     revived_by_message: bool = False
     paid: bool = False
     threaded: bool = False
+    cases_by_text: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

@@ -178,4 +178,5 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
         callbacks=callbacks.routes(callback_secret, parse_networks(callback_networks)),
         commands={"stop": optout.stop, "start": optout.start},
         paid=True,
+        cases_by_text=True,  # a text that is no command and answers no case opens one
     )

@@ -1,20 +1,156 @@
-"""Issue #19: a case's requester on any channel (case_contact, migration 0012)."""
+"""Issue #19: a case's requester on any channel (case_contact, migration 0012), and a
+text on a channel where text is a case (SMS) opening or adding to a case.
+
+The channel here is a second SMS channel, "sms2", registered by the test: its raw rows are
+the SMS provider's incoming form stored as JSON (what the SMS inbound stores), read into
+an `InboundMessage` by the test's reader; everything else is the SMS channel's own
+(sms/channel.py: its addresses and rendering) and the gateway's."""
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from tortoise.connection import get_connection
 from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
-from handlers import cases
+from gateway.app import create_app
+from gateway.config import Settings
+from handlers import audit, cases
 from handlers.cases import contacts_of
+from handlers.channels import Channel, Outgoing
+from handlers.message import InboundMessage
+from sms import channel as sms_channel
 from store.clock import FrozenClock
 from store.db import APP_LABEL, Store, tortoise_config
-from store.models import Case, CaseContact, CaseEvent
+from store.models import Case, CaseContact, CaseEvent, Outbox, RawInbound
 from store.sql import on_postgres, sql
 from tests.conftest import Gateway, make_mail
+from tests.doubles.botapi import BotApiDouble
 from tests.panel import sign_in, staff_member
+
+NUMBER = "+48500100200"
+OTHER = "+48600700800"
+OFFICE = audit.Actor("Biuro (test)", "api", scopes=frozenset({"cases"}))
+
+
+class Phone:
+    """The far end of the test's SMS lane: what was sent, to whom."""
+
+    channel = "sms2"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, row: Outbox) -> None:
+        self.sent.append((row.recipient, row.payload["text"]))
+
+    def texts_to(self, number: str) -> list[str]:
+        return [text for to, text in self.sent if to == number]
+
+
+def read_sms(row: RawInbound, ctx: Any) -> tuple[InboundMessage | None, str]:
+    """The provider's form (sms_from, sms_to, sms_text, sms_date, MsgId) → a message; an
+    SMS has no commands here (the real channel's STOP/START/STATUS are its own)."""
+    form = json.loads(bytes(row.payload))
+    sender = sms_channel.normalise(form["sms_from"])
+    if sender is None:
+        return None, "not a number"
+    return InboundMessage(channel="sms2", address=sender, text=form["sms_text"],
+                          message_id=form["MsgId"], inbound_id=row.id), ""
+
+
+def sms2(phone: Phone) -> Channel:
+    return Channel(name="sms2", read=read_sms, outgoing=lambda: Outgoing(phone),
+                   templates=("sms", "telegram"), render=sms_channel.render,
+                   normalise=sms_channel.normalise, cases_by_text=True)
+
+
+@pytest.fixture
+def phone() -> Phone:
+    return Phone()
+
+
+@pytest.fixture
+async def sgw(aiohttp_client, settings: Settings, botapi: BotApiDouble,  # type: ignore[no-untyped-def]
+              clock: FrozenClock, phone: Phone) -> Gateway:
+    app = create_app(settings, clock=clock, run_workers=False, channels=[sms2(phone)])
+    return Gateway(await aiohttp_client(app), settings, botapi, clock)
+
+
+async def text(gw: Gateway, sender: str, words: str) -> None:
+    """An SMS arrives: the provider's form stored raw (as the callback does), then read."""
+    n = await RawInbound.filter(channel="sms2").count()
+    form = {"sms_from": sender.lstrip("+"), "sms_to": "48799000111", "sms_text": words,
+            "sms_date": str(1764750000 + n), "MsgId": f"msg-{sender}-{n}"}
+    await RawInbound.create(channel="sms2", external_id=form["MsgId"],
+                            payload=json.dumps(form).encode(), received_at=gw.clock.now())
+    await gw.drain()
+
+
+async def test_a_text_opens_a_case_a_clerks_reply_reaches_it_and_a_text_back_adds_to_it(
+        sgw: Gateway, phone: Phone) -> None:
+    gw = sgw
+    await text(gw, NUMBER, "Na ul. Kościuszki 12 od tygodnia nie świeci latarnia.")
+    case = await Case.get()
+    assert (case.origin_channel, case.subject) == (
+        "sms2", "Na ul. Kościuszki 12 od tygodnia nie świeci latarnia.")
+    assert case.person_id is None  # an SMS proves nobody: the number is the requester
+    assert await contacts_of(case) == {("sms2", NUMBER)}
+    [created] = phone.texts_to(NUMBER)
+    assert case.number in created and "Kod dostępu" in created and "<" not in created
+
+    # a clerk's reply goes to the number, by the channel it came in on
+    await cases.staff_event(gw.services, case.number, OFFICE, status="in_progress",
+                            note="Zgłosiliśmy awarię do PGE.", public=True)
+    await gw.drain()
+    update = phone.texts_to(NUMBER)[-1]
+    assert case.number in update and "Zgłosiliśmy awarię do PGE." in update
+    assert "w toku" in update
+
+    # three days later the resident texts back: that is part of the case, not a new one
+    gw.clock.advance(days=3)
+    await text(gw, NUMBER, "Dziękuję, latarnia stoi przy przejściu.")
+    assert await Case.all().count() == 1
+    messages = await CaseEvent.filter(case_id=case.number, kind="message").values_list(
+        "text", "channel")
+    assert messages == [("Dziękuję, latarnia stoi przy przejściu.", "sms2")]
+    assert case.number in phone.texts_to(NUMBER)[-1]
+    assert (await Case.get(number=case.number)).last_channel == "sms2"
+
+
+async def test_text_after_the_follow_up_window_or_from_another_number_opens_a_new_case(
+        sgw: Gateway, phone: Phone) -> None:
+    gw = sgw
+    await text(gw, NUMBER, "Dziura w jezdni na ul. Warszawskiej.")
+    first = await Case.get()
+    # another number texting now is another resident: their own case
+    await text(gw, OTHER, "Przepełniony kosz przy przystanku.")
+    assert await Case.all().count() == 2
+    assert await CaseEvent.filter(case_id=first.number, kind="message").count() == 0
+    # our last message to NUMBER was about `first`; past the window a text is new again
+    gw.clock.advance(seconds=(cases.FOLLOW_UP + timedelta(minutes=1)).total_seconds())
+    await text(gw, NUMBER, "Znowu dziura, tym razem na Królewskiej.")
+    assert await Case.all().count() == 3
+    assert await CaseEvent.filter(case_id=first.number, kind="message").count() == 0
+    # an empty text is answered, and opens nothing
+    await text(gw, OTHER, "   ")
+    assert await Case.all().count() == 3
+    assert "pusty" in phone.texts_to(OTHER)[-1]
+
+
+async def test_the_messages_about_a_case_name_it_as_their_cause(sgw: Gateway) -> None:
+    """What a later text is matched by: the outbox's indexed cause, `case:<number>`."""
+    gw = sgw
+    await text(gw, NUMBER, "Hałas z budowy w nocy.")
+    case = await Case.get()
+    await cases.staff_event(gw.services, case.number, OFFICE, status=None, note="Sprawdzimy.",
+                            public=True)
+    causes = await Outbox.filter(recipient=NUMBER).order_by("id").values_list("cause",
+                                                                              flat=True)
+    assert causes == [f"case:{case.number}", f"case:{case.number}"]
 
 
 async def test_a_case_keeps_each_channel_its_requester_used(gw: Gateway) -> None:
