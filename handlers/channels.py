@@ -177,6 +177,14 @@ class Channel:
             dialogue adds to the case our last message to that address was about, within
             `handlers.cases.FOLLOW_UP` (14 days), and otherwise opens a case, answered
             with its number (handlers/router.py, handlers/cases.handle_text).
+        raw_senders: (raw row, partial) → the addresses that sent a stored raw row, as
+            identities store them (RODO's export and erasure find a person's raw input
+            with it, handlers/rodo.py); None: the channel keeps no raw input of people.
+            With `raw_head`, the row's payload is only its first `raw_head` bytes
+            (`partial` True when that cut something off), and the function may answer
+            None to be called again with the whole payload.
+        raw_head: how many bytes of a raw payload `raw_senders` needs (a mail's header,
+            not its attachments); 0: all of it.
     """
 
     name: str
@@ -198,6 +206,8 @@ class Channel:
     paid: bool = False
     threaded: bool = False
     cases_by_text: bool = False
+    raw_senders: Callable[[RawInbound, bool], set[str] | None] | None = None
+    raw_head: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

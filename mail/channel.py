@@ -86,4 +86,6 @@ def channel(mail_domain: str, relay: str | None, spool_dir: str,
         mailboxes=True,
         opt_out_link=True,
         threaded=True,  # Message-ID, answered by In-Reply-To
+        raw_senders=unread.raw_senders,
+        raw_head=unread.SENDERS_HEAD,
     )

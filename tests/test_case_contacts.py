@@ -1,10 +1,10 @@
-"""Issue #19: a case's requester on any channel (case_contact, migration 0012), and a
-text on a channel where text is a case (SMS) opening or adding to a case.
+"""Issue #19: a case's requester on any channel, a text on a channel where text is a case
+(SMS) opening or adding to a case, and RODO finding raw input by the channel's own rule.
 
 The channel here is a second SMS channel, "sms2", registered by the test: its raw rows are
 the SMS provider's incoming form stored as JSON (what the SMS inbound stores), read into
 an `InboundMessage` by the test's reader; everything else is the SMS channel's own
-(sms/channel.py: its addresses and rendering) and the gateway's."""
+(sms/channel.py: its addresses, rendering and `raw_senders`) and the gateway's."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from tortoise.migrations.executor import MigrationExecutor, MigrationTarget
 
 from gateway.app import create_app
 from gateway.config import Settings
-from handlers import audit, cases
+from handlers import audit, cases, rodo
 from handlers.cases import contacts_of
 from handlers.channels import Channel, Outgoing
 from handlers.message import InboundMessage
 from sms import channel as sms_channel
 from store.clock import FrozenClock
 from store.db import APP_LABEL, Store, tortoise_config
-from store.models import Case, CaseContact, CaseEvent, Outbox, RawInbound
+from store.models import Case, CaseContact, CaseEvent, Identity, Outbox, Person, RawInbound
 from store.sql import on_postgres, sql
 from tests.conftest import Gateway, make_mail
 from tests.doubles.botapi import BotApiDouble
@@ -65,7 +65,8 @@ def read_sms(row: RawInbound, ctx: Any) -> tuple[InboundMessage | None, str]:
 def sms2(phone: Phone) -> Channel:
     return Channel(name="sms2", read=read_sms, outgoing=lambda: Outgoing(phone),
                    templates=("sms", "telegram"), render=sms_channel.render,
-                   normalise=sms_channel.normalise, cases_by_text=True)
+                   normalise=sms_channel.normalise, raw_senders=sms_channel.raw_senders,
+                   cases_by_text=True)
 
 
 @pytest.fixture
@@ -176,6 +177,42 @@ async def test_a_case_keeps_each_channel_its_requester_used(gw: Gateway) -> None
     page = await (await gw.client.get(f"/panel/sprawy/{case.number}")).text()
     assert "<dt>e-mail</dt><dd><bdi>jan@example.pl</bdi></dd>" in page
     assert "<dt>Telegram</dt><dd><bdi>4401</bdi></dd>" in page
+
+
+async def test_rodo_finds_a_persons_texts_by_the_channels_own_rule_and_erases_them(
+        sgw: Gateway, phone: Phone) -> None:
+    gw = sgw
+    await text(gw, NUMBER, "Proszę o wywóz gabarytów z ul. Lipowej 7.")
+    await text(gw, OTHER, "Pies sąsiada szczeka całą noc.")
+    mine = await Case.get(subject__startswith="Proszę")
+    person = await Person.create(name="Halina Lipowa", roles=["citizen"],
+                                 created_at=gw.clock.now())
+    # linked later (the SMS channel proves nobody): the number is hers from now on
+    await Identity.create(person=person, channel="sms2", address=NUMBER)
+    channels = gw.services.channels
+
+    found = await rodo.export(person.id, channels=channels)
+    assert found is not None
+    assert [json.loads(m["raw"])["sms_text"] for m in found["messages_they_sent"]] == [
+        "Proszę o wywóz gabarytów z ul. Lipowej 7."]
+    assert [c["number"] for c in found["cases"]] == [mine.number]  # by the number alone
+    assert found["cases"][0]["contacts"] == [{"channel": "sms2", "address": NUMBER}]
+
+    done = await rodo.erase(person.id, audit.Actor("test", "test"), gw.clock.now(),
+                            channels=channels)
+    assert done is not None and done["raw_messages"] == 1 and done["kept_cases"] == 1
+    assert await RawInbound.filter(channel="sms2").count() == 1  # the other resident's
+    kept = await Case.get(number=mine.number)
+    assert kept.subject == rodo.ERASED and await contacts_of(kept) == set()
+    assert await CaseContact.filter(address=OTHER).count() == 1
+
+
+def test_the_sms_channel_reads_the_sender_of_its_stored_form() -> None:
+    form = {"sms_from": "48500100200", "sms_to": "48799000111", "sms_text": "STOP",
+            "sms_date": "1764750000", "MsgId": "1"}
+    row = RawInbound(channel="sms", payload=json.dumps(form).encode())
+    assert sms_channel.raw_senders(row, False) == {NUMBER}
+    assert sms_channel.raw_senders(RawInbound(channel="sms", payload=b"\xff"), False) == set()
 
 
 # --- migration 0012 ----------------------------------------------------------------------
