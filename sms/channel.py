@@ -43,8 +43,9 @@ from handlers.netaddr import parse_networks
 from handlers.render import Renderer
 from sms import callbacks, optout
 from sms.encoding import GSM_BASIC, GSM_EXTENSION, fit, is_gsm, transliterate
-from sms.inbound import prove, reader
+from sms.inbound import prove, reader, sender_number
 from sms.smsapi import DEFAULT_URL, SmsApiSender
+from store.models import RawInbound
 
 _SMS_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 #: seconds between two messages to one number (EMIL_SMS_NUMBER_INTERVAL): a notice and
@@ -146,13 +147,13 @@ def payload_text(rendered: dict[str, str], envelope: Envelope, max_parts: int) -
 
 def raw_senders(row: RawInbound, partial: bool) -> set[str]:
     """`Channel.raw_senders` (RODO): the number that sent a stored incoming SMS — the
-    provider's form kept as JSON (`sms_from`, `sms_to`, `sms_text`, `sms_date`, `MsgId`),
-    in E.164 as identities hold it."""
+    provider's form kept as JSON (`sms_from`, `sms_to`, `sms_text`, `sms_date`, `MsgId`,
+    sms/callbacks.py) — in E.164 as identities hold it, read as the inbox reads it."""
     try:
         sender = str(json.loads(bytes(row.payload)).get("sms_from") or "")
     except (ValueError, AttributeError):
         return set()
-    number = normalise(sender) if sender else None
+    number = sender_number(sender, normalise) if sender else None
     return {number} if number else set()
 
 
