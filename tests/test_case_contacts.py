@@ -29,7 +29,9 @@ from store.models import Case, CaseContact, CaseEvent, Identity, Outbox, Person,
 from store.sql import on_postgres, sql
 from tests.conftest import Gateway, make_mail
 from tests.doubles.botapi import BotApiDouble
+from tests.doubles.smsapi import SmsApiDouble
 from tests.panel import sign_in, staff_member
+from tests.test_sms_inbound import say, sms_gateway, smsapi  # noqa: F401
 
 NUMBER = "+48500100200"
 OTHER = "+48600700800"
@@ -152,6 +154,29 @@ async def test_the_messages_about_a_case_name_it_as_their_cause(sgw: Gateway) ->
     causes = await Outbox.filter(recipient=NUMBER).order_by("id").values_list("cause",
                                                                               flat=True)
     assert causes == [f"case:{case.number}", f"case:{case.number}"]
+
+
+async def test_by_the_real_sms_channel_through_the_providers_double(
+        aiohttp_client: Any, settings: Settings, botapi: BotApiDouble, clock: FrozenClock,
+        smsapi: SmsApiDouble) -> None:  # noqa: F811 - the fixture imported above
+    """The same, end to end through SMSAPI's double: its incoming-SMS callback opens a case,
+    the clerk's reply goes out through its API to the number, the answer back is added,
+    and STATUS is still a command, not a case."""
+    gw = await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi)
+    [created] = await say(gw, smsapi, "Przy Smoczej 4 leży zwalone drzewo.", sender=NUMBER)
+    case = await Case.get()
+    assert case.number in created and await contacts_of(case) == {("sms", NUMBER)}
+    await cases.staff_event(gw.services, case.number, OFFICE, status=None,
+                            note="Straż miejska jest w drodze.", public=True)
+    await gw.drain()
+    assert "Straż miejska jest w drodze." in smsapi.to(NUMBER)[-1].message
+    gw.clock.advance(hours=2)
+    [added] = await say(gw, smsapi, "Drzewo blokuje też chodnik.", sender=NUMBER)
+    assert case.number in added and await Case.all().count() == 1
+    [status] = await say(gw, smsapi, f"STATUS {case.number}", sender=NUMBER)
+    assert case.number in status and await Case.all().count() == 1
+    assert await CaseEvent.filter(case_id=case.number, kind="message").values_list(
+        "text", flat=True) == ["Drzewo blokuje też chodnik."]
 
 
 async def test_a_case_keeps_each_channel_its_requester_used(gw: Gateway) -> None:
