@@ -56,22 +56,24 @@ async def build(rng: random.Random) -> str:
                 "rejected"]
     channels = ["email", "email", "telegram", "api", "web"]
     case_sql = sql(db, 'INSERT INTO "case" (number, subject, body, category, status, '
-                       "access_code_hash, requester_email, origin_channel, last_channel, "
-                       "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+                       "access_code_hash, origin_channel, last_channel, "
+                       "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?)")
+    contact_sql = sql(db, "INSERT INTO case_contact (case_id, channel, address) VALUES (?,?,?)")
     event_sql = sql(db, "INSERT INTO case_event (case_id, kind, status, text, public, channel, "
                         "created_at) VALUES (?,?,?,?,?,?,?)")
     rare = "wierzbowa"  # in one case in a thousand
     started = time.perf_counter()
     for start in range(0, CASES, 2000):
-        cases, events, texts = [], [], []
+        cases, events, contacts, texts = [], [], [], []
         for n in range(start, min(CASES, start + 2000)):
             number = f"UM-{2021 + n * 5 // CASES}-{n + 1:06d}"
             created = START + timedelta(minutes=n * 25)
             subject = f"{rng.choice(TOPICS).capitalize()} przy ul. {rng.choice(STREETS)}"
             body = text(rng, 40) + (f" ulica {rare}" if n % 1000 == 7 else "")
             cases.append([number, subject, body, None, rng.choice(statuses), "x" * 64,
-                          f"mieszkaniec{n % 9000}@example.org", rng.choice(channels),
-                          "email", created, created + timedelta(days=rng.randint(0, 60))])
+                          rng.choice(channels), "email", created,
+                          created + timedelta(days=rng.randint(0, 60))])
+            contacts.append([number, "email", f"mieszkaniec{n % 9000}@example.org"])
             texts += [(number, subject), (number, body)]
             for e in range(EVENTS_PER_CASE):
                 words = text(rng, 25)
@@ -81,6 +83,7 @@ async def build(rng: random.Random) -> str:
         async with db._in_transaction() as conn:
             await conn.execute_many(case_sql, cases)
             await conn.execute_many(event_sql, events)
+            await conn.execute_many(contact_sql, contacts)
         await search.index(texts)
         done = min(CASES, start + 2000)
         if done % 20_000 == 0:

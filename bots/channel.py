@@ -8,6 +8,7 @@ overall and about one per second per chat, set by `EMIL_TELEGRAM_RATE` and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,11 @@ from bots.sender import TelegramSender
 from handlers.channels import Channel, Outgoing
 from handlers.message import InboundMessage
 from handlers.render import Renderer
+from store.models import RawInbound
+
+#: keys of a Telegram update under which a user or chat is named (core.telegram.org/bots/api)
+_WHO = ("from", "chat", "user", "sender_chat", "forward_from", "forward_from_chat",
+        "sender_user", "old_chat_member", "new_chat_member")
 
 
 async def prove(msg: InboundMessage) -> str | None:
@@ -31,6 +37,32 @@ def normalise(address: str) -> str | None:
         return str(int(address.strip()))
     except ValueError:
         return None
+
+
+def update_senders(update: Any) -> set[str]:
+    """Every user and chat id a Telegram update names (sender, chat, forwarded-from,
+    the member a change is about), as text like our Telegram addresses."""
+    found: set[str] = set()
+    stack = [update]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if key in _WHO and isinstance(value, dict) and "id" in value:
+                    found.add(str(value["id"]))
+                if isinstance(value, (dict, list)):
+                    stack.append(value)
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def raw_senders(row: RawInbound, partial: bool) -> set[str]:
+    """`Channel.raw_senders`: the users and chats a stored update names (RODO)."""
+    try:
+        return update_senders(json.loads(bytes(row.payload)))
+    except ValueError:
+        return set()
 
 
 def render(renderer: Renderer, template: str, lang: str, context: dict[str, Any]
@@ -66,4 +98,5 @@ def channel(bot: Callable[[], Bot | None], *, rate: float, chat_interval: float)
         fetch=fetch,
         # a chat that writes to the bot has unblocked it (handlers/health.py)
         revived_by_message=True,
+        raw_senders=raw_senders,
     )

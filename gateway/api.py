@@ -193,8 +193,9 @@ async def apply_new_cases(app: web.Application, drafts: list[dict[str, Any]]) ->
     services = app[SERVICES]
     new = await cases.drafts_by_address([
         cases.NewCase(subject=d["subject"], body=d["body"], category=d.get("category"),
-                      channel="api", email=d.get("email")) for d in drafts])
-    created = await cases.create_cases(services, new, confirm_to_email=True)
+                      channel="api", contacts=(("email", d["email"]),) if d.get("email") else ())
+        for d in drafts])
+    created = await cases.create_cases(services, new, confirm=True)
     now = services.clock.now()
     await notify.queue([d for _, _, d in created if d is not None], now)
     answers = []

@@ -215,12 +215,13 @@ def export_command(person_id: int, out: str | None) -> None:
     """RODO access request: everything held about PERSON_ID as one JSON document."""
     from tortoise.transactions import in_transaction
 
+    from gateway.app import build_channels
     from handlers import audit, rodo
     from store.clock import Clock
 
     async def work(settings: Settings) -> dict[str, Any] | None:
         async with in_transaction():
-            found = await rodo.export(person_id)
+            found = await rodo.export(person_id, channels=build_channels(settings))
             if found is not None:
                 now = Clock().now()
                 found["exported_at"] = now.isoformat()
@@ -244,6 +245,7 @@ def export_command(person_id: int, out: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def erase_command(person_id: int, yes: bool) -> None:
     """RODO erasure: remove PERSON_ID and their data; cases the town keeps are anonymised."""
+    from gateway.app import build_channels
     from handlers import rodo
     from store.clock import Clock
 
@@ -255,6 +257,7 @@ def erase_command(person_id: int, yes: bool) -> None:
 
     async def work(settings: Settings) -> dict[str, Any] | None:
         return await rodo.erase(person_id, _operator(), Clock().now(),
+                                channels=build_channels(settings),
                                 spool_dir=settings.sent_mail_dir)
 
     done = _with_store(work)

@@ -154,8 +154,9 @@ async def case_message(request: web.Request) -> web.Response:
     if case is None:
         raise PageError(404, "missing")
     if text or attachments:
-        msg = InboundMessage(channel="web", address=case.requester_email or "", text=text,
-                             attachments=attachments)
+        # the page is no channel a notice can take: the holder of the access code adds
+        # to the case, and its contacts stay as they are
+        msg = InboundMessage(channel="web", address="", text=text, attachments=attachments)
         refused = await cases.add_message(case, msg, services)
         if refused:  # the text is in the case; the files are named, with why (413)
             return _page(request, status=413, number=number, case=case, refused=refused,

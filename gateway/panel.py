@@ -34,7 +34,7 @@ from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
 from handlers.text import whole_number
 from store import search
-from store.models import CASE_STATUSES, Attachment, Case, CaseEvent, Person
+from store.models import CASE_STATUSES, Attachment, Case, CaseContact, CaseEvent, Person
 
 #: the console's own pages, relative to its prefix `/panel` (gateway/console.py)
 routes = web.RouteTableDef()
@@ -343,8 +343,10 @@ async def case_page(request: web.Request) -> web.Response:
     authors = {p.id: p.name for p in await Person.filter(
         id__in={e.author_id for e in events if e.author_id})}
     requester = await Person.get_or_none(id=case.person_id) if case.person_id else None
+    contacts = await CaseContact.filter(case_id=case.number).order_by("id")
     return _page(request, "case", case=case, events=events, files=files, clerks=clerks,
-                 authors=authors, requester=requester, done=request.query.get("zrobione", ""))
+                 authors=authors, requester=requester, contacts=contacts,
+                 done=request.query.get("zrobione", ""))
 
 
 @routes.get("/sprawy/{number}/zalaczniki/{id}")

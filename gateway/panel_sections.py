@@ -347,7 +347,7 @@ async def person_export(request: web.Request) -> web.Response:
     person = await _person(request)
     await _form(request)
     async with in_transaction():
-        found = await rodo.export(person.id)
+        found = await rodo.export(person.id, channels=_services(request).channels)
         assert found is not None
         found["exported_at"] = _now(request).isoformat()
         await audit.record(_actor(request), "person.export", f"person:{person.id}",
@@ -366,6 +366,7 @@ async def person_erase(request: web.Request) -> web.Response:
     if person.id == request[STAFF][1].id:
         raise Refusal(409, "conflict")
     await rodo.erase(person.id, _actor(request), _now(request),
+                     channels=_services(request).channels,
                      spool_dir=request.config_dict[SETTINGS].sent_mail_dir)
     request.config_dict[DISPATCHER].notify()
     raise web.HTTPSeeOther("/panel/ludzie?usunieto=1")

@@ -19,7 +19,7 @@ import re
 import secrets
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from tortoise import connections
@@ -33,7 +33,16 @@ from handlers.message import Attachment, InboundMessage, Reply
 from handlers.notify import ordered_channels
 from store import search
 from store.models import Attachment as StoredAttachment
-from store.models import Case, CaseEvent, Counter, Identity, MailThread, Person
+from store.models import (
+    Case,
+    CaseContact,
+    CaseEvent,
+    Counter,
+    Identity,
+    MailThread,
+    Outbox,
+    Person,
+)
 from store.outbox import Delivery
 from store.rows import insert_rows
 from store.sql import sql
@@ -116,8 +125,8 @@ class NewCase:
     channel: str
     category: str | None = None
     person: Person | None = None
-    email: str | None = None
-    chat: str | None = None
+    #: where the requester is reached: (channel, address) pairs, one per channel
+    contacts: tuple[tuple[str, str], ...] = ()
     attachments: tuple[Attachment, ...] = ()
     lang: str = "pl"
     #: the Message-ID of the mail that opened it (a clerk's reply is threaded to it)
@@ -125,17 +134,30 @@ class NewCase:
 
 
 async def drafts_by_address(drafts: list[NewCase]) -> list[NewCase]:
-    """Drafts naming an email, with that address's person (and language) if it is one of
-    ours: the case is theirs too, whichever way it came in."""
-    owners = await people_by_address("email", {d.email for d in drafts if d.email})
-    return [replace(d, person=owners[d.email], lang=owners[d.email].language)
-            if d.email in owners and d.person is None else d for d in drafts]
+    """Drafts naming an address, with that address's person (and language) if it is one
+    of ours: the case is theirs too, whichever way it came in. One lookup per channel
+    named, for the whole batch."""
+    wanted: dict[str, set[str]] = {}
+    for draft in drafts:
+        for channel, address in draft.contacts:
+            wanted.setdefault(channel, set()).add(address)
+    owners = {(channel, address): person for channel, addresses in wanted.items()
+              for address, person in (await people_by_address(channel, addresses)).items()}
+    out = []
+    for draft in drafts:
+        owner = next((owners[c] for c in draft.contacts if c in owners), None)
+        out.append(replace(draft, person=owner, lang=owner.language)
+                   if owner is not None and draft.person is None else draft)
+    return out
 
 
 async def create_cases(
-    ctx: ServiceContext, drafts: list[NewCase], *, confirm_to_email: bool
+    ctx: ServiceContext, drafts: list[NewCase], *, confirm: bool
 ) -> list[tuple[Case, str, Delivery | None]]:
-    """Create cases (one counter bump for all) and build e-mail confirmations where asked.
+    """Create cases (one counter bump for all) and, where asked, build the confirmation
+    with the access code to each draft's contacts (one of them: the fan-out's order, the
+    rest its fallbacks). The API and a clerk's case from unread mail ask; mail and the
+    chat channels answer in their own reply instead.
 
     Call inside a transaction, and queue the confirmations with `notify.queue` in it.
     Returns (case, access code, confirmation or None).
@@ -143,6 +165,7 @@ async def create_cases(
     now = ctx.clock.now()
     numbers = await allocate_numbers(now.astimezone(ctx.zone).year, len(drafts))
     cases, events, files, out = [], [], [], []
+    contacts: list[CaseContact] = []
     for number, draft in zip(numbers, drafts, strict=True):
         code = new_access_code()
         case = Case(
@@ -153,8 +176,6 @@ async def create_cases(
             status="received",
             access_code_hash=hash_code(ctx.code_key, code),
             person_id=draft.person.id if draft.person else None,
-            requester_email=draft.email,
-            requester_chat=draft.chat,
             origin_channel=draft.channel,
             last_channel=draft.channel,
             created_at=now,
@@ -166,23 +187,42 @@ async def create_cases(
                       channel=draft.channel, created_at=now, message_id=draft.message_id)
         )
         files.extend(_stored_attachments(ctx, number, draft.attachments, now))
+        contacts.extend(CaseContact(case_id=number, channel=channel, address=address)
+                        for channel, address in _one_per_channel(draft.contacts))
         delivery = None
-        if confirm_to_email and draft.email:
+        if confirm and draft.contacts:
             # a confirmation answers what the resident just did: no waiting for the morning
-            planned = fanout.plan(ctx, [fanout.Recipient(draft.person, [("email", draft.email)],
+            planned = fanout.plan(ctx, [fanout.Recipient(draft.person, list(draft.contacts),
                                                          draft.lang)], fanout.Notice(
                 kind="cases", template="case_created", key=f"case-created:{number}",
-                context={"case": case, "access_code": code}, urgent=True, case=number), now)
+                context={"case": case, "access_code": code}, urgent=True, case=number,
+                cause=about(number)), now)
             delivery = planned.deliveries[0] if planned.deliveries else None
         out.append((case, code, delivery))
     await insert_rows(cases)
     await insert_rows(events)
+    await insert_rows(contacts)
     await search.index((text for case in cases for text in ((case.number, case.subject),
                                                             (case.number, case.body))),
                        new_cases=True)
     if files:
         await StoredAttachment.bulk_create(files)
     return out
+
+
+def _one_per_channel(contacts: tuple[tuple[str, str], ...]) -> list[tuple[str, str]]:
+    """The first address named on each channel (a case keeps one per channel)."""
+    first: dict[str, str] = {}
+    for channel, address in contacts:
+        first.setdefault(channel, address)
+    return list(first.items())
+
+
+def about(number: str) -> str:
+    """The outbox `cause` of every message about a case (its notices, and the replies
+    that name it, handlers/router.py): what a text without threading answers
+    (`handle_text`), found by the cause's index."""
+    return f"case:{number}"
 
 
 def _stored_attachments(
@@ -209,14 +249,28 @@ async def case_for_requester(
         return None
     if person is not None and case.person_id == person.id:
         return case
-    if msg.channel == "email" and case.requester_email and case.requester_email == msg.address:
+    contacts = await contacts_of(case)
+    if (msg.channel, msg.address) in contacts:
         return case
-    if msg.channel == "telegram" and case.requester_chat and case.requester_chat == msg.address:
-        return case
-    if person is not None and case.requester_email and await Identity.filter(
-            person_id=person.id, channel="email", address=case.requester_email).exists():
-        return case  # the address it came from is one the town linked to this person
+    if person is not None and contacts and contacts & set(
+            await Identity.filter(person_id=person.id).values_list("channel", "address")):
+        return case  # an address it came from is one the town linked to this person
     return None
+
+
+async def contacts_of(case: Case) -> set[tuple[str, str]]:
+    """The (channel, address) pairs the case's requester is reached at."""
+    return set(await CaseContact.filter(case_id=case.number).values_list("channel", "address"))
+
+
+async def add_contact(ctx: ServiceContext, number: str, msg: InboundMessage) -> None:
+    """Remember the message's channel and address as the case's contact there, unless the
+    case has one on that channel already (the first stays). Only a registered channel's
+    address is one (the case page's messages come by no channel a notice can take)."""
+    if msg.address and msg.channel in ctx.channels:
+        await CaseContact.bulk_create(
+            [CaseContact(case_id=number, channel=msg.channel, address=msg.address)],
+            ignore_conflicts=True)
 
 
 async def public_history(case: Case) -> list[CaseEvent]:
@@ -268,20 +322,17 @@ async def add_message(case: Case, msg: InboundMessage, ctx: ServiceContext
         admitted = await quota.admit(ctx, case.number, msg)
         refused = admitted.refused
         text = with_refused(msg.text.strip(), refused)
+        threaded = msg.channel in ctx.channels and ctx.channels[msg.channel].threaded
         await CaseEvent.create(case_id=case.number, kind="message", text=text, public=True,
                                channel=msg.channel, created_at=now,
-                               message_id=msg.message_id if msg.channel == "email" else None)
+                               message_id=msg.message_id if threaded else None)
         await search.index([(case.number, text)] + [(case.number, a.filename)
                                                     for a in msg.attachments])
         files = _stored_attachments(ctx, case.number, tuple(admitted.kept), now)
         if files:
             await StoredAttachment.bulk_create(files)
-        update: dict[str, Any] = {"last_channel": msg.channel, "updated_at": now}
-        if msg.channel == "telegram" and not current.requester_chat:
-            update["requester_chat"] = msg.address
-        if msg.channel == "email" and not current.requester_email:
-            update["requester_email"] = msg.address
-        await Case.filter(number=case.number).update(**update)
+        await add_contact(ctx, current.number, msg)
+        await Case.filter(number=case.number).update(last_channel=msg.channel, updated_at=now)
     return refused
 
 
@@ -354,14 +405,14 @@ async def handle_email(
     draft = NewCase(
         subject=subject or body.splitlines()[0][:120],
         body=with_refused(body, refused),
-        channel="email",
+        channel=msg.channel,
         person=person if msg.proof else None,  # a forged From must not file in their name
-        email=msg.address,
+        contacts=((msg.channel, msg.address),),
         attachments=tuple(admitted.kept),
         lang=person.language if person else "pl",
         message_id=msg.message_id,
     )
-    [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm=False)
     return [Reply("case_created", {"case": case, "access_code": code, "too_large": refused},
                   case=case.number)]
 
@@ -422,18 +473,73 @@ async def continue_dialogue(
         return [Reply("case_ask_body", {"subject": text})], "body", {"subject": text[:300]}
     if len(text) < 3:
         return [Reply("case_ask_body", {"subject": data["subject"], "too_short": True})], "body", data
-    email = None
-    if person:
-        identity = await Identity.filter(person_id=person.id, channel="email").first()
-        email = identity.address if identity else None
-    # `requester_chat` holds a Telegram chat; another channel's requester is reached
-    # through their person's identities (a case's requester columns are email and
-    # Telegram only, issue #19)
-    chat = msg.address if msg.channel == "telegram" else None
+    # the requester is reached where they wrote from, and through their person's
+    # identities when they are one of ours (requester_targets)
     draft = NewCase(subject=data["subject"], body=text, channel=msg.channel, person=person,
-                    email=email, chat=chat, lang=person.language if person else "pl")
-    [(case, code, _)] = await create_cases(ctx, [draft], confirm_to_email=False)
+                    contacts=((msg.channel, msg.address),),
+                    lang=person.language if person else "pl")
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm=False)
     return [Reply("case_created", {"case": case, "access_code": code}, case=case.number)], None, {}
+
+
+# --- text is a case (SMS): handlers/channels.Channel.cases_by_text --------------------
+
+#: how long after our last message about a case a plain text (SMS has no reply
+#: threading) still adds to that case; later text opens a new one. Two weeks: the
+#: answer to a clerk's "please send the plot number" comes within days, while a text a
+#: month on is more likely about something new, and a clerk can join two cases where a
+#: text added to a closed one would go unread.
+FOLLOW_UP = timedelta(days=14)
+
+
+async def case_texted_about(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                            ) -> Case | None:
+    """The case our last message to the sender's address was about, if we sent it within
+    FOLLOW_UP; None otherwise.
+
+    Only the sender's own cases are looked at (those with this address as a contact, and
+    a proven sender's person's), so the answer is one `case_for_requester` lets them add
+    to; of their outbox rows to this address, the newest whose cause names one of them
+    (`about`) — equality on the outbox's indexed cause, a few rows per case, never a scan
+    of the outbox by recipient."""
+    numbers = set(await CaseContact.filter(channel=msg.channel, address=msg.address)
+                  .values_list("case_id", flat=True))
+    if person is not None:
+        numbers |= set(await Case.filter(person_id=person.id).values_list("number", flat=True))
+    if not numbers:
+        return None
+    last = await Outbox.filter(
+        cause__in=[about(str(number)) for number in numbers], channel=msg.channel,
+        recipient=msg.address, created_at__gte=ctx.clock.now() - FOLLOW_UP,
+    ).order_by("-id").first().values_list("cause", flat=True)
+    if not last:
+        return None
+    return await case_for_requester(str(last).removeprefix("case:"), msg, person)
+
+
+async def handle_text(ctx: ServiceContext, msg: InboundMessage, person: Person | None
+                      ) -> list[Reply]:
+    """Plain text on a channel where text is a case (SMS): it adds to the case we last
+    wrote to this address about (within FOLLOW_UP), or opens a case answered with its
+    number and access code — like mail to `sprawy@`, a person who texts the town reaches a
+    person, never silence. The sender is the requester by their address; `person` only
+    when the channel proved them (handlers/router.handle)."""
+    case = await case_texted_about(ctx, msg, person)
+    if case is not None:
+        refused = await add_message(case, msg, ctx)
+        return [Reply("case_message_added", {"case": case, "too_large": refused},
+                      case=case.number)]
+    body = msg.text.strip()
+    if not body:
+        return [Reply("case_empty", {})]
+    admitted = await quota.admit(ctx, None, msg)
+    draft = NewCase(subject=body.splitlines()[0][:120], body=with_refused(body, admitted.refused),
+                    channel=msg.channel, person=person, contacts=((msg.channel, msg.address),),
+                    attachments=tuple(admitted.kept),
+                    lang=person.language if person else i18n.language(msg.language_hint))
+    [(case, code, _)] = await create_cases(ctx, [draft], confirm=False)
+    return [Reply("case_created", {"case": case, "access_code": code,
+                                   "too_large": admitted.refused}, case=case.number)]
 
 
 async def handle_status(ctx: ServiceContext, msg: InboundMessage, person: Person | None):
@@ -459,10 +565,7 @@ async def requester_targets(ctx: ServiceContext, case: Case
         pairs = list(
             await Identity.filter(person_id=person.id).values_list("channel", "address")
         )
-    if case.requester_email:
-        pairs.append(("email", case.requester_email))
-    if case.requester_chat:
-        pairs.append(("telegram", case.requester_chat))
+    pairs += sorted(await contacts_of(case))
     preferred = person.channel_order if person else []
     return ordered_channels(pairs, preferred, first=case.last_channel,
                             default=ctx.channels.names), person
@@ -501,6 +604,7 @@ async def add_staff_event(
                                                         if person else "pl")], fanout.Notice(
                 kind="cases", template="case_update", key=f"case-event:{event.id}",
                 context={"case": current, "event": event}, case=case.number,
+                cause=about(case.number),
                 in_reply_to=await last_mail_of(current)), now)
     return event
 

@@ -168,6 +168,23 @@ class Channel:
             only where the person put it in their own channel order, as an urgent
             notice's last fallback, or for someone with no other channel that works
             (handlers/fanout.py `paid_last`); answers go back where a message came from.
+        threaded: a message's `message_id` is what this channel's replies answer (mail's
+            Message-ID, RFC 5322 In-Reply-To): a case keeps the resident's so a clerk's
+            reply is threaded to it; a chat's message ids mean nothing to another channel.
+        cases_by_text: plain text on this channel is a case, as mail to `sprawy@` is —
+            SMS, whose messages are not commands by nature and where a person who texts
+            the town must reach a person: text that is neither a command nor part of a
+            dialogue adds to the case our last message to that address was about, within
+            `handlers.cases.FOLLOW_UP` (14 days), and otherwise opens a case, answered
+            with its number (handlers/router.py, handlers/cases.handle_text).
+        raw_senders: (raw row, partial) → the addresses that sent a stored raw row, as
+            identities store them (RODO's export and erasure find a person's raw input
+            with it, handlers/rodo.py); None: the channel keeps no raw input of people.
+            With `raw_head`, the row's payload is only its first `raw_head` bytes
+            (`partial` True when that cut something off), and the function may answer
+            None to be called again with the whole payload.
+        raw_head: how many bytes of a raw payload `raw_senders` needs (a mail's header,
+            not its attachments); 0: all of it.
     """
 
     name: str
@@ -187,6 +204,10 @@ class Channel:
     commands: Mapping[str, Command] = field(default_factory=lambda: MappingProxyType({}))
     revived_by_message: bool = False
     paid: bool = False
+    threaded: bool = False
+    cases_by_text: bool = False
+    raw_senders: Callable[[RawInbound, bool], set[str] | None] | None = None
+    raw_head: int = 0
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

@@ -2,18 +2,19 @@
 and erasure (art. 17).
 
 One function finds what is held about a person — `holdings` — by every address and
-identity they have: all their email addresses and Telegram chats, their library card,
-their cases, the outbox rows and Message-IDs of what we sent them, the raw mail they sent
-by its envelope sender *and* by its header `From`/`Sender`/`Reply-To`, the Telegram
-updates they sent by chat and by sender, dialogues, waiting notices, sign-in links,
-sessions, link codes, stored idempotent answers naming their cases, and the job
-summaries that name them. The export reads it, the erasure removes it; neither looks
-for anything on its own.
+identity they have: all their addresses on every channel, their library card, their
+cases (theirs, or reached at one of their addresses), the outbox rows and Message-IDs of
+what we sent them, the raw input they sent — each channel says who sent a raw row of its
+own (`Channel.raw_senders`: a mail by its envelope sender *and* its header
+`From`/`Sender`/`Reply-To`, a Telegram update by chat and by sender, an SMS by its
+number) — dialogues, waiting notices, sign-in links, sessions, link codes, stored
+idempotent answers naming their cases, and the job summaries that name them. The export
+reads it, the erasure removes it; neither looks for anything on its own.
 
 Erasure removes the person, their addresses, preferences, links, sessions, conversations,
-notices waiting for them, their library records, the raw mail and Telegram updates they
-sent, the contents of the messages we sent them and the `.eml` copies of the mail in the
-spool. Cases are records the town must keep (the office's register of matters): they stay
+notices waiting for them, their library records, the raw input they sent on every
+channel, the contents of the messages we sent them and the `.eml` copies of the mail in
+the spool. Cases are records the town must keep (the office's register of matters): they stay
 with their number, category, status and dates and the office's own notes, while what the
 resident wrote — the subject, the body, their messages and attachments — and every link to
 them is removed. The audit trail keeps its entries (it is the record of who did what,
@@ -36,7 +37,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tortoise.connection import get_connection
 from tortoise.expressions import Q
@@ -52,6 +53,7 @@ from store.models import (
     Attachment,
     AuditEntry,
     Case,
+    CaseContact,
     CaseEvent,
     Conversation,
     DigestItem,
@@ -76,21 +78,19 @@ from store.models import (
 from store.rows import change_in, chunks, read_in
 from store.sql import on_postgres, sql
 
+if TYPE_CHECKING:
+    from handlers.channels import Channel, Channels
+
 log = logging.getLogger(__name__)
 
 ERASED = "[usunięto na wniosek RODO / erased on request]"
-#: header fields that name who sent a mail (RFC 5322 section 3.6.2), besides the envelope
-SENDER_FIELDS = ("From", "Sender", "Reply-To", "Resent-From", "Resent-Sender")
-#: how much of a raw mail is read to find its header; a header longer than this (hundreds
-#: of Received lines) is read whole
+#: the spool's header is read this far to find a copy's recipients
 HEAD_BYTES = 65536
-#: rows read at a time while looking through raw mail and updates
+#: rows read at a time while looking through raw input
 CHUNK = 500
-#: keys of a Telegram update under which a user or chat is named (core.telegram.org/bots/api)
-_TELEGRAM_WHO = ("from", "chat", "user", "sender_chat", "forward_from", "forward_from_chat",
-                 "sender_user", "old_chat_member", "new_chat_member")
 #: tables an erasure changes: VACUUMed after it on PostgreSQL
-TOUCHED = ("person", "identity", "link_code", "address_claim", "case", "case_event", "attachment",
+TOUCHED = ("person", "identity", "link_code", "address_claim", "case", "case_contact",
+           "case_event", "attachment",
            "mail_thread", "raw_inbound", "conversation", "outbox", "sent_mail", "loan",
            "loan_reminder", "renewal", "student_guardian", "announcement_delivery",
            "digest_item", "grade_notice", "sign_in_link", "staff_session",
@@ -108,7 +108,7 @@ class Holdings:
     removes."""
 
     person: Person
-    #: channel → addresses (email addresses lower-cased, Telegram chat ids as text)
+    #: channel → addresses, as each channel normalises them (every registered channel)
     addresses: dict[str, set[str]]
     cases: list[str] = field(default_factory=list)
     raw: list[int] = field(default_factory=list)
@@ -141,22 +141,25 @@ class Holdings:
         return found
 
 
-async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings | None:
+async def holdings(person_id: int, earlier: Holdings | None = None, *,
+                   channels: Channels) -> Holdings | None:
     """The one search for what is held about a person; None if there is no such person.
 
     Looking through the raw mail reads every stored mail's header: long at a town's scale,
     and a transaction open that long on SQLite's one connection would hold every other
     write of the process back. So the erasure looks once before its transaction and again
     inside it, where `earlier` (the first look) lets the raw rows and the job runs' summaries
-    it already went through be skipped when the person's addresses have not changed since."""
+    it already went through be skipped when the person's addresses have not changed since.
+    `channels`: the registry, whose channels say who sent their raw rows."""
     person = await Person.get_or_none(id=person_id)
     if person is None:
         return None
-    addresses: dict[str, set[str]] = {"email": set(), "telegram": set()}
-    for channel, address in await Identity.filter(person_id=person.id).values_list(
+    addresses: dict[str, set[str]] = {name: set() for name in channels.names}
+    for name, address in await Identity.filter(person_id=person.id).values_list(
             "channel", "address"):
-        addresses.setdefault(channel, set()).add(address.lower() if channel == "email"
-                                                 else address)
+        channel = channels.get(name)
+        normalised = channel.normalise(address) if channel is not None else None
+        addresses.setdefault(name, set()).add(normalised or address)
     held = Holdings(person, addresses)
     held.cases = await _cases(person, addresses)
     # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
@@ -169,8 +172,10 @@ async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings 
     after = 0
     if earlier is not None and earlier.addresses == addresses:
         after, held.raw = earlier.raw_seen, [i for i in earlier.raw if i <= earlier.raw_seen]
-    held.raw += (await _raw_mail_from(addresses["email"], after, held.raw_seen)
-                 + await _raw_updates_from(addresses["telegram"], after, held.raw_seen))
+    for channel in channels:
+        if channel.raw_senders is not None and addresses.get(channel.name):
+            held.raw += await _raw_from(channel, addresses[channel.name], after,
+                                        held.raw_seen)
     held.idempotent = await _idempotent_naming(set(held.cases) | every)
     held.runs_seen, held.runs_open = await _runs_so_far()
     if earlier is not None and earlier.needles == held.needles:
@@ -183,13 +188,14 @@ async def holdings(person_id: int, earlier: Holdings | None = None) -> Holdings 
 
 
 async def _cases(person: Person, addresses: dict[str, set[str]]) -> list[str]:
-    query = Q(person_id=person.id)
-    if addresses["email"]:
-        query |= Q(requester_email__in=addresses["email"])
-    if addresses["telegram"]:
-        query |= Q(requester_chat__in=addresses["telegram"])
-    # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
-    return list(await Case.filter(query).order_by("number").values_list("number", flat=True))  # type: ignore[arg-type]
+    """Their cases, and the cases reached at one of their addresses (on its channel:
+    case_contact's (channel, address) index)."""
+    numbers = set(await Case.filter(person_id=person.id).values_list("number", flat=True))
+    for channel, values in addresses.items():
+        if values:
+            numbers |= set(await CaseContact.filter(channel=channel, address__in=values)
+                           .values_list("case_id", flat=True))
+    return sorted(str(number) for number in numbers)
 
 
 def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
@@ -202,22 +208,6 @@ def _outbox_query(person: Person, addresses: dict[str, set[str]]) -> Q:
     return query
 
 
-def mail_senders(envelope_from: str, head: bytes) -> set[str]:
-    """Every address a raw mail names as its sender: the envelope's and those of the
-    header fields in SENDER_FIELDS, normalised as identities are. A mailing list or a
-    forwarding service puts its own address in the envelope and leaves the person's in
-    `From`, so the envelope alone misses their mail."""
-    found = {normalise_email(envelope_from) or ""}
-    try:
-        header = BytesHeaderParser(policy=compat32).parsebytes(head)
-        values = [str(v) for name in SENDER_FIELDS for v in header.get_all(name, [])]
-        found |= {normalise_email(address) or "" for _, address in getaddresses(values)}
-    except Exception:  # noqa: BLE001 - a header nobody can parse names nobody
-        log.info("a raw mail's header could not be read for its senders")
-    found.discard("")
-    return found
-
-
 async def _newest_raw() -> int:
     # tortoise's stubs type values_list(flat=True) as tuples; it returns the values
     newest: list[int] = await RawInbound.all().order_by("-id").limit(1).values_list(  # type: ignore[assignment]
@@ -225,69 +215,38 @@ async def _newest_raw() -> int:
     return int(newest[0]) if newest else 0
 
 
-async def _raw_mail_from(emails: set[str], after: int, upto: int) -> list[int]:
-    """Raw mail (ids in `after` < id <= `upto`) whose envelope or header names one of
-    `emails` as its sender, read a chunk at a time and only as far as the header (the
-    bodies may be attachments)."""
-    if not emails:
-        return []
+async def _raw_from(channel: Channel, addresses: set[str], after: int, upto: int
+                    ) -> list[int]:
+    """Raw rows of `channel` (ids in `after` < id <= `upto`) that the channel says one of
+    `addresses` sent, read a chunk at a time and, where the channel needs only the start
+    of a payload (a mail's header, not its attachments), only that much, unless it asks
+    for the whole."""
+    assert channel.raw_senders is not None
     db = get_connection("default")
-    statement = sql(db, "SELECT id, envelope, substr(payload, 1, ?) AS head, "
-                        "length(payload) AS size FROM raw_inbound WHERE channel = 'email' "
-                        "AND id > ? AND id <= ? ORDER BY id LIMIT ?")
+    head = channel.raw_head
+    payload = "substr(payload, 1, ?)" if head else "payload"
+    statement = sql(db, f"SELECT id, envelope, {payload} AS payload, length(payload) AS size "
+                        "FROM raw_inbound WHERE channel = ? AND id > ? AND id <= ? "
+                        "ORDER BY id LIMIT ?")
     found: list[int] = []
     last = after
     while True:
-        _, rows = await db.execute_query(statement, [HEAD_BYTES, last, upto, CHUNK])
+        _, rows = await db.execute_query(
+            statement, [*([head] if head else []), channel.name, last, upto, CHUNK])
         for row in rows:
             last = row["id"]
             envelope = row["envelope"]
             envelope = json.loads(envelope) if isinstance(envelope, (str, bytes)) else envelope
-            head = bytes(row["head"])
-            if b"\r\n\r\n" not in head and b"\n\n" not in head and row["size"] > len(head):
+            data = bytes(row["payload"])
+            stored = RawInbound(id=row["id"], channel=channel.name, envelope=envelope,
+                                payload=data)
+            senders = channel.raw_senders(stored, bool(head) and row["size"] > len(data))
+            if senders is None:  # the channel needs the whole payload
                 whole = await RawInbound.filter(id=row["id"]).values_list("payload", flat=True)
-                head = bytes(whole[0]) if whole else head
-            if mail_senders(str((envelope or {}).get("from", "")), head) & emails:
+                stored.payload = bytes(whole[0]) if whole else data
+                senders = channel.raw_senders(stored, False) or set()
+            if senders & addresses:
                 found.append(row["id"])
-        if len(rows) < CHUNK:
-            return found
-
-
-def update_senders(update: Any) -> set[str]:
-    """Every user and chat id a Telegram update names (sender, chat, forwarded-from,
-    the member a change is about), as text like our Telegram addresses."""
-    found: set[str] = set()
-    stack = [update]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if key in _TELEGRAM_WHO and isinstance(value, dict) and "id" in value:
-                    found.add(str(value["id"]))
-                if isinstance(value, (dict, list)):
-                    stack.append(value)
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
-async def _raw_updates_from(chats: set[str], after: int, upto: int) -> list[int]:
-    """Telegram updates (ids in `after` < id <= `upto`) that name one of `chats`."""
-    if not chats:
-        return []
-    found: list[int] = []
-    last = after
-    while True:
-        rows = await RawInbound.filter(channel="telegram", id__gt=last, id__lte=upto).order_by(
-            "id").limit(CHUNK).values_list("id", "payload")
-        for row_id, payload in rows:
-            last = row_id
-            try:
-                update = json.loads(bytes(payload))
-            except ValueError:
-                continue
-            if update_senders(update) & chats:
-                found.append(row_id)
         if len(rows) < CHUNK:
             return found
 
@@ -355,14 +314,16 @@ def _without(value: Any, needles: set[str]) -> Any:
     return ERASED if _mentions(value, needles) else value
 
 
-async def export(person_id: int) -> dict[str, Any] | None:
+async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None:
     """Everything held about a person, as plain JSON-ready data; None if unknown."""
-    held = await holdings(person_id)
+    held = await holdings(person_id, channels=channels)
     if held is None:
         return None
     person, addresses, numbers = held.person, held.addresses, held.cases
     cases = await Case.filter(number__in=numbers).order_by("number") if numbers else []
     events = await CaseEvent.filter(case_id__in=numbers).order_by("id") if numbers else []
+    contacts = await CaseContact.filter(case_id__in=numbers).order_by("id").values_list(
+        "case_id", "channel", "address") if numbers else []
     files = await Attachment.filter(case_id__in=numbers).values(
         "case_id", "filename", "content_type", "size", "data") if numbers else []
     children = await Student.filter(guardians=person.id).values("id", "name", "class_name")
@@ -383,6 +344,8 @@ async def export(person_id: int) -> dict[str, Any] | None:
         "cases": [{
             "number": c.number, "subject": c.subject, "body": c.body, "status": c.status,
             "category": c.category, "created_at": _when(c.created_at),
+            "contacts": [{"channel": channel, "address": address}
+                         for number, channel, address in contacts if number == c.number],
             "history": [{"at": _when(e.created_at), "kind": e.kind, "status": e.status,
                          "text": e.text, "channel": e.channel, "public": e.public,
                          "message_id": e.message_id}
@@ -449,9 +412,8 @@ async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
     transaction, and `search.purge()` once after the last transaction has committed."""
     if not numbers:
         return {"case_messages": 0, "attachments": 0}
-    await Case.filter(number__in=numbers).update(
-        subject=ERASED, body=ERASED, person_id=None, requester_email=None,
-        requester_chat=None)
+    await Case.filter(number__in=numbers).update(subject=ERASED, body=ERASED, person_id=None)
+    await CaseContact.filter(case_id__in=numbers).delete()
     messages = await CaseEvent.filter(case_id__in=numbers, kind__in=("message", "created")
                                       ).update(text="", message_id=None)
     attachments = await Attachment.filter(case_id__in=numbers).delete()
@@ -464,16 +426,16 @@ async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
     return {"case_messages": messages, "attachments": attachments}
 
 
-async def erase(person_id: int, actor: audit.Actor, now: datetime, *, spool_dir: str = ""
-                ) -> dict[str, Any] | None:
+async def erase(person_id: int, actor: audit.Actor, now: datetime, *, channels: Channels,
+                spool_dir: str = "") -> dict[str, Any] | None:
     """Erase a person: the rows in one transaction (opened here: do not call inside one),
     then the files — the `.eml` copies in `spool_dir` and what the database keeps beside
     its tables (store/scrub.py). Returns what was done; None if unknown."""
-    first = await holdings(person_id)
+    first = await holdings(person_id, channels=channels)
     if first is None:
         return None
     async with in_transaction():
-        held = await holdings(person_id, first)
+        held = await holdings(person_id, first, channels=channels)
         if held is None:  # erased by someone else meanwhile
             return None
         done = await _erase_rows(held, actor, now)

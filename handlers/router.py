@@ -195,6 +195,9 @@ async def route(ctx: ServiceContext, msg: InboundMessage, person: Person | None)
         follow_up = await cases.follow_up_by_reply(ctx, msg, person)
         if follow_up is not None:
             return follow_up
+    if ctx.channels[msg.channel].cases_by_text:
+        # text is a case there (SMS): it adds to the case we last wrote about, or opens one
+        return await cases.handle_text(ctx, msg, person)
     return [Reply("free_text", {"linked": person is not None})]
 
 
@@ -221,7 +224,8 @@ def to_deliveries(
             payload=payload,
             priority=PRIORITY_REPLY,
             person_id=person.id if person else None,
-            cause=f"reply:{reply.template}",
+            # a reply naming a case is a message about it (what a later text answers)
+            cause=cases.about(reply.case) if reply.case else f"reply:{reply.template}",
         ))
     return out
 

@@ -84,11 +84,12 @@ async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text:
         if found is None:
             return None
         summary = found["summary"] or {}
+        address = summary.get("address")
         draft = cases.NewCase(subject=subject, body=text, channel="email",
-                              email=summary.get("address") or None,
+                              contacts=(("email", address),) if address else (),
                               lang=summary.get("language") or "pl",
                               message_id=summary.get("message_id"))
-        [(case, _, confirmation)] = await cases.create_cases(ctx, [draft], confirm_to_email=True)
+        [(case, _, confirmation)] = await cases.create_cases(ctx, [draft], confirm=True)
         raw = await original(inbound_id)
         if raw:
             # the original goes with the case whatever its size (SMTP takes up to 25 MiB, a

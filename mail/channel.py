@@ -85,4 +85,7 @@ def channel(mail_domain: str, relay: str | None, spool_dir: str,
         slow=True,
         mailboxes=True,
         opt_out_link=True,
+        threaded=True,  # Message-ID, answered by In-Reply-To
+        raw_senders=unread.raw_senders,
+        raw_head=unread.SENDERS_HEAD,
     )

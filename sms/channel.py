@@ -27,6 +27,7 @@ the channel's own commands (sms/optout.py), and the sender refuses a stopped num
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
@@ -42,8 +43,9 @@ from handlers.netaddr import parse_networks
 from handlers.render import Renderer
 from sms import callbacks, optout
 from sms.encoding import GSM_BASIC, GSM_EXTENSION, fit, is_gsm, transliterate
-from sms.inbound import prove, reader
+from sms.inbound import prove, reader, sender_number
 from sms.smsapi import DEFAULT_URL, SmsApiSender
+from store.models import RawInbound
 
 _SMS_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
 #: seconds between two messages to one number (EMIL_SMS_NUMBER_INTERVAL): a notice and
@@ -143,6 +145,18 @@ def payload_text(rendered: dict[str, str], envelope: Envelope, max_parts: int) -
     return fit(text, max_parts, link)
 
 
+def raw_senders(row: RawInbound, partial: bool) -> set[str]:
+    """`Channel.raw_senders` (RODO): the number that sent a stored incoming SMS — the
+    provider's form kept as JSON (`sms_from`, `sms_to`, `sms_text`, `sms_date`, `MsgId`,
+    sms/callbacks.py) — in E.164 as identities hold it, read as the inbox reads it."""
+    try:
+        sender = str(json.loads(bytes(row.payload)).get("sms_from") or "")
+    except (ValueError, AttributeError):
+        return set()
+    number = sender_number(sender, normalise) if sender else None
+    return {number} if number else set()
+
+
 def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None = None,
             rate: float = 10.0, max_parts: int = 3, region: str = "PL",
             budget: Callable[[Sender], Sender] = lambda sender: sender,
@@ -178,4 +192,6 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
         callbacks=callbacks.routes(callback_secret, parse_networks(callback_networks)),
         commands={"stop": optout.stop, "start": optout.start},
         paid=True,
+        raw_senders=raw_senders,
+        cases_by_text=True,  # a text that is no command and answers no case opens one
     )

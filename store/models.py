@@ -128,8 +128,7 @@ class Case(Model):
         "models.Person", related_name="cases", null=True, on_delete=fields.SET_NULL
     )
     person_id: int | None  # the column Tortoise adds for it, declared for mypy
-    requester_email = fields.CharField(max_length=320, null=True, db_index=True)
-    requester_chat = fields.CharField(max_length=32, null=True)
+    # where the requester is reached: `CaseContact` rows, one per channel
     origin_channel = fields.CharField(max_length=16)
     last_channel = fields.CharField(max_length=16)
     created_at = fields.DatetimeField()
@@ -140,6 +139,30 @@ class Case(Model):
     class Meta:
         table = "case"
         indexes = (("status", "updated_at"), ("updated_at",))
+
+
+class CaseContact(Model):
+    """Where a case's requester is reached on one channel: the address the case came
+    from, or a follow-up came from, on that channel (issue #19; it replaces the columns
+    `requester_email` and `requester_chat`, which knew two channels).
+
+    A table, not a pair of columns `requester_channel`/`requester_address`: a resident
+    who wrote by mail and then by Telegram is reached on both, and one pair would keep
+    only one. One address per case and channel (the first stays, as it did); indexed by
+    (channel, address) because RODO and "the cases of this address" look up by address."""
+
+    id = fields.IntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="contacts", on_delete=fields.CASCADE
+    )
+    case_id: str  # the column Tortoise adds for it, declared for mypy
+    channel = fields.CharField(max_length=16)
+    address = fields.CharField(max_length=320)
+
+    class Meta:
+        table = "case_contact"
+        unique_together = (("case_id", "channel"),)
+        indexes = (("channel", "address"),)
 
 
 class CaseEvent(Model):

@@ -294,7 +294,7 @@ async def _act(gw: Gateway, action: str, actor, people: dict) -> tuple[str, obje
 
         async with in_transaction():  # opened as any channel opens one
             [(case, _, _)] = await cases.create_cases(ctx, [cases.NewCase(
-                "Ławka", "b", "email", email="jan@example.pl")], confirm_to_email=False)
+                "Ławka", "b", "email", contacts=(("email", "jan@example.pl"),))], confirm=False)
         number = case.number
         try:
             if action == "case.assign":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from gateway.keys import DISPATCHER, INBOX
+from handlers.cases import contacts_of
 from store.models import Case, Identity, LinkCode
 from tests.conftest import WEBHOOK_SECRET, Gateway, make_mail
 from tests.doubles.botapi import callback_update, message_update
@@ -43,7 +44,7 @@ async def test_case_dialogue(gw: Gateway) -> None:
     [done] = await gw.tg(601, "Przy ul. Wojska Polskiego 5 nie świeci od tygodnia.")
     case = await Case.get()
     assert case.number in done and "Kod dostępu" in done
-    assert case.requester_chat == "601"
+    assert await contacts_of(case) == {("telegram", "601")}
     assert case.body.startswith("Przy ul. Wojska")
     # the conversation is over: free text now gets help
     [help_text] = await gw.tg(601, "dziękuję")

@@ -14,6 +14,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import Settings
 from handlers import fanout
+from handlers.cases import contacts_of
 from handlers.channels import Channel, Channels, Outgoing
 from handlers.message import InboundMessage
 from store.clock import FrozenClock
@@ -121,8 +122,8 @@ async def test_a_fourth_channel_is_one_registration(aiohttp_client, settings: Se
     assert "Kościuszki 12" in case.body
     # the pigeon proves nothing: the note is a stranger's, not filed in Zofia's name
     assert case.person_id is None
-    # and a pigeon's address is no Telegram chat: nothing about the case goes there
-    assert case.requester_chat is None
+    # the requester is reached where they wrote from, on that channel (no Telegram chat)
+    assert await contacts_of(case) == {("pigeon", PIGEON)}
     replies = loft.texts_to(PIGEON)
     assert len(replies) == 3 and case.number in replies[-1]
     assert not await RawInbound.filter(status="pending").exists()

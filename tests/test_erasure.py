@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from tortoise.connection import get_connection
 
+from bots.channel import update_senders
 from handlers import audit, rodo
+from mail.unread import SENDERS_HEAD, mail_senders
 from store import search
 from store.models import AuditEntry, Case, Identity, JobRun, RawInbound
 from tests.conftest import ADMIN, PG_URL, Gateway, make_mail
@@ -209,33 +211,33 @@ def test_a_mail_is_the_persons_by_its_envelope_or_any_sender_field() -> None:
     head = (b"Received: from x\r\nFrom: =?utf-8?q?Zdzis=C5=82aw?= <Zdzich@Example.org>\r\n"
             b"Sender: lista@lists.example\r\nReply-To: Inny <qzm.drugi@qzpoczta.example>\r\n"
             b"Subject: x\r\n\r\nbody mentioning nobody@example.org")
-    assert rodo.mail_senders("bounce-1@lists.example", head) == {
+    assert mail_senders("bounce-1@lists.example", head) == {
         "bounce-1@lists.example", "zdzich@example.org", "lista@lists.example",
         "qzm.drugi@qzpoczta.example"}
-    assert rodo.mail_senders("", b"\xff\xfe not a header at all") == set()
+    assert mail_senders("", b"\xff\xfe not a header at all") == set()
 
 
 def test_an_update_is_the_persons_by_any_user_or_chat_it_names() -> None:
     pressed = {"update_id": 1, "callback_query": {
         "id": "q", "from": {"id": 7301}, "data": "x",
         "message": {"message_id": 5, "chat": {"id": -100200}, "text": "?"}}}
-    assert rodo.update_senders(pressed) == {"7301", "-100200"}
+    assert update_senders(pressed) == {"7301", "-100200"}
     forwarded = {"update_id": 2, "message": {"chat": {"id": 1}, "from": {"id": 1},
                                              "forward_from": {"id": 7301}}}
-    assert "7301" in rodo.update_senders(forwarded)
+    assert "7301" in update_senders(forwarded)
 
 
 async def test_a_header_longer_than_what_is_read_first_is_read_whole(gw: Gateway) -> None:
-    """A relay chain can write more than HEAD_BYTES of Received lines before `From`."""
+    """A relay chain can write more than SENDERS_HEAD of Received lines before `From`."""
     person = await gw.person("Długi Nagłówek", ["citizen"], email=FIRST)
     received = b"".join(b"Received: from relay%d.example by next.example; Thu, 3 Dec 2026\r\n"
-                        % n for n in range(rodo.HEAD_BYTES // 40))
+                        % n for n in range(SENDERS_HEAD // 40))
     raw = received + f"From: <{FIRST}>\r\nSubject: x\r\n\r\ntresc\r\n".encode()
-    assert len(received) > rodo.HEAD_BYTES
+    assert len(received) > SENDERS_HEAD
     row = await RawInbound.create(channel="email", external_id="long-header",
                                   envelope={"from": "relay@lists.example"}, payload=raw,
                                   status="done", received_at=gw.clock.now())
-    held = await rodo.holdings(person)
+    held = await rodo.holdings(person, channels=gw.services.channels)
     assert held is not None and held.raw == [row.id]
 
 
@@ -287,7 +289,7 @@ async def test_other_writes_go_on_while_the_search_index_is_merged(gw: Gateway,
     monkeypatch.setattr(search, "merge_step", step, raising=False)
     monkeypatch.setattr(search, "MERGE_PAGES", 1, raising=False)
     done = await rodo.erase(person, audit.Actor("test", "test"), gw.clock.now(),
-                            spool_dir=gw.settings.sent_mail_dir)
+                            channels=gw.services.channels, spool_dir=gw.settings.sent_mail_dir)
     await asyncio.wait_for(writing[0], GUARD)
     assert done is not None
     assert events.index("another write") < events.index("merge ends"), events
@@ -315,7 +317,7 @@ async def test_the_second_look_inside_the_erasure_reads_only_new_job_runs(gw: Ga
     person = await gw.person("Czytelnik", ["citizen"], email=FIRST, library_card=CARD)
     old = await JobRun.create(job="overdue-reminders", due="d1", started_at=gw.clock.now(),
                               summary={"unreachable": [{"card": CARD}]})
-    first = await rodo.holdings(person)
+    first = await rodo.holdings(person, channels=gw.services.channels)
     assert first is not None and first.job_runs == [old.id]
     new = await JobRun.create(job="overdue-reminders", due="d2", started_at=gw.clock.now(),
                               summary={"unreachable": [{"card": CARD}]})
@@ -331,7 +333,7 @@ async def test_the_second_look_inside_the_erasure_reads_only_new_job_runs(gw: Ga
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(type(db), "execute_query", traced)
-        second = await rodo.holdings(person, first)
+        second = await rodo.holdings(person, first, channels=gw.services.channels)
     assert second is not None and second.job_runs == [old.id, new.id]
     scans = [s for s in statements if "job_run" in s and "LIKE" in s]
     assert scans and all("id >" in s.replace('"', "") for s in scans), scans

@@ -61,7 +61,7 @@ async def test_library_reminders_announcements_and_case_notices_share_the_fan_ou
     await announcements.publish(gw.services, ann)
     [(case, _, _)] = await cases.create_cases(gw.services, [cases.NewCase(
         subject="Dziura w drodze", body="ul. Kościuszki", category=None, channel="api",
-        email="jan@example.org")], confirm_to_email=True)
+        contacts=(("email", "jan@example.org"),))], confirm=True)
     await cases.add_staff_event(gw.services, case, status="in_progress", note="Zgłoszone.",
                                 public=True)
     assert {"library_reminder", "announcement", "case_created", "case_update"} <= set(seen)

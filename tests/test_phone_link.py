@@ -301,10 +301,11 @@ async def test_claims_are_the_persons_data(sms_gw: Gateway, smsapi: SmsApiDouble
     erased with the person, and gone after the retention period."""
     person_id = await sms_gw.linked(CHAT, "Halina Wiśniewska")
     await ask(sms_gw, f"/telefon {PHONE}")
-    exported = await rodo.export(person_id)
+    exported = await rodo.export(person_id, channels=sms_gw.services.channels)
     assert exported is not None
     assert [c["address"] for c in exported["address_claims"]] == [PHONE]
-    await rodo.erase(person_id, audit.Actor("test", "test"), sms_gw.clock.now())
+    await rodo.erase(person_id, audit.Actor("test", "test"), sms_gw.clock.now(),
+                     channels=sms_gw.services.channels)
     assert not await AddressClaim.exists()
 
     other = await sms_gw.linked(CHAT + 1, "Ktoś Inny")

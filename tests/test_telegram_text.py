@@ -60,7 +60,7 @@ async def test_a_long_staff_answer_reaches_the_resident_whole(gw: Gateway) -> No
                                 json={"status": "resolved", "note": answer})
     assert resp.status == 201
     await gw.drain()
-    row = await Outbox.filter(cause__startswith="case-event").first()
+    row = await Outbox.filter(idempotency_key__startswith="case-event").first()
     assert row.status == "sent", row.last_error
     received = gw.botapi.texts_to(5151)[-3:]
     assert all(visible_units(t) <= 4096 for t in received)

@@ -18,8 +18,9 @@ from tortoise.exceptions import DBConnectionError
 from gateway.config import Settings
 from gateway.keys import INBOX
 from handlers import router
+from handlers.cases import contacts_of
 from mail import inbound as mail_inbound
-from store.models import AuditEntry, Case, RawInbound
+from store.models import AuditEntry, Case, CaseContact, RawInbound
 from tests.conftest import Gateway, make_mail
 from tests.panel import csrf_of, sign_in, staff_member
 
@@ -81,7 +82,7 @@ async def test_a_mutt_mail_is_never_dropped_whatever_the_parser_does(gw: Gateway
     the sender hears from us and the mail is somewhere a clerk works."""
     sent = await gw.mail(MUTT, sender="anna@example.pl")
     assert [m["To"] for m in sent] == ["anna@example.pl"]
-    opened = await Case.filter(requester_email="anna@example.pl").count()
+    opened = await CaseContact.filter(channel="email", address="anna@example.pl").count()
     queued = await RawInbound.filter(status="unread").count()
     assert opened + queued == 1
     if queued:
@@ -135,8 +136,8 @@ async def test_unreadable_mail_is_answered_queued_downloadable_counted_and_opene
     assert resp.status == 303
     case = await Case.get()
     assert resp.headers["Location"] == f"/panel/sprawy/{case.number}"
-    assert (case.requester_email, case.subject, case.origin_channel) == (
-        "anna@example.pl", "Zaświadczenie", "email")
+    assert (await contacts_of(case), case.subject, case.origin_channel) == (
+        {("email", "anna@example.pl")}, "Zaświadczenie", "email")
     await gw.drain()
     [confirmation] = [m for m in gw.sent_mail() if case.number in str(m["Subject"])]
     assert confirmation["To"] == "anna@example.pl"
