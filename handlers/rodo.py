@@ -65,6 +65,7 @@ from store.models import (
     Loan,
     LoanReminder,
     MailThread,
+    OptOut,
     Outbox,
     Person,
     RawInbound,
@@ -314,6 +315,17 @@ def _without(value: Any, needles: set[str]) -> Any:
     return ERASED if _mentions(value, needles) else value
 
 
+async def _opt_outs(addresses: dict[str, set[str]]) -> list[tuple[str, str, Any]]:
+    """The opt-outs of these addresses, channel by channel."""
+    found: list[tuple[str, str, Any]] = []
+    for channel, values in sorted(addresses.items()):
+        if values:
+            found += await OptOut.filter(channel=channel, address__in=sorted(values)
+                                         ).order_by("id").values_list("channel", "address",
+                                                                      "since")
+    return found
+
+
 async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None:
     """Everything held about a person, as plain JSON-ready data; None if unknown."""
     held = await holdings(person_id, channels=channels)
@@ -338,7 +350,11 @@ async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None
             "digest_hour": person.digest_hour, "quiet_hours": [person.quiet_start,
                                                                person.quiet_end],
             "notices": person.notices, "last_channel": person.last_channel,
-            "created_at": _when(person.created_at)},
+            "plain_letters": person.plain_letters, "created_at": _when(person.created_at)},
+        # an address that said STOP: exported, and kept by the erasure (a suppression
+        # list — erasing it would let the channel start again; README, RODO)
+        "opt_outs": [{"channel": channel, "address": address, "since": _when(since)}
+                     for channel, address, since in await _opt_outs(addresses)],
         "addresses": {k: sorted(v) for k, v in addresses.items()},
         "children": list(children),
         "cases": [{

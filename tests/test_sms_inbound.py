@@ -329,3 +329,23 @@ async def test_after_stop_a_notice_goes_straight_to_the_next_channel(
     rows = await Outbox.filter(idempotency_key__startswith="msg:after-stop")
     assert [row.channel for row in rows] == ["email"]
     assert len(mail_to(relay[0], "halina@example.pl")) == 1
+
+
+async def test_an_opt_out_is_in_the_export_and_outlives_the_erasure(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    """Review of #19: a number's STOP was personal data missing from the person's export;
+    the erasure keeps it (a suppression list: erasing it would let SMS start again), and
+    the export and README say so."""
+    from handlers import audit, rodo
+
+    person_id = await sms_first(sms_gw)
+    await Person.filter(id=person_id).update(plain_letters=True)
+    await say(sms_gw, smsapi, "STOP")
+    channels = sms_gw.services.channels
+    exported = await rodo.export(person_id, channels=channels)
+    assert exported is not None
+    assert [(o["channel"], o["address"]) for o in exported["opt_outs"]] == [("sms", PHONE)]
+    assert exported["person"]["plain_letters"] is True
+    await rodo.erase(person_id, audit.Actor("test", "cli"), sms_gw.clock.now(),
+                     channels=channels)
+    assert await OptOut.filter(channel="sms", address=PHONE).exists()
