@@ -99,7 +99,9 @@ def build_channels(settings: Settings, bot: Callable[[], Bot | None] = lambda: N
                                max_parts=settings.sms_max_parts, budget=budget,
                                number_interval=settings.sms_number_interval or None,
                                callback_secret=settings.sms_callback_secret,
-                               callback_networks=settings.sms_callback_networks)]
+                               callback_networks=settings.sms_callback_networks,
+                               part_price=settings.sms_part_price,
+                               budget_parts=settings.sms_budget_parts)]
            if settings.sms_token else []),
         *more,
     ])

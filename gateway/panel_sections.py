@@ -40,7 +40,6 @@ from handlers.fanout import modes_of
 from handlers.i18n import LANGUAGES
 from handlers.limits import fit, fit_text
 from handlers.message import InvalidInput
-from sms import budget as sms_budget
 from store.models import (
     ROLES,
     Announcement,
@@ -133,18 +132,20 @@ async def announcement_preview(request: web.Request) -> web.Response:
     sample_link = f"{_services(request).base_url}/ack/…"
     telegram = telegram_preview(renderer.telegram("announcement", lang, context)["text"])
     email = renderer.email("announcement", lang, context)
-    settings = request.config_dict[SETTINGS]
-    sms = None
-    if settings.sms_token:  # the SMS channel is registered (gateway/app.build_channels)
+    costs = {}
+    estimated = [channel for channel in _services(request).channels if channel.estimate]
+    if estimated:  # a paid channel's cost before sending (SMS: parts, złoty, budget left)
         last = await Announcement.all().order_by("-id").first()
-        sms = await sms_budget.estimate(
-            _services(request), audience, sample, urgent=bool(draft["urgent"]),
-            price=settings.sms_part_price, cap=settings.sms_budget_parts, lang=lang,
-            next_id=(last.id if last is not None else 0) + 1)
+        for channel in estimated:
+            assert channel.estimate is not None
+            costs[channel.name] = await channel.estimate(
+                _services(request), audience, sample, urgent=bool(draft["urgent"]), lang=lang,
+                next_id=(last.id if last is not None else 0) + 1)
     return _page(request, "announcements", items=[], units=units, roles=ROLES, draft=draft,
                  preview={"reach": len(audience), "telegram": telegram,
                           "subject": email["subject"],
-                          "email": email["text"].replace("__ACK__", sample_link), "sms": sms})
+                          "email": email["text"].replace("__ACK__", sample_link),
+                          "costs": costs})
 
 
 #: the tags Telegram's HTML mode shows as formatting (Bot API, "Formatting options")

@@ -185,6 +185,10 @@ class Channel:
             None to be called again with the whole payload.
         raw_head: how many bytes of a raw payload `raw_senders` needs (a mail's header,
             not its attachments); 0: all of it.
+        estimate: what an announcement would cost on this channel before it is sent
+            (a paid channel's block in the console's composer): `(ctx, people, sample
+            announcement, urgent=, lang=, next_id=)` → the figures its composer block
+            shows (templates/pages/panel/announcements.html.j2, `preview.costs[name]`).
     """
 
     name: str
@@ -208,6 +212,7 @@ class Channel:
     cases_by_text: bool = False
     raw_senders: Callable[[RawInbound, bool], set[str] | None] | None = None
     raw_head: int = 0
+    estimate: Callable[..., Awaitable[dict[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= 16:  # the `channel` columns are 16 characters

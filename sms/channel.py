@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any
 
@@ -41,6 +42,7 @@ from handlers.channels import Channel, Envelope, Outgoing, Sender
 from handlers.context import ServiceContext
 from handlers.netaddr import parse_networks
 from handlers.render import Renderer
+from sms import budget as sms_budget
 from sms import callbacks, optout
 from sms.encoding import GSM_BASIC, GSM_EXTENSION, fit, is_gsm, transliterate
 from sms.inbound import prove, reader, sender_number
@@ -161,7 +163,8 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
             rate: float = 10.0, max_parts: int = 3, region: str = "PL",
             budget: Callable[[Sender], Sender] = lambda sender: sender,
             number_interval: float | None = NUMBER_INTERVAL,
-            callback_secret: str | None = None, callback_networks: str = "") -> Channel:
+            callback_secret: str | None = None, callback_networks: str = "",
+            part_price: Decimal | None = None, budget_parts: int | None = None) -> Channel:
     """The SMS channel through SMSAPI.pl (sms/smsapi.py), `rate` messages a second,
     each at most `max_parts` parts long, `number_interval` seconds apart to one number;
     `budget` wraps the sender (sms/budget.BudgetedSender keeps the month's cap), inside
@@ -177,6 +180,11 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
 
     def number(address: str) -> str | None:
         return normalise(address, region)
+
+    async def estimate(ctx: ServiceContext, people: list[Any], sample: Any, *, urgent: bool,
+                       lang: str, next_id: int) -> dict[str, Any]:
+        return await sms_budget.estimate(ctx, people, sample, urgent=urgent, price=part_price,
+                                         cap=budget_parts, lang=lang, next_id=next_id)
 
     return Channel(
         name="sms",
@@ -194,4 +202,5 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
         paid=True,
         raw_senders=raw_senders,
         cases_by_text=True,  # a text that is no command and answers no case opens one
+        estimate=estimate,
     )
