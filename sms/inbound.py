@@ -33,12 +33,18 @@ from store.models import RawInbound
 
 __all__ = ["STOP_WORDS", "START_WORDS", "prove", "reader", "sender_number", "words"]
 
+#: a text that is only one of these turns SMS off. Not "nie" or "koniec" alone: a text is
+#: also an answer to a clerk's question about a case ("Nie." to "Czy latarnia nadal nie
+#: świeci?"), and taking it for STOP would lose the answer and the person's SMS alike
+#: (review of #19); "nie chcę SMS", "koniec sms" say what they mean.
 STOP_WORDS = frozenset({
     "stop", "stop sms", "sms stop", "stopsms", "stop all", "wypisz", "wypisz mnie",
-    "wypisz sie", "koniec", "rezygnuje", "rezygnacja", "nie", "unsubscribe"})
+    "wypisz sie", "koniec sms", "rezygnuje", "rezygnacja", "rezygnuje z sms",
+    "nie chce sms", "nie chce smsow", "nie chce sms ow", "unsubscribe"})
 START_WORDS = frozenset({"start", "start sms", "sms start", "wznow", "zapisz", "zapisz mnie"})
 
 _NOT_WORD = re.compile(r"[\W_]+")
+CASE_NUMBER = re.compile(r"\bUM-\d{4}-\d{6}\b", re.IGNORECASE)
 
 
 def folded(text: str) -> str:
@@ -55,7 +61,9 @@ def words(text: str) -> tuple[str | None, list[str], str]:
     if whole in START_WORDS:
         return "start", [], ""
     first, *rest = text.split(maxsplit=1) or [""]
-    if folded(first) == "status":
+    if folded(first) == "status" and (not rest or CASE_NUMBER.search(rest[0])):
+        # "STATUS UM-2026-000123" (or "status" alone, answered with how to ask); a
+        # sentence that begins with the word ("Status mojej sprawy…?") is text for the case
         args = rest[0].split() if rest else []
         return "status", args, " ".join(args)
     return None, [], text.strip()

@@ -103,8 +103,8 @@ async def say(gw: Gateway, smsapi: SmsApiDouble, text: str, sender: str = PHONE,
     return [sms.message for sms in smsapi.to(sender)[before:]]
 
 
-@pytest.mark.parametrize("text", ["STOP", "Stop.", "stop sms", " STOP! ", "NIE", "Wypisz mnie",
-                                  "koniec", "rezygnuję"])
+@pytest.mark.parametrize("text", ["STOP", "Stop.", "stop sms", " STOP! ", "Nie chcę SMS-ów",
+                                  "Wypisz mnie", "koniec SMS", "rezygnuję"])
 def test_the_ways_people_write_stop(text: str) -> None:
     assert words(text) == ("stop", [], "")
 
@@ -114,6 +114,13 @@ def test_start_status_and_sentences_that_only_begin_like_a_keyword() -> None:
     assert words("Status um-2026-000123") == ("status", ["um-2026-000123"], "um-2026-000123")
     assert words("nie wiem, kiedy zebranie") == (None, [], "nie wiem, kiedy zebranie")
     assert words("stop the bus at 7") == (None, [], "stop the bus at 7")
+
+
+@pytest.mark.parametrize("text", ["Nie.", "nie", "Koniec", "Status mojej sprawy?"])
+def test_an_answer_to_a_clerk_is_text_not_a_command(text: str) -> None:
+    """Review of #19: "Nie." answering a clerk's question was taken for STOP (the answer
+    lost, the person's SMS off), and any text beginning with "status" for the command."""
+    assert words(text) == (None, [], text)
 
 
 async def test_stop_once_then_the_next_channel_then_start(
@@ -154,7 +161,7 @@ async def test_stop_once_then_the_next_channel_then_start(
 
 async def test_a_stranger_may_stop_too_and_is_answered_in_polish(
         sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
-    assert await say(sms_gw, smsapi, "NIE", sender=OTHER) == [
+    assert await say(sms_gw, smsapi, "Nie chcę SMS", sender=OTHER) == [
         "e-Milanówek: koniec SMS-ów na ten numer. Odpisz START, by wrócić."]
     assert await OptOut.filter(channel="sms", address=OTHER).exists()
 
