@@ -149,10 +149,14 @@ async def confirm(ctx: ServiceContext, person: Person, channel: str, code: str,
         return Confirmed("dead", claim.address)
     if claim.expires_at <= now:
         return Confirmed("expired", claim.address)
+    # a guess is counted before it is compared, by one conditional UPDATE: guesses checked
+    # at the same moment (instances taking one chat's messages in parallel) cannot each
+    # find the count below the limit (review of #19)
+    if not await AddressClaim.filter(id=claim.id, attempts__lt=MAX_ATTEMPTS,
+                                     used_at__isnull=True).update(attempts=F("attempts") + 1):
+        return Confirmed("dead", claim.address)
     if not hmac.compare_digest(claim.code_hash, code_hash(ctx.code_key, claim, code)):
-        counted = await AddressClaim.filter(id=claim.id, attempts__lt=MAX_ATTEMPTS).update(
-            attempts=F("attempts") + 1)
-        left = MAX_ATTEMPTS - claim.attempts - 1 if counted else 0
+        left = MAX_ATTEMPTS - (await AddressClaim.get(id=claim.id)).attempts
         return Confirmed("wrong" if left > 0 else "dead", claim.address, left)
     # single use even when the code is typed twice at once: one UPDATE wins
     if not await AddressClaim.filter(id=claim.id, used_at__isnull=True).update(used_at=now):

@@ -316,3 +316,33 @@ async def test_claims_are_the_persons_data(sms_gw: Gateway, smsapi: SmsApiDouble
     sms_gw.clock.advance(minutes=11)
     summary = await run_job(sms_gw.services, "retention")
     assert summary["address_claims_deleted"] == 1 and not await AddressClaim.exists()
+
+
+async def test_guesses_at_once_are_counted_before_any_is_compared(
+        sms_gw: Gateway, smsapi: SmsApiDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review of #19: the attempts were read, the code compared, and only then counted, so
+    guesses checked at the same moment (instances taking one chat's messages in parallel)
+    each passed the 5-try limit. Now a guess is counted first and compared only if it
+    was still allowed."""
+    person_id = await sms_gw.linked(CHAT, "Halina Wiśniewska")
+    await ask(sms_gw, f"/telefon {PHONE}")
+    right = code_in(smsapi)
+    compared = 0
+    real = claims.code_hash
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal compared
+        compared += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(claims, "code_hash", counting)
+    person = await Person.get(id=person_id)
+    wrong = [f"{(int(right) + n) % 1_000_000:06d}" for n in range(1, 21)]
+    import asyncio
+
+    outcomes = await asyncio.gather(*(claims.confirm(sms_gw.services, person, "sms", code,
+                                                     sms_gw.clock.now()) for code in wrong))
+    assert compared <= claims.MAX_ATTEMPTS
+    assert {o.outcome for o in outcomes} <= {"wrong", "dead"}
+    late = await claims.confirm(sms_gw.services, person, "sms", right, sms_gw.clock.now())
+    assert late.outcome == "dead" and not await Identity.filter(channel="sms").exists()
