@@ -102,22 +102,30 @@ def routes(secret: str | None, networks: tuple[Network, ...], channel: str = "sm
         guessing = RateLimiter(Limit(GUESSES, GUESSES), time.monotonic)
         limit = min(MAX_BYTES, env.max_bytes)
 
-        def guarded(handler: Callable[[web.Request, dict[str, str]], Awaitable[None]], *,
+        def guarded(handler: Callable[[web.Request, dict[str, str]],
+                                      Awaitable[web.Response | None]], *,
                     lists: bool = False) -> Handler:
             async def checked(request: web.Request) -> web.StreamResponse:
                 refused = authorise(request, env, secret, networks, guessing)
                 if refused is not None:
                     return refused
-                await handler(request, await read_fields(request, limit, lists=lists))
-                return web.Response(text=OK, content_type="text/plain")
+                answer = await handler(request, await read_fields(request, limit, lists=lists))
+                return answer or web.Response(text=OK, content_type="text/plain")
             checked.__doc__ = handler.__doc__
             return checked
 
-        async def reports(request: web.Request, fields: dict[str, str]) -> None:
-            """SMSAPI delivery reports (comma-separated lists; GET or POST); answers OK."""
+        async def reports(request: web.Request, fields: dict[str, str]) -> web.Response | None:
+            """SMSAPI delivery reports (comma-separated lists; GET or POST); answers OK, or
+            503 while a report's message is still being marked sent by us (the provider
+            calls again; the reports already applied change nothing the second time)."""
             now = env.services().clock.now()
-            if await apply_reports(parse_reports(fields), channel, now):
+            queued, early = await apply_reports(parse_reports(fields), channel, now)
+            if queued:
                 env.wake_outbox()
+            if early:
+                return refusal(503, "not_yet", "a message reported is still being sent; "
+                               "call again", {"Retry-After": "5"})
+            return None
 
         async def incoming(request: web.Request, fields: dict[str, str]) -> None:
             """An incoming SMS from SMSAPI, stored before it answers OK."""
@@ -227,21 +235,30 @@ def state(text: str) -> int | None:
 
 
 async def apply_reports(reports: list[tuple[str, int | None]], channel: str, now: datetime
-                        ) -> bool:
-    """Apply reports in one transaction; True if a fallback was queued."""
-    queued = False
+                        ) -> tuple[bool, int]:
+    """Apply reports in one transaction: (whether a fallback was queued, how many reports
+    are about a row still `sending` — our mark of the send not yet written, so the report
+    could not apply and must come again)."""
+    queued, early = False, 0
     async with in_transaction():
         for idx, code in reports:
             if not idx.isdigit() or len(idx) > 18 or code is None:
                 continue  # not one of ours (sent from SMSAPI's panel), or a state unknown
+            applied = False
             if code in DELIVERED:
-                await mark_delivered(int(idx), channel, now)
+                applied = await mark_delivered(int(idx), channel, now)
             elif code in BOUNCED:
                 row = await Outbox.get_or_none(id=int(idx), channel=channel, status="sent")
                 if row is not None:
+                    applied = True
                     fallback = await mark_bounced(row, now, f"SMSAPI report: {NAMES[code]}")
                     queued = queued or fallback is not None
-    return queued
+            else:
+                continue  # SENT, QUEUE, ACCEPTED, UNKNOWN: nothing to apply
+            if not applied and await Outbox.filter(id=int(idx), channel=channel,
+                                                   status="sending").exists():
+                early += 1
+    return queued, early
 
 
 async def store_incoming(fields: dict[str, str], channel: str, now: datetime) -> None:

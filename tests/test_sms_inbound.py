@@ -356,3 +356,24 @@ async def test_an_opt_out_is_in_the_export_and_outlives_the_erasure(
     await rodo.erase(person_id, audit.Actor("test", "cli"), sms_gw.clock.now(),
                      channels=channels)
     assert await OptOut.filter(channel="sms", address=PHONE).exists()
+
+
+async def test_a_report_faster_than_our_own_mark_is_asked_again(
+        sms_gw: Gateway, smsapi: SmsApiDouble, relay: tuple[Sink, int]) -> None:
+    """Review of #19: a report for a row still `sending` (the report came before our own
+    mark of the send) was answered OK and ignored, so SMSAPI never repeated it and an
+    UNDELIVERED message never moved to the next channel. Now it is answered 503: the
+    provider asks again, and the report then finds the row sent."""
+    person_id = await sms_first(sms_gw)
+    await notify(sms_gw, person_id, "msg:early")
+    [sms] = smsapi.to(PHONE)
+    row = await Outbox.get(channel="sms")
+    await Outbox.filter(id=row.id).update(status="sending")  # our mark not yet written
+    status, _ = await smsapi.report((sms, 405))
+    assert status == 503
+    assert (await Outbox.get(id=row.id)).status == "sending"
+    await Outbox.filter(id=row.id).update(status="sent")
+    assert await smsapi.report((sms, 405)) == (200, "OK")
+    await sms_gw.drain()
+    assert (await Outbox.get(id=row.id)).status == "bounced"
+    assert len(mail_to(relay[0], "halina@example.pl")) == 1
