@@ -174,7 +174,18 @@ async def test_status_by_sms(sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
     assert resp.status == 201, await resp.text()
     number = (await resp.json())["number"]
     [answer] = await say(sms_gw, smsapi, f"STATUS {number.lower()}")
-    assert number in answer and "Status: przyjęta" in answer and "<b>" not in answer
+    assert answer == f"Sprawa {number}: przyjęta"
+    # review of #19: the answer is the status and the newest entry, in at most two parts
+    # (the Telegram history made plain was four, cut to three with the newest lost)
+    note = ("Zgłosiliśmy dziurę zarządcy drogi; naprawa jest zaplanowana na przyszły "
+            "tydzień, prosimy o cierpliwość i ostrożną jazdę.")
+    resp = await sms_gw.client.post(f"/api/v1/cases/{number}/events", headers=sms_gw.admin,
+                                    json={"status": "in_progress", "note": note})
+    assert resp.status == 201, await resp.text()
+    await sms_gw.drain()
+    [answer] = await say(sms_gw, smsapi, f"STATUS {number}")
+    assert answer.startswith(f"Sprawa {number}: w toku. ") and "Zgłosiliśmy dziurę" in answer
+    assert smsapi.to(PHONE)[-1].parts <= 2
     # another number learns nothing of it
     [refused] = await say(sms_gw, smsapi, f"status {number}", sender=OTHER)
     assert refused.startswith(f"Nie możemy podać informacji o sprawie {number}")
