@@ -133,7 +133,7 @@ async def test_budget_reached_the_rest_goes_by_mail_and_the_admins_are_told_once
     assert [(r.person_id, r.channel, r.status) for r in told] == [(admin, "email", "sent")]
     [alert] = [m for m in gw.sent_mail() if m["To"] == "admin@milanowek.example"
                and "SMS" in str(m["Subject"])]
-    assert str(alert["Subject"]) == "Budżet SMS na 2026-11 się wyczerpał"
+    assert str(alert["Subject"]) == "Budżet SMS na miesiąc 2026-11 się wyczerpał"
     assert "3 części SMS" in alert.get_body(("plain",)).get_content()
     # /metrics shows the month's spend
     metrics = await (await gw.client.get("/metrics", headers=gw.admin)).text()
