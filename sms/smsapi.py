@@ -15,7 +15,9 @@ before going live):
 - `POST {base}/sms.do`, authorised by `Authorization: Bearer <OAuth token>`, with form
   fields `to` (the number in international form without "+", e.g. 48500100200),
   `message`, `from` (a sender name registered with SMSAPI), `format=json`,
-  `encoding=utf-8` and `idx` (our own id, echoed in delivery reports: the outbox row's id).
+  `encoding=utf-8` and `idx` (our own id, echoed in delivery reports: the outbox row's id),
+  with `check_idx=1` (SMSAPI refuses an idx it has sent, error 53: a retried row is
+  never sent twice).
 - Success answers JSON `{"count": 1, "list": [{"id": …, "points": …, "parts": …, …}]}`;
   a refusal answers `{"error": <code>, "message": <text>}`. Codes: 11 message too long or
   empty, 13 no valid number, 14 wrong sender name (this message or number: permanent);
@@ -50,6 +52,10 @@ DEFAULT_URL = "https://api.smsapi.pl"
 
 #: SMSAPI's error codes that no retry of this row will cure
 PERMANENT_CODES = frozenset({11, 13, 14, 101, 102, 103, 105})
+#: the answer to a message whose `idx` SMSAPI has already sent, when asked to check
+#: (`check_idx=1`): a retry after an answer that was lost (a timeout, a proxy's 502) is
+#: then refused instead of sent and paid for twice — as remembered, like the rest
+NOT_UNIQUE_IDX = 53
 #: a 429 without Retry-After: wait this long
 DEFAULT_RETRY_AFTER = 1.0
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=10)
@@ -69,7 +75,8 @@ class SmsApiSender:
     def form(self, row: Outbox) -> dict[str, str]:
         """The form fields of one message."""
         fields = {"to": row.recipient.removeprefix("+"), "message": row.payload["text"],
-                  "format": "json", "encoding": "utf-8", "idx": str(row.id)}
+                  "format": "json", "encoding": "utf-8", "idx": str(row.id),
+                  "check_idx": "1"}
         if self.sender_name:
             fields["from"] = self.sender_name
         return fields
@@ -88,6 +95,9 @@ class SmsApiSender:
         answer = _json(body)
         if "error" in answer:
             code, message = answer.get("error"), str(answer.get("message", ""))[:200]
+            if code == NOT_UNIQUE_IDX:  # an earlier try went, its answer did not reach us
+                log.info("sms %s: SMSAPI has this idx already; counted as sent", row.id)
+                return
             if code in PERMANENT_CODES:
                 raise PermanentSendError(f"SMSAPI error {code}: {message}")
             raise TransientSendError(f"SMSAPI error {code}: {message}")

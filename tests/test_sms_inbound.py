@@ -388,3 +388,19 @@ async def test_a_report_faster_than_our_own_mark_is_asked_again(
     await sms_gw.drain()
     assert (await Outbox.get(id=row.id)).status == "bounced"
     assert len(mail_to(relay[0], "halina@example.pl")) == 1
+
+
+async def test_a_message_whose_answer_was_lost_is_not_sent_again(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    """Review of #19: SMSAPI took a message but its answer was lost (a 502 from a proxy, a
+    timeout): the row was retried and the person paid for twice. The sender asks SMSAPI to
+    refuse an `idx` it has sent (`check_idx=1`), and takes that refusal for "sent"."""
+    person_id = await sms_first(sms_gw)
+    smsapi.lose_answer_next()
+    await notify(sms_gw, person_id, "msg:lost-answer")
+    row = await Outbox.get(channel="sms")
+    assert row.status == "pending" and len(smsapi.sent) == 1  # it went; we could not know
+    sms_gw.clock.advance(seconds=30)
+    await sms_gw.drain()
+    assert len(smsapi.to(PHONE)) == 1
+    assert (await Outbox.get(id=row.id)).status == "sent"

@@ -26,6 +26,8 @@ import aiohttp
 from aiohttp import web
 
 TOKEN = "sms-test-token"
+#: SMSAPI's error for an `idx` already sent with `check_idx=1` (as remembered: sms/smsapi.py)
+NOT_UNIQUE_IDX = 53
 
 _GSM = set("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
            "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
@@ -74,32 +76,50 @@ class SmsApiDouble:
                   retry_after: int | None = None) -> None:
         self.failures.append((status, code, message, retry_after))
 
+    def lose_answer_next(self) -> None:
+        """Take the next message and then answer 502, as if the answer were lost on the
+        way (a proxy's timeout): the message went, the sender cannot know it."""
+        self.failures.append((502, "lost", "", None))
+
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/sms.do", self._send)
         return app
+
+    def _take(self, form: Any) -> Sms:
+        """Record a message as sent, with the parts it is charged."""
+        message = str(form.get("message", ""))
+        encoding, parts = charged_parts(message)
+        sms = Sms(to=str(form.get("to", "")), message=message, sender=form.get("from"),
+                  idx=form.get("idx"), encoding=encoding, parts=parts,
+                  id=f"SMS{len(self.sent) + 1:08d}")
+        self.sent.append(sms)
+        return sms
 
     async def _send(self, request: web.Request) -> web.Response:
         self.requests += 1
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"error": 101, "message": "Authorization failed"})
         form = await request.post()
+        if self.failures and self.failures[0][1] == "lost":
+            self.failures.popleft()
+            self._take(form)
+            return web.json_response({"error": 502, "message": "Bad gateway"}, status=502)
         if self.failures:
             status, code, message, retry_after = self.failures.popleft()
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
             body: dict[str, Any] = ({"error": code, "message": message} if code is not None
                                     else {"error": status, "message": message or "error"})
             return web.json_response(body, status=status, headers=headers)
-        to, message = str(form.get("to", "")), str(form.get("message", ""))
+        to = str(form.get("to", ""))
         if not to.isdigit():
             return web.json_response({"error": 13, "message": "No correct phone numbers"})
         if form.get("format") != "json" or form.get("encoding") != "utf-8":
             return web.json_response({"error": 8, "message": "Error in request"})
-        encoding, parts = charged_parts(message)
-        sms = Sms(to=to, message=message, sender=form.get("from"),  # type: ignore[arg-type]
-                  idx=form.get("idx"), encoding=encoding, parts=parts,  # type: ignore[arg-type]
-                  id=f"SMS{len(self.sent) + 1:08d}")
-        self.sent.append(sms)
+        if form.get("check_idx") == "1" and any(s.idx == form.get("idx") for s in self.sent):
+            return web.json_response({"error": NOT_UNIQUE_IDX, "message": "Not unique idx"})
+        sms = self._take(form)
+        parts = sms.parts
         return web.json_response({"count": 1, "list": [{
             "id": sms.id, "points": round(0.16 * parts, 2), "number": to, "status": "QUEUE",
             "error": None, "idx": sms.idx, "parts": parts}]})
