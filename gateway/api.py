@@ -544,9 +544,14 @@ def _attachment(item: schemas.NewAttachment, max_size: int) -> MessageAttachment
 
 @routes.get("/api/v1/announcements/{id}")
 async def announcement_stats(request: web.Request) -> web.Response:
+    """The counts as INTERFACES.md promises them: `sent` is every copy that left the
+    gateway, delivered or not, so it does not fall as delivery reports arrive;
+    `delivered` says how many of those the channel confirmed (the console's page splits
+    them)."""
     await require(request, "announce")
+    counts = await announcements.stats(await _announcement(request))
     return answer(schemas.AnnouncementStats.model_validate(
-        await announcements.stats(await _announcement(request))))
+        {**counts, "sent": counts["sent"] + counts["delivered"]}))
 
 
 def _refusal(refused: audit.Refused, conflict: str) -> ApiError:

@@ -351,7 +351,10 @@ class AnnouncementStats(Answer):
     title: str
     recipients: int
     queued: int
+    #: copies that left the gateway, those confirmed delivered among them
     sent: int
+    #: of `sent`, those the channel reported delivered (an SMS delivery report)
+    delivered: int
     failed: int
     cancelled: int
     acknowledged: int

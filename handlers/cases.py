@@ -43,7 +43,7 @@ from store.models import (
     Outbox,
     Person,
 )
-from store.outbox import Delivery
+from store.outbox import Delivery, without_opted_out
 from store.rows import insert_rows
 from store.sql import sql
 
@@ -558,7 +558,11 @@ async def handle_status(ctx: ServiceContext, msg: InboundMessage, person: Person
 
 async def requester_targets(ctx: ServiceContext, case: Case
                             ) -> tuple[list[tuple[str, str]], Person | None]:
-    """Where to tell the requester: the channel they last used first, then the rest."""
+    """Where to tell the requester: the channel they last used first, then the rest.
+    A paid channel (SMS) only as the fan-out's rule allows (`fanout.paid_last`) or when
+    the resident last wrote by it: an answer goes back where the message came from, but
+    an ordinary update is not paid for where mail reaches them. Addresses that bounce
+    for good or said STOP are left out, as `fanout.addresses_of` leaves them."""
     person = await Person.get_or_none(id=case.person_id) if case.person_id else None
     pairs: list[tuple[str, str]] = []
     if person:
@@ -566,9 +570,15 @@ async def requester_targets(ctx: ServiceContext, case: Case
             await Identity.filter(person_id=person.id).values_list("channel", "address")
         )
     pairs += sorted(await contacts_of(case))
+    failing = set(await Identity.filter(
+        address__in=[a for _, a in pairs], failing_since__isnull=False).values_list(
+            "channel", "address"))
+    working = (await without_opted_out({0: [p for p in pairs if p not in failing]}))[0]
     preferred = person.channel_order if person else []
-    return ordered_channels(pairs, preferred, first=case.last_channel,
-                            default=ctx.channels.names), person
+    targets = ordered_channels(working, preferred, first=case.last_channel,
+                               default=ctx.channels.names)
+    also = (case.last_channel,) if case.last_channel else ()
+    return fanout.paid_last(ctx, person, targets, urgent=False, also=also), person
 
 
 async def add_staff_event(

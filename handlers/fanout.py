@@ -195,14 +195,16 @@ async def recipients_of(ctx: ServiceContext, people: Iterable[Person],
             for p in unique.values()]
 
 
-def paid_last(ctx: ServiceContext, person: Person, targets: list[tuple[str, str]],
-              urgent: bool) -> list[tuple[str, str]]:
+def paid_last(ctx: ServiceContext, person: Person | None, targets: list[tuple[str, str]],
+              urgent: bool, *, also: Iterable[str] = ()) -> list[tuple[str, str]]:
     """A person's targets without the paid channels (SMS) they did not ask for: a paid
     channel stays where the person put it in their own channel order; otherwise it is
     an urgent notice's last fallback, and the way to reach someone who has no other
     channel that works (issue #19). Everything else would spend the town's money on
-    what a free channel delivers."""
-    chosen = person.channel_order or ()
+    what a free channel delivers. `also`: channels chosen for this notice alone (a
+    case's answer goes back by the channel the resident last wrote by); `person` None:
+    an address only, who chose no order."""
+    chosen = {*((person.channel_order or ()) if person is not None else ()), *also}
     free = [t for t in targets if t[0] in chosen or not ctx.channels[t[0]].paid]
     if len(free) == len(targets) or not free:
         return targets

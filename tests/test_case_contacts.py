@@ -179,6 +179,61 @@ async def test_by_the_real_sms_channel_through_the_providers_double(
         "text", flat=True) == ["Drzewo blokuje też chodnik."]
 
 
+async def test_a_case_update_goes_by_mail_not_by_an_sms_the_person_never_chose(
+        aiohttp_client: Any, settings: Settings, botapi: BotApiDouble, clock: FrozenClock,
+        smsapi: SmsApiDouble) -> None:  # noqa: F811 - the fixture imported above
+    """A person with mail and a phone who asked by the API, by mail: the clerk's answer is
+    one mail with no SMS behind it. SMS costs the town money; she never put it in her
+    channel order and mail reaches her (the fan-out's `paid_last`)."""
+    gw = await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi)
+    person_id = await gw.person("Halina Wiśniewska", phone=NUMBER, email="halina@example.pl")
+    resp = await gw.client.post("/api/v1/cases", json={
+        "subject": "Dziura w jezdni", "body": "Na Kościelnej, przy szkole.",
+        "email": "halina@example.pl"})
+    assert resp.status == 201, await resp.text()
+    number = (await resp.json())["number"]
+    assert (await Case.get(number=number)).person_id == person_id  # hers, by her address
+    await cases.staff_event(gw.services, number, OFFICE, status=None,
+                            note="Załatamy ją w tym tygodniu.", public=True)
+    row = await Outbox.get(idempotency_key__startswith="case-event:")
+    assert (row.channel, row.recipient) == ("email", "halina@example.pl")
+    assert [f["channel"] for f in row.fallbacks] == []
+
+
+async def test_a_case_opened_by_sms_is_answered_by_sms_though_mail_would_reach_her(
+        aiohttp_client: Any, settings: Settings, botapi: BotApiDouble, clock: FrozenClock,
+        smsapi: SmsApiDouble) -> None:  # noqa: F811 - the fixture imported above
+    """The same person texts the town: the answer goes back where her message came from,
+    by SMS first, her mail behind it."""
+    gw = await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi)
+    await gw.person("Halina Wiśniewska", phone=NUMBER, email="halina@example.pl")
+    await say(gw, smsapi, "Przy Smoczej 4 leży zwalone drzewo.", sender=NUMBER)
+    case = await Case.get()
+    await cases.staff_event(gw.services, case.number, OFFICE, status=None,
+                            note="Straż miejska jest w drodze.", public=True)
+    row = await Outbox.get(idempotency_key__startswith="case-event:")
+    assert (row.channel, row.recipient) == ("sms", NUMBER)
+    assert [f["channel"] for f in row.fallbacks] == ["email"]
+    await gw.drain()
+    assert "Straż miejska jest w drodze." in smsapi.to(NUMBER)[-1].message
+
+
+async def test_a_case_answer_skips_the_number_that_said_stop(
+        aiohttp_client: Any, settings: Settings, botapi: BotApiDouble, clock: FrozenClock,
+        smsapi: SmsApiDouble) -> None:  # noqa: F811 - the fixture imported above
+    """Opened by SMS, then STOP from that number: the answer starts on her mail rather
+    than on an SMS the sender would refuse (as `fanout.addresses_of` leaves it out)."""
+    gw = await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi)
+    await gw.person("Halina Wiśniewska", phone=NUMBER, email="halina@example.pl")
+    await say(gw, smsapi, "Przy Smoczej 4 leży zwalone drzewo.", sender=NUMBER)
+    await say(gw, smsapi, "STOP", sender=NUMBER)
+    case = await Case.get()
+    await cases.staff_event(gw.services, case.number, OFFICE, status=None,
+                            note="Straż miejska jest w drodze.", public=True)
+    row = await Outbox.get(idempotency_key__startswith="case-event:")
+    assert (row.channel, row.recipient, row.fallbacks) == ("email", "halina@example.pl", [])
+
+
 async def test_a_case_keeps_each_channel_its_requester_used(gw: Gateway) -> None:
     """Opened by mail, followed up from Telegram by the same (linked) person: both are
     the case's contacts, the clerk's reply goes by the channel they last used, and the

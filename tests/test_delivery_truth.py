@@ -26,6 +26,7 @@ from gateway.config import Settings
 from gateway.jobs import run_job
 from handlers import fanout
 from store import outbox
+from store.clock import FrozenClock
 from store.models import Identity, OptOut, Outbox, Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
@@ -223,8 +224,9 @@ async def test_the_announcement_page_counts_each_state_once_per_person(gw: Gatew
 
     resp = await gw.client.get(f"/api/v1/announcements/{ann}", headers=gw.admin)
     stats = await resp.json()
+    # the API's `sent` is every copy that left, the one delivered among them
     assert {k: stats[k] for k in ("recipients", "delivered", "sent", "bounced", "failed",
-                                  "waiting")} == {"recipients": 5, "delivered": 1, "sent": 3,
+                                  "waiting")} == {"recipients": 5, "delivered": 1, "sent": 4,
                                                   "bounced": 1, "failed": 0, "waiting": 0}
     assert stats["channels"]["telegram"] == {"delivered": 1, "sent": 2, "bounced": 0,
                                              "failed": 1, "waiting": 0, "cancelled": 0}
@@ -240,6 +242,29 @@ async def test_the_announcement_page_counts_each_state_once_per_person(gw: Gatew
     found = re.search(r'<tr id="kanal-telegram">(.*?)</tr>', page, re.S)
     assert found and re.sub(r"<[^>]+>", " ", found.group(1)).split() == [
         "Telegram", "1", "2", "0", "1", "0"]
+
+
+async def test_the_apis_sent_does_not_fall_as_delivery_reports_arrive(
+        aiohttp_client: Any, settings: Settings, botapi: BotApiDouble, clock: FrozenClock,
+        smsapi: SmsApiDouble) -> None:  # noqa: F811 - the fixture imported above
+    """`GET /api/v1/announcements/{id}`: `sent` is every copy that left the gateway
+    (INTERFACES.md), so an SMS delivery report moves a copy into `delivered` without
+    taking it out of `sent`; the console keeps its finer split."""
+    gw = await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi)
+    for n, number in enumerate((PHONE, "+48600300400")):  # SMS their only channel
+        await gw.person(f"Woźny {n}", ["staff"], units=["szkola-2"], phone=number)
+    ann = await announce(gw, "Rada pedagogiczna")
+    await gw.drain()
+
+    async def counts() -> tuple[int, int, int]:
+        resp = await gw.client.get(f"/api/v1/announcements/{ann}", headers=gw.admin)
+        stats = await resp.json()
+        return stats["recipients"], stats["sent"], stats["delivered"]
+
+    assert await counts() == (2, 2, 0)
+    [first] = smsapi.to(PHONE)
+    assert await smsapi.report((first, 404)) == (200, "OK")  # DELIVERED
+    assert await counts() == (2, 2, 1)
 
 
 async def test_unreachable_people_are_counted_with_polish_plurals(gw: Gateway) -> None:
