@@ -165,7 +165,8 @@ def build_services(settings: Settings, clock: Clock,
                       bot_per_chat=settings.rate_bot_per_chat,
                       code_failures_per_client=settings.rate_code_failures_per_client,
                       code_failures_per_case=settings.rate_code_failures_per_case,
-                      page_posts_per_client=settings.rate_page_posts_per_client),
+                      page_posts_per_client=settings.rate_page_posts_per_client,
+                      paid_answers_per_address=settings.rate_paid_answers_per_address),
         channels=channels or build_channels(settings),
     )
 

@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     #: messages posted on the residents' case page per hour per client (burst 20: a
     #: case's worth of files in one sitting, one file per post); above it 429
     rate_page_posts_per_client: float = 30
+    #: answers per hour to one address on a paid channel (SMS; burst min(3, this)): past
+    #: it a message is still routed and stored, only its answers are dropped
+    rate_paid_answers_per_address: float = Field(default=5, ge=0)
     #: days an announcement's acknowledgement link works
     ack_ttl_days: int = 30
     hook_secret_register: str | None = None

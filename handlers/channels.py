@@ -167,7 +167,9 @@ class Channel:
         paid: each message costs money (SMS): the fan-out uses the channel for a notice
             only where the person put it in their own channel order, as an urgent
             notice's last fallback, or for someone with no other channel that works
-            (handlers/fanout.py `paid_last`); answers go back where a message came from.
+            (handlers/fanout.py `paid_last`); answers go back where a message came from,
+            at most `Limits.paid_answers_per_address` to one address (every message is
+            still routed: handlers/router.py `paid_answers`).
         threaded: a message's `message_id` is what this channel's replies answer (mail's
             Message-ID, RFC 5322 In-Reply-To): a case keeps the resident's so a clerk's
             reply is threaded to it; a chat's message ids mean nothing to another channel.

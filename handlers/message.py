@@ -97,13 +97,17 @@ class Reply:
     """A message back to the sender, on the channel they wrote from.
 
     `template` names `templates/<lang>/<template>.<channel>.j2`; `case` threads an email
-    reply into the case's conversation (subject tag and Message-ID bookkeeping).
+    reply into the case's conversation (subject tag and Message-ID bookkeeping). `vital`:
+    the person must learn it took effect (an opt-out's confirmation), so it goes even past
+    a paid channel's limit on answers, within a small allowance of its own
+    (handlers/router.py `paid_answers`).
     """
 
     template: str
     context: dict[str, Any] = field(default_factory=dict)
     case: str | None = None
     buttons: list[list[tuple[str, str]]] | None = None
+    vital: bool = False
 
 
 class UserFacingError(Exception):

@@ -62,7 +62,8 @@ class Limits:
                  cases_per_recipient: float = 5, mail_cases_per_sender: float = 20,
                  bot_per_chat: float = 600, code_failures_per_client: float = 20,
                  code_failures_per_case: float = 30,
-                 page_posts_per_client: float = 30, mail_per_peer: float = 120) -> None:
+                 page_posts_per_client: float = 30, mail_per_peer: float = 120,
+                 paid_answers_per_address: float = 5) -> None:
         self.cases_per_client = RateLimiter(Limit(cases_per_client, 5), now)
         self.cases_per_recipient = RateLimiter(Limit(cases_per_recipient, 3), now)
         self.mail_cases_per_sender = RateLimiter(Limit(mail_cases_per_sender, 5), now)
@@ -76,6 +77,15 @@ class Limits:
         #: the burst is a case's worth of files (20), never more than the hour's limit
         self.page_posts_per_client = RateLimiter(
             Limit(page_posts_per_client, max(1, min(20, int(page_posts_per_client)))), now)
+        #: answers to one address on a paid channel (each one is an SMS the town pays
+        #: for): far below `bot_per_chat`, so one number cannot spend the month's budget
+        #: that urgent notices to everyone need; burst 3 (a case opened and two follow-ups)
+        self.paid_answers_per_address = RateLimiter(
+            Limit(paid_answers_per_address, max(1, min(3, int(paid_answers_per_address)))),
+            now)
+        #: `Reply.vital` answers (an opt-out's confirmation) past that limit: one now, two
+        #: an hour, so STOP and START in turn cannot buy an SMS each
+        self.vital_past_paid_limit = RateLimiter(Limit(2, 1), now)
         #: the bot says "zwolnij" at most this often per chat (no outbox flood either)
         self.slow_down_notices = RateLimiter(Limit(6, 1), now)
         #: console sign-in forms posted, per client. Not per address: a stranger could

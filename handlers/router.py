@@ -230,6 +230,29 @@ def to_deliveries(
     return out
 
 
+def paid_answers(ctx: ServiceContext, msg: InboundMessage, replies: list[Reply]
+                 ) -> list[Reply]:
+    """The replies a paid channel sends back: each one costs the town a message, so one
+    address gets at most `Limits.paid_answers_per_address` of them (not the chat limit,
+    600 an hour: one number could spend the month's budget that urgent notices to
+    everyone need). Past it the message has still been routed — a text still adds to its
+    case, a STOP still stops — only the answers are dropped, with no "zwolnij" (it would
+    cost the same). A `vital` reply (an opt-out's confirmation) goes past the limit
+    within its own small allowance."""
+    if ctx.limits is None:
+        return replies
+    key = f"{msg.channel}:{msg.address}"
+    sent = []
+    for reply in replies:
+        if (ctx.limits.paid_answers_per_address.take(key) == 0
+                or (reply.vital and ctx.limits.vital_past_paid_limit.take(key) == 0)):
+            sent.append(reply)
+        else:
+            log.info("dropped: the %s answer %r, past the address's limit on paid answers",
+                     msg.channel, reply.template)
+    return sent
+
+
 #: `handle(..., person=UNKNOWN)`: the caller has not looked the sender up
 UNKNOWN: Any = object()
 
@@ -247,7 +270,10 @@ async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
         # closed by default: commands and dialogues take an unproven sender for a
         # stranger (mailbox handlers ask for proof before they change anything)
         person = None
-    if not channel.mailboxes and ctx.limits is not None and not msg.callback_id:
+    # a paid channel's messages are all routed (each costs its sender; nothing accepted
+    # is lost) and its answers are limited instead, far lower (`paid_answers`)
+    if (not channel.mailboxes and not channel.paid and ctx.limits is not None
+            and not msg.callback_id):
         if ctx.limits.bot_per_chat.take(msg.address) > 0:
             # over the limit: one polite "zwolnij" now and then, otherwise silence
             told = ctx.limits.slow_down_notices.take(msg.address) == 0
@@ -265,6 +291,8 @@ async def handle(ctx: ServiceContext, msg: InboundMessage, person: Person | None
         # only here, off the common path, can it be one that works again
         if channel.revived_by_message:
             await health.revive(msg.channel, msg.address)
+    if channel.paid:
+        replies = paid_answers(ctx, msg, replies)
     deliveries = to_deliveries(ctx, msg, person, replies)
     if msg.callback_id:  # a pressed button is answered first (its spinner stops)
         deliveries.insert(0, Delivery(

@@ -9,7 +9,12 @@ PermanentSendError, which moves a notice on to the person's next channel.
 The one SMS that goes to a stopped number is the confirmation of that STOP (its payload
 says so, :data:`CONFIRMS_STOP`). A second STOP while stopped is not answered: each
 answer costs the town a message and the person one more SMS they asked not to get.
-START is always answered, so the person knows SMS are on.
+START is answered, so the person knows SMS are on.
+
+Both take effect whatever the number's limit on paid answers (handlers/router.py routes
+every message; only answers are limited). Past that limit START goes unanswered, while
+the STOP confirmation is `vital` and still goes, within a small allowance of its own —
+so STOP and START in turn cannot buy an SMS each.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ async def stop(ctx: ServiceContext, msg: InboundMessage, person: Person | None) 
         log.info("dropped: STOP from a number that has already stopped (not answered)")
         return []
     await OptOut.create(channel=msg.channel, address=msg.address, since=ctx.clock.now())
-    return [Reply("sms_stopped", {CONFIRMS_STOP: True})]
+    return [Reply("sms_stopped", {CONFIRMS_STOP: True}, vital=True)]
 
 
 async def start(ctx: ServiceContext, msg: InboundMessage, person: Person | None
