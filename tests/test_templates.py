@@ -22,7 +22,7 @@ NOW = datetime(2026, 11, 26, 9, 0, tzinfo=timezone.utc)
 DUE = date(2026, 12, 4)
 ITEM = {  # one record with every attribute a list template reads (announcements, homework)
     "id": 7, "title": "Zebranie", "status": "published", "recipients": 3, "queued": 0,
-    "sent": 3, "failed": 0, "acknowledged": 1, "subject": "matematyka", "kind": "test",
+    "sent": 2, "delivered": 1, "bounced": 0, "failed": 0, "acknowledged": 1, "subject": "matematyka", "kind": "test",
     "due": DUE, "description": "Rozdział 3"}
 SAMPLE = {
     "case": {"number": "UM-2026-000042", "status": "in_progress", "subject": "Dziura w drodze"},
