@@ -27,6 +27,7 @@ from gateway.config import Settings
 from gateway.keys import DISPATCHER, INBOX, SERVICES, SIGN_IN, SMTP_PORT
 from store.clock import FrozenClock
 from tests.doubles.botapi import BotApiDouble, message_update
+from tests.doubles.smsapi import SmsApiDouble
 from tests.doubles.smtp_relay import Sink, start_sink
 
 PG_URL = os.environ.get("EMIL_TEST_DATABASE_URL")
@@ -276,3 +277,26 @@ async def relay() -> AsyncIterator[tuple[Sink, int]]:
     yield sink, port
     server.close()
     await server.wait_closed()
+
+
+@pytest.fixture
+async def smsapi() -> AsyncIterator[SmsApiDouble]:
+    """The SMSAPI.pl double (tests/doubles/smsapi.py) on loopback, its `url` set."""
+    from aiohttp.test_utils import TestServer
+
+    double = SmsApiDouble()
+    server = TestServer(double.app(), host="127.0.0.1")
+    await server.start_server()
+    double.url = str(server.make_url("")).rstrip("/")
+    yield double
+    await server.close()
+
+
+@pytest.fixture
+async def sms_gw(aiohttp_client: Any, settings: Settings, botapi: BotApiDouble,
+                 clock: FrozenClock, smsapi: SmsApiDouble, relay: tuple[Sink, int]) -> Gateway:
+    """A gateway with SMS and its callbacks on (tests/sms.py), mail through the relay double."""
+    from tests.sms import sms_gateway
+
+    return await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi,
+                             smtp_relay=f"127.0.0.1:{relay[1]}")

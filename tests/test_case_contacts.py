@@ -31,7 +31,7 @@ from tests.conftest import Gateway, make_mail
 from tests.doubles.botapi import BotApiDouble
 from tests.doubles.smsapi import SmsApiDouble
 from tests.panel import sign_in, staff_member
-from tests.test_sms_inbound import say, sms_gateway, smsapi  # noqa: F401
+from tests.sms import say, sms_gateway
 
 NUMBER = "+48500100200"
 OTHER = "+48600700800"

@@ -12,7 +12,7 @@ from sms.optout import CONFIRMS_STOP
 from store.models import Case, CaseEvent, OptOut, Outbox
 from tests.conftest import Gateway
 from tests.doubles.smsapi import SmsApiDouble
-from tests.test_sms_inbound import OTHER, PHONE, say, sms_gw, smsapi  # noqa: F401
+from tests.sms import OTHER, PHONE, say
 
 #: the default burst of `EMIL_RATE_PAID_ANSWERS_PER_ADDRESS` (5 an hour)
 BURST = 3

@@ -8,10 +8,8 @@ console's lists read from the registry (a test's "pigeon" channel shows in them)
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -30,16 +28,6 @@ from tests.panel import csrf_of, sign_in, staff_member
 PHONE = "+48500100200"
 CHAT = 4301
 CODE = re.compile(r"\b(\d{6})\b")
-
-
-@pytest.fixture
-async def smsapi() -> AsyncIterator[SmsApiDouble]:
-    double = SmsApiDouble()
-    server = TestServer(double.app(), host="127.0.0.1")
-    await server.start_server()
-    double.url = str(server.make_url("")).rstrip("/")
-    yield double
-    await server.close()
 
 
 @pytest.fixture

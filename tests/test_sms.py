@@ -6,14 +6,12 @@ outcomes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from gateway import imports
@@ -34,16 +32,6 @@ OTHER = "+48600300400"
 #: a school message whose Polish letters make it UCS-2, and long enough for two parts
 BODY = "W piątek wycieczka do Żyrardowa, zbiórka o 7:45 przed szkołą."
 SMS_TEXT = f"Wycieczka (klasa 3a): {BODY} - wychowawczyni"
-
-
-@pytest.fixture
-async def smsapi() -> AsyncIterator[SmsApiDouble]:
-    double = SmsApiDouble()
-    server = TestServer(double.app(), host="127.0.0.1")
-    await server.start_server()
-    double.url = str(server.make_url("")).rstrip("/")
-    yield double
-    await server.close()
 
 
 @pytest.fixture

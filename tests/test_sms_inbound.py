@@ -5,7 +5,6 @@ delivery reports — and the outbox, the opt-outs and the person's next channel 
 from __future__ import annotations
 
 import email
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from email import policy
 from email.message import EmailMessage
@@ -13,7 +12,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -25,42 +23,11 @@ from store.models import OptOut, Outbox, Person, RawInbound
 from store.outbox import without_opted_out
 from tests.conftest import Gateway
 from tests.doubles.botapi import BotApiDouble
-from tests.doubles.smsapi import TOKEN, SmsApiDouble
+from tests.doubles.smsapi import SmsApiDouble
 from tests.doubles.smtp_relay import Sink
+from tests.sms import OTHER, PHONE, SECRET, say, sms_gateway
 
-PHONE = "+48500100200"
-OTHER = "+48600300400"
-SECRET = "sms-callback-secret-0123456789"
 BODY = "W piątek wycieczka do Żyrardowa, zbiórka o 7:45 przed szkołą."
-
-
-@pytest.fixture
-async def smsapi() -> AsyncIterator[SmsApiDouble]:
-    double = SmsApiDouble()
-    server = TestServer(double.app(), host="127.0.0.1")
-    await server.start_server()
-    double.url = str(server.make_url("")).rstrip("/")
-    yield double
-    await server.close()
-
-
-async def sms_gateway(aiohttp_client: Any, settings: Settings, botapi: BotApiDouble,
-                      clock: FrozenClock, smsapi: SmsApiDouble, **more: Any) -> Gateway:
-    with_sms = settings.model_copy(update={
-        "sms_token": TOKEN, "sms_api_url": smsapi.url, "sms_sender": "Milanowek",
-        "sms_rate": 1000.0, "sms_callback_secret": SECRET, **more})
-    gw = Gateway(await aiohttp_client(create_app(with_sms, clock=clock, run_workers=False)),
-                 with_sms, botapi, clock)
-    smsapi.callback = str(gw.client.make_url(f"/hooks/sms/smsapi/{SECRET}"))
-    return gw
-
-
-@pytest.fixture
-async def sms_gw(aiohttp_client: Any, settings: Settings, botapi: BotApiDouble,
-                 clock: FrozenClock, smsapi: SmsApiDouble, relay: tuple[Sink, int]) -> Gateway:
-    """SMS with its callbacks on, and mail through the SMTP relay double."""
-    return await sms_gateway(aiohttp_client, settings, botapi, clock, smsapi,
-                             smtp_relay=f"127.0.0.1:{relay[1]}")
 
 
 def school_message(key: str) -> fanout.Notice:
@@ -92,15 +59,6 @@ def text_of(mail: EmailMessage) -> str:
     body = mail.get_body(("plain",))
     assert body is not None
     return str(body.get_content())
-
-
-async def say(gw: Gateway, smsapi: SmsApiDouble, text: str, sender: str = PHONE,
-              **kw: Any) -> list[str]:
-    """An incoming SMS through the provider's callback; the SMS answers it got."""
-    before = len(smsapi.to(sender))
-    assert await smsapi.incoming(sender, text, **kw) == (200, "OK")
-    await gw.drain()
-    return [sms.message for sms in smsapi.to(sender)[before:]]
 
 
 @pytest.mark.parametrize("text", ["STOP", "Stop.", "stop sms", " STOP! ", "Nie chcę SMS-ów",

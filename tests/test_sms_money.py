@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestServer
 from pydantic import ValidationError
 
 from gateway.app import create_app
@@ -37,16 +35,6 @@ WARSAW = ZoneInfo("Europe/Warsaw")
 PHONES = [f"+4850010020{n}" for n in range(6)]
 #: one GSM part ("Zebranie" has no Polish letters)
 SHORT = "Zebranie w czwartek o 18."
-
-
-@pytest.fixture
-async def smsapi() -> AsyncIterator[SmsApiDouble]:
-    double = SmsApiDouble()
-    server = TestServer(double.app(), host="127.0.0.1")
-    await server.start_server()
-    double.url = str(server.make_url("")).rstrip("/")
-    yield double
-    await server.close()
 
 
 def with_sms(settings: Settings, smsapi: SmsApiDouble, **more: object) -> Settings:
