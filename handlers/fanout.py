@@ -27,8 +27,8 @@ from handlers.channels import Envelope
 from handlers.context import ServiceContext
 from handlers.notify import preferred_targets, queue
 from handlers.quiet import quiet_until
-from store.models import DigestItem, Identity, Person
-from store.outbox import PRIORITY_NOTICE, Delivery, without_opted_out
+from store.models import DigestItem, Person
+from store.outbox import PRIORITY_NOTICE, Delivery, reachable
 
 #: every notice type a person may set to instant, digest or off
 NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages")
@@ -168,17 +168,13 @@ class Outcome:
 
 
 async def addresses_of(people_ids: list[int]) -> dict[int, list[tuple[str, str]]]:
-    """Every (channel, address) of these people, fetched in chunks."""
+    """Every (channel, address) of these people that may be used: an address whose
+    messages fail for good (a bounce, a blocked bot) is skipped, and so is one that said
+    STOP — the notice starts on the person's next channel (store/outbox.reachable)."""
     addresses: dict[int, list[tuple[str, str]]] = defaultdict(list)
-    for start in range(0, len(people_ids), 5000):
-        # an address whose mail bounces for good is skipped: the next channel takes it
-        for pid, channel, address in await Identity.filter(
-                person_id__in=people_ids[start:start + 5000],
-                failing_since__isnull=True).values_list(
-                    "person_id", "channel", "address"):
-            addresses[pid].append((channel, address))
-    # an address that said STOP is left out too: the notice starts on the next channel
-    return await without_opted_out(addresses)
+    for pid, channel, address in await reachable(people_ids):
+        addresses[pid].append((channel, address))
+    return addresses
 
 
 async def recipients_of(ctx: ServiceContext, people: Iterable[Person],

@@ -22,7 +22,7 @@ from tortoise.queryset import QuerySet
 from tortoise.transactions import in_transaction
 
 from store.clock import window_end
-from store.models import OptOut, Outbox, SentMail
+from store.models import Identity, OptOut, Outbox, SentMail
 from store.sql import as_models, on_postgres, sql
 
 
@@ -290,6 +290,28 @@ async def mark_delivered(row_id: int, channel: str, now: datetime) -> bool:
 async def opted_out(channel: str, address: str) -> bool:
     """Whether `address` asked for nothing more on `channel` (an SMS `STOP`)."""
     return await OptOut.filter(channel=channel, address=address).exists()
+
+
+_REACHABLE = (
+    'SELECT "i"."person_id", "i"."channel", "i"."address" FROM "identity" "i" '
+    'WHERE "i"."person_id" IN ({ids}) AND "i"."failing_since" IS NULL AND NOT EXISTS '
+    '(SELECT 1 FROM "opt_out" "o" WHERE "o"."channel" = "i"."channel" '
+    'AND "o"."address" = "i"."address")')
+
+
+async def reachable(people_ids: list[int]) -> list[tuple[int, str, str]]:
+    """(person, channel, address) of every address of these people that may be used: not
+    failing for good (a bounce, a blocked bot) and not opted out (a STOP). One statement
+    for both rules (the fan-out asks once per notice: a second query per notice cost a
+    batch of 10,000 grades 6 %), chunked by 5,000 people."""
+    db = Identity._meta.db
+    found: list[tuple[int, str, str]] = []
+    for start in range(0, len(people_ids), 5000):
+        chunk = people_ids[start:start + 5000]
+        rows = await db.execute_query_dict(
+            sql(db, _REACHABLE.format(ids=", ".join("?" * len(chunk)))), chunk)
+        found += [(row["person_id"], row["channel"], row["address"]) for row in rows]
+    return found
 
 
 async def without_opted_out(addresses: dict[int, list[tuple[str, str]]]

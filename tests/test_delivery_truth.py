@@ -33,7 +33,8 @@ from tests.doubles.botapi import BotApiDouble
 from tests.doubles.smsapi import SmsApiDouble
 from tests.doubles.smtp_relay import Sink
 from tests.panel import sign_in, staff_member
-from tests.test_sms_inbound import PHONE, notify, say, sms_first, sms_gateway, smsapi  # noqa: F401
+from tests.sms import PHONE, say, sms_gateway
+from tests.test_sms_inbound import notify, sms_first
 
 BLOCKED = "Forbidden: bot was blocked by the user"
 
