@@ -210,3 +210,28 @@ async def test_an_urgent_announcement_reaches_a_phone(sms_gw: Gateway, smsapi: S
     assert sms.message.startswith("🚨 📢 Awaria wodociągu\n") and "<b>" not in sms.message
     assert "Woda beczkowozem przy szkole." in sms.message
     assert sms.encoding == "ucs2" and sms.parts == count(sms.message).parts
+
+
+async def test_an_urgent_announcement_falls_back_to_sms_where_the_bot_is_blocked(
+        sms_gw: Gateway, smsapi: SmsApiDouble) -> None:
+    """Issue #19's own list: "an urgent announcement falling back to SMS". A resident with
+    Telegram and a phone, who never chose SMS: an ordinary announcement gives up when the
+    bot is blocked (SMS is paid), an urgent one reaches the phone."""
+    from handlers import announcements
+
+    person_id = await sms_gw.linked(4192, "Halina Wiśniewska", phone=PHONE)
+    staff = await Person.create(name="Urzędniczka", roles=["staff", "admin"], units=["urzad"],
+                                created_at=sms_gw.clock.now())
+    for priority, title in (("normal", "Zebranie mieszkańców"), ("urgent", "Awaria wodociągu")):
+        sms_gw.botapi.fail_next(403, "Forbidden: bot was blocked by the user")
+        ann = await announcements.create(sms_gw.services, author=staff, title=title,
+                                         body="Szczegóły w urzędzie.",
+                                         audience={"roles": ["citizen"]}, priority=priority)
+        await announcements.publish(sms_gw.services, ann)
+        await sms_gw.drain()
+        # the blocked chat is now marked failing; cleared, so that the urgent one meets
+        # the blocked bot too and falls back
+        await Identity.filter(person_id=person_id, channel="telegram").update(
+            failing_since=None)
+    [sms] = smsapi.to(PHONE)
+    assert "Awaria wodociągu" in sms.message and "Zebranie" not in sms.message
