@@ -28,6 +28,9 @@ class Person(Model):
     roles: fields.JSONField[list[str]] = fields.JSONField(default=list)
     units: fields.JSONField[list[str]] = fields.JSONField(default=list)
     language = fields.CharField(max_length=5, default="pl")
+    #: a pupil's own account (role `student`, issue #20): the register's id of the one
+    #: Student this person is — they see that pupil's data and nobody else's
+    student_id = fields.CharField(max_length=64, null=True, db_index=True)
     #: "bez polskich znaków": text to this person on a paid channel (SMS) has its Polish
     #: letters transliterated, so a part holds 160 characters instead of 70 (issue #19)
     plain_letters = fields.BooleanField(default=False)
@@ -294,7 +297,9 @@ class Outbox(Model):
 
     class Meta:
         table = "outbox"
-        indexes = (("status", "channel", "priority", "next_attempt_at"),)
+        #: the second: the last message to an address (the console's person page)
+        indexes = (("status", "channel", "priority", "next_attempt_at"),
+                   ("channel", "recipient", "id"))
 
 
 class HookDelivery(Model):
@@ -743,3 +748,64 @@ class AddressClaim(Model):
 
     class Meta:
         table = "address_claim"
+
+
+class LessonTopic(Model):
+    """A lesson's topic as the register recorded it (issue #20), by the register's id."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    class_name = fields.CharField(max_length=32)
+    subject = fields.CharField(max_length=100)
+    date = fields.DateField()
+    period = fields.SmallIntField()
+    topic = fields.CharField(max_length=500)
+    teacher = fields.CharField(max_length=200, default="")
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "lesson_topic"
+        indexes = (("class_name", "date"),)
+
+
+class ReadingList(Model):
+    """A list the library publishes (new acquisitions, a theme), by its own id (#20)."""
+
+    id = fields.CharField(max_length=64, primary_key=True)
+    title = fields.CharField(max_length=300)
+    description = fields.TextField(default="")
+    updated_at = fields.DatetimeField()
+
+    class Meta:
+        table = "reading_list"
+
+
+class ReadingListItem(Model):
+    """One book on a reading list; `key` tells an item seen before from a new one."""
+
+    id = fields.BigIntField(primary_key=True)
+    list_id = fields.CharField(max_length=64, db_index=True)
+    key = fields.CharField(max_length=200)
+    title = fields.CharField(max_length=500)
+    author = fields.CharField(max_length=300, default="")
+    year = fields.SmallIntField(null=True)
+    isbn = fields.CharField(max_length=20, default="")
+    note = fields.CharField(max_length=500, default="")
+    position = fields.IntField(default=0)
+    added_at = fields.DatetimeField()
+
+    class Meta:
+        table = "reading_list_item"
+        unique_together = (("list_id", "key"),)
+
+
+class ListSubscription(Model):
+    """A person subscribed to a reading list (`/listy`), told of new items."""
+
+    id = fields.BigIntField(primary_key=True)
+    person_id = fields.IntField(db_index=True)
+    list_id = fields.CharField(max_length=64)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "list_subscription"
+        unique_together = (("person_id", "list_id"),)
