@@ -1,0 +1,130 @@
+"""Issue #20: pupils themselves. A pupil's own account (role `student`, linked to one
+Student through POST /api/v1/people `student`) sees their own grades, attendance, remarks
+and homework — never a classmate's, by command or by a crafted button; guardians see what
+they saw; a pupil account without a Student sees nothing; a pupil is sent no notices."""
+
+from __future__ import annotations
+
+import pytest
+
+from store.models import Person
+from tests.conftest import Gateway
+from tests.doubles.botapi import callback_update
+from tests.test_grades import grade, push
+from tests.test_school import entry, hook
+
+GUARDIAN, PUPIL, CLASSMATE, NO_STUDENT, CITIZEN = 9101, 9102, 9103, 9104, 9105
+NOT_YOURS, NOBODY, NOT_ALLOWED = "Nie możemy pokazać", "nie jest przypisany żaden uczeń", "nie jest dostępne"
+
+
+@pytest.fixture
+async def school(gw: Gateway) -> dict[str, int]:
+    """Pola (P1) and her classmate Kuba (P2) in 7a, each with a grade, an absence and a
+    remark of their own and the class's homework; Pola's guardian, Pola and Kuba on their
+    own accounts, a pupil account the school has not tied to a Student yet, a resident."""
+    guardian = await gw.linked(GUARDIAN, "Rodzic Poli", ["parent"])
+    for student, name in (("P1", "Pola Uczennica"), ("P2", "Kuba Kolega")):
+        resp = await gw.client.post("/api/v1/students", headers=gw.admin, json={
+            "id": student, "name": name, "class": "7a",
+            "guardians": [guardian] if student == "P1" else []})
+        assert resp.status == 201, await resp.text()
+    ids = {"guardian": guardian,
+           "pupil": await gw.linked(PUPIL, "Pola Uczennica", ["student"], student="P1"),
+           "classmate": await gw.linked(CLASSMATE, "Kuba Kolega", ["student"], student="P2"),
+           "no_student": await gw.linked(NO_STUDENT, "Uczeń bez ucznia", ["student"]),
+           "citizen": await gw.linked(CITIZEN, "Mieszkaniec", ["citizen"])}
+    gw.services.attendance_gather = gw.services.attendance_gather * 0
+    assert (await push(gw, [grade(1, "P1", "5", subject="Fizyka"),
+                            grade(2, "P2", "1", subject="Chemia")])).status == 200
+    resp = await hook(gw, "attendance", [entry(31, "absent", "P1", period=3),
+                                         entry(32, "late", "P2", period=7)], "att-p")
+    assert resp.status == 200, await resp.text()
+    resp = await hook(gw, "remarks", [
+        {"id": "R31", "student": "P1", "kind": "positive", "text": "Pomoc w bibliotece",
+         "teacher": "p. Kowalska", "recorded_at": "2026-11-25T10:00:00+01:00"},
+        {"id": "R32", "student": "P2", "kind": "negative", "text": "Brak stroju",
+         "teacher": "p. Nowak", "recorded_at": "2026-11-25T11:00:00+01:00"}], "rm-p")
+    assert resp.status == 200, await resp.text()
+    resp = await hook(gw, "homework", [{"id": "H31", "class": "7a", "subject": "polski",
+                                        "kind": "quiz", "title": "Lektura", "due": "2026-11-27"}],
+                      "hw-p")
+    assert resp.status == 200, await resp.text()
+    await gw.drain()
+    return ids
+
+
+#: (command, its button's prefix, what Pola's answer holds, what Kuba's answer holds)
+SCHOOL = [
+    ("/oceny", "grades", "Fizyka", "Chemia"),
+    ("/obecnosci", "attendance", "lekcja 3", "lekcja 7"),
+    ("/uwagi", "remarks", "Pomoc w bibliotece", "Brak stroju"),
+    ("/zadania", "homework", "Lektura", "Kuba"),
+]
+
+
+@pytest.mark.parametrize(("command", "kind", "own", "theirs"), SCHOOL)
+async def test_a_pupil_sees_their_own_never_a_classmates(
+        gw: Gateway, school: dict[str, int], command: str, kind: str, own: str, theirs: str
+) -> None:
+    [mine] = await gw.tg(PUPIL, command)
+    assert "Pola Uczennica" in mine and own in mine and theirs not in mine, mine
+    # the same command from the classmate's own account: theirs, not Pola's
+    [other] = await gw.tg(CLASSMATE, command)
+    assert "Kuba Kolega" in other and "Pola" not in other, other
+    # a button crafted with the classmate's id is refused like a stranger's child
+    await gw.update(callback_update(PUPIL, f"{kind}:P2"))
+    refused = gw.botapi.texts_to(PUPIL)[-1]
+    assert NOT_YOURS in refused and "Kuba" not in refused
+    await gw.update(callback_update(PUPIL, f"{kind}:P1"))  # one's own button answers
+    assert own in gw.botapi.texts_to(PUPIL)[-1]
+    # the guardian unchanged: their child's data, and a button of another child refused
+    [guardian] = await gw.tg(GUARDIAN, command)
+    assert "Pola Uczennica" in guardian and own in guardian and theirs not in guardian
+    await gw.update(callback_update(GUARDIAN, f"{kind}:P2"))
+    assert NOT_YOURS in gw.botapi.texts_to(GUARDIAN)[-1]
+    # a pupil account without a Student sees nobody, by command or by button
+    [nobody] = await gw.tg(NO_STUDENT, command)
+    assert NOBODY in nobody
+    await gw.update(callback_update(NO_STUDENT, f"{kind}:P1"))
+    assert NOT_YOURS in gw.botapi.texts_to(NO_STUDENT)[-1]
+    # a resident is not let in at all
+    [citizen] = await gw.tg(CITIZEN, command)
+    assert NOT_ALLOWED in citizen
+
+
+async def test_a_student_id_without_the_role_shows_nothing(gw: Gateway, school: dict[str, int]
+                                                           ) -> None:
+    """The role decides: the school taking `student` away closes the pupil's view even
+    though the Student stays written on the person."""
+    await Person.filter(id=school["pupil"]).update(roles=["parent"])
+    [reply] = await gw.tg(PUPIL, "/oceny")
+    assert NOBODY in reply
+    await gw.update(callback_update(PUPIL, "grades:P1"))
+    assert NOT_YOURS in gw.botapi.texts_to(PUPIL)[-1]
+
+
+async def test_a_pupil_is_sent_no_notices(gw: Gateway, school: dict[str, int]) -> None:
+    """Notices are the guardians': the register's news reached Pola's guardian, and Pola's
+    own chat holds only the answer to linking it."""
+    told = gw.botapi.texts_to(GUARDIAN)
+    assert any("Fizyka" in t for t in told) and any("Pomoc w bibliotece" in t for t in told)
+    [linked] = gw.botapi.texts_to(PUPIL)
+    assert "połączony" in linked
+
+
+async def test_the_api_ties_a_pupil_to_a_known_student_only(gw: Gateway,
+                                                            school: dict[str, int]) -> None:
+    async def create(**body: object) -> tuple[int, dict]:
+        resp = await gw.client.post("/api/v1/people", headers=gw.admin,
+                                    json={"name": "Nowy uczeń", **body})
+        return resp.status, await resp.json()
+
+    status, body = await create(roles=["parent"], student="P1")
+    assert (status, body["error"]["field"]) == (400, "student")
+    status, body = await create(roles=["student"], student="NIE-MA")
+    assert (status, body["error"]["field"]) == (400, "student")
+    assert not await Person.filter(name="Nowy uczeń").exists()  # nothing half-made
+    status, body = await create(roles=["student"], student="P2")
+    assert status == 201
+    assert (await Person.get(id=body["id"])).student_id == "P2"
+    assert (await Person.get(id=school["no_student"])).student_id is None
