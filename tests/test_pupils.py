@@ -128,3 +128,15 @@ async def test_the_api_ties_a_pupil_to_a_known_student_only(gw: Gateway,
     assert status == 201
     assert (await Person.get(id=body["id"])).student_id == "P2"
     assert (await Person.get(id=school["no_student"])).student_id is None
+
+
+async def test_help_speaks_to_a_pupil_of_their_own_records(gw: Gateway, school: dict[str, int]
+                                                           ) -> None:
+    [pupil] = await gw.tg(PUPIL, "/pomoc")
+    assert "/oceny — Twoje ostatnie oceny" in pupil and "dzieci" not in pupil
+    assert pupil.startswith("ℹ️")  # no blank line left by the template's setting
+    [guardian] = await gw.tg(GUARDIAN, "/pomoc")
+    assert "/oceny — ostatnie oceny dzieci" in guardian
+    await gw.linked(9106, "Pupil", ["student"], student="P2", language="en")
+    [english] = await gw.tg(9106, "/help")
+    assert "/grades — your recent grades" in english and "children" not in english
