@@ -5,8 +5,11 @@ they saw; a pupil account without a Student sees nothing; a pupil is sent no not
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from gateway.imports import run_import
 from store.models import Person
 from tests.conftest import Gateway
 from tests.doubles.botapi import callback_update
@@ -140,3 +143,22 @@ async def test_help_speaks_to_a_pupil_of_their_own_records(gw: Gateway, school: 
     await gw.linked(9106, "Pupil", ["student"], student="P2", language="en")
     [english] = await gw.tg(9106, "/help")
     assert "/grades — your recent grades" in english and "children" not in english
+
+
+async def test_pupils_by_csv_with_row_numbered_errors(gw: Gateway, school: dict[str, int],
+                                                      tmp_path: Path) -> None:
+    """A school links its pupils in bulk: the people CSV's `student` column, checked like
+    the API's, and a re-import that changes nothing."""
+    people = tmp_path / "people.csv"
+    people.write_text("name;roles;email;student\n"
+                      "Pola z pliku;student;pola@example.pl;P1\n"
+                      "Ktoś;student;ktos@example.pl;NIE-MA\n"
+                      "Rodzic;parent;rodzic@example.pl;P2\n", encoding="utf-8")
+    report = await run_import(gw.services, "people", str(people), progress=False)
+    assert report.applied == 1 and report.errors == [
+        "line 3: no student with id 'NIE-MA'",
+        "line 4: 'student' is only for a person with role student"]
+    assert (await Person.get(name="Pola z pliku", student_id="P1")).roles == ["student"]
+    assert not await Person.filter(name="Ktoś").exists()
+    again = await run_import(gw.services, "people", str(people), progress=False)
+    assert again.applied == 0 and again.unchanged == 1
