@@ -21,7 +21,7 @@ from tortoise.exceptions import IntegrityError
 from gateway.errors import ApiError
 from gateway.keys import HOOK_COMMIT, METRICS, SETTINGS
 from gateway.validate import parse_json, read_limited
-from handlers import attendance, grades, homework, library, remarks, school_messages
+from handlers import attendance, grades, homework, library, remarks, school_messages, topics
 from handlers.context import ServiceContext
 from handlers.message import InvalidInput
 from store.models import HookDelivery
@@ -163,6 +163,8 @@ HOOKS: tuple[Hook, ...] = (
          "Homework and tests from the school register"),
     Hook("/hooks/register/messages", "register", _register, school_messages, "messages",
          "Messages from the school to guardians"),
+    Hook("/hooks/register/topics", "register", _register, topics, "topics",
+         "Lesson topics from the school register"),
     Hook("/hooks/library/loans", "library", _library, library, "loans",
          "Loans from the library system"),
 )

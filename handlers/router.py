@@ -30,6 +30,7 @@ from handlers import (
     library,
     remarks,
     school,
+    topics,
 )
 from handlers.channels import Envelope
 from handlers.context import ServiceContext
@@ -59,6 +60,7 @@ SCHOOL_ANSWERS: dict[str, school.Answer] = {
     "attendance": attendance.answer,
     "remarks": remarks.answer,
     "homework": homework.answer,
+    "topics": topics.answer,
 }
 
 
@@ -96,6 +98,7 @@ ROUTES: tuple[Route, ...] = (
     Route("remarks", ("uwagi", "remarks"), _school("remarks"), "remarks", SCHOOL_ROLES, True),
     Route("homework", ("zadania", "homework"), _school("homework"), "homework", SCHOOL_ROLES,
           True),
+    Route("topics", ("tematy", "topics"), _school("topics"), "topics", ("parent",), True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
     Route("announce", ("ogloszenie", "announce"), announcements.handle_command, "announce",
@@ -123,6 +126,7 @@ CALLBACKS: dict[str, Handler] = {
     "attendance": _school_button("attendance"),
     "remarks": _school_button("remarks"),
     "homework": _school_button("homework"),
+    "topics": _school_button("topics"),
 }
 
 #: a dialogue's next step: (replies, next step or None, data)
