@@ -98,7 +98,7 @@ ROUTES: tuple[Route, ...] = (
     Route("remarks", ("uwagi", "remarks"), _school("remarks"), "remarks", SCHOOL_ROLES, True),
     Route("homework", ("zadania", "homework"), _school("homework"), "homework", SCHOOL_ROLES,
           True),
-    Route("topics", ("tematy", "topics"), _school("topics"), "topics", ("parent",), True),
+    Route("topics", ("tematy", "topics"), _school("topics"), "topics", SCHOOL_ROLES, True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
     Route("announce", ("ogloszenie", "announce"), announcements.handle_command, "announce",

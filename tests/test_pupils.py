@@ -1,6 +1,6 @@
 """Issue #20: pupils themselves. A pupil's own account (role `student`, linked to one
-Student through POST /api/v1/people `student`) sees their own grades, attendance, remarks
-and homework — never a classmate's, by command or by a crafted button; guardians see what
+Student through POST /api/v1/people `student`) sees their own grades, attendance, remarks,
+homework and lesson topics — never a classmate's, by command or by a crafted button; guardians see what
 they saw; a pupil account without a Student sees nothing; a pupil is sent no notices."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from tests.conftest import Gateway
 from tests.doubles.botapi import callback_update
 from tests.test_grades import grade, push
 from tests.test_school import entry, hook
+from tests.test_topics import post as post_topics
 
 GUARDIAN, PUPIL, CLASSMATE, NO_STUDENT, CITIZEN = 9101, 9102, 9103, 9104, 9105
 NOT_YOURS, NOBODY, NOT_ALLOWED = "Nie możemy pokazać", "nie jest przypisany żaden uczeń", "nie jest dostępne"
@@ -52,6 +53,10 @@ async def school(gw: Gateway) -> dict[str, int]:
                                         "kind": "quiz", "title": "Lektura", "due": "2026-11-27"}],
                       "hw-p")
     assert resp.status == 200, await resp.text()
+    resp = await post_topics(gw, {"topics": [
+        {"id": "T31", "class": "7a", "subject": "biologia", "date": "2026-11-24", "period": 2,
+         "topic": "Budowa komórki", "teacher": "p. Zielińska"}]}, "tp-p")
+    assert resp.status == 200, await resp.text()
     await gw.drain()
     return ids
 
@@ -62,6 +67,7 @@ SCHOOL = [
     ("/obecnosci", "attendance", "lekcja 3", "lekcja 7"),
     ("/uwagi", "remarks", "Pomoc w bibliotece", "Brak stroju"),
     ("/zadania", "homework", "Lektura", "Kuba"),
+    ("/tematy", "topics", "Budowa komórki", "Kuba"),
 ]
 
 
@@ -137,6 +143,7 @@ async def test_help_speaks_to_a_pupil_of_their_own_records(gw: Gateway, school: 
                                                            ) -> None:
     [pupil] = await gw.tg(PUPIL, "/pomoc")
     assert "/oceny — Twoje ostatnie oceny" in pupil and "dzieci" not in pupil
+    assert "/tematy — tematy lekcji z ostatnich dni" in pupil
     assert pupil.startswith("ℹ️")  # no blank line left by the template's setting
     [guardian] = await gw.tg(GUARDIAN, "/pomoc")
     assert "/oceny — ostatnie oceny dzieci" in guardian
