@@ -127,15 +127,18 @@ def cql(query: str) -> str | None:
 
 
 def wanted(msg: InboundMessage) -> Search | None:
-    """The search a message asks for, if it is one (command, button or mail)."""
+    """The search a message asks for, if it is one (command, button or mail); a group's
+    commands are not answered (handlers/router.py), so not searched either."""
+    if msg.mailbox == "biblioteka":
+        return _from_mail(msg)
+    if not msg.private:
+        return None
     if msg.callback is not None:
         prefix, _, rest = msg.callback.partition(":")
         if prefix != PREFIX:
             return None
         start, _, query = rest.partition(":")
         return Search(query, int(start) if start.isdigit() else 1)
-    if msg.mailbox == "biblioteka":
-        return _from_mail(msg)
     if msg.command in COMMANDS:
         return Search(" ".join(msg.args))
     return None
