@@ -80,6 +80,8 @@ async def test_author_search_shows_title_author_year_call_number_and_pages_on(
     assert "6 pozycji" in answer and "pokazuję 1–5" in answer
     assert "<b>Potop</b> — Sienkiewicz, Henryk (2012)" in answer
     assert "sygnatura: 821.162.1-3 SIE" in answer  # 852 $h $i
+    # one result a line, its copies indented on the next
+    assert "\n1. <b>Potop</b> — Sienkiewicz, Henryk (2012)\n   sygnatura: 821.162.1-3 SIE\n" in answer
     assert "sygnatura: II-4711" in answer  # 949 $a
     assert "W pustyni" not in answer
     labels = dict(buttons(cat_gw, 7001))
