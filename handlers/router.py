@@ -21,6 +21,7 @@ from handlers import (
     attendance,
     bounces,
     cases,
+    catalogue,
     claims,
     dialogue,
     grades,
@@ -97,6 +98,7 @@ ROUTES: tuple[Route, ...] = (
     Route("topics", ("tematy", "topics"), _school("topics"), "topics", ("parent",), True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
+    Route("search", catalogue.COMMANDS, catalogue.handle_command, "search"),
     Route("announce", ("ogloszenie", "announce"), announcements.handle_command, "announce",
           ("staff",), True),
     Route("settings", ("ustawienia", "settings"), accounts.handle_settings, "settings",
@@ -123,6 +125,7 @@ CALLBACKS: dict[str, Handler] = {
     "remarks": _school_button("remarks"),
     "homework": _school_button("homework"),
     "topics": _school_button("topics"),
+    catalogue.PREFIX: catalogue.handle_callback,
 }
 
 #: a dialogue's next step: (replies, next step or None, data)
