@@ -13,8 +13,16 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.conftest import REGISTER_SECRET, Gateway
+from tests.conftest import PG_URL, REGISTER_SECRET, Gateway
 from tests.panel import sign_in, staff_member
+from tests.test_browser import (  # noqa: F401 (browser: the fixture)
+    CHROMIUM,
+    base,
+    browser,
+    new_page,
+    no_serious_violations,
+    sign_in_in_browser,
+)
 
 pytestmark = pytest.mark.asyncio
 
@@ -176,3 +184,23 @@ async def test_the_page_has_no_script_and_is_english_too(gw: Gateway) -> None:
     # a year with no data says so, and charts nothing
     html = await (await client.get("/panel/szkoly?rok=2024&lang=pl")).text()
     assert "Brak danych w tym roku szkolnym." in html and "<svg" not in html
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="no Chromium (apt-get install chromium)")
+@pytest.mark.skipif(bool(PG_URL), reason="browser tests run once, in the SQLite pass")
+@pytest.mark.timeout(240)
+async def test_the_page_passes_axe_in_both_languages_and_fits_a_phone(
+        gw: Gateway, browser) -> None:  # type: ignore[no-untyped-def]
+    await dataset(gw)
+    await staff_member(gw, "oswiata@milanowek.example", ["staff"], ["oswiata"], name="Ewa Oświatowa")
+    page = await new_page(browser)
+    await sign_in_in_browser(gw, page, "oswiata@milanowek.example")
+    for lang in ("pl", "en"):
+        await page.goto(base(gw) + f"/panel/szkoly?lang={lang}")
+        assert await page.get_attribute("html", "lang") == lang
+        assert await page.locator("figure.chart svg").count() == 6
+        await no_serious_violations(page, "szkoly" if lang == "pl" else "szkoly-en")
+    phone = await new_page(browser, viewport={"width": 375, "height": 740})
+    await sign_in_in_browser(gw, phone, "oswiata@milanowek.example")
+    await phone.goto(base(gw) + "/panel/szkoly")
+    assert await phone.evaluate("() => document.documentElement.scrollWidth") <= 375
