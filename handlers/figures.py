@@ -18,6 +18,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
+from tortoise.functions import Count
+
 from store.models import Attendance, Grade, Remark, Student
 
 #: a cell describing fewer pupils than this is suppressed (statistical disclosure control)
@@ -128,19 +130,21 @@ async def compute(year: int, zone: tzinfo) -> list[Figure]:
     weeks: set[str] = set()
     months: set[str] = set()  # of attendance (late arrivals)
     graded: set[str] = set()  # of grades (the trend)
-    entries = await Attendance.filter(date__gte=start, date__lte=end).values_list(
-        "student_id", "date", "status")
-    for pupil, day, status in entries:
+    # a pupil's lessons of one day counted by the database: a sixth of the rows to read
+    entries = await Attendance.filter(date__gte=start, date__lte=end).annotate(
+        lessons=Count("id")).group_by("student_id", "date", "status").values_list(
+        "student_id", "date", "status", "lessons")
+    for pupil, day, status, lessons in entries:
         class_name = classes.get(pupil)
         if class_name is None:
             continue
         week, month = _week(day), _month(day)
         weeks.add(week)
         months.add(month)
-        here = 1.0 if status in PRESENT else 0.0
-        by_school_week.add(school_of(class_name), week, pupil, here)
-        by_class_week.add(class_name, week, pupil, here)
-        late.add(class_name, month, pupil, 1.0 if status == "late" else 0.0)
+        here = lessons if status in PRESENT else 0
+        by_school_week.add(school_of(class_name), week, pupil, here, lessons)
+        by_class_week.add(class_name, week, pupil, here, lessons)
+        late.add(class_name, month, pupil, lessons if status == "late" else 0, lessons)
     grades, trend = _Tally(), _Tally()
     first = datetime.combine(start, datetime.min.time(), zone)
     last = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone)
