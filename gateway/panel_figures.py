@@ -64,13 +64,34 @@ _STYLE = Style(background="white", plot_background="white", foreground="#222",
 
 async def _figures(request: web.Request, year: int) -> list[Figure]:
     """The year's figures, computed at most every CACHE_SECONDS."""
+    return (await _kept(request, year, "figures"))[0]
+
+
+async def _kept(request: web.Request, year: int, lang: str) -> list[Any]:
+    """What is kept for CACHE_SECONDS: the year's figures (`lang` "figures"), and each
+    language's page sections, charts drawn (pygal takes longer than the page itself)."""
     cache = request.app[CACHE]
-    kept = cache.get(year)
+    kept = cache.get((year, lang))
     if kept and time.monotonic() - kept[0] < CACHE_SECONDS:
         return list(kept[1])
-    found = await figures.compute(year, _services(request).zone)
-    cache[year] = (time.monotonic(), found)
+    if lang == "figures":
+        found: list[Any] = [await figures.compute(year, _services(request).zone)]
+    else:
+        found = _sections(await _figures(request, year), lang)
+    cache[(year, lang)] = (time.monotonic(), found)
     return found
+
+
+def _sections(found: list[Figure], lang: str) -> list[dict[str, Any]]:
+    shown = []
+    for figure in found:
+        title_pl, title_en, corner_pl, corner_en = TITLES[figure.key]
+        title = title_pl if lang == "pl" else title_en
+        shown.append({"key": figure.key, "title": title,
+                      "corner": corner_pl if lang == "pl" else corner_en,
+                      "chart": chart(figure, title, lang) if figure.rows else None,
+                      **_table(figure, lang)})
+    return shown
 
 
 def _year(request: web.Request) -> int:
@@ -130,14 +151,7 @@ def _table(figure: Figure, lang: str) -> dict[str, Any]:
 async def figures_page(request: web.Request) -> web.Response:
     _need(request, "figures")
     lang, year = _lang(request), _year(request)
-    shown = []
-    for figure in await _figures(request, year):
-        title_pl, title_en, corner_pl, corner_en = TITLES[figure.key]
-        title = title_pl if lang == "pl" else title_en
-        shown.append({"key": figure.key, "title": title,
-                      "corner": corner_pl if lang == "pl" else corner_en,
-                      "chart": chart(figure, title, lang) if figure.rows else None,
-                      **_table(figure, lang)})
+    shown = await _kept(request, year, lang)
     return _page(request, "figures", figures=shown, year=year, min_pupils=figures.MIN_PUPILS)
 
 

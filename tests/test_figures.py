@@ -13,20 +13,15 @@ from xml.etree import ElementTree
 
 import pytest
 
+from tests import test_browser
 from tests.conftest import PG_URL, REGISTER_SECRET, Gateway
 from tests.panel import sign_in, staff_member
-from tests.test_browser import (  # noqa: F401 (browser: the fixture)
-    CHROMIUM,
-    base,
-    browser,
-    new_page,
-    no_serious_violations,
-    sign_in_in_browser,
-)
+from tests.test_browser import CHROMIUM, base, new_page, no_serious_violations, sign_in_in_browser
 
 pytestmark = pytest.mark.asyncio
 
 SVG = "{http://www.w3.org/2000/svg}"
+browser = test_browser.browser  # the browser tests' Chromium fixture
 
 
 async def _hook(gw: Gateway, feed: str, items: list[dict[str, Any]]) -> None:
