@@ -31,7 +31,7 @@ from store.models import DigestItem, Person
 from store.outbox import PRIORITY_NOTICE, Delivery, reachable
 
 #: every notice type a person may set to instant, digest or off
-NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages")
+NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages", "lists")
 MODES = ("instant", "digest", "off")
 #: what a person may turn off on one channel alone (`"<type>@<channel>": "off"` in
 #: `Person.notices`), and what the one-click unsubscribe of a mail turns off (RFC 8058):
@@ -46,7 +46,7 @@ NOTICE_WORDS = {"oceny": "grades", "grades": "grades", "obecności": "attendance
                 "obecnosci": "attendance", "frekwencja": "attendance", "attendance": "attendance",
                 "uwagi": "remarks", "remarks": "remarks", "zadania": "homework",
                 "homework": "homework", "wiadomości": "messages", "wiadomosci": "messages",
-                "messages": "messages"}
+                "messages": "messages", "listy": "lists", "lists": "lists"}
 MODE_WORDS = {"natychmiast": "instant", "od-razu": "instant", "instant": "instant",
               "dzienny": "digest", "dziennie": "digest", "digest": "digest", "daily": "digest",
               "wyłącz": "off", "wylacz": "off", "wyłączone": "off", "off": "off"}

@@ -158,9 +158,11 @@ LABELS = {
 #: as people read it: in /ustawienia, the daily school summary and the console
 NOTICE_NAMES = {
     "pl": {"grades": "Oceny", "attendance": "Frekwencja", "remarks": "Uwagi",
-           "homework": "Zadania i sprawdziany", "messages": "Wiadomości ze szkoły"},
+           "homework": "Zadania i sprawdziany", "messages": "Wiadomości ze szkoły",
+           "lists": "Listy lektur z biblioteki"},
     "en": {"grades": "Grades", "attendance": "Attendance", "remarks": "Remarks",
-           "homework": "Homework and tests", "messages": "Messages from school"},
+           "homework": "Homework and tests", "messages": "Messages from school",
+           "lists": "Reading lists from the library"},
 }
 
 

@@ -28,6 +28,7 @@ from handlers import (
     homework,
     i18n,
     library,
+    reading_lists,
     remarks,
     school,
 )
@@ -94,6 +95,7 @@ ROUTES: tuple[Route, ...] = (
           True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
+    Route("lists", ("listy", "lists"), reading_lists.handle_command, "lists", linked=True),
     Route("announce", ("ogloszenie", "announce"), announcements.handle_command, "announce",
           ("staff",), True),
     Route("settings", ("ustawienia", "settings"), accounts.handle_settings, "settings",
@@ -119,6 +121,7 @@ CALLBACKS: dict[str, Handler] = {
     "attendance": _school_button("attendance"),
     "remarks": _school_button("remarks"),
     "homework": _school_button("homework"),
+    reading_lists.CALLBACK: reading_lists.handle_callback,
 }
 
 #: a dialogue's next step: (replies, next step or None, data)
