@@ -9,9 +9,10 @@ import re
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
+from gateway.jobs import run_job
 from handlers import audit, rodo
 from handlers.reading_lists import item_key
-from store.models import ListSubscription, Outbox, ReadingList, ReadingListItem
+from store.models import DigestItem, ListSubscription, Outbox, ReadingList, ReadingListItem
 from tests.conftest import LIBRARY_SECRET, REGISTER_SECRET, Gateway, make_mail
 from tests.doubles.botapi import callback_update
 
@@ -193,3 +194,20 @@ async def test_subscriptions_are_exported_and_erased(gw: Gateway) -> None:
     await rodo.erase(person, audit.Actor("test", "test"), gw.clock.now(),
                      channels=gw.services.channels, spool_dir=gw.settings.sent_mail_dir)
     assert not await ListSubscription.filter(person_id=person).exists()
+
+
+async def test_digest_rules_apply_to_the_news(gw: Gateway) -> None:
+    await post(gw, [nowosci(LALKA)], "d1")
+    person = await gw.linked(7006, "Woli podsumowanie")
+    await gw.update(callback_update(7006, "lists:nowosci"))
+    [settings] = await gw.tg(7006, "/ustawienia listy dzienny godzina 18")
+    assert "Listy lektur z biblioteki: w podsumowaniu dnia o 18:00" in settings
+    await post(gw, [nowosci(LALKA, POTOP, FERDYDURKE)], "d2")
+    await gw.drain()
+    assert list_texts(gw, 7006) == []  # not now: a line of the day's summary
+    assert await DigestItem.filter(person_id=person, kind="lists").count() == 1
+    gw.clock.set(gw.clock.now().replace(hour=17, minute=1))  # 18:01 in Milanówek
+    assert (await run_job(gw.services, "school-digest"))["digests"] == 1
+    await gw.drain()
+    digest = gw.botapi.texts_to(7006)[-1]
+    assert "Nowości listopada: 2 nowe pozycje" in digest, digest
