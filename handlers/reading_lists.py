@@ -40,6 +40,8 @@ from store.models import ListSubscription, Person, ReadingList, ReadingListItem
 #: and in a mail's subject (`zapisz <id>`): short, plain letters
 LIST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,49}")
 MAX_ITEMS = 2000
+#: lists shown by `/listy` (newest first): a Telegram keyboard takes about a hundred buttons
+MAX_SHOWN = 50
 CALLBACK = "lists"
 
 
@@ -219,8 +221,8 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[ListIn]]
 
 
 async def overview(person: Person | None) -> list[dict[str, Any]]:
-    """Every list, newest first, with its size and whether the person follows it."""
-    lists = await ReadingList.all().order_by("-updated_at", "id")
+    """The newest lists (MAX_SHOWN), each with its size and whether the person follows it."""
+    lists = await ReadingList.all().order_by("-updated_at", "id").limit(MAX_SHOWN)
     mine = set(await ListSubscription.filter(person_id=person.id).values_list(
         "list_id", flat=True)) if person is not None else set()
     counts: dict[str, int] = {}
