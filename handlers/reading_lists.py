@@ -221,10 +221,14 @@ async def apply_batches(ctx: ServiceContext, batches: list[list[ListIn]]
 
 
 async def overview(person: Person | None) -> list[dict[str, Any]]:
-    """The newest lists (MAX_SHOWN), each with its size and whether the person follows it."""
-    lists = await ReadingList.all().order_by("-updated_at", "id").limit(MAX_SHOWN)
+    """The lists the person follows and the newest others (MAX_SHOWN in all), each with
+    its size and whether the person follows it — so that what one follows can always be
+    left in one press."""
     mine = set(await ListSubscription.filter(person_id=person.id).values_list(
         "list_id", flat=True)) if person is not None else set()
+    lists = await ReadingList.filter(id__in=mine).order_by("-updated_at", "id") if mine else []
+    lists += await ReadingList.exclude(id__in=mine or [""]).order_by(
+        "-updated_at", "id").limit(max(MAX_SHOWN - len(lists), 0))
     counts: dict[str, int] = {}
     for list_id in await ReadingListItem.filter(
             list_id__in=[x.id for x in lists]).values_list("list_id", flat=True):

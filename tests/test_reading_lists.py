@@ -211,3 +211,16 @@ async def test_digest_rules_apply_to_the_news(gw: Gateway) -> None:
     await gw.drain()
     digest = gw.botapi.texts_to(7006)[-1]
     assert "Nowości listopada: 2 nowe pozycje" in digest, digest
+
+
+async def test_many_lists_show_the_followed_ones_first(gw: Gateway) -> None:
+    await post(gw, [{"id": f"l{n:02d}", "title": f"Lista {n}", "items": [POTOP]}
+                    for n in range(51)], "n1")
+    await gw.linked(7007, "Dużo list")
+    await gw.tg(7007, "/listy")
+    shown = [row[0]["callback_data"] for row in keyboard(gw, 7007)]
+    assert len(shown) == 50 and "lists:l50" not in shown
+    await gw.update(callback_update(7007, "lists:l50"))  # e.g. a button of an older message
+    await gw.tg(7007, "/listy")
+    shown = [row[0]["text"] for row in keyboard(gw, 7007)]
+    assert len(shown) == 50 and shown[0] == "✅ Lista 50"
