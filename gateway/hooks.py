@@ -29,6 +29,7 @@ from handlers import (
     reading_lists,
     remarks,
     school_messages,
+    topics,
 )
 from handlers.context import ServiceContext
 from handlers.message import InvalidInput
@@ -171,6 +172,8 @@ HOOKS: tuple[Hook, ...] = (
          "Homework and tests from the school register"),
     Hook("/hooks/register/messages", "register", _register, school_messages, "messages",
          "Messages from the school to guardians"),
+    Hook("/hooks/register/topics", "register", _register, topics, "topics",
+         "Lesson topics from the school register"),
     Hook("/hooks/library/loans", "library", _library, library, "loans",
          "Loans from the library system"),
     Hook("/hooks/library/lists", "library", _library, reading_lists, "lists",

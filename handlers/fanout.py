@@ -31,7 +31,10 @@ from store.models import DigestItem, Person
 from store.outbox import PRIORITY_NOTICE, Delivery, reachable
 
 #: every notice type a person may set to instant, digest or off
-NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages", "lists")
+NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages", "topics",
+                "lists")
+#: a type nobody is told of until they ask (lesson topics: a line per lesson a day)
+DEFAULT_OFF = ("topics",)
 MODES = ("instant", "digest", "off")
 #: what a person may turn off on one channel alone (`"<type>@<channel>": "off"` in
 #: `Person.notices`), and what the one-click unsubscribe of a mail turns off (RFC 8058):
@@ -46,7 +49,8 @@ NOTICE_WORDS = {"oceny": "grades", "grades": "grades", "obecności": "attendance
                 "obecnosci": "attendance", "frekwencja": "attendance", "attendance": "attendance",
                 "uwagi": "remarks", "remarks": "remarks", "zadania": "homework",
                 "homework": "homework", "wiadomości": "messages", "wiadomosci": "messages",
-                "messages": "messages", "listy": "lists", "lists": "lists"}
+                "messages": "messages", "tematy": "topics", "topics": "topics",
+                "listy": "lists", "lists": "lists"}
 MODE_WORDS = {"natychmiast": "instant", "od-razu": "instant", "instant": "instant",
               "dzienny": "digest", "dziennie": "digest", "digest": "digest", "daily": "digest",
               "wyłącz": "off", "wylacz": "off", "wyłączone": "off", "off": "off"}
@@ -93,7 +97,7 @@ def mode_for(person: Person, kind: str) -> str:
         return chosen
     if kind == "grades" and person.digest_mode == "daily":
         return "digest"
-    return "instant"
+    return "off" if kind in DEFAULT_OFF else "instant"
 
 
 @dataclass

@@ -95,6 +95,13 @@ def on_day(value: date, lang: str) -> str:
     return f"on {format_date(value, 'EEEE d MMMM', locale='en')}"
 
 
+def short_day(value: date, lang: str) -> str:
+    """"wt. 17.11" / "Tue 17 Nov": a day in a list of lessons, weekday first (which day
+    of the week a lesson was is what a parent remembers)."""
+    pattern = "EEE dd.MM" if language(lang) == "pl" else "EEE d MMM"
+    return format_date(value, pattern, locale=language(lang))
+
+
 #: codes the gateway keeps, as people read them (no raw code is ever shown to a person)
 LABELS = {
     "pl": {"published": "opublikowane", "scheduled": "zaplanowane", "pending": "czeka na "
@@ -159,9 +166,11 @@ LABELS = {
 NOTICE_NAMES = {
     "pl": {"grades": "Oceny", "attendance": "Frekwencja", "remarks": "Uwagi",
            "homework": "Zadania i sprawdziany", "messages": "Wiadomości ze szkoły",
+           "topics": "Tematy lekcji",
            "lists": "Listy lektur z biblioteki"},
     "en": {"grades": "Grades", "attendance": "Attendance", "remarks": "Remarks",
            "homework": "Homework and tests", "messages": "Messages from school",
+           "topics": "Lesson topics",
            "lists": "Reading lists from the library"},
 }
 

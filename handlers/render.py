@@ -44,6 +44,7 @@ class Renderer:
             env.filters["datetime"] = lambda v, lang: i18n.short_datetime(v, lang, self.zone)
             env.filters["status"] = i18n.status_label
             env.filters["on_day"] = i18n.on_day
+            env.filters["short_day"] = i18n.short_day
             env.filters["label"] = i18n.label
             env.filters["notice"] = i18n.notice_name
             env.filters["size"] = i18n.file_size

@@ -31,6 +31,7 @@ from handlers import (
     reading_lists,
     remarks,
     school,
+    topics,
 )
 from handlers.channels import Envelope
 from handlers.context import ServiceContext
@@ -60,6 +61,7 @@ SCHOOL_ANSWERS: dict[str, school.Answer] = {
     "attendance": attendance.answer,
     "remarks": remarks.answer,
     "homework": homework.answer,
+    "topics": topics.answer,
 }
 
 
@@ -93,6 +95,7 @@ ROUTES: tuple[Route, ...] = (
     Route("remarks", ("uwagi", "remarks"), _school("remarks"), "remarks", ("parent",), True),
     Route("homework", ("zadania", "homework"), _school("homework"), "homework", ("parent",),
           True),
+    Route("topics", ("tematy", "topics"), _school("topics"), "topics", ("parent",), True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
     Route("lists", ("listy", "lists"), reading_lists.handle_command, "lists", linked=True),
@@ -121,6 +124,7 @@ CALLBACKS: dict[str, Handler] = {
     "attendance": _school_button("attendance"),
     "remarks": _school_button("remarks"),
     "homework": _school_button("homework"),
+    "topics": _school_button("topics"),
     reading_lists.CALLBACK: reading_lists.handle_callback,
 }
 

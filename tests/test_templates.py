@@ -34,7 +34,7 @@ SAMPLE = {
                "channel_order": ["email", "telegram"], "digest_mode": "daily",
                "digest_hour": 18},
     "modes": {"grades": "digest", "attendance": "instant", "remarks": "off",
-              "homework": "instant", "messages": "instant"},
+              "homework": "instant", "messages": "instant", "topics": "off"},
     "items": [ITEM, {**ITEM, "status": "scheduled", "kind": "quiz"}],
     "student": {"name": "Kasia Nowak", "class_name": "4b"},
     "about": {"name": "Kasia Nowak", "class_name": "4b"},
@@ -66,6 +66,9 @@ SAMPLE = {
              "recorded_at": NOW}],
     "corrections": [], "too_short": False,
     "by_level": {"due-soon": 2, "overdue-7": 1},
+    "subjects": [{"subject": "matematyka", "lessons": [
+        {"date": DUE, "period": 2, "topic": "Ułamki <zwykłe> & dziesiętne", "teacher": "p. Nowak"}]}],
+    "days": 7,
 }
 #: where two templates read one name differently
 OVERRIDES = {"library_summary": {"loans": 6, "unreachable_count": 1, "failed_count": 1},
