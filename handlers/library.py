@@ -21,7 +21,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from handlers import catalogue, fanout
+from handlers import catalogue, fanout, reading_lists
 from handlers.context import ServiceContext
 from handlers.identity import require_proof
 from handlers.limits import check_all
@@ -199,6 +199,9 @@ async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person 
         if person is not None:
             require_proof(msg)  # renewing changes the reader's loans: only a proven sender
         return [await renew_all(ctx, person, "email")]
+    lists = await reading_lists.handle_email(ctx, msg, person)  # listy, zapisz, wypisz
+    if lists is not None:
+        return lists
     if any(w in words for w in LIST_WORDS):
         return [await list_loans(ctx, person)]
     return [Reply("library_help", {})]
