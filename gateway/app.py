@@ -50,6 +50,7 @@ from gateway.keys import (
 from gateway.metrics import GatewayMetrics
 from gateway.scheduler import scheduler_ctx
 from gateway.sign_in import SignInWorker
+from gateway.sru import SruCatalogue
 from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
 from handlers import router
@@ -147,6 +148,9 @@ def build_services(settings: Settings, clock: Clock,
                            verify=settings.mail_auth == "dkim"),
         ack_ttl=timedelta(days=settings.ack_ttl_days),
         cases_unit=settings.cases_unit,
+        catalogue=(SruCatalogue(settings.catalogue_sru_url, settings.catalogue_timeout)
+                   if settings.catalogue_sru_url else None),
+        catalogue_timeout=settings.catalogue_timeout,
         retention_days=settings.retention_days,
         retention=Retention(
             messages_days=settings.retention_days,

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     sms_callback_secret: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{16,128}$")
     #: the provider's published callback sources (addresses or networks); unset: any
     sms_callback_networks: str = ""
+    #: the library catalogue's SRU endpoint (gateway/sru.py); unset: /szukaj and
+    #: `szukaj` to biblioteka@ say the catalogue is not connected
+    catalogue_sru_url: str | None = None
+    #: seconds a catalogue search may take before the reader is told it does not answer
+    catalogue_timeout: float = Field(default=4.0, gt=0, le=5)
     admin_token: str | None = None
     timezone: str = "Europe/Warsaw"
     smtp_max_size: int = 26_214_400

@@ -1,7 +1,8 @@
 """The staff console as an aiohttp application of its own, mounted at `/panel`.
 
 Its pages (gateway/panel.py: signing in, cases, the audit trail; panel_sections.py:
-announcements, the library, people, health; panel_unread.py: mail nobody could read)
+announcements, the library, people, health; panel_unread.py: mail nobody could read;
+panel_figures.py: the schools' figures)
 are routed here, under the console's own middleware (`panel.console`: the session,
 refusals as pages), which no other part of the gateway runs. Its stylesheet is served
 from `/static/panel.css`. The gateway's application adds it with `setup`.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import panel, panel_sections, panel_unread
+from gateway import panel, panel_figures, panel_sections, panel_unread
 
 
 def create() -> web.Application:
@@ -20,6 +21,8 @@ def create() -> web.Application:
     console.router.add_routes(panel.routes)
     console.router.add_routes(panel_sections.routes)
     console.router.add_routes(panel_unread.routes)
+    console.router.add_routes(panel_figures.routes)
+    console[panel_figures.CACHE] = {}
     return console
 
 

@@ -21,7 +21,16 @@ from tortoise.exceptions import IntegrityError
 from gateway.errors import ApiError
 from gateway.keys import HOOK_COMMIT, METRICS, SETTINGS
 from gateway.validate import parse_json, read_limited
-from handlers import attendance, grades, homework, library, remarks, school_messages, topics
+from handlers import (
+    attendance,
+    grades,
+    homework,
+    library,
+    reading_lists,
+    remarks,
+    school_messages,
+    topics,
+)
 from handlers.context import ServiceContext
 from handlers.message import InvalidInput
 from store.models import HookDelivery
@@ -167,6 +176,8 @@ HOOKS: tuple[Hook, ...] = (
          "Lesson topics from the school register"),
     Hook("/hooks/library/loans", "library", _library, library, "loans",
          "Loans from the library system"),
+    Hook("/hooks/library/lists", "library", _library, reading_lists, "lists",
+         "Reading lists from the library system, updated by id"),
 )
 
 

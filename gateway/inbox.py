@@ -31,7 +31,7 @@ from typing import Any
 from tortoise.transactions import in_transaction
 
 from gateway.tasks import Woken
-from handlers import accounts, router, unread
+from handlers import accounts, catalogue, router, unread
 from handlers.channels import Channel
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
@@ -105,6 +105,7 @@ class Inbox(Woken):
         else:
             work = [self.parse(row) for row in rows]
         await self.fetch_files(work)
+        await catalogue.prepare(self.ctx, [msg for _, msg, _ in work if msg is not None])
         try:
             await self.handle_batch(work)
         except Exception as error:

@@ -320,6 +320,15 @@ def console_paths() -> S:
             "RODO erasure (the person's number typed again)", form, params=[ident],
             form=_obj(["csrf", "potwierdzenie"], csrf=STR, potwierdzenie=STR))},
         "/panel/zdrowie": {"get": _page("Health at a glance", page, params=[])},
+        "/panel/szkoly": {"get": _page(
+            "The schools' figures (education office): SVG charts, tables", page, params=[
+                {"name": n, "in": "query", "required": False, "schema": STR}
+                for n in ("rok", "lang")])},
+        "/panel/szkoly/{key}.csv": {"get": {
+            **_page("One figure as CSV (cells of fewer than 5 pupils: <5)", (303, 403, 404),
+                    params=[_path("key")]),
+            "responses": {"200": {"description": "the figure", "content": {
+                "text/csv": {"schema": STR}}}, **_page("", (303, 403, 404), params=[])["responses"]}}},
         "/panel/nieodczytane": {"get": _page("Mail not understood: the queue (case staff)",
                                              page, params=[
             {"name": n, "in": "query", "required": False, "schema": STR}

@@ -171,7 +171,8 @@ def _need(request: web.Request, section: str) -> Person:
 async def home(request: web.Request) -> web.Response:
     shown = staff.sections(request[STAFF][1], request.config_dict[SETTINGS].cases_unit)
     first = {"cases": "/panel/sprawy", "announcements": "/panel/ogloszenia",
-             "library": "/panel/biblioteka", "people": "/panel/ludzie"}
+             "library": "/panel/biblioteka", "figures": "/panel/szkoly",
+             "people": "/panel/ludzie"}
     for section in shown:
         if section in first:
             raise web.HTTPSeeOther(first[section])

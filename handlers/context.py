@@ -62,6 +62,11 @@ class ServiceContext:
     cases_unit: str = "urzad"
     #: the registered channels (handlers/channels.py), in the default order
     channels: Channels = field(default_factory=Channels)
+    #: the library catalogue's client (handlers/catalogue.Catalogue; gateway/sru.py), or
+    #: None: EMIL_CATALOGUE_SRU_URL is unset and the catalogue commands say so
+    catalogue: Any = None
+    #: how long a catalogue search may take before the reader is told it does not answer
+    catalogue_timeout: float = 4.0
 
     def address(self, mailbox: str) -> str:
         return f"{mailbox}@{self.mail_domain}"

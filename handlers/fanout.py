@@ -31,7 +31,8 @@ from store.models import DigestItem, Person
 from store.outbox import PRIORITY_NOTICE, Delivery, reachable
 
 #: every notice type a person may set to instant, digest or off
-NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages", "topics")
+NOTICE_TYPES = ("grades", "attendance", "remarks", "homework", "messages", "topics",
+                "lists")
 #: a type nobody is told of until they ask (lesson topics: a line per lesson a day)
 DEFAULT_OFF = ("topics",)
 MODES = ("instant", "digest", "off")
@@ -48,7 +49,8 @@ NOTICE_WORDS = {"oceny": "grades", "grades": "grades", "obecności": "attendance
                 "obecnosci": "attendance", "frekwencja": "attendance", "attendance": "attendance",
                 "uwagi": "remarks", "remarks": "remarks", "zadania": "homework",
                 "homework": "homework", "wiadomości": "messages", "wiadomosci": "messages",
-                "messages": "messages", "tematy": "topics", "topics": "topics"}
+                "messages": "messages", "tematy": "topics", "topics": "topics",
+                "listy": "lists", "lists": "lists"}
 MODE_WORDS = {"natychmiast": "instant", "od-razu": "instant", "instant": "instant",
               "dzienny": "digest", "dziennie": "digest", "digest": "digest", "daily": "digest",
               "wyłącz": "off", "wylacz": "off", "wyłączone": "off", "off": "off"}

@@ -166,10 +166,12 @@ LABELS = {
 NOTICE_NAMES = {
     "pl": {"grades": "Oceny", "attendance": "Frekwencja", "remarks": "Uwagi",
            "homework": "Zadania i sprawdziany", "messages": "Wiadomości ze szkoły",
-           "topics": "Tematy lekcji"},
+           "topics": "Tematy lekcji",
+           "lists": "Listy lektur z biblioteki"},
     "en": {"grades": "Grades", "attendance": "Attendance", "remarks": "Remarks",
            "homework": "Homework and tests", "messages": "Messages from school",
-           "topics": "Lesson topics"},
+           "topics": "Lesson topics",
+           "lists": "Reading lists from the library"},
 }
 
 

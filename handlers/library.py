@@ -21,7 +21,7 @@ from typing import Any
 
 from tortoise.transactions import in_transaction
 
-from handlers import fanout
+from handlers import catalogue, fanout, reading_lists
 from handlers.context import ServiceContext
 from handlers.identity import require_proof
 from handlers.limits import check_all
@@ -193,10 +193,15 @@ async def handle_email(ctx: ServiceContext, msg: InboundMessage, person: Person 
     """biblioteka@: the subject or the first line says what the reader wants."""
     first_line = next((line for line in msg.text.splitlines() if line.strip()), "")
     words = f"{msg.subject or ''} {first_line}".lower()
+    if catalogue.wanted(msg) is not None:
+        return await catalogue.handle_email(ctx, msg, person)
     if any(w in words for w in RENEW_WORDS):
         if person is not None:
             require_proof(msg)  # renewing changes the reader's loans: only a proven sender
         return [await renew_all(ctx, person, "email")]
+    lists = await reading_lists.handle_email(ctx, msg, person)  # listy, zapisz, wypisz
+    if lists is not None:
+        return lists
     if any(w in words for w in LIST_WORDS):
         return [await list_loans(ctx, person)]
     return [Reply("library_help", {})]

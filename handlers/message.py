@@ -70,6 +70,9 @@ class InboundMessage:
     private: bool = True
     #: Telegram: the text of the message this one replies to (ours, about a case)
     replying_to: str = ""
+    #: what a step before the inbox's transaction fetched for it: a catalogue search's
+    #: answer (handlers/catalogue.prepare), so no network I/O happens inside it
+    found: Any = None
     #: Telegram: files the update names (file_id, name, size, type), fetched by the inbox
     remote_files: list[dict[str, Any]] = field(default_factory=list)
     #: attachments too large to keep: (file name, size in bytes), listed in the case text

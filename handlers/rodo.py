@@ -62,6 +62,7 @@ from store.models import (
     Identity,
     JobRun,
     LinkCode,
+    ListSubscription,
     Loan,
     LoanReminder,
     MailThread,
@@ -395,6 +396,8 @@ async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None
                 "loan_id", "level", "created_at")) if card else [],
             "renewals": list(await Renewal.filter(card=card).values(
                 "loan_id", "old_due", "new_due", "channel", "created_at")) if card else []},
+        "reading_list_subscriptions": list(await ListSubscription.filter(
+            person_id=person.id).values("list_id", "created_at")),
         "waiting_notices": list(await DigestItem.filter(person_id=person.id).values(
             "kind", "lines", "created_at", "sent_at")),
         "waiting_grade_notices": list(await GradeNotice.filter(person_id=person.id).values(
@@ -500,6 +503,7 @@ async def _erase_rows(held: Holdings, actor: audit.Actor, now: datetime) -> dict
     await StaffSession.filter(person_id=person.id).delete()
     await LinkCode.filter(person_id=person.id).delete()
     await AddressClaim.filter(person_id=person.id).delete()
+    await ListSubscription.filter(person_id=person.id).delete()
     done["addresses"] = await Identity.filter(person_id=person.id).delete()
     await Case.filter(assignee_id=person.id).update(assignee_id=None)
     # the office's notices stay, no longer naming who wrote them

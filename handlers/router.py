@@ -21,6 +21,7 @@ from handlers import (
     attendance,
     bounces,
     cases,
+    catalogue,
     claims,
     dialogue,
     grades,
@@ -28,6 +29,7 @@ from handlers import (
     homework,
     i18n,
     library,
+    reading_lists,
     remarks,
     school,
     topics,
@@ -101,6 +103,8 @@ ROUTES: tuple[Route, ...] = (
     Route("topics", ("tematy", "topics"), _school("topics"), "topics", SCHOOL_ROLES, True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
+    Route("search", catalogue.COMMANDS, catalogue.handle_command, "search"),
+    Route("lists", ("listy", "lists"), reading_lists.handle_command, "lists", linked=True),
     Route("announce", ("ogloszenie", "announce"), announcements.handle_command, "announce",
           ("staff",), True),
     Route("settings", ("ustawienia", "settings"), accounts.handle_settings, "settings",
@@ -127,6 +131,8 @@ CALLBACKS: dict[str, Handler] = {
     "remarks": _school_button("remarks"),
     "homework": _school_button("homework"),
     "topics": _school_button("topics"),
+    catalogue.PREFIX: catalogue.handle_callback,
+    reading_lists.CALLBACK: reading_lists.handle_callback,
 }
 
 #: a dialogue's next step: (replies, next step or None, data)

@@ -64,6 +64,17 @@ def may_run_library(person: Person) -> bool:
     return is_admin(person) or "librarian" in (person.roles or [])
 
 
+#: the staff unit of the education office, who see the schools' figures (issue #20)
+EDUCATION_UNIT = "oswiata"
+
+
+def may_see_figures(person: Person) -> bool:
+    """The education office's staff and admins: aggregates of every school, never a
+    pupil (handlers/figures.py)."""
+    roles = person.roles or []
+    return "admin" in roles or ("staff" in roles and EDUCATION_UNIT in (person.units or []))
+
+
 def sections(person: Person, cases_unit: str) -> list[str]:
     """The console's sections this person sees, in menu order."""
     shown = []
@@ -73,6 +84,8 @@ def sections(person: Person, cases_unit: str) -> list[str]:
         shown.append("announcements")
     if may_run_library(person):
         shown.append("library")
+    if may_see_figures(person):
+        shown.append("figures")
     if is_admin(person):
         shown += ["people", "audit", "health"]
     return shown

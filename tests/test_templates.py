@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bots import channel as telegram_channel
+from handlers.catalogue import Record
 from handlers.quota import REASONS, Refused
 from handlers.render import TEMPLATES, Renderer
 from handlers.router import ROUTES
@@ -73,7 +74,20 @@ SAMPLE = {
 #: where two templates read one name differently
 OVERRIDES = {"library_summary": {"loans": 6, "unreachable_count": 1, "failed_count": 1},
              "attachments_full": {"used": 10 * 1024 ** 3, "limit": 10 * 1024 ** 3},
-             "sms_budget_spent": {"month": "2026-12", "parts": 625}}
+             "sms_budget_spent": {"month": "2026-12", "parts": 625},
+             "lists_overview": {"lists": [{"id": "nowosci", "title": "Nowości", "count": n,
+                                           "description": "Co przyszło", "subscribed": n == 2}
+                                          for n in (1, 2, 5)]},
+             "lists_changed": {"subscribed": True},
+             "reading_list_new": {"list": {"id": "nowosci", "title": "Nowości"}, "items": [
+                 {"title": "Lalka", "author": "Bolesław Prus", "year": 1890, "note": "nowe"},
+                 {"title": "Potop", "author": "", "year": None, "note": ""}]}}
+#: a catalogue page (handlers/catalogue.py): its records as gateway/sru.py reads them
+OVERRIDES["catalogue_results"] = {
+    "query": "autor: Sienkiewicz", "total": 6, "first": 1, "last": 5, "more": 6, "narrow": True,
+    "records": [Record("Potop", "Sienkiewicz, Henryk", "2012", "821.162.1-3 SIE", "available",
+                       ("Historia Polski — 17 w.",)),
+                Record("Krzyżacy", None, None, None, "on_loan")]}
 #: a file refused for each reason (handlers/quota.py)
 SAMPLE["too_large"] = [Refused(f"{reason}.pdf", 2_000_000, reason, 20 if reason == "case_files"
                                else 10_485_760) for reason in REASONS]

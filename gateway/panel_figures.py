@@ -1,0 +1,169 @@
+"""The console's page of the schools' figures (issue #20), for the education office:
+each figure (handlers/figures.py) as an SVG chart drawn on the server by pygal, the same
+numbers as a table beside it, and a CSV download.
+
+The console's CSP allows no script, and pygal always writes one (its tooltips' config)
+even with `js=[]`: the chart is built as pygal's element tree and every `<script>` is
+taken out before it is written, so the page carries none. Suppressed cells are not given
+to pygal at all (a gap in the chart), so their numbers cannot leak through the SVG.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+from xml.etree import ElementTree
+
+import pygal
+from aiohttp import web
+from markupsafe import Markup
+from pygal.style import Style
+
+from gateway.downloads import file_response
+from gateway.panel import _lang, _need, _now, _page, _services
+from handlers import figures
+from handlers.figures import Figure
+
+#: pygal appends a `sys.meta_path` finder for its map plugins (`pygal.maps.*`, unused here)
+#: that has only the `find_module` Python 3.12 dropped: every later failed import then warns
+#: (ImportWarning) or, on 3.12, errs. Taken out again at once.
+sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginImportFixer)]
+
+routes = web.RouteTableDef()  # relative to the console's prefix, /panel (gateway/console.py)
+
+#: computed figures kept per school year for this long: a year of a town's register is
+#: millions of attendance entries, and the office's page need not be fresher than this
+CACHE_SECONDS = 300
+CACHE = web.AppKey("figures_cache", dict)
+
+#: (title pl, title en, corner pl, corner en) of each figure, in page order
+TITLES = {
+    "attendance_schools": ("Frekwencja szkół w tygodniach", "Attendance by school and week",
+                           "Szkoła", "School"),
+    "attendance_classes": ("Frekwencja klas w tygodniach", "Attendance by class and week",
+                           "Klasa", "Class"),
+    "late": ("Spóźnienia klas w miesiącach", "Late arrivals by class and month",
+             "Klasa", "Class"),
+    "grades": ("Średnie ocen według przedmiotu i klasy", "Grade averages by subject and class",
+               "Przedmiot", "Subject"),
+    "remarks": ("Uwagi według rodzaju i klasy", "Remarks by kind and class", "Rodzaj", "Kind"),
+    "trend": ("Średnie ocen szkół w ciągu roku", "Grade averages of schools over the year",
+              "Szkoła", "School"),
+}
+_LINES = {"attendance_schools", "attendance_classes", "trend"}
+_AXES = {"rate": tuple(range(0, 101, 20)), "average": tuple(range(1, 7))}
+_KINDS = {"positive": ("pozytywne", "positive"), "neutral": ("neutralne", "neutral"),
+          "negative": ("negatywne", "negative")}
+#: dark enough on white for text (WCAG 1.4.3) and told apart by more than hue
+_STYLE = Style(background="white", plot_background="white", foreground="#222",
+               foreground_strong="#000", foreground_subtle="#555",
+               font_family="system-ui, sans-serif",
+               colors=("#1f5fa8", "#b34700", "#2e7d32", "#6a1b9a", "#8d6e00", "#00695c"))
+
+
+async def _figures(request: web.Request, year: int) -> list[Figure]:
+    """The year's figures, computed at most every CACHE_SECONDS."""
+    return (await _kept(request, year, "figures"))[0]
+
+
+async def _kept(request: web.Request, year: int, lang: str) -> list[Any]:
+    """What is kept for CACHE_SECONDS: the year's figures (`lang` "figures"), and each
+    language's page sections, charts drawn (pygal takes longer than the page itself)."""
+    cache = request.app[CACHE]
+    kept = cache.get((year, lang))
+    if kept and time.monotonic() - kept[0] < CACHE_SECONDS:
+        return list(kept[1])
+    if lang == "figures":
+        found: list[Any] = [await figures.compute(year, _services(request).zone)]
+    else:
+        found = _sections(await _figures(request, year), lang)
+    cache[(year, lang)] = (time.monotonic(), found)
+    return found
+
+
+def _sections(found: list[Figure], lang: str) -> list[dict[str, Any]]:
+    shown = []
+    for figure in found:
+        title_pl, title_en, corner_pl, corner_en = TITLES[figure.key]
+        title = title_pl if lang == "pl" else title_en
+        shown.append({"key": figure.key, "title": title,
+                      "corner": corner_pl if lang == "pl" else corner_en,
+                      "chart": chart(figure, title, lang) if figure.rows else None,
+                      **_table(figure, lang)})
+    return shown
+
+
+def _year(request: web.Request) -> int:
+    current = figures.school_year_of(_now(request).date())
+    try:
+        year = int(request.query.get("rok", current))
+    except ValueError:
+        return current
+    return year if 2000 <= year <= current + 1 else current
+
+
+def _row_label(figure: Figure, row: str, lang: str) -> str:
+    if figure.key == "remarks":
+        return _KINDS.get(row, (row, row))[0 if lang == "pl" else 1]
+    return row or "—"
+
+
+def chart(figure: Figure, title: str, lang: str) -> Markup:
+    """The figure as inline SVG with no script; suppressed cells are gaps."""
+    kind = pygal.Line if figure.key in _LINES else pygal.Bar
+    scale = 100.0 if figure.kind == "rate" else 1.0
+    drawn = kind(js=[], disable_xml_declaration=True, width=900, height=380, style=_STYLE,
+                 x_label_rotation=60 if len(figure.columns) > 8 else 0,
+                 show_legend=len(figure.rows) <= 16, legend_at_bottom=True,
+                 value_formatter=lambda v: f"{v:g}",  # the axis: whole numbers
+                 formatter=lambda v: figures.number(  # the values drawn
+                     figures.Cell(v / scale, figures.MIN_PUPILS), figure.kind, lang),
+                 truncate_label=-1, show_minor_x_labels=len(figure.columns) <= 20,
+                 x_labels_major_every=max(1, len(figure.columns) // 10))
+    drawn.x_labels = figure.columns
+    if figure.kind in _AXES:  # whole numbers on the axis, never a cell's exact figure
+        drawn.range = _AXES[figure.kind][0], _AXES[figure.kind][-1]
+        drawn.y_labels = [{"label": f"{v} %" if figure.kind == "rate" else str(v), "value": v}
+                          for v in _AXES[figure.kind]]
+    for row, cells in figure.rows.items():
+        values = [cells[c].value * scale if c in cells and cells[c].shown else None
+                  for c in figure.columns]
+        drawn.add(_row_label(figure, row, lang), values)
+    tree = drawn.render_tree()
+    for parent in tree.iter():
+        for child in list(parent):
+            if str(child.tag).endswith("script"):
+                parent.remove(child)
+    tree.set("role", "img")
+    tree.set("aria-label", title)
+    return Markup(ElementTree.tostring(tree, encoding="unicode"))
+
+
+def _table(figure: Figure, lang: str) -> dict[str, Any]:
+    return {"columns": figure.columns,
+            "rows": [(_row_label(figure, row, lang),
+                      [figures.number(cells.get(c), figure.kind, lang) for c in figure.columns])
+                     for row, cells in figure.rows.items()]}
+
+
+@routes.get("/szkoly")
+async def figures_page(request: web.Request) -> web.Response:
+    _need(request, "figures")
+    lang, year = _lang(request), _year(request)
+    shown = await _kept(request, year, lang)
+    return _page(request, "figures", figures=shown, year=year, min_pupils=figures.MIN_PUPILS)
+
+
+@routes.get("/szkoly/{key}.csv")
+async def figures_csv(request: web.Request) -> web.Response:
+    _need(request, "figures")
+    lang, year, key = _lang(request), _year(request), request.match_info["key"]
+    if key not in TITLES:
+        raise web.HTTPNotFound()
+    found = next(f for f in await _figures(request, year) if f.key == key)
+    corner = TITLES[key][2 if lang == "pl" else 3]
+    relabelled = Figure(found.key, found.kind, found.columns,
+                        {_row_label(found, r, lang): c for r, c in found.rows.items()})
+    return file_response(figures.to_csv(relabelled, corner, lang),
+                         f"{key}-{year}-{year + 1}.csv", content_type="text/csv")

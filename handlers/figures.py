@@ -1,0 +1,201 @@
+"""The schools' figures for the education office (issue #20): attendance, late arrivals,
+grade averages and remarks, aggregated from what the register hooks deliver (the
+Attendance, Grade, Remark and Student tables).
+
+Aggregates only: a cell that describes fewer than `MIN_PUPILS` pupils is suppressed (its
+number is never handed on, only `shown=False`), so that a small class's figure cannot
+point at a child. There is no school column in the register's data: a school is the part
+of the class name before its first space ("SP2 4a" belongs to "SP2"); a class name without
+a space belongs to the one school, "" (shown as "—").
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, tzinfo
+
+from tortoise.functions import Count
+
+from store.models import Attendance, Grade, Remark, Student
+
+#: a cell describing fewer pupils than this is suppressed (statistical disclosure control)
+MIN_PUPILS = 5
+SUPPRESSED = "<5"
+#: attendance statuses in which the pupil was at the lesson
+PRESENT = ("present", "late")
+#: a grade's modifier as most Polish registers count it (4+ = 4.5, 4- = 3.75)
+_MODIFIER = {"+": 0.5, "-": -0.25, "": 0.0}
+_GRADE = re.compile(r"^\s*([1-6])\s*([+-]?)\s*$")
+REMARK_KINDS = ("positive", "neutral", "negative")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number of a figure and how many pupils it describes."""
+
+    value: float
+    pupils: int
+
+    @property
+    def shown(self) -> bool:
+        return self.pupils >= MIN_PUPILS
+
+
+@dataclass
+class Figure:
+    """A table of cells: `rows` (labels) by `columns` (labels); `kind` says how a value
+    reads: "rate" (a share, 0–1), "average" or "count"."""
+
+    key: str
+    kind: str
+    columns: list[str]
+    rows: dict[str, dict[str, Cell]] = field(default_factory=dict)
+
+    def cell(self, row: str, column: str) -> Cell | None:
+        return self.rows.get(row, {}).get(column)
+
+
+def school_of(class_name: str) -> str:
+    """The school a class belongs to, read from its name (see the module's docstring)."""
+    head, _, rest = class_name.strip().partition(" ")
+    return head if rest else ""
+
+
+def school_year(year: int) -> tuple[date, date]:
+    """1 September of `year` to 31 August of the next (the Polish school year)."""
+    return date(year, 9, 1), date(year + 1, 8, 31)
+
+
+def school_year_of(day: date) -> int:
+    return day.year if day.month >= 9 else day.year - 1
+
+
+def grade_value(text: str) -> float | None:
+    """A grade as a number on the 1–6 scale, or None for a mark that is no grade
+    ("np", "bz", "+")."""
+    found = _GRADE.match(text or "")
+    if not found:
+        return None
+    return int(found.group(1)) + _MODIFIER[found.group(2)]
+
+
+def _weight(text: str | None) -> float:
+    try:
+        weight = float((text or "1").replace(",", "."))
+    except ValueError:
+        return 1.0
+    return weight if weight > 0 else 1.0
+
+
+def _week(day: date) -> str:
+    return (day - timedelta(days=day.weekday())).isoformat()
+
+
+def _month(day: date) -> str:
+    return f"{day.year}-{day.month:02d}"
+
+
+class _Tally:
+    """Sums per (row, column) and the pupils seen in each."""
+
+    def __init__(self) -> None:
+        self.top: dict[tuple[str, str], float] = defaultdict(float)
+        self.bottom: dict[tuple[str, str], float] = defaultdict(float)
+        self.pupils: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def add(self, row: str, column: str, pupil: str, top: float, bottom: float = 1.0) -> None:
+        key = (row, column)
+        self.top[key] += top
+        self.bottom[key] += bottom
+        self.pupils[key].add(pupil)
+
+    def figure(self, key: str, kind: str, columns: list[str]) -> Figure:
+        found = Figure(key, kind, columns)
+        for (row, column), bottom in sorted(self.bottom.items()):
+            value = self.top[(row, column)] if kind == "count" else self.top[(row, column)] / bottom
+            found.rows.setdefault(row, {})[column] = Cell(value, len(self.pupils[(row, column)]))
+        return found
+
+
+async def compute(year: int, zone: tzinfo) -> list[Figure]:
+    """Every figure for the school year starting in September of `year`; grades and
+    remarks fall in the year and month of the town's clock (`zone`)."""
+    start, end = school_year(year)
+    classes = dict(await Student.all().values_list("id", "class_name"))
+    by_school_week, by_class_week, late = _Tally(), _Tally(), _Tally()
+    weeks: set[str] = set()
+    months: set[str] = set()  # of attendance (late arrivals)
+    graded: set[str] = set()  # of grades (the trend)
+    # a pupil's lessons of one day counted by the database: a sixth of the rows to read
+    entries = await Attendance.filter(date__gte=start, date__lte=end).annotate(
+        lessons=Count("id")).group_by("student_id", "date", "status").values_list(
+        "student_id", "date", "status", "lessons")
+    for pupil, day, status, lessons in entries:
+        class_name = classes.get(pupil)
+        if class_name is None:
+            continue
+        week, month = _week(day), _month(day)
+        weeks.add(week)
+        months.add(month)
+        here = lessons if status in PRESENT else 0
+        by_school_week.add(school_of(class_name), week, pupil, here, lessons)
+        by_class_week.add(class_name, week, pupil, here, lessons)
+        late.add(class_name, month, pupil, lessons if status == "late" else 0, lessons)
+    grades, trend = _Tally(), _Tally()
+    first = datetime.combine(start, datetime.min.time(), zone)
+    last = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone)
+    rows = await Grade.filter(recorded_at__gte=first, recorded_at__lt=last).values_list(
+        "student_id", "subject", "value", "weight", "recorded_at")
+    for pupil, subject, value, weight, recorded in rows:
+        number, class_name = grade_value(value), classes.get(pupil)
+        if number is None or class_name is None:
+            continue
+        grades.add(subject, class_name, pupil, number * _weight(weight), _weight(weight))
+        month = _month(recorded.astimezone(zone).date())
+        graded.add(month)
+        trend.add(school_of(class_name), month, pupil, number * _weight(weight), _weight(weight))
+    remarks = _Tally()
+    for pupil, kind in await Remark.filter(recorded_at__gte=first, recorded_at__lt=last
+                                           ).values_list("student_id", "kind"):
+        if pupil in classes and kind in REMARK_KINDS:
+            remarks.add(kind, classes[pupil], pupil, 1.0)
+    class_names = sorted(set(classes.values()))
+    return [
+        by_school_week.figure("attendance_schools", "rate", sorted(weeks)),
+        by_class_week.figure("attendance_classes", "rate", sorted(weeks)),
+        late.figure("late", "count", sorted(months)),
+        grades.figure("grades", "average", class_names),
+        remarks.figure("remarks", "count", class_names),
+        trend.figure("trend", "average", sorted(graded)),
+    ]
+
+
+def number(cell: Cell | None, kind: str, lang: str) -> str:
+    """A cell as a person reads it: "<5" when suppressed, "—" when empty; a rate in per
+    cent, an average with two decimals, a comma as the Polish decimal sign."""
+    if cell is None:
+        return "—"
+    if not cell.shown:
+        return SUPPRESSED
+    if kind == "rate":
+        text = f"{cell.value * 100:.1f}" + (" %" if lang == "pl" else "%")
+    elif kind == "average":
+        text = f"{cell.value:.2f}"
+    else:
+        text = str(round(cell.value))
+    return text.replace(".", ",") if lang == "pl" else text
+
+
+def to_csv(figure: Figure, corner: str, lang: str) -> str:
+    """The figure as CSV, the same text as the page's table (suppressed cells "<5")."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow([corner, *figure.columns])
+    for row, cells in figure.rows.items():
+        writer.writerow([row or "—", *(number(cells.get(c), figure.kind, lang)
+                                       for c in figure.columns)])
+    return out.getvalue()
