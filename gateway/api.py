@@ -351,7 +351,8 @@ async def create_person(request: web.Request) -> web.Response:
     wanted = people.parse_person(
         name=body.name, roles=list(body.roles), units=list(body.units), email=body.email,
         telegram_chat=body.telegram_chat_id, library_card=body.library_card,
-        language=body.language, phone=body.phone, channels=request.app[SERVICES].channels)
+        language=body.language, phone=body.phone, channels=request.app[SERVICES].channels,
+        student=body.student)
     try:
         async with in_transaction():
             person = await people.create(request.app[SERVICES], wanted)

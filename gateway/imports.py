@@ -147,7 +147,8 @@ async def import_students(ctx: ServiceContext, rows: list[tuple[int, dict[str, s
 
 async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str]]],
                         report: Report, bar: Callable[[int], None]) -> None:
-    """Columns: name, roles, email, telegram_chat_id, phone, library_card, units, language."""
+    """Columns: name, roles, email, telegram_chat_id, phone, library_card, units, language,
+    student (a pupil's own Student, role student only, #20)."""
     for line, row in rows:
         bar(1)
         try:
@@ -156,15 +157,20 @@ async def import_people(ctx: ServiceContext, rows: list[tuple[int, dict[str, str
                 units=_split(row.get("units", "")), email=row.get("email") or None,
                 telegram_chat=row.get("telegram_chat_id") or None,
                 library_card=row.get("library_card") or None, language=row.get("language"),
-                phone=row.get("phone") or None, channels=ctx.channels)
+                phone=row.get("phone") or None, channels=ctx.channels,
+                student=row.get("student") or None)
         except InvalidInput as error:
             report.errors.append(f"line {line}: {error.message}")
             continue
         if not wanted.email and not wanted.library_card:
             report.errors.append(f"line {line}: give 'email' or 'library_card' to identify the person")
             continue
-        async with in_transaction():
-            _, changed = await people.upsert(ctx, wanted)
+        try:
+            async with in_transaction():
+                _, changed = await people.upsert(ctx, wanted)
+        except InvalidInput as error:  # a pupil's Student the register never sent
+            report.errors.append(f"line {line}: {error.message}")
+            continue
         report.applied += changed
         report.unchanged += not changed
 

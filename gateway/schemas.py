@@ -153,6 +153,8 @@ class NewPerson(Body):
     units: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_UNIT)]],
                      Field(max_length=MAX_UNITS)] = []
     language: Language | None = None
+    #: the register's Student id of the pupil this person is; only with role `student`
+    student: WholeNumber | Annotated[str, named(_column(Student, "id"))] | None = None
 
 
 class Preferences(Body):

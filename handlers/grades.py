@@ -197,10 +197,6 @@ async def digest_run(ctx: ServiceContext) -> dict[str, Any]:
 # --- asking: /oceny -------------------------------------------------------------------------
 
 
-async def children_of(person: Person) -> list[Student]:
-    return await Student.filter(guardians=person.id).order_by("name")
-
-
 async def recent_reply(student: Student) -> Reply:
     grades = await Grade.filter(student_id=student.id).order_by("-recorded_at").limit(RECENT)
     return Reply("grades_recent", {"student": student,
@@ -210,7 +206,7 @@ async def recent_reply(student: Student) -> Reply:
 async def handle_grades(ctx: ServiceContext, msg: InboundMessage, person: Person | None
                         ) -> list[Reply]:
     assert person is not None
-    children = await children_of(person)
+    children = await school.pupils_of(person)
     if not children:
         return [Reply("grades_no_children", {})]
     if len(children) == 1:
@@ -225,8 +221,7 @@ async def handle_grades_callback(ctx: ServiceContext, msg: InboundMessage, perso
     student_id = (msg.callback or "").partition(":")[2]
     if person is None:
         return [Reply("not_linked", {})]
-    # the same answer for "not your child" and "no such student"
-    child = await Student.filter(id=student_id, guardians=person.id).first()
+    child = await school.pupil_of(person, student_id)
     if child is None:
         return [Reply("grades_not_yours", {})]
     return [await recent_reply(child)]

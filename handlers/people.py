@@ -16,9 +16,9 @@ from handlers.addresses import normalise_email
 from handlers.channels import Channels
 from handlers.context import ServiceContext
 from handlers.i18n import LANGUAGES
-from handlers.limits import check_all
+from handlers.limits import check_all, fit
 from handlers.message import InvalidInput
-from store.models import ROLES, Identity, Person
+from store.models import ROLES, Identity, Person, Student
 
 
 @dataclass(frozen=True)
@@ -32,17 +32,22 @@ class PersonIn:
     phone: str | None = None
     library_card: str | None = None
     language: str = "pl"
+    #: the register's id of the Student a pupil's own account is (role `student`, #20)
+    student_id: str | None = None
 
     def fields(self) -> dict[str, Any]:
-        """The Person columns this description sets."""
+        """The Person columns this description sets; a pupil's Student only when given (a
+        re-import without it keeps the one the school set)."""
+        own = {"student_id": self.student_id} if self.student_id else {}
         return {"name": self.name, "roles": list(self.roles), "units": list(self.units),
-                "library_card": self.library_card, "language": self.language}
+                "library_card": self.library_card, "language": self.language, **own}
 
 
 def parse_person(*, name: str, roles: list[Any], units: list[Any] | None = None,
                  email: str | None = None, telegram_chat: str | int | None = None,
                  library_card: str | None = None, language: str | None = None,
-                 phone: str | None = None, channels: Channels | None = None) -> PersonIn:
+                 phone: str | None = None, channels: Channels | None = None,
+                 student: str | int | None = None) -> PersonIn:
     """A person's description checked, whoever sent it: InvalidInput names the field.
     A phone is read by the registered SMS channel's `normalise` (`channels`), and refused
     while there is none: kept unread, it would be a number nobody checked."""
@@ -72,18 +77,30 @@ def parse_person(*, name: str, roles: list[Any], units: list[Any] | None = None,
         if number is None:
             raise InvalidInput("phone", "'phone' is not a mobile number an SMS can reach")
     card = library_card or None
+    student_id = _student(student, roles)
     check_all(Person, {"name": name, "library_card": card})
     if chat is not None:
         check_all(Identity, {"address": chat})
     return PersonIn(name=name, roles=tuple(sorted(set(roles))), units=tuple(sorted(set(units))),
                     email=address, telegram_chat=chat, phone=number, library_card=card,
-                    language=language)
+                    language=language, student_id=student_id)
+
+
+def _student(student: str | int | None, roles: list[Any]) -> str | None:
+    """A pupil's own Student: only a person with role `student` is one (a guardian's
+    children come from the register's guardians, never from here)."""
+    if student is None or student == "":
+        return None
+    if "student" not in roles:
+        raise InvalidInput("student", "'student' is only for a person with role student")
+    return fit(Student, "id", str(student).strip(), "student")
 
 
 async def create(ctx: ServiceContext, wanted: PersonIn) -> Person:
     """A new person with their addresses; a library card is one person's only."""
     if wanted.library_card and await Person.filter(library_card=wanted.library_card).exists():
         raise CardTaken(wanted.library_card)
+    await _known_student(wanted)
     person = await accounts.new_person(ctx, **wanted.fields())
     await _link_addresses(person, wanted)
     return person
@@ -97,11 +114,19 @@ async def upsert(ctx: ServiceContext, wanted: PersonIn) -> tuple[Person, bool]:
         person = await Person.get_or_none(library_card=wanted.library_card)
     if person is None:
         return await create(ctx, wanted), True
+    await _known_student(wanted)
     fields = wanted.fields()
     changed = any(getattr(person, k) != v for k, v in fields.items())
     if changed:
         await Person.filter(id=person.id).update(**fields)
     return person, await _link_addresses(person, wanted) or changed
+
+
+async def _known_student(wanted: PersonIn) -> None:
+    """A pupil's account names a Student the register has sent (POST /api/v1/students or a
+    register hook): an unknown id is a typo that would show the pupil nothing."""
+    if wanted.student_id and not await Student.exists(id=wanted.student_id):
+        raise InvalidInput("student", f"no student with id {wanted.student_id!r}")
 
 
 async def _link_addresses(person: Person, wanted: PersonIn) -> bool:

@@ -85,18 +85,22 @@ def _school_button(kind: str) -> Handler:
     return handle
 
 
+#: who may ask for a pupil's register records: a guardian and the pupil themselves (#20);
+#: which pupils each may see is `school.pupils_of`'s answer
+SCHOOL_ROLES = ("parent", "student")
+
 ROUTES: tuple[Route, ...] = (
     Route("start", ("start",), accounts.handle_start, "start"),
     Route("help", ("pomoc", "help"), lambda c, m, p: _help(m, p), "help"),
     Route("case", ("sprawa", "new"), cases.start_dialogue, "case"),
     Route("status", ("status",), cases.handle_status, "status"),
-    Route("grades", ("oceny", "grades"), grades.handle_grades, "grades", ("parent",), True),
+    Route("grades", ("oceny", "grades"), grades.handle_grades, "grades", SCHOOL_ROLES, True),
     Route("attendance", ("obecnosci", "obecności", "attendance"), _school("attendance"),
-          "attendance", ("parent",), True),
-    Route("remarks", ("uwagi", "remarks"), _school("remarks"), "remarks", ("parent",), True),
-    Route("homework", ("zadania", "homework"), _school("homework"), "homework", ("parent",),
+          "attendance", SCHOOL_ROLES, True),
+    Route("remarks", ("uwagi", "remarks"), _school("remarks"), "remarks", SCHOOL_ROLES, True),
+    Route("homework", ("zadania", "homework"), _school("homework"), "homework", SCHOOL_ROLES,
           True),
-    Route("topics", ("tematy", "topics"), _school("topics"), "topics", ("parent",), True),
+    Route("topics", ("tematy", "topics"), _school("topics"), "topics", SCHOOL_ROLES, True),
     Route("loans", ("wypozyczenia", "loans"), library.handle_loans, "loans", linked=True),
     Route("renew", ("przedluz", "renew"), library.handle_renew, "renew", linked=True),
     Route("search", catalogue.COMMANDS, catalogue.handle_command, "search"),

@@ -132,6 +132,29 @@ def student_view(student: Student) -> dict[str, str]:
     return {"name": student.name, "class_name": student.class_name}
 
 
+# --- whose pupils: the one place -------------------------------------------------------------
+
+
+async def pupils_of(person: Person) -> list[Student]:
+    """Whose register records this person may see, by name: a guardian their children, a
+    pupil (role `student`, issue #20) their own Student, someone both, both. The one place
+    that decides it: every school command and button asks here, so a pupil's account can
+    never reach a classmate and a guardian's view stays as it was. A `student_id` without
+    the role shows nothing (the school took the role away); the role without one, nothing."""
+    found = {s.id: s for s in await Student.filter(guardians=person.id)}
+    if "student" in (person.roles or []) and person.student_id:
+        own = await Student.get_or_none(id=person.student_id)
+        if own is not None:
+            found[own.id] = own
+    return sorted(found.values(), key=lambda s: (s.name, s.id))
+
+
+async def pupil_of(person: Person, student_id: str) -> Student | None:
+    """The pupil a button names, if `pupils_of` would show them; None the same for "not
+    yours" and "no such student", so a crafted id learns nothing."""
+    return next((s for s in await pupils_of(person) if s.id == student_id), None)
+
+
 # --- the bot: /obecnosci, /uwagi, /zadania ----------------------------------------------------
 
 #: one child's answer to a guardian's command (`async (ctx, student) -> Reply`); the
@@ -141,10 +164,10 @@ Answer = Callable[[Any, Student], Awaitable[Reply]]
 
 async def handle_command(kind: str, answer: Answer, ctx: Any, person: Person | None
                          ) -> list[Any]:
-    """A guardian's command: their only child's answer, or a button per child (each
-    button's data `kind:student`, answered by `handle_callback` with the same answer)."""
+    """A guardian's or pupil's command: the only pupil's answer, or a button per pupil
+    (each button's data `kind:student`, answered by `handle_callback` with the same answer)."""
     assert person is not None
-    children = await Student.filter(guardians=person.id).order_by("name")
+    children = await pupils_of(person)
     if not children:
         return [Reply("grades_no_children", {})]
     if len(children) == 1:
@@ -158,8 +181,7 @@ async def handle_callback(answer: Answer, ctx: Any, data: str, person: Person | 
                           ) -> list[Any]:
     if person is None:
         return [Reply("not_linked", {})]
-    # the same answer for "not your child" and "no such student"
-    child = await Student.filter(id=data[:64], guardians=person.id).first()
+    child = await pupil_of(person, data[:64])
     if child is None:
         return [Reply("grades_not_yours", {})]
     return [await answer(ctx, child)]

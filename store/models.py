@@ -16,7 +16,7 @@ from typing import Any
 from tortoise import fields
 from tortoise.models import Model
 
-ROLES = ("citizen", "parent", "staff", "librarian", "admin")
+ROLES = ("citizen", "parent", "student", "staff", "librarian", "admin")
 CASE_STATUSES = ("received", "in_progress", "waiting", "resolved", "rejected")
 
 
