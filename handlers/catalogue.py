@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from handlers import i18n
 from handlers.context import ServiceContext
 from handlers.message import InboundMessage, Reply
+from handlers.text import whole_number
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,11 @@ FIELDS = {"autor": "dc.creator", "author": "dc.creator", "tytuł": "dc.title",
           "subject": "dc.subject", "isbn": "bath.isbn"}
 _FIELD_RE = re.compile(r"\b(" + "|".join(FIELDS) + r"):", re.IGNORECASE)
 _ISBN_RE = re.compile(r"^(97[89])?[\d-]{9,13}[\dXx]$")
+#: the longest query searched (a title and an author with room to spare): longer is
+#: answered with the usage — not sent to the catalogue, nor echoed back by mail
+MAX_QUERY = 200
+#: the furthest record a page may start at
+MAX_START = 100_000
 _MORE_RE = re.compile(r"\s+(?:więcej|wiecej|more)\s+(\d{1,4})\s*$", re.IGNORECASE)
 
 
@@ -138,7 +144,9 @@ def wanted(msg: InboundMessage) -> Search | None:
         if prefix != PREFIX:
             return None
         start, _, query = rest.partition(":")
-        return Search(query, int(start) if start.isdigit() else 1)
+        # ASCII digits only, and bounded (review of #20: "²" passed isdigit() and
+        # int() raised, jamming the inbox on a forged button)
+        return Search(query, whole_number(start, low=1, high=MAX_START) or 1)
     if msg.command in COMMANDS:
         return Search(" ".join(msg.args))
     return None
@@ -154,7 +162,8 @@ def _from_mail(msg: InboundMessage) -> Search | None:
             query = match.group(1).strip()
             more = _MORE_RE.search(" " + query)
             if more:
-                return Search(_MORE_RE.sub("", " " + query).strip(), int(more.group(1)))
+                return Search(_MORE_RE.sub("", " " + query).strip(),
+                              whole_number(more.group(1), low=1, high=MAX_START) or 1)
             return Search(query)
     return None
 
@@ -162,17 +171,25 @@ def _from_mail(msg: InboundMessage) -> Search | None:
 async def prepare(ctx: ServiceContext, messages: list[InboundMessage]) -> None:
     """Run the searches a batch asks for, concurrently and before its transaction; each
     message's answer is left on `msg.found`."""
-    asks = [(msg, search) for msg in messages if (search := wanted(msg)) is not None]
+    asks = []
+    for msg in messages:
+        try:
+            search = wanted(msg)
+        except Exception:  # noqa: BLE001 - a message this step cannot read must not jam the inbox
+            log.exception("catalogue: could not read the search of a message")
+            continue
+        if search is not None:
+            asks.append((msg, search))
     if asks:
         await asyncio.gather(*(_run(ctx, msg, search) for msg, search in asks))
 
 
 async def _run(ctx: ServiceContext, msg: InboundMessage, search: Search) -> None:
     msg.found = search
-    query = cql(search.query)
+    query = cql(search.query) if len(search.query) <= MAX_QUERY else None
     if ctx.catalogue is None:
         search.problem = "off"
-    elif query is None:
+    elif query is None:  # nothing to search for, or more than a person writes
         search.problem = "bad"
     else:
         count = MAIL_PAGE if msg.mailbox else PAGE

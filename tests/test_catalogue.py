@@ -223,3 +223,20 @@ async def test_yaz_ztest(aiohttp_client: Any, settings: Settings, botapi: BotApi
     [answer] = await gw.tg(7010, "/szukaj 3")
     assert "Katalog biblioteki" in answer and "1. <b>" in answer
     assert "następne ▶" in dict(buttons(gw, 7010))
+
+
+async def test_a_forged_page_number_or_an_endless_query_stops_nothing(
+        cat_gw: Gateway, sru: SruDouble) -> None:
+    """Review of #20: a forged button `kat:²:x` ("²".isdigit() is true, int("²") raises)
+    made the inbox's search step raise before its batch's `try`, so the row stayed pending
+    and the supervised inbox failed on it for ever — no channel answered again. Numbers
+    are read with the house's one ASCII rule (handlers/text.whole_number); a query longer
+    than a person writes is answered with the usage, not sent to the catalogue."""
+    for forged in ("kat:²:Prus", "kat:٣:Prus", f"kat:{'9' * 5000}:Prus"[:64]):
+        [answer] = await press(cat_gw, 7003, forged)
+        assert "Prus" in answer
+    searched = len(sru.queries)
+    [answer] = await cat_gw.tg(7003, "/szukaj " + "słowo " * 100)
+    assert "Napisz, czego szukasz" in answer and len(sru.queries) == searched
+    [help_answer] = await cat_gw.tg(7003, "/pomoc")
+    assert "/szukaj" in help_answer
