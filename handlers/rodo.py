@@ -347,6 +347,7 @@ async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None
         "person": {
             "id": person.id, "name": person.name, "roles": person.roles, "units": person.units,
             "language": person.language, "library_card": card,
+            "student_id": person.student_id,
             "channel_order": person.channel_order, "digest_mode": person.digest_mode,
             "digest_hour": person.digest_hour, "quiet_hours": [person.quiet_start,
                                                                person.quiet_end],
@@ -358,6 +359,9 @@ async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None
                      for channel, address, since in await _opt_outs(addresses)],
         "addresses": {k: sorted(v) for k, v in addresses.items()},
         "children": list(children),
+        # a pupil's own account (#20): the register's Student it is tied to
+        "own_student": await Student.filter(id=person.student_id).first().values(
+            "id", "name", "class_name") if person.student_id else None,
         "cases": [{
             "number": c.number, "subject": c.subject, "body": c.body, "status": c.status,
             "category": c.category, "created_at": _when(c.created_at),

@@ -169,3 +169,17 @@ async def test_pupils_by_csv_with_row_numbered_errors(gw: Gateway, school: dict[
     assert not await Person.filter(name="Ktoś").exists()
     again = await run_import(gw.services, "people", str(people), progress=False)
     assert again.applied == 0 and again.unchanged == 1
+
+
+async def test_a_pupils_export_names_the_student_their_account_is(
+        gw: Gateway, school: dict[str, int]) -> None:
+    """Review of #20: a pupil's RODO export listed only the pupils they are a guardian of,
+    never the Student their own account is tied to."""
+    from handlers import rodo
+
+    exported = await rodo.export(school["pupil"], channels=gw.services.channels)
+    assert exported is not None
+    assert exported["person"]["student_id"] == "P1"
+    assert exported["own_student"] == {"id": "P1", "name": "Pola Uczennica", "class_name": "7a"}
+    guardian = await rodo.export(school["guardian"], channels=gw.services.channels)
+    assert guardian is not None and guardian["own_student"] is None
