@@ -164,14 +164,29 @@ async def compute(year: int, zone: tzinfo) -> list[Figure]:
         if pupil in classes and kind in REMARK_KINDS:
             remarks.add(kind, classes[pupil], pupil, 1.0)
     class_names = sorted(set(classes.values()))
+    per_class = by_class_week.figure("attendance_classes", "rate", sorted(weeks))
     return [
-        by_school_week.figure("attendance_schools", "rate", sorted(weeks)),
-        by_class_week.figure("attendance_classes", "rate", sorted(weeks)),
+        hide_totals_over_hidden(
+            by_school_week.figure("attendance_schools", "rate", sorted(weeks)), per_class),
+        per_class,
         late.figure("late", "count", sorted(months)),
         grades.figure("grades", "average", class_names),
         remarks.figure("remarks", "count", class_names),
         trend.figure("trend", "average", sorted(graded)),
     ]
+
+
+def hide_totals_over_hidden(totals: Figure, parts: Figure) -> Figure:
+    """A school's cell is hidden when one of its classes' cells of the same column is
+    (review of #20): a school's rate is its classes' rates together, so with the school
+    and its shown classes the hidden class could be worked out — a one-pupil class's
+    attendance, week by week. Secondary suppression, as statistics offices do it."""
+    for row, cells in parts.rows.items():
+        for column, cell in cells.items():
+            total = totals.cell(school_of(row), column)
+            if not cell.shown and total is not None and total.shown:
+                totals.rows[school_of(row)][column] = Cell(0.0, 0)  # nothing to leak
+    return totals
 
 
 def number(cell: Cell | None, kind: str, lang: str) -> str:
