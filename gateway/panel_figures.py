@@ -10,6 +10,7 @@ to pygal at all (a gap in the chart), so their numbers cannot leak through the S
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from typing import Any
@@ -24,6 +25,7 @@ from gateway.downloads import file_response
 from gateway.panel import _lang, _need, _now, _page, _services
 from handlers import figures
 from handlers.figures import Figure
+from handlers.text import whole_number
 
 #: pygal appends a `sys.meta_path` finder for its map plugins (`pygal.maps.*`, unused here)
 #: that has only the `find_module` Python 3.12 dropped: every later failed import then warns
@@ -74,11 +76,18 @@ async def _kept(request: web.Request, year: int, lang: str) -> list[Any]:
     kept = cache.get((year, lang))
     if kept and time.monotonic() - kept[0] < CACHE_SECONDS:
         return list(kept[1])
-    if lang == "figures":
-        found: list[Any] = [await figures.compute(year, _services(request).zone)]
-    else:
-        found = _sections(await _figures(request, year), lang)
-    cache[(year, lang)] = (time.monotonic(), found)
+    # one computation per key at a time (review of #20: every cold open computed it
+    # again, each seconds long): the others wait for it and take what it kept
+    lock = cache.setdefault(("lock", year, lang), asyncio.Lock())
+    async with lock:
+        kept = cache.get((year, lang))
+        if kept and time.monotonic() - kept[0] < CACHE_SECONDS:
+            return list(kept[1])
+        if lang == "figures":
+            found: list[Any] = [await figures.compute(year, _services(request).zone)]
+        else:  # pygal draws in a thread: seconds of drawing would stop the event loop
+            found = await asyncio.to_thread(_sections, await _figures(request, year), lang)
+        cache[(year, lang)] = (time.monotonic(), found)
     return found
 
 
@@ -96,11 +105,8 @@ def _sections(found: list[Figure], lang: str) -> list[dict[str, Any]]:
 
 def _year(request: web.Request) -> int:
     current = figures.school_year_of(_now(request).date())
-    try:
-        year = int(request.query.get("rok", current))
-    except ValueError:
-        return current
-    return year if 2000 <= year <= current + 1 else current
+    year = whole_number(request.query.get("rok"), low=2000, high=current + 1)
+    return current if year is None else year
 
 
 def _row_label(figure: Figure, row: str, lang: str) -> str:

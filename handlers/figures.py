@@ -11,12 +11,14 @@ a space belongs to the one school, "" (shown as "—").
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
 
 from tortoise.functions import Count
 
@@ -123,17 +125,31 @@ class _Tally:
 
 async def compute(year: int, zone: tzinfo) -> list[Figure]:
     """Every figure for the school year starting in September of `year`; grades and
-    remarks fall in the year and month of the town's clock (`zone`)."""
+    remarks fall in the year and month of the town's clock (`zone`). The rows are read
+    here; the counting, hundreds of thousands of rows of plain Python, runs in a thread
+    (review of #20: seconds of it on the event loop stopped mail, the bot and HTTP)."""
     start, end = school_year(year)
     classes = dict(await Student.all().values_list("id", "class_name"))
-    by_school_week, by_class_week, late = _Tally(), _Tally(), _Tally()
-    weeks: set[str] = set()
-    months: set[str] = set()  # of attendance (late arrivals)
-    graded: set[str] = set()  # of grades (the trend)
     # a pupil's lessons of one day counted by the database: a sixth of the rows to read
     entries = await Attendance.filter(date__gte=start, date__lte=end).annotate(
         lessons=Count("id")).group_by("student_id", "date", "status").values_list(
         "student_id", "date", "status", "lessons")
+    first = datetime.combine(start, datetime.min.time(), zone)
+    last = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone)
+    rows = await Grade.filter(recorded_at__gte=first, recorded_at__lt=last).values_list(
+        "student_id", "subject", "value", "weight", "recorded_at")
+    remarked = await Remark.filter(recorded_at__gte=first, recorded_at__lt=last
+                                   ).values_list("student_id", "kind")
+    return await asyncio.to_thread(_count, classes, entries, rows, remarked, zone)
+
+
+def _count(classes: dict[str, str], entries: list[Any], rows: list[Any],
+           remarked: list[Any], zone: tzinfo) -> list[Figure]:
+    """The figures from the rows `compute` read."""
+    by_school_week, by_class_week, late = _Tally(), _Tally(), _Tally()
+    weeks: set[str] = set()
+    months: set[str] = set()  # of attendance (late arrivals)
+    graded: set[str] = set()  # of grades (the trend)
     for pupil, day, status, lessons in entries:
         class_name = classes.get(pupil)
         if class_name is None:
@@ -146,10 +162,6 @@ async def compute(year: int, zone: tzinfo) -> list[Figure]:
         by_class_week.add(class_name, week, pupil, here, lessons)
         late.add(class_name, month, pupil, lessons if status == "late" else 0, lessons)
     grades, trend = _Tally(), _Tally()
-    first = datetime.combine(start, datetime.min.time(), zone)
-    last = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone)
-    rows = await Grade.filter(recorded_at__gte=first, recorded_at__lt=last).values_list(
-        "student_id", "subject", "value", "weight", "recorded_at")
     for pupil, subject, value, weight, recorded in rows:
         number, class_name = grade_value(value), classes.get(pupil)
         if number is None or class_name is None:
@@ -159,8 +171,7 @@ async def compute(year: int, zone: tzinfo) -> list[Figure]:
         graded.add(month)
         trend.add(school_of(class_name), month, pupil, number * _weight(weight), _weight(weight))
     remarks = _Tally()
-    for pupil, kind in await Remark.filter(recorded_at__gte=first, recorded_at__lt=last
-                                           ).values_list("student_id", "kind"):
+    for pupil, kind in remarked:
         if pupil in classes and kind in REMARK_KINDS:
             remarks.add(kind, classes[pupil], pupil, 1.0)
     class_names = sorted(set(classes.values()))
