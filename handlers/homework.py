@@ -7,17 +7,15 @@ however many children they have in it. `/zadania` shows what is due from today o
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from handlers import school
+from handlers import class_feeds, school
 from handlers.context import ServiceContext
-from handlers.fanout import Notice, fan_out
+from handlers.fanout import Notice
 from handlers.message import Reply
 from store.models import Homework
-from store.upsert import Upserts
 
 KINDS = ("homework", "test", "quiz")
 UPCOMING = 15
@@ -54,37 +52,20 @@ def parse_batch(body: dict[str, Any]) -> list[HomeworkIn]:
 
 async def apply_batches(ctx: ServiceContext, batches: list[list[HomeworkIn]]
                         ) -> list[dict[str, Any]]:
-    """One answer per batch; the rows of all of them read and inserted together, the
-    guardians of every class with news found at once."""
-    now = ctx.clock.now()
-    rows = await Upserts.read(Homework, [h.id for batch in batches for h in batch], now)
-    answers: list[dict[str, Any]] = []
-    all_news: list[dict[str, list[HomeworkIn]]] = []
-    for batch in batches:
-        news: dict[str, list[HomeworkIn]] = defaultdict(list)
-        for item in batch:
-            put = rows.put(item.id, {"class_name": item.class_name, "subject": item.subject,
-                                     "kind": item.kind, "title": item.title, "due": item.due,
-                                     "description": item.description})
-            if put.kind != "unchanged":
-                news[item.class_name].append(item)
-        all_news.append(news)
-        answers.append({"accepted": len(batch), **rows.tally("updated")})
-    await rows.write()
-    classes = await school.guardians_of_classes({c for news in all_news for c in news})
-    for answer, news in zip(answers, all_news, strict=True):
-        answer["notifications"], unknown = 0, []
-        for class_name, items in news.items():
-            if class_name not in classes:
-                unknown.append(class_name)
-                continue
-            context = {"class_name": class_name, "items": [_view(h) for h in items]}
-            key = "homework:" + ",".join(sorted(f"{h.id}@{h.due}@{h.title[:20]}" for h in items))
-            outcome = await fan_out(ctx, classes[class_name], Notice(
-                kind="homework", template="homework_new", key=key[:190], context=context), now)
-            answer["notifications"] += outcome.queued + outcome.digested
-        answer["unknown_classes"] = sorted(unknown)
-    return answers
+    """One answer per batch (handlers/class_feeds.py): new or changed homework is a
+    notice to the class's guardians."""
+    return await class_feeds.apply_batches(ctx, Homework, batches, _columns, _notice)
+
+
+def _columns(item: HomeworkIn) -> dict[str, Any]:
+    return {"class_name": item.class_name, "subject": item.subject, "kind": item.kind,
+            "title": item.title, "due": item.due, "description": item.description}
+
+
+def _notice(class_name: str, items: list[HomeworkIn]) -> Notice:
+    key = "homework:" + ",".join(sorted(f"{h.id}@{h.due}@{h.title[:20]}" for h in items))
+    return Notice(kind="homework", template="homework_new", key=key[:190],
+                  context={"class_name": class_name, "items": [_view(h) for h in items]})
 
 
 def _view(item: HomeworkIn | Homework) -> dict[str, Any]:

@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from handlers import school
+from handlers import class_feeds, school
 from handlers.context import ServiceContext
-from handlers.fanout import Notice, fan_out
+from handlers.fanout import Notice
 from handlers.message import InvalidInput, Reply
 from store.models import LessonTopic
-from store.upsert import Upserts
 
 #: how many school days `/tematy` looks back: days with at least one topic recorded, so
 #: that a weekend or a holiday does not empty the answer
@@ -69,36 +68,19 @@ def parse_batch(body: dict[str, Any]) -> list[TopicIn]:
 
 async def apply_batches(ctx: ServiceContext, batches: list[list[TopicIn]]
                         ) -> list[dict[str, Any]]:
-    """One answer per batch; the rows of all of them read and written together. New or
-    changed topics are a notice to the class's guardians, which most have off."""
-    now = ctx.clock.now()
-    rows = await Upserts.read(LessonTopic, [t.id for batch in batches for t in batch], now)
-    answers: list[dict[str, Any]] = []
-    all_news: list[dict[str, list[TopicIn]]] = []
-    for batch in batches:
-        news: dict[str, list[TopicIn]] = defaultdict(list)
-        for item in batch:
-            put = rows.put(item.id, {"class_name": item.class_name, "subject": item.subject,
-                                     "date": item.date, "period": item.period,
-                                     "topic": item.topic, "teacher": item.teacher})
-            if put.kind != "unchanged":
-                news[item.class_name].append(item)
-        all_news.append(news)
-        answers.append({"accepted": len(batch), **rows.tally("updated")})
-    await rows.write()
-    classes = await school.guardians_of_classes({c for news in all_news for c in news})
-    for answer, news in zip(answers, all_news, strict=True):
-        answer["notifications"], unknown = 0, []
-        for class_name, items in news.items():
-            if class_name not in classes:
-                unknown.append(class_name)
-                continue
-            outcome = await fan_out(ctx, classes[class_name], Notice(
-                kind="topics", template="topics_new", key=_key(items),
-                context={"class_name": class_name, "subjects": _by_subject(items)}), now)
-            answer["notifications"] += outcome.queued + outcome.digested
-        answer["unknown_classes"] = sorted(unknown)
-    return answers
+    """One answer per batch (handlers/class_feeds.py): new or changed topics are a notice
+    to the class's guardians, which most have off."""
+    return await class_feeds.apply_batches(ctx, LessonTopic, batches, _columns, _notice)
+
+
+def _columns(item: TopicIn) -> dict[str, Any]:
+    return {"class_name": item.class_name, "subject": item.subject, "date": item.date,
+            "period": item.period, "topic": item.topic, "teacher": item.teacher}
+
+
+def _notice(class_name: str, items: list[TopicIn]) -> Notice:
+    return Notice(kind="topics", template="topics_new", key=_key(items),
+                  context={"class_name": class_name, "subjects": _by_subject(items)})
 
 
 def _key(items: list[TopicIn]) -> str:
