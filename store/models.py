@@ -768,12 +768,18 @@ class LessonTopic(Model):
 
 
 class ReadingList(Model):
-    """A list the library publishes (new acquisitions, a theme), by its own id (#20)."""
+    """A list the library publishes (new acquisitions, a theme), by its own id (#20).
+
+    A list with a `query` is a saved catalogue search: a scheduled job runs it against
+    the catalogue and the records it finds become the list's items ("what came in this
+    week"); `refreshed_at` is when it last did."""
 
     id = fields.CharField(max_length=64, primary_key=True)
     title = fields.CharField(max_length=300)
     description = fields.TextField(default="")
     updated_at = fields.DatetimeField()
+    query = fields.CharField(max_length=500, null=True)
+    refreshed_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "reading_list"
@@ -809,3 +815,59 @@ class ListSubscription(Model):
     class Meta:
         table = "list_subscription"
         unique_together = (("person_id", "list_id"),)
+
+
+class DocumentSignature(Model):
+    """What the verification of one signature found, for a file that came with a case
+    (issue #20): a PDF signed with PAdES, an XML document signed with XAdES, or a
+    detached signature (`signed_attachment_id` then names the file it covers).
+
+    Stored once, on arrival: a signature's verdict is a fact about the bytes as they
+    came, and the console and the residents' page show it without verifying again.
+    `status`: valid | invalid (the document changed after signing) | untrusted (valid,
+    but the chain does not end at a root of EMIL_SIGNATURE_TRUST_ROOTS) | unreadable."""
+
+    id = fields.BigIntField(primary_key=True)
+    case: fields.ForeignKeyRelation[Case] = fields.ForeignKeyField(
+        "models.Case", related_name="signatures", on_delete=fields.CASCADE
+    )
+    case_id: str  # the column Tortoise adds for it, declared for mypy
+    attachment: fields.ForeignKeyRelation[Attachment] = fields.ForeignKeyField(
+        "models.Attachment", related_name="signatures", on_delete=fields.CASCADE
+    )
+    attachment_id: int  # the column Tortoise adds for it, declared for mypy
+    signed_attachment_id = fields.IntField(null=True)
+    kind = fields.CharField(max_length=16)  # pades | xades | cades
+    status = fields.CharField(max_length=16)
+    signer = fields.CharField(max_length=300, default="")
+    signed_at = fields.DatetimeField(null=True)
+    qualified = fields.BooleanField(default=False)
+    detail = fields.CharField(max_length=500, default="")
+    checked_at = fields.DatetimeField()
+
+    class Meta:
+        table = "document_signature"
+        indexes = (("case_id", "status"),)
+
+
+class FigureCell(Model):
+    """One cell of the schools' figures (issue #20), computed by a background job and
+    read by the page: counting a school year of register entries takes seconds, the
+    page must answer in milliseconds, and every instance must show the same numbers.
+
+    `pupils` is how many pupils the cell describes; the page suppresses a cell under
+    five. A year's cells are replaced together, in one transaction."""
+
+    id = fields.BigIntField(primary_key=True)
+    year = fields.SmallIntField()
+    figure = fields.CharField(max_length=32)
+    row_label = fields.CharField(max_length=100)
+    column_label = fields.CharField(max_length=100)
+    position = fields.IntField(default=0)
+    value = fields.FloatField()
+    pupils = fields.IntField()
+    computed_at = fields.DatetimeField()
+
+    class Meta:
+        table = "figure_cell"
+        indexes = (("year", "figure"),)
