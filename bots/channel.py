@@ -19,6 +19,8 @@ from bots.sender import TelegramSender
 from handlers.channels import Channel, Outgoing
 from handlers.message import InboundMessage
 from handlers.render import Renderer
+from handlers.text import clean_line
+from handlers.unread import Glance
 from store.models import RawInbound
 
 #: keys of a Telegram update under which a user or chat is named (core.telegram.org/bots/api)
@@ -65,6 +67,47 @@ def raw_senders(row: RawInbound, partial: bool) -> set[str]:
         return set()
 
 
+#: the keys of an update that carry a message (core.telegram.org/bots/api#update)
+_MESSAGES = ("message", "edited_message", "channel_post", "edited_channel_post",
+             "business_message")
+
+
+def _part(data: dict[str, Any], key: str) -> dict[str, Any]:
+    found = data.get(key)
+    return found if isinstance(found, dict) else {}
+
+
+def _glance(data: dict[str, Any], size: int) -> Glance:
+    message = next((_part(data, key) for key in _MESSAGES if _part(data, key)), {})
+    query = _part(data, "callback_query")
+    message = message or _part(query, "message")
+    chat = _part(message, "chat")
+    user = next((u for u in (message.get("from"), query.get("from")) if isinstance(u, dict)),
+                {})
+    chat_id = normalise(str(chat.get("id") or user.get("id") or ""))
+    private = chat.get("type", "private") == "private"
+    text = message.get("text") or message.get("caption") or query.get("data") or ""
+    automatic = ("no chat to answer" if chat_id is None
+                 else "not a private chat" if not private
+                 else "a bot" if user.get("is_bot") else None)
+    language = str(user.get("language_code") or "")
+    return Glance(address=chat_id or "", subject=clean_line(str(text))[:300], size=size,
+                  automatic=automatic, language_hint="en" if language.startswith("en") else None)
+
+
+def glance(row: RawInbound, ctx: Any) -> Glance:
+    """`Channel.glance`: the chat, the first words and the language of an update nobody
+    could handle, read from the stored JSON alone (whatever PTB makes of it); an answer
+    goes to private chats only — a group's message is no request of a person to us.
+    Never raises."""
+    payload = bytes(row.payload)
+    try:
+        data = json.loads(payload)
+        return _glance(data if isinstance(data, dict) else {}, len(payload))
+    except Exception:  # noqa: BLE001 - not even JSON: kept for a clerk, unanswered
+        return Glance(address="", subject="", size=len(payload), automatic="unreadable")
+
+
 def render(renderer: Renderer, template: str, lang: str, context: dict[str, Any]
            ) -> dict[str, str]:
     """{text} in Telegram HTML from `<template>.telegram.j2`."""
@@ -99,4 +142,6 @@ def channel(bot: Callable[[], Bot | None], *, rate: float, chat_interval: float)
         # a chat that writes to the bot has unblocked it (handlers/health.py)
         revived_by_message=True,
         raw_senders=raw_senders,
+        glance=glance,
+        raw_file=("json", "application/json"),
     )

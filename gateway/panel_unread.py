@@ -51,7 +51,9 @@ async def unread_original(request: web.Request) -> web.Response:
     raw = await unread.original(found["id"])
     if raw is None:
         raise Refusal(404, "not_found")
-    return file_response(raw, f"poczta-{found['id']}.eml", content_type="message/rfc822")
+    extension, content_type = unread.raw_file(_services(request), found["channel"])
+    return file_response(raw, f"wiadomosc-{found['id']}.{extension}",
+                         content_type=content_type)
 
 
 @routes.post("/nieodczytane/{id}/sprawa")

@@ -138,8 +138,13 @@ class Channel:
         normalise: an address as typed → the stored form, or None if it is not one.
         prove: how the sender of a message is proven (a word for `msg.proof`) or None;
             a channel without it proves nothing (closed by default).
-        glance: what can still be read of a row `read` failed on (a `mail.unread.Glance`
-            -like object); with it, such rows are set aside for a clerk and answered.
+        glance: what can still be read of a row `read` failed on, or whose handling
+            failed for good (a `handlers.unread.Glance`); with it, such rows are set aside
+            for a clerk and their senders answered on this channel. Every channel of the
+            town has one (tests/test_unread_chats.py): without it the inbox can only
+            apologise, and the message waits where no person looks.
+        raw_file: (extension, content type) of a stored raw row as a file — the original
+            a clerk downloads from the unread queue and keeps with a case.
         slow: `read` parses large input or waits on DNS: the inbox runs it in a thread.
         fetch: fetches the files a message only names (inside the inbox, before the
             batch's transaction).
@@ -202,6 +207,7 @@ class Channel:
     normalise: Callable[[str], str | None] = _given
     prove: Callable[[InboundMessage], Awaitable[str | None]] | None = None
     glance: Callable[[RawInbound, ServiceContext], Any] | None = None
+    raw_file: tuple[str, str] = ("bin", "application/octet-stream")
     slow: bool = False
     fetch: Callable[[InboundMessage, int], Awaitable[None]] | None = None
     mailboxes: bool = False

@@ -1,7 +1,9 @@
-"""Mail not understood (issue #18, fault 1): accepted mail that could not become a case.
+"""Messages not understood (issue #18, fault 1): accepted input that could not become a
+case — mail, and since #20's review any channel's (a Telegram update, an incoming SMS).
 
-The inbox (gateway/inbox.py) answers the sender and sets such mail aside with status
-`unread` and a summary of what could be read of it; here are the clerk's actions on it —
+The inbox (gateway/inbox.py) answers the sender and sets such a message aside with status
+`unread` and a summary of what its channel's `glance` could read of it; here are the
+clerk's actions on it —
 open a case from it (the clerk types what it says, the sender is the requester), or mark
 it handled — each audited in its own transaction, and the counts that /metrics, /healthz
 and the console show. The console (gateway/panel_unread.py) is a thin adapter over these.
@@ -9,6 +11,7 @@ and the console show. The console (gateway/panel_unread.py) is a thin adapter ov
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +32,24 @@ UNREADABLE = "unreadable"
 FAILED = "failed"
 #: what the queue lists, newest first (the count says how many more wait)
 PAGE = 200
-_LISTED = ("id", "received_at", "note", "summary", "envelope")
+_LISTED = ("id", "channel", "received_at", "note", "summary", "envelope")
+
+
+@dataclass(frozen=True)
+class Glance:
+    """A stored message its channel's reader rejected, or whose handling failed, as far
+    as it can still be read (each channel's `glance`, handlers/channels.py): enough to
+    answer its sender on the channel it came by and to show it to a clerk."""
+
+    #: where an answer goes, as the channel's addresses are written; "" for nowhere
+    address: str
+    subject: str
+    size: int
+    #: why the message must get no answer (automatic mail, a group chat), or None
+    automatic: str | None
+    message_id: str | None = None
+    references: list[str] = field(default_factory=list)
+    language_hint: str | None = None
 
 
 async def count_waiting(db: BaseDBAsyncClient | None = None) -> int:
@@ -57,6 +77,13 @@ async def original(inbound_id: int) -> bytes | None:
     return bytes(found[0]) if found else None
 
 
+def raw_file(ctx: ServiceContext, channel: str) -> tuple[str, str]:
+    """(extension, content type) of a stored original of `channel` (`Channel.raw_file`);
+    a channel no longer registered gives bytes."""
+    found = ctx.channels.get(channel)
+    return found.raw_file if found is not None else ("bin", "application/octet-stream")
+
+
 async def _claim(inbound_id: int, clerk: Person, now: datetime) -> dict[str, Any] | None:
     """Take a waiting mail off the queue (one UPDATE decides: two clerks, or two tabs,
     cannot both act on it); its summary, or None if it was not waiting."""
@@ -70,12 +97,13 @@ async def _claim(inbound_id: int, clerk: Person, now: datetime) -> dict[str, Any
 
 async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text: str,
                     clerk: Person, actor: audit.Actor) -> Case | None:
-    """A case from unread mail, with the clerk's subject and text; the sender is its
-    requester by address only (an unread mail proves nobody, as a forged From must not
-    file in a resident's name: handlers/identity.py) and gets the usual confirmation with
-    the access code. The original is kept with the case as `oryginal.eml`. None if the
-    mail is not waiting any more. Who may: `cases.may_act`, as for any staff action on a
-    case (else `audit.Refused`)."""
+    """A case from an unread message, with the clerk's subject and text; the sender is its
+    requester by address only, on the channel it came by (an unread message proves
+    nobody, as a forged From must not file in a resident's name: handlers/identity.py)
+    and gets the usual confirmation with the access code. The original is kept with the
+    case as `oryginal.<ext>`, in its channel's form (`Channel.raw_file`). None if the
+    message is not waiting any more. Who may: `cases.may_act`, as for any staff action
+    on a case (else `audit.Refused`)."""
     if not cases.may_act(actor, ctx.cases_unit):
         raise audit.Refused("forbidden", "unread.open_case")
     now = ctx.clock.now()
@@ -85,8 +113,9 @@ async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text:
             return None
         summary = found["summary"] or {}
         address = summary.get("address")
-        draft = cases.NewCase(subject=subject, body=text, channel="email",
-                              contacts=(("email", address),) if address else (),
+        channel = found["channel"]
+        draft = cases.NewCase(subject=subject, body=text, channel=channel,
+                              contacts=((channel, address),) if address else (),
                               lang=summary.get("language") or "pl",
                               message_id=summary.get("message_id"))
         [(case, _, confirmation)] = await cases.create_cases(ctx, [draft], confirm=True)
@@ -95,8 +124,10 @@ async def open_case(ctx: ServiceContext, inbound_id: int, *, subject: str, text:
             # the original goes with the case whatever its size (SMTP takes up to 25 MiB, a
             # resident's file up to 10): it is the only copy once retention deletes the
             # raw row, and a clerk chose to keep it
-            await StoredAttachment.create(case_id=case.number, filename="oryginal.eml",
-                                          content_type="message/rfc822", size=len(raw),
+            extension, content_type = raw_file(ctx, channel)
+            await StoredAttachment.create(case_id=case.number,
+                                          filename=f"oryginal.{extension}",
+                                          content_type=content_type, size=len(raw),
                                           data=raw, created_at=now)
         await RawInbound.filter(id=inbound_id).update(case_number=case.number)
         await queue([confirmation] if confirmation else [], now)

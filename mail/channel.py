@@ -81,6 +81,7 @@ def channel(mail_domain: str, relay: str | None, spool_dir: str,
         normalise=normalise_email,
         prove=prove,
         glance=glance,
+        raw_file=("eml", "message/rfc822"),
         # MIME parsing of a large mail and the DKIM check's DNS lookups take time
         slow=True,
         mailboxes=True,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
@@ -24,6 +23,7 @@ from email.utils import getaddresses, parseaddr
 
 from handlers.addresses import normalise_email
 from handlers.text import clean_line
+from handlers.unread import Glance
 from mail import loops
 from store.models import RawInbound
 
@@ -38,21 +38,6 @@ SENDER_FIELDS = ("From", "Sender", "Reply-To", "Resent-From", "Resent-Sender")
 #: how much of a stored mail RODO reads first to find its senders (a header longer than
 #: this, hundreds of Received lines, is read whole)
 SENDERS_HEAD = 65536
-
-
-@dataclass(frozen=True)
-class Glance:
-    """A rejected mail as far as it can be read."""
-
-    #: where an answer goes: the From address, else the envelope sender; "" for nowhere
-    address: str
-    subject: str
-    size: int
-    #: why the mail must get no answer (RFC 3834 and the rules of mail/loops.py), or None
-    automatic: str | None
-    message_id: str | None = None
-    references: list[str] = field(default_factory=list)
-    language_hint: str | None = None
 
 
 def _text(value: object) -> str:

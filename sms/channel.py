@@ -42,6 +42,8 @@ from handlers.channels import Channel, Envelope, Outgoing, Sender
 from handlers.context import ServiceContext
 from handlers.netaddr import parse_networks
 from handlers.render import Renderer
+from handlers.text import clean_line
+from handlers.unread import Glance
 from sms import budget as sms_budget
 from sms import callbacks, optout
 from sms.encoding import GSM_BASIC, GSM_EXTENSION, fit, is_gsm, transliterate
@@ -159,6 +161,24 @@ def raw_senders(row: RawInbound, partial: bool) -> set[str]:
     return {number} if number else set()
 
 
+def glancer(number: Callable[[str], str | None]) -> Callable[[RawInbound, Any], Glance]:
+    """`Channel.glance`: the number and the first words of an incoming SMS nobody could
+    handle, from the provider's fields as stored; never raises."""
+
+    def glance(row: RawInbound, ctx: Any) -> Glance:
+        payload = bytes(row.payload)
+        try:
+            form = json.loads(payload)
+            sender = sender_number(str(form.get("sms_from") or ""), number)
+            text = clean_line(str(form.get("sms_text") or ""))[:300]
+        except Exception:  # noqa: BLE001 - kept for a clerk, unanswered
+            sender, text = None, ""
+        return Glance(address=sender or "", subject=text, size=len(payload),
+                      automatic=None if sender else "no number to answer")
+
+    return glance
+
+
 def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None = None,
             rate: float = 10.0, max_parts: int = 3, region: str = "PL",
             budget: Callable[[Sender], Sender] = lambda sender: sender,
@@ -201,6 +221,8 @@ def channel(token: str, *, api_url: str = DEFAULT_URL, sender_name: str | None =
         commands={"stop": optout.stop, "start": optout.start},
         paid=True,
         raw_senders=raw_senders,
+        glance=glancer(number),
+        raw_file=("json", "application/json"),
         cases_by_text=True,  # a text that is no command and answers no case opens one
         estimate=estimate,
     )
