@@ -28,7 +28,7 @@ from handlers import cases, i18n
 from handlers.message import Attachment, InboundMessage
 from handlers.signature_check import signatures_by_file
 from store.models import Attachment as StoredFile
-from store.models import Case
+from store.models import Case, DocumentSignature
 
 routes = web.RouteTableDef()
 SESSION_SECONDS = 3600
@@ -92,12 +92,12 @@ async def page_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return _page(request, status=400, number="", notice="expired")
 
 
-async def _signed_files(number: str) -> dict[str, object]:
-    """The case's signed files and what their verification found (issue #20)."""
+async def _signed_files(number: str) -> list[tuple[str, list[DocumentSignature]]]:
+    """The case's signed files, by name, and what their verification found (#20)."""
     signed = await signatures_by_file(number)
-    files = await StoredFile.filter(case_id=number, id__in=list(signed)).order_by("id").values(
+    files = await StoredFile.filter(case_id=number, id__in=list(signed)).order_by("id").values_list(
         "id", "filename") if signed else []
-    return {"signed": signed, "signed_files": files}
+    return [(str(name), signed[file_id]) for file_id, name in files]
 
 
 @routes.get("/sprawy/{number}")
@@ -125,7 +125,7 @@ async def case_page(request: web.Request) -> web.Response:
         raise PageError(404, "missing")
     return _page(request, number=number, case=case, history=await cases.public_history(case),
                  csrf=_csrf(request, session), added=request.query.get("dodano") == "1",
-                 **await _signed_files(number))
+                 signed_files=await _signed_files(number))
 
 
 @routes.post("/sprawy/{number}/kod")

@@ -29,7 +29,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -110,7 +110,7 @@ def covered_name(filename: str) -> str | None:
 
 def load_roots(pem: bytes | str | None) -> list[Any]:
     """The trust roots of a PEM bundle (asn1crypto certificates); none for nothing."""
-    from asn1crypto import pem as asn1_pem
+    from asn1crypto import pem as asn1_pem  # type: ignore[import-untyped]
     from asn1crypto import x509
 
     if not pem:
@@ -169,17 +169,18 @@ def _iso(moment: datetime | None) -> str | None:
 def _status_verdict(kind: str, status: Any) -> Verdict:
     """A pyHanko status (PDF or CMS) as a verdict."""
     cert = status.signing_cert
-    common = dict(kind=kind, signer=signer_name(cert), signed_at=_iso(status.signer_reported_dt))
+    found = Verdict(kind=kind, status=VALID, signer=signer_name(cert),
+                    signed_at=_iso(status.signer_reported_dt))
     if not status.intact:
-        return Verdict(status=INVALID, detail=CHANGED, **common)
+        return replace(found, status=INVALID, detail=CHANGED)
     if not status.valid:
-        return Verdict(status=INVALID, detail=BAD_SIGNATURE, **common)
+        return replace(found, status=INVALID, detail=BAD_SIGNATURE)
     if getattr(status, "docmdp_ok", True) is False:
         # a later revision changed the document in a way its signature does not allow
-        return Verdict(status=INVALID, detail=CHANGED, **common)
+        return replace(found, status=INVALID, detail=CHANGED)
     if not status.trusted:
-        return Verdict(status=UNTRUSTED, detail=CHAIN, **common)
-    return Verdict(status=VALID, qualified=is_qualified(cert), **common)
+        return replace(found, status=UNTRUSTED, detail=CHAIN)
+    return replace(found, qualified=is_qualified(cert))
 
 
 # --- PAdES ------------------------------------------------------------------------------
@@ -261,7 +262,7 @@ _NO_SIGNATURE_XPATH = "not(ancestor-or-self::ds:Signature)"
 
 
 def _xml_parser() -> Any:
-    from lxml import etree
+    from lxml import etree  # type: ignore[import-untyped]
 
     # defusedxml's rules by hand: no DTD loaded, no entity expanded, nothing fetched,
     # libxml2's own limits on depth and size left on (huge_tree off)
@@ -336,25 +337,25 @@ def verify_xml(data: bytes, roots: Sequence[Any]) -> list[Verdict]:
     signed_at = _signing_time(signature)
     config = XAdESSignatureConfiguration(expect_references=True)
     for cert in certs:
-        common = dict(kind=XADES, signer=signer_name(cert), signed_at=signed_at)
+        found = Verdict(kind=XADES, status=VALID, signer=signer_name(cert), signed_at=signed_at)
         pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(cert.dump()).decode() + \
               "-----END CERTIFICATE-----\n"
         try:
             _verifier().verify(data, x509_cert=pem, expect_config=config, parser=_xml_parser())
         except InvalidDigest:
-            return [Verdict(status=INVALID, detail=CHANGED, **common)]
+            return [replace(found, status=INVALID, detail=CHANGED)]
         except InvalidSignature:
             continue  # not this certificate's signature: try the next one
         except Exception:  # noqa: BLE001 - malformed or unsupported: unreadable
             log.info("an XAdES signature could not be verified", exc_info=True)
-            return [Verdict(status=UNREADABLE, detail=MALFORMED, **common)]
+            return [replace(found, status=UNREADABLE, detail=MALFORMED)]
         try:
             asyncio.run(CertificateValidator(
                 cert, intermediate_certs=[c for c in certs if c is not cert],
                 validation_context=_context(roots)).async_validate_usage(set()))
         except Exception:  # noqa: BLE001 - any failure of the chain: not trusted
-            return [Verdict(status=UNTRUSTED, detail=CHAIN, **common)]
-        return [Verdict(status=VALID, qualified=is_qualified(cert), **common)]
+            return [replace(found, status=UNTRUSTED, detail=CHAIN)]
+        return [replace(found, qualified=is_qualified(cert))]
     return [Verdict(kind=XADES, status=INVALID, detail=BAD_SIGNATURE, signer=signer_name(certs[0]),
                     signed_at=signed_at)]
 
