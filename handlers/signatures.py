@@ -312,8 +312,10 @@ def verify_xml(data: bytes, roots: Sequence[Any]) -> list[Verdict]:
     from signxml.xades import XAdESSignatureConfiguration
 
     if re.search(rb"<!DOCTYPE|<!ENTITY", data[:65536], re.IGNORECASE):
-        # no signed document needs a DTD; an entity bomb is refused before parsing
-        return [Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)]
+        # no signed document needs a DTD; an entity bomb is refused before parsing (and
+        # said of only if it claims a signature: an XHTML file is no signed document)
+        return [Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)] \
+            if XMLDSIG.encode() in data else []
     try:
         root = etree.fromstring(data, parser=_xml_parser())
     except etree.XMLSyntaxError:

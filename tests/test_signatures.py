@@ -236,9 +236,14 @@ def test_an_xml_bomb_is_refused_unread(pki: Pki) -> None:
     bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
             + b"".join(b'<!ENTITY lol%d "%s">' % (i, b"&lol%d;" % (i - 1) * 10 if i else b"&lol;" * 10)
                        for i in range(1, 10))
-            + b']><lolz>&lol9;</lolz>')
+            + b']><lolz>&lol9;<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/>'
+            + b'</lolz>')
     verdict = one(signatures.verify("bomba.xml", "text/xml", bomb, pki.roots))
     assert (verdict.status, verdict.detail) == ("unreadable", "malformed")
+    # a document with a DTD that claims no signature: nothing to say
+    xhtml = (b'<?xml version="1.0"?><!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+             b'"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd"><html/>')
+    assert signatures.verify("strona.xml", "text/xml", xhtml, pki.roots) == []
 
 
 def test_xades_valid_tampered_and_untrusted(pki: Pki) -> None:
