@@ -53,7 +53,7 @@ from gateway.sign_in import SignInWorker
 from gateway.sru import SruCatalogue
 from gateway.validate import body_deadline
 from gateway.worker_process import worker_process_ctx
-from handlers import router
+from handlers import router, signature_check
 from handlers.channels import Channel, Channels, HookEnv, Sender
 from handlers.context import AttachmentLimits, LibraryRules, ServiceContext
 from handlers.netaddr import trusted_networks
@@ -270,6 +270,11 @@ async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
             lane.beat = (lambda name: lambda: health.up(name))(f"outbox-{lane.channel}")
         running += [tasks.supervise(f"outbox-{lane.channel}", lane.run, health, settle=None)
                     for lane in lanes if lane.channel not in gated]
+        # signed files of new cases, verified behind the intake (handlers/signature_check.py)
+        verify = signature_check.child_verifier(settings.signature_roots_pem())
+        running.append(tasks.supervise("signatures", lambda: signature_check.run(
+            verify, clock.now, lambda: health.up("signatures"), asyncio.sleep), health,
+            settle=None))
         if bot is not None and settings.telegram_single_sender:
             running.append(tasks.supervise("telegram-leadership", lambda: telegram_leadership(
                 app, dispatcher.lanes["telegram"], bot, worker), health))

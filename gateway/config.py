@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     catalogue_sru_url: str | None = None
     #: seconds a catalogue search may take before the reader is told it does not answer
     catalogue_timeout: float = Field(default=4.0, gt=0, le=5)
+    #: a PEM bundle (a file's path) of the roots a signed document's chain must end at to
+    #: be shown as trusted (handlers/signatures.py); unset: every signature is "untrusted"
+    signature_trust_roots: str | None = None
     admin_token: str | None = None
     timezone: str = "Europe/Warsaw"
     smtp_max_size: int = 26_214_400
@@ -292,6 +295,15 @@ class Settings(BaseSettings):
         if not (self.dkim_selector and self.dkim_key_file):
             return None
         return load_signer(self.dkim_selector, self.dkim_key_file, self.mail_domain)
+
+    def signature_roots_pem(self) -> bytes | None:
+        """The trust roots' PEM bundle, read once at start-up (a missing file stops the
+        start: a typo must not quietly turn every signature "untrusted")."""
+        if not self.signature_trust_roots:
+            return None
+        from pathlib import Path
+
+        return Path(self.signature_trust_roots).read_bytes()
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

@@ -26,7 +26,9 @@ from gateway.keys import SERVICES, SETTINGS
 from gateway.validate import MalformedForm, read_form
 from handlers import cases, i18n
 from handlers.message import Attachment, InboundMessage
-from store.models import Case
+from handlers.signature_check import signatures_by_file
+from store.models import Attachment as StoredFile
+from store.models import Case, DocumentSignature
 
 routes = web.RouteTableDef()
 SESSION_SECONDS = 3600
@@ -90,6 +92,14 @@ async def page_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return _page(request, status=400, number="", notice="expired")
 
 
+async def _signed_files(number: str) -> list[tuple[str, list[DocumentSignature]]]:
+    """The case's signed files, by name, and what their verification found (#20)."""
+    signed = await signatures_by_file(number)
+    files = await StoredFile.filter(case_id=number, id__in=list(signed)).order_by("id").values_list(
+        "id", "filename") if signed else []
+    return [(str(name), signed[file_id]) for file_id, name in files]
+
+
 @routes.get("/sprawy/{number}")
 async def case_page(request: web.Request) -> web.Response:
     number = _number(request)
@@ -114,7 +124,8 @@ async def case_page(request: web.Request) -> web.Response:
     if case is None:
         raise PageError(404, "missing")
     return _page(request, number=number, case=case, history=await cases.public_history(case),
-                 csrf=_csrf(request, session), added=request.query.get("dodano") == "1")
+                 csrf=_csrf(request, session), added=request.query.get("dodano") == "1",
+                 signed_files=await _signed_files(number))
 
 
 @routes.post("/sprawy/{number}/kod")

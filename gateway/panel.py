@@ -32,9 +32,18 @@ from gateway.validate import MalformedForm, read_form
 from handlers import audit, cases, i18n, staff
 from handlers.addresses import normalise_email
 from handlers.context import ServiceContext
+from handlers.signature_check import signatures_by_file
 from handlers.text import whole_number
 from store import search
-from store.models import CASE_STATUSES, Attachment, Case, CaseContact, CaseEvent, Person
+from store.models import (
+    CASE_STATUSES,
+    Attachment,
+    Case,
+    CaseContact,
+    CaseEvent,
+    DocumentSignature,
+    Person,
+)
 
 #: the console's own pages, relative to its prefix `/panel` (gateway/console.py)
 routes = web.RouteTableDef()
@@ -318,9 +327,14 @@ async def case_queue(request: web.Request) -> web.Response:
     found = await query.order_by("-updated_at").offset(page * PAGE_SIZE).limit(PAGE_SIZE + 1)
     clerks = {p.id: p for p in await Person.filter(
         id__in={c.assignee_id for c in found if c.assignee_id}).only("id", "name")}
+    # the cases that carry a valid qualified signature get a badge (issue #20)
+    qualified = set(await DocumentSignature.filter(
+        case_id__in=[c.number for c in found], status="valid", qualified=True
+    ).values_list("case_id", flat=True)) if found else set()
     filters = {k: v for k, v in q.items() if k != "strona" and k != "lang"}
     return _page(request, "cases", cases=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE,
                  page=page, filters=filters, words=words, clerks=clerks, channels=channels,
+                 qualified=qualified,
                  search_limit=SEARCH_LIMIT,
                  query_of=lambda **changes: urlencode({**filters, **changes}))
 
@@ -345,8 +359,11 @@ async def case_page(request: web.Request) -> web.Response:
         id__in={e.author_id for e in events if e.author_id})}
     requester = await Person.get_or_none(id=case.person_id) if case.person_id else None
     contacts = await CaseContact.filter(case_id=case.number).order_by("id")
+    signed = await signatures_by_file(case.number)
     return _page(request, "case", case=case, events=events, files=files, clerks=clerks,
-                 authors=authors, requester=requester, contacts=contacts,
+                 authors=authors, requester=requester, contacts=contacts, signed=signed,
+                 qualified=any(s.status == "valid" and s.qualified
+                               for found in signed.values() for s in found),
                  done=request.query.get("zrobione", ""))
 
 

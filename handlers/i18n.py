@@ -233,3 +233,60 @@ def refusal(refused: object, lang: str) -> str:
                       "one case takes",
         "not_fetched": "it could not be fetched — please send it again",
     }.get(reason, "it could not be fetched")
+
+
+#: a verified signature's result as people read it (handlers/signatures.py's status and
+#: detail codes); "valid" says "qualified" only where the certificate declares it
+_SIGNATURE_RESULTS = {
+    "pl": {"valid": "podpis ważny", "qualified": "podpis ważny (kwalifikowany)",
+           "changed": "podpis nieważny: dokument zmieniono po podpisaniu",
+           "signature": "podpis nieważny: nie pasuje do certyfikatu podpisującego",
+           "untrusted": "podpis ważny, ale niezaufany (certyfikat nie pochodzi od zaufanego "
+                        "wystawcy)",
+           "malformed": "nie udało się sprawdzić podpisu: plik jest uszkodzony albo w "
+                        "nieznanym formacie",
+           "missing": "nie udało się sprawdzić podpisu: w sprawie brak pliku, którego dotyczy",
+           "timeout": "nie udało się sprawdzić podpisu: sprawdzanie trwało zbyt długo",
+           "signed_by": "Podpisany przez", "on": "dnia", "heading": "Podpis"},
+    "en": {"valid": "valid signature", "qualified": "valid signature (qualified)",
+           "changed": "invalid signature: the document was changed after signing",
+           "signature": "invalid signature: it does not match the signer's certificate",
+           "untrusted": "valid signature, but not trusted (the certificate is not from a "
+                        "trusted issuer)",
+           "malformed": "the signature could not be checked: the file is damaged or in an "
+                        "unknown format",
+           "missing": "the signature could not be checked: the file it covers is not in the "
+                      "case",
+           "timeout": "the signature could not be checked: checking took too long",
+           "signed_by": "Signed by", "on": "on", "heading": "Signature"},
+}
+
+
+def signature_result(status: str, detail: str, qualified: bool, lang: str) -> str:
+    """"podpis ważny (kwalifikowany)", "podpis nieważny: dokument zmieniono po podpisaniu"."""
+    words = _SIGNATURE_RESULTS[language(lang)]
+    if status == "valid":
+        return words["qualified" if qualified else "valid"]
+    if status == "untrusted":
+        return words["untrusted"]
+    if status == "invalid":
+        return words["signature" if detail == "signature" else "changed"]
+    return words.get(detail if detail in ("missing", "timeout") else "malformed", "")
+
+
+def signature_line(signature: object, lang: str, zone: ZoneInfo) -> str:
+    """"Podpisany przez Jan Kowalski dnia 3 grudnia 2026, 14:05 — podpis ważny
+    (kwalifikowany)" / "Signed by Jan Kowalski on 3 December 2026, 14:05 — valid
+    signature (qualified)": one stored verdict (store.models.DocumentSignature)."""
+    words = _SIGNATURE_RESULTS[language(lang)]
+    signer = str(getattr(signature, "signer", "") or "")
+    signed_at = getattr(signature, "signed_at", None)
+    head = f"{words['signed_by']} {signer}" if signer else words["heading"]
+    if signed_at is not None:
+        when = format_datetime(signed_at.astimezone(zone), "d MMMM y, HH:mm",
+                               locale=language(lang))
+        head += f" {words['on']} {when}"
+    result = signature_result(str(getattr(signature, "status", "")),
+                              str(getattr(signature, "detail", "")),
+                              bool(getattr(signature, "qualified", False)), lang)
+    return f"{head} — {result}"

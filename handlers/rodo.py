@@ -57,6 +57,7 @@ from store.models import (
     CaseEvent,
     Conversation,
     DigestItem,
+    DocumentSignature,
     GradeNotice,
     IdempotentRequest,
     Identity,
@@ -92,7 +93,7 @@ HEAD_BYTES = 65536
 CHUNK = 500
 #: tables an erasure changes: VACUUMed after it on PostgreSQL
 TOUCHED = ("person", "identity", "link_code", "address_claim", "case", "case_contact",
-           "case_event", "attachment",
+           "case_event", "attachment", "document_signature",
            "mail_thread", "raw_inbound", "conversation", "outbox", "sent_mail", "loan",
            "loan_reminder", "renewal", "student_guardian", "announcement_delivery",
            "digest_item", "grade_notice", "sign_in_link", "staff_session",
@@ -338,7 +339,11 @@ async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None
     contacts = await CaseContact.filter(case_id__in=numbers).order_by("id").values_list(
         "case_id", "channel", "address") if numbers else []
     files = await Attachment.filter(case_id__in=numbers).values(
-        "case_id", "filename", "content_type", "size", "data") if numbers else []
+        "id", "case_id", "filename", "content_type", "size", "data") if numbers else []
+    # what the verification of their signed files found: the signer is personal data
+    signed = await DocumentSignature.filter(case_id__in=numbers).order_by("id").values(
+        "attachment_id", "signed_attachment_id", "kind", "status", "signer", "signed_at",
+        "qualified", "detail", "checked_at") if numbers else []
     children = await Student.filter(guardians=person.id).values("id", "name", "class_name")
     raw = await read_in(held.raw, lambda part: RawInbound.filter(id__in=part).order_by("id"))
     card = person.library_card
@@ -373,7 +378,16 @@ async def export(person_id: int, *, channels: Channels) -> dict[str, Any] | None
                         for e in events if e.case_id == c.number],
             "attachments": [{"filename": f["filename"], "content_type": f["content_type"],
                              "size": f["size"],
-                             "data_base64": base64.b64encode(bytes(f["data"])).decode()}
+                             "data_base64": base64.b64encode(bytes(f["data"])).decode(),
+                             "signatures": [{
+                                 "kind": s["kind"], "status": s["status"],
+                                 "signer": s["signer"], "signed_at": _when(s["signed_at"]),
+                                 "qualified": s["qualified"], "detail": s["detail"],
+                                 "checked_at": _when(s["checked_at"]),
+                                 "signs_file": next((g["filename"] for g in files
+                                                     if g["id"] == s["signed_attachment_id"]),
+                                                    None)}
+                                 for s in signed if s["attachment_id"] == f["id"]]}
                             for f in files if f["case_id"] == c.number]} for c in cases],
         "messages_sent_to_them": [
             {"at": _when(r.created_at), "channel": r.channel, "recipient": r.recipient,
@@ -439,6 +453,8 @@ async def anonymise_cases(numbers: list[str]) -> dict[str, int]:
     await CaseContact.filter(case_id__in=numbers).delete()
     messages = await CaseEvent.filter(case_id__in=numbers, kind__in=("message", "created")
                                       ).update(text="", message_id=None)
+    # the foreign key cascades as well; deleted by name so no engine's setting decides it
+    await DocumentSignature.filter(case_id__in=numbers).delete()
     attachments = await Attachment.filter(case_id__in=numbers).delete()
     # a reply to our old mail would otherwise still find the case by its thread
     await MailThread.filter(case_id__in=numbers).delete()

@@ -1,0 +1,204 @@
+"""Signed files that came with a case are verified after they arrive (issue #20), by a
+background part, not by the intake: verification takes milliseconds to seconds of CPU,
+and a case must be stored (and its `250` or `201` given) without waiting for it.
+
+The part walks the attachments in id order behind a watermark kept in the `counter`
+table (`signatures-checked`: the last attachment id looked at). A round takes the next
+few attachments, verifies the signable ones — each in a child process
+(`python -m handlers.signatures`) limited in time and memory, so a hostile PDF or XML
+costs that child — and then, in one transaction holding the watermark's row, stores
+their verdicts and moves the watermark past them. A crash before that commit loses
+nothing (the round runs again after the restart); two instances doing the same round
+store it once (the second finds the watermark moved and drops its work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import resource
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from tortoise.transactions import in_transaction
+
+from handlers import signatures
+from handlers.signatures import Verdict
+from store.models import Attachment, Counter, DocumentSignature
+
+log = logging.getLogger(__name__)
+
+WATERMARK = "signatures-checked"
+#: attachments looked at per round (their bytes are read one at a time)
+BATCH = 20
+#: how old an attachment must be before the watermark may pass it. On PostgreSQL ids
+#: come from a sequence when a row is inserted, and transactions commit in any order: an
+#: intake still committing id 10 while id 11 is visible would be passed over for good.
+#: An intake's transaction lasts milliseconds; a minute is a wide margin
+SETTLE = timedelta(minutes=1)
+#: content types that say nothing about the file: its first bytes decide
+_UNTYPED = ("", "application/octet-stream", "application/binary", "binary/octet-stream")
+_PROJECT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A child verification's bounds: wall time, and address space (RLIMIT_AS)."""
+
+    seconds: float = 30.0
+    memory_bytes: int = 2 * 1024 ** 3
+
+
+Verify = Callable[[str, str, bytes, bytes | None], Awaitable[list[Verdict]]]
+
+
+def child_verifier(roots_pem: bytes | None, limits: Limits = Limits()) -> Verify:
+    """Verify one file in a child process, killed after `limits.seconds`; a child that
+    dies or overruns gives an `unreadable` verdict (stored: the file is not tried again)."""
+
+    def bound() -> None:  # in the child, before it runs Python
+        cpu = int(limits.seconds) + 1
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+
+    async def verify(filename: str, content_type: str, data: bytes,
+                     covered: bytes | None) -> list[Verdict]:
+        kind = signatures.kind_of(filename, content_type, data[:64]) or signatures.PADES
+        request = json.dumps({
+            "filename": filename, "content_type": content_type,
+            "data": base64.b64encode(data).decode(),
+            "covered": base64.b64encode(covered).decode() if covered is not None else None,
+            "roots": roots_pem.decode() if roots_pem else None}).encode()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(_PROJECT), *filter(None, [os.environ.get("PYTHONPATH")])])}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "handlers.signatures", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            preexec_fn=bound, env=env, cwd=str(_PROJECT))
+        try:
+            out, err = await asyncio.wait_for(child.communicate(request), limits.seconds)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
+            log.warning("verifying %r took over %.0f s; marked unreadable", filename,
+                        limits.seconds)
+            return [Verdict(kind=kind, status=signatures.UNREADABLE, detail=signatures.TIMEOUT)]
+        finally:
+            if child.returncode is None:
+                child.kill()
+                await child.wait()
+        if child.returncode != 0:
+            log.warning("verifying %r failed (exit %s): %s", filename, child.returncode,
+                        err.decode(errors="replace")[-500:])
+            return [Verdict(kind=kind, status=signatures.UNREADABLE,
+                            detail=signatures.MALFORMED)]
+        return [Verdict.of(item) for item in json.loads(out)]
+
+    return verify
+
+
+async def _watermark() -> int:
+    counter, _ = await Counter.get_or_create(name=WATERMARK, defaults={"value": 0})
+    return counter.value
+
+
+def _candidate(row: dict[str, Any]) -> bool:
+    """Worth reading the bytes of: named or typed as signable, or untyped (the bytes
+    will tell)."""
+    return (signatures.kind_of(row["filename"], row["content_type"]) is not None
+            or row["content_type"].lower().split(";")[0].strip() in _UNTYPED)
+
+
+async def _covered(row: dict[str, Any]) -> tuple[int | None, bytes | None]:
+    """The file a detached signature covers: in the same case, named by the signature's
+    name (`wniosek.pdf.p7s` → `wniosek.pdf`), else the one other file that came with it."""
+    siblings = await Attachment.filter(case_id=row["case_id"]).exclude(id=row["id"]).values(
+        "id", "filename", "created_at")
+    name = signatures.covered_name(row["filename"])
+    found = [s for s in siblings if name is not None and s["filename"] == name]
+    if not found:
+        found = [s for s in siblings if s["created_at"] == row["created_at"]
+                 and signatures.kind_of(s["filename"], "") != signatures.CADES]
+    if len(found) != 1:
+        return None, None
+    data = await Attachment.filter(id=found[0]["id"]).values_list("data", flat=True)
+    return found[0]["id"], bytes(data[0]) if data else None
+
+
+async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
+                    settle: timedelta = SETTLE) -> int:
+    """One round: verify the next `batch` attachments behind the watermark, up to the
+    first one younger than `settle`, and store what they carry. Returns how many
+    attachments it looked at (0: nothing new)."""
+    after = await _watermark()
+    rows = await Attachment.filter(id__gt=after).order_by("id").limit(batch).values(
+        "id", "case_id", "filename", "content_type", "created_at")
+    young = next((i for i, row in enumerate(rows) if row["created_at"] > now - settle), None)
+    rows = rows[:young]
+    if not rows:
+        return 0
+    found: list[DocumentSignature] = []
+    for row in rows:
+        if not _candidate(row):
+            continue
+        data = await Attachment.filter(id=row["id"]).values_list("data", flat=True)
+        blob = bytes(data[0]) if data else b""
+        kind = signatures.kind_of(row["filename"], row["content_type"], blob[:64])
+        if kind is None:
+            continue
+        covered_id, covered = (await _covered(row)) if kind == signatures.CADES else (None, None)
+        for verdict in await verify(row["filename"], row["content_type"], blob, covered):
+            found.append(DocumentSignature(
+                case_id=row["case_id"], attachment_id=row["id"],
+                signed_attachment_id=covered_id, kind=verdict.kind, status=verdict.status,
+                signer=verdict.signer[:300], qualified=verdict.qualified,
+                signed_at=datetime.fromisoformat(verdict.signed_at) if verdict.signed_at else None,
+                detail=verdict.detail[:500], checked_at=now))
+    last = rows[-1]["id"]
+    async with in_transaction() as db:
+        mark = await Counter.select_for_update().using_db(db).get(name=WATERMARK)
+        if mark.value != after:
+            return len(rows)  # another instance stored this round meanwhile
+        ids = [row["id"] for row in rows]
+        # idempotent: a round stored once, whatever ran before
+        await DocumentSignature.filter(attachment_id__in=ids).using_db(db).delete()
+        if found:
+            await DocumentSignature.bulk_create(found, using_db=db)
+        await Counter.filter(name=WATERMARK).using_db(db).update(value=last)
+    if found:
+        log.info("signatures: %d verdict(s) for %d file(s)", len(found), len(rows))
+    return len(rows)
+
+
+async def drain(verify: Verify, now: datetime, settle: timedelta = SETTLE) -> int:
+    """Every round there is now (tests pass `settle=timedelta(0)`)."""
+    total = 0
+    while (done := await check_new(verify, now, settle=settle)):
+        total += done
+    return total
+
+
+async def signatures_by_file(number: str) -> dict[int, list[DocumentSignature]]:
+    """A case's stored verdicts by the file that carries them (the pages show each
+    under its file; a detached signature's under the signature file)."""
+    found: dict[int, list[DocumentSignature]] = {}
+    for signature in await DocumentSignature.filter(case_id=number).order_by("id"):
+        found.setdefault(signature.attachment_id, []).append(signature)
+    return found
+
+
+async def run(verify: Verify, clock: Callable[[], datetime], beat: Callable[[], None],
+              idle: Callable[[float], Awaitable[None]], poll_seconds: float = 5.0) -> None:
+    """The background part: rounds while there is work, then a pause."""
+    while True:
+        done = await check_new(verify, clock())
+        beat()
+        if not done:
+            await idle(poll_seconds)

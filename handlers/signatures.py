@@ -1,0 +1,394 @@
+"""Verifying the signatures a file carries (issue #20): bytes + name + trust roots in,
+a list of verdicts out. Pure, synchronous CPU work with no I/O of its own.
+
+- PAdES (a signed PDF): pyHanko validates each embedded signature — the digest over the
+  signed byte ranges, the signature over it, what changed in later revisions.
+- XAdES (a signed XML document: the trusted profile's and most qualified signers'
+  output): signxml checks the references and the signature value, with a parser that
+  refuses DTDs and entities (no XML bomb, no external fetch).
+- CAdES (a `.p7s`/`.sig` over another file of the case, or a `.p7m` holding its
+  content): pyHanko's CMS validation.
+
+Trust is one question for all three: does the signer's chain end at a root of
+`EMIL_SIGNATURE_TRUST_ROOTS` (pyhanko-certvalidator, no fetching: revocation is not
+checked, and the README says so). No roots configured: nothing is trusted.
+
+Run as `python -m handlers.signatures` it reads one request (JSON) on stdin and writes
+the verdicts (JSON) on stdout: handlers/signature_check.py runs it in a child process
+with a time and memory limit, so that a hostile PDF costs that child, not the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PADES, XADES, CADES = "pades", "xades", "cades"
+VALID, INVALID, UNTRUSTED, UNREADABLE = "valid", "invalid", "untrusted", "unreadable"
+
+#: why a signature is not valid, as codes the pages put in words (handlers/i18n.py)
+CHANGED = "changed"  # the signed bytes differ from what was signed
+BAD_SIGNATURE = "signature"  # the signature does not match the signer's certificate
+CHAIN = "chain"  # the chain does not end at a trusted root
+MALFORMED = "malformed"  # the file cannot be read as what it says it is
+MISSING = "missing"  # a detached signature whose file is not in the case
+TIMEOUT = "timeout"  # verification took longer than allowed (a hostile file?)
+
+#: ETSI EN 319 412-5 §4.2.1 / RFC 3739: the certificate extension QCStatements
+#: (id-pe-qcStatements 1.3.6.1.5.5.7.1.3) holding the statement QcCompliance
+#: (id-etsi-qcs-QcCompliance 0.4.0.1862.1.1): the issuer declares the certificate a
+#: qualified certificate under eIDAS (Regulation 910/2014, annex I)
+QC_STATEMENTS = "1.3.6.1.5.5.7.1.3"
+QC_COMPLIANCE = "0.4.0.1862.1.1"
+
+_PDF_NAMES = (".pdf",)
+_XML_NAMES = (".xml", ".xades")
+_CMS_NAMES = (".p7s", ".p7m", ".sig", ".p7")
+_CMS_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature",
+              "application/pkcs7-mime", "application/x-pkcs7-mime")
+#: the file-name endings a detached signature adds to the file it covers
+_DETACHED_SUFFIXES = (".p7s", ".sig", ".p7")
+XMLDSIG = "http://www.w3.org/2000/09/xmldsig#"
+XADES_NS = "http://uri.etsi.org/01903/v1.3.2#"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One signature's result, as stored (store.models.DocumentSignature)."""
+
+    kind: str
+    status: str
+    signer: str = ""
+    signed_at: str | None = None  # ISO 8601, UTC
+    qualified: bool = False
+    detail: str = ""
+
+    @classmethod
+    def of(cls, data: dict[str, Any]) -> Verdict:
+        return cls(**{k: data[k] for k in ("kind", "status", "signer", "signed_at",
+                                           "qualified", "detail") if k in data})
+
+
+def kind_of(filename: str, content_type: str, head: bytes = b"") -> str | None:
+    """Which signature a file may carry, by its name, its type and its first bytes
+    (a mail client names files as it likes; `head` is the start of the file, if known)."""
+    name, ctype = filename.lower(), content_type.lower().split(";")[0].strip()
+    if name.endswith(_PDF_NAMES) or ctype == "application/pdf" or head.startswith(b"%PDF-"):
+        return PADES
+    if name.endswith(_CMS_NAMES) or ctype in _CMS_TYPES:
+        return CADES
+    if name.endswith(_XML_NAMES) or ctype in ("application/xml", "text/xml") \
+            or head.lstrip().startswith(b"<?xml"):
+        return XADES
+    return None
+
+
+def covered_name(filename: str) -> str | None:
+    """The file a detached signature names by its own name: `wniosek.pdf.p7s` covers
+    `wniosek.pdf` (how Polish signing applications save a detached signature)."""
+    lower = filename.lower()
+    for suffix in _DETACHED_SUFFIXES:
+        if lower.endswith(suffix) and len(filename) > len(suffix):
+            return filename[: -len(suffix)]
+    return None
+
+
+# --- certificates -----------------------------------------------------------------------
+
+
+def load_roots(pem: bytes | str | None) -> list[Any]:
+    """The trust roots of a PEM bundle (asn1crypto certificates); none for nothing."""
+    from asn1crypto import pem as asn1_pem  # type: ignore[import-untyped]
+    from asn1crypto import x509
+
+    if not pem:
+        return []
+    data = pem.encode() if isinstance(pem, str) else pem
+    return [x509.Certificate.load(der) for kind, _, der in asn1_pem.unarmor(data, multiple=True)
+            if kind == "CERTIFICATE"]
+
+
+def signer_name(cert: Any) -> str:
+    """"Jan Kowalski (Urząd Miasta)": the subject's common name, and its organisation."""
+    native = cert.subject.native
+    name = str(native.get("common_name") or native.get("surname") or "").strip()
+    organisation = str(native.get("organization_name") or "").strip()
+    if isinstance(native.get("common_name"), list):
+        name = " ".join(native["common_name"])
+    if organisation and organisation != name:
+        return f"{name} ({organisation})" if name else organisation
+    return name
+
+
+def is_qualified(cert: Any) -> bool:
+    """True if the certificate declares QcCompliance in its QCStatements extension."""
+    from asn1crypto import core
+
+    class QcStatement(core.Sequence):
+        _fields = [("statement_id", core.ObjectIdentifier),
+                   ("statement_info", core.Any, {"optional": True})]
+
+    class QcStatements(core.SequenceOf):
+        _child_spec = QcStatement
+
+    for extension in cert["tbs_certificate"]["extensions"] or []:
+        if extension["extn_id"].dotted != QC_STATEMENTS:
+            continue
+        try:
+            statements = QcStatements.load(extension["extn_value"].contents)
+            return any(s["statement_id"].dotted == QC_COMPLIANCE for s in statements)
+        except (ValueError, TypeError):
+            return False
+    return False
+
+
+def _context(roots: Sequence[Any], others: Sequence[Any] = ()) -> Any:
+    from pyhanko_certvalidator import ValidationContext
+
+    # trust_roots=[] (not None): None would mean the system's TLS roots
+    return ValidationContext(trust_roots=list(roots), other_certs=list(others),
+                             allow_fetching=False, revocation_mode="soft-fail")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment else None
+
+
+def _status_verdict(kind: str, status: Any) -> Verdict:
+    """A pyHanko status (PDF or CMS) as a verdict."""
+    cert = status.signing_cert
+    found = Verdict(kind=kind, status=VALID, signer=signer_name(cert),
+                    signed_at=_iso(status.signer_reported_dt))
+    if not status.intact:
+        return replace(found, status=INVALID, detail=CHANGED)
+    if not status.valid:
+        return replace(found, status=INVALID, detail=BAD_SIGNATURE)
+    if getattr(status, "docmdp_ok", True) is False:
+        # a later revision changed the document in a way its signature does not allow
+        return replace(found, status=INVALID, detail=CHANGED)
+    if not status.trusted:
+        return replace(found, status=UNTRUSTED, detail=CHAIN)
+    return replace(found, qualified=is_qualified(cert))
+
+
+# --- PAdES ------------------------------------------------------------------------------
+
+
+def verify_pdf(data: bytes, roots: Sequence[Any]) -> list[Verdict]:
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.sign.validation import async_validate_pdf_signature
+
+    try:
+        reader = PdfFileReader(io.BytesIO(data), strict=False)
+        embedded = list(reader.embedded_signatures)
+    except Exception:  # noqa: BLE001 - any parser failure is "we cannot read it"
+        log.info("a PDF could not be read", exc_info=True)
+        # said only of a file that shows a signature: of a damaged scan there is nothing
+        # to say about signatures
+        return [Verdict(kind=PADES, status=UNREADABLE, detail=MALFORMED)] \
+            if b"/ByteRange" in data else []
+    verdicts = []
+    for signature in embedded:
+        try:
+            status = asyncio.run(async_validate_pdf_signature(signature, _context(roots)))
+            verdicts.append(_status_verdict(PADES, status))
+        except Exception:  # noqa: BLE001 - one unreadable signature, the others still count
+            log.info("a PDF signature could not be validated", exc_info=True)
+            verdicts.append(Verdict(kind=PADES, status=UNREADABLE, detail=MALFORMED))
+    return verdicts
+
+
+# --- CAdES ------------------------------------------------------------------------------
+
+
+def _cms(data: bytes) -> Any:
+    """A CMS ContentInfo from DER, PEM or bare base64 (signing tools write all three)."""
+    from asn1crypto import cms
+    from asn1crypto import pem as asn1_pem
+
+    if asn1_pem.detect(data):
+        _, _, data = asn1_pem.unarmor(data)
+    elif not data.startswith(b"\x30"):
+        try:
+            data = base64.b64decode(b"".join(data.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("neither DER, PEM nor base64") from None
+    info = cms.ContentInfo.load(data, strict=False)
+    if info["content_type"].native != "signed_data":
+        raise ValueError("not SignedData")
+    return info["content"]
+
+
+def verify_cms(data: bytes, covered: bytes | None, roots: Sequence[Any]) -> list[Verdict]:
+    """A detached signature over `covered`, or one holding its content (`.p7m`)."""
+    from pyhanko.sign.validation.generic_cms import async_validate_detached_cms
+
+    try:
+        signed = _cms(data)
+        signed.native  # parse it all now: asn1crypto parses lazily  # noqa: B018
+    except Exception:  # noqa: BLE001 - any parser failure is "we cannot read it"
+        return [Verdict(kind=CADES, status=UNREADABLE, detail=MALFORMED)]
+    content = signed["encap_content_info"]["content"].native
+    if content is None and covered is None:
+        return [Verdict(kind=CADES, status=UNREADABLE, detail=MISSING)]
+    payload = covered if content is None else signed["encap_content_info"]
+    try:
+        status = asyncio.run(async_validate_detached_cms(
+            payload, signed, signer_validation_context=_context(roots)))
+    except Exception:  # noqa: BLE001
+        log.info("a CMS signature could not be validated", exc_info=True)
+        return [Verdict(kind=CADES, status=UNREADABLE, detail=MALFORMED)]
+    return [_status_verdict(CADES, status)]
+
+
+# --- XAdES ------------------------------------------------------------------------------
+
+#: XMLDSig §6.6.3's XPath filter that drops every signature: what endesive and several
+#: Polish signing applications write instead of the enveloped-signature transform
+_XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
+_NO_SIGNATURE_XPATH = "not(ancestor-or-self::ds:Signature)"
+
+
+def _xml_parser() -> Any:
+    from lxml import etree  # type: ignore[import-untyped]
+
+    # defusedxml's rules by hand: no DTD loaded, no entity expanded, nothing fetched,
+    # libxml2's own limits on depth and size left on (huge_tree off)
+    return etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False,
+                           huge_tree=False, remove_comments=False)
+
+
+def _verifier() -> Any:
+    from signxml.verifier import _remove_sig
+    from signxml.xades import XAdESVerifier
+
+    class Verifier(XAdESVerifier):
+        def _apply_transforms(self, payload: Any, *, transforms_node: Any,
+                              signature: Any) -> Any:
+            # signxml skips an XPath transform it does not know; this one (and only this
+            # one, written exactly so) means "the document without its signature"
+            for transform in ([] if transforms_node is None
+                              else self._findall(transforms_node, "Transform")):
+                expression = transform.find(f"{{{XMLDSIG}}}XPath")
+                if (transform.get("Algorithm") == _XPATH and expression is not None
+                        and " ".join((expression.text or "").split()) == _NO_SIGNATURE_XPATH):
+                    _remove_sig(signature, idempotent=True)
+            return super()._apply_transforms(payload, transforms_node=transforms_node,
+                                             signature=signature)
+
+    return Verifier()
+
+
+def _signing_time(root: Any) -> str | None:
+    found = root.find(f".//{{{XADES_NS}}}SigningTime")
+    if found is None:
+        found = root.find(".//{http://uri.etsi.org/01903/v1.1.1#}SigningTime")
+    if found is None or not (found.text or "").strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(found.text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return _iso(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def verify_xml(data: bytes, roots: Sequence[Any]) -> list[Verdict]:
+    from asn1crypto import x509
+    from lxml import etree
+    from pyhanko_certvalidator import CertificateValidator
+    from signxml.exceptions import InvalidDigest, InvalidSignature
+    from signxml.xades import XAdESSignatureConfiguration
+
+    if re.search(rb"<!DOCTYPE|<!ENTITY", data[:65536], re.IGNORECASE):
+        # no signed document needs a DTD; an entity bomb is refused before parsing (and
+        # said of only if it claims a signature: an XHTML file is no signed document)
+        return [Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)] \
+            if XMLDSIG.encode() in data else []
+    try:
+        root = etree.fromstring(data, parser=_xml_parser())
+    except etree.XMLSyntaxError:
+        return [Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)] \
+            if XMLDSIG.encode() in data else []
+    signature = root if root.tag == f"{{{XMLDSIG}}}Signature" else \
+        root.find(f".//{{{XMLDSIG}}}Signature")
+    if signature is None:
+        return []  # plain XML: nothing to say about it
+    certs = []
+    for element in signature.iterfind(f".//{{{XMLDSIG}}}X509Certificate"):
+        try:
+            certs.append(x509.Certificate.load(base64.b64decode("".join((element.text or
+                                                                         "").split()))))
+        except (binascii.Error, ValueError):
+            continue
+    # the signer's own certificate first: a CA certificate in KeyInfo signs nothing here
+    certs.sort(key=lambda c: bool(c.ca))
+    if not certs:
+        return [Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)]
+    signed_at = _signing_time(signature)
+    config = XAdESSignatureConfiguration(expect_references=True)
+    for cert in certs:
+        found = Verdict(kind=XADES, status=VALID, signer=signer_name(cert), signed_at=signed_at)
+        pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(cert.dump()).decode() + \
+              "-----END CERTIFICATE-----\n"
+        try:
+            _verifier().verify(data, x509_cert=pem, expect_config=config, parser=_xml_parser())
+        except InvalidDigest:
+            return [replace(found, status=INVALID, detail=CHANGED)]
+        except InvalidSignature:
+            continue  # not this certificate's signature: try the next one
+        except Exception:  # noqa: BLE001 - malformed or unsupported: unreadable
+            log.info("an XAdES signature could not be verified", exc_info=True)
+            return [replace(found, status=UNREADABLE, detail=MALFORMED)]
+        try:
+            asyncio.run(CertificateValidator(
+                cert, intermediate_certs=[c for c in certs if c is not cert],
+                validation_context=_context(roots)).async_validate_usage(set()))
+        except Exception:  # noqa: BLE001 - any failure of the chain: not trusted
+            return [replace(found, status=UNTRUSTED, detail=CHAIN)]
+        return [replace(found, qualified=is_qualified(cert))]
+    return [Verdict(kind=XADES, status=INVALID, detail=BAD_SIGNATURE, signer=signer_name(certs[0]),
+                    signed_at=signed_at)]
+
+
+# --- one entry point --------------------------------------------------------------------
+
+
+def verify(filename: str, content_type: str, data: bytes, roots: Sequence[Any],
+           covered: bytes | None = None) -> list[Verdict]:
+    """Every signature the file carries (none for a file that carries none). `covered`:
+    the file a detached signature names, when it is one."""
+    kind = kind_of(filename, content_type, data[:64])
+    if kind == PADES:
+        return verify_pdf(data, roots)
+    if kind == XADES:
+        return verify_xml(data, roots)
+    if kind == CADES:
+        return verify_cms(data, covered, roots)
+    return []
+
+
+def main() -> None:
+    """The child process's side: one request on stdin, its verdicts on stdout."""
+    request = json.load(sys.stdin)
+    covered = request.get("covered")
+    verdicts = verify(request["filename"], request["content_type"],
+                      base64.b64decode(request["data"]), load_roots(request.get("roots")),
+                      base64.b64decode(covered) if covered is not None else None)
+    json.dump([asdict(v) for v in verdicts], sys.stdout)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    main()

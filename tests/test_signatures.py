@@ -1,0 +1,483 @@
+"""Issue #20: signed documents are verified on arrival. A test CA built with
+`cryptography` (a root, an intermediate, signers with and without the QcCompliance
+statement, and a second root nobody trusts); PDFs signed by pyHanko's own signer, XML by
+endesive's XAdES-BES signer, detached CMS by pyHanko's CMS signer — independent of the
+verifier's code — then verified, tampered with, and shown in the console and on the
+residents' page, in Polish and English."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from asn1crypto import keys as asn1_keys
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
+from endesive.xades import BES
+from lxml import etree
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.pdf_utils.writer import PdfFileWriter
+from pyhanko.sign import signers
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+from gateway.app import create_app
+from gateway.keys import HEALTH
+from handlers import audit, i18n, rodo, signature_check, signatures
+from handlers.signatures import Verdict
+from store.models import Attachment, Case, DocumentSignature
+from tests.conftest import Gateway, make_mail
+from tests.panel import sign_in, staff_member
+
+#: QCStatements holding only QcCompliance: SEQUENCE { SEQUENCE { OID 0.4.0.1862.1.1 } }
+QC_COMPLIANCE_DER = bytes.fromhex("300a3008060604008e460101")
+NOT_BEFORE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Party:
+    key: rsa.RSAPrivateKey
+    cert: x509.Certificate
+
+    @property
+    def der(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def asn1(self) -> asn1_x509.Certificate:
+        return asn1_x509.Certificate.load(self.der)
+
+
+def _name(common: str, organisation: str | None = None) -> x509.Name:
+    parts = [x509.NameAttribute(NameOID.COMMON_NAME, common)]
+    if organisation:
+        parts.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation))
+    return x509.Name(parts)
+
+
+def issue(subject: x509.Name, issuer: Party | None, *, ca: bool, qualified: bool = False
+          ) -> Party:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    builder = (x509.CertificateBuilder().subject_name(subject)
+               .issuer_name(issuer.cert.subject if issuer else subject)
+               .public_key(key.public_key()).serial_number(x509.random_serial_number())
+               .not_valid_before(NOT_BEFORE).not_valid_after(NOT_BEFORE + timedelta(days=3650))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.KeyUsage(
+                   digital_signature=not ca, content_commitment=not ca, key_encipherment=False,
+                   data_encipherment=False, key_agreement=False, key_cert_sign=ca,
+                   crl_sign=ca, encipher_only=False, decipher_only=False), critical=True)
+               .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                              critical=False))
+    if issuer is not None:
+        builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer.key.public_key()), critical=False)
+    if qualified:
+        builder = builder.add_extension(x509.UnrecognizedExtension(
+            x509.ObjectIdentifier(signatures.QC_STATEMENTS), QC_COMPLIANCE_DER), critical=False)
+    return Party(key, builder.sign(issuer.key if issuer else key, hashes.SHA256()))
+
+
+@dataclass
+class Pki:
+    root: Party
+    intermediate: Party
+    qualified: Party  # Jan Kowalski, with QcCompliance
+    plain: Party  # Anna Nowak (Firma), without
+    stranger: Party  # signed under a root nobody trusts
+
+    @property
+    def bundle(self) -> bytes:
+        """EMIL_SIGNATURE_TRUST_ROOTS as a trusted list gives it: the issuing CA (the
+        trust service's own certificate, eIDAS trusted lists' anchor) and its root."""
+        return self.root.pem + self.intermediate.pem
+
+    @property
+    def roots(self) -> list[Any]:
+        return signatures.load_roots(self.bundle)
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    root = issue(_name("Milanówek Test Root CA"), None, ca=True)
+    intermediate = issue(_name("Milanówek Test Signing CA"), root, ca=True)
+    other_root = issue(_name("Nobody's Root CA"), None, ca=True)
+    return Pki(root=root, intermediate=intermediate,
+               qualified=issue(_name("Jan Kowalski"), intermediate, ca=False, qualified=True),
+               plain=issue(_name("Anna Nowak", "Firma Testowa"), intermediate, ca=False),
+               stranger=issue(_name("Zenon Obcy"), other_root, ca=False, qualified=True))
+
+
+# --- signing, with the signers' own libraries ---------------------------------------------
+
+
+def blank_pdf() -> bytes:
+    writer = PdfFileWriter()
+    writer.insert_page(generic.DictionaryObject({
+        generic.NameObject("/Type"): generic.NameObject("/Page"),
+        generic.NameObject("/MediaBox"): generic.ArrayObject(
+            [generic.NumberObject(n) for n in (0, 0, 595, 842)])}))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _pyhanko_signer(party: Party, pki: Pki) -> signers.SimpleSigner:
+    key = asn1_keys.PrivateKeyInfo.load(party.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    return signers.SimpleSigner(signing_cert=party.asn1, signing_key=key,
+                                cert_registry=SimpleCertificateStore.from_certs(
+                                    [pki.intermediate.asn1]))
+
+
+def signed_pdf(party: Party, pki: Pki) -> bytes:
+    out = signers.sign_pdf(IncrementalPdfFileWriter(io.BytesIO(blank_pdf())),
+                           signers.PdfSignatureMetadata(field_name="Podpis"),
+                           signer=_pyhanko_signer(party, pki))
+    return out.getvalue()
+
+
+def signed_xml(party: Party, pki: Pki) -> bytes:
+    document = ('<?xml version="1.0" encoding="UTF-8"?><wniosek><organ>Urząd Miasta '
+                'Milanówka</organ><tresc>Proszę o wydanie zaświadczenia.</tresc>'
+                '</wniosek>').encode()
+
+    def sign(data: bytes, algorithm: str) -> bytes:
+        return party.key.sign(data, padding.PKCS1v15(), getattr(hashes, algorithm.upper())())
+
+    tree = BES().enveloped(document, party.cert, party.der, sign, None, None)
+    return etree.tostring(tree, encoding="UTF-8", xml_declaration=True)
+
+
+def detached_cms(party: Party, pki: Pki, data: bytes) -> bytes:
+    signed = asyncio.run(_pyhanko_signer(party, pki).async_sign_general_data(
+        data, "sha256", detached=True))
+    return signed.dump()
+
+
+def tampered(data: bytes, old: bytes, new: bytes) -> bytes:
+    assert len(old) == len(new) and data.count(old) >= 1
+    return data.replace(old, new, 1)
+
+
+def one(verdicts: list[Verdict]) -> Verdict:
+    assert len(verdicts) == 1, verdicts
+    return verdicts[0]
+
+
+# --- the verifier ---------------------------------------------------------------------------
+
+
+def test_a_pdf_signed_under_a_trusted_root_is_valid_and_qualified(pki: Pki) -> None:
+    verdict = one(signatures.verify("wniosek.pdf", "application/pdf",
+                                    signed_pdf(pki.qualified, pki), pki.roots))
+    assert (verdict.kind, verdict.status, verdict.signer) == ("pades", "valid", "Jan Kowalski")
+    assert verdict.qualified is True
+    assert verdict.signed_at and abs(datetime.fromisoformat(verdict.signed_at)
+                                     - datetime.now(UTC)) < timedelta(minutes=5)
+    plain = one(signatures.verify("umowa.pdf", "application/pdf", signed_pdf(pki.plain, pki),
+                                  pki.roots))
+    assert plain.status == "valid" and plain.qualified is False
+    assert plain.signer == "Anna Nowak (Firma Testowa)"
+    # a PDF carries its intermediate: the root alone is enough
+    root_only = signatures.load_roots(pki.root.pem)
+    assert one(signatures.verify("wniosek.pdf", "", signed_pdf(pki.qualified, pki),
+                                 root_only)).status == "valid"
+
+
+def test_a_pdf_changed_after_signing_is_invalid(pki: Pki) -> None:
+    data = signed_pdf(pki.qualified, pki)
+    changed = tampered(data, b"/MediaBox [ 0 0 595 842 ]", b"/MediaBox [ 0 0 595 843 ]")
+    verdict = one(signatures.verify("wniosek.pdf", "application/pdf", changed, pki.roots))
+    assert (verdict.status, verdict.detail, verdict.qualified) == ("invalid", "changed", False)
+
+
+def test_a_pdf_signed_under_an_unknown_root_is_untrusted(pki: Pki) -> None:
+    data = signed_pdf(pki.stranger, pki)
+    verdict = one(signatures.verify("wniosek.pdf", "application/pdf", data, pki.roots))
+    # valid maths, unknown issuer: untrusted, and never called qualified
+    assert (verdict.status, verdict.signer, verdict.qualified) == ("untrusted", "Zenon Obcy",
+                                                                   False)
+    # no roots configured: nothing is trusted (never the system's TLS roots)
+    own = one(signatures.verify("wniosek.pdf", "application/pdf",
+                                signed_pdf(pki.qualified, pki), []))
+    assert own.status == "untrusted"
+
+
+def test_an_unsigned_pdf_has_no_verdict_and_garbage_is_unreadable(pki: Pki) -> None:
+    assert signatures.verify("skan.pdf", "application/pdf", blank_pdf(), pki.roots) == []
+    for name, data in (("zepsuty.pdf", b"%PDF-1.7\n/Type /Sig /ByteRange [0 9\x00garbage"),
+                       ("zepsuty.xml", b"<?xml version='1.0'?><a><ds:Signature xmlns:ds="
+                                       b"'http://www.w3.org/2000/09/xmldsig#'></a>"),
+                       ("podpis.p7s", b"\x30\x82\x01\x00 definitely not CMS")):
+        verdict = one(signatures.verify(name, "application/octet-stream", data, pki.roots))
+        assert verdict.status == "unreadable", (name, verdict)
+    # a damaged file that shows no signature: nothing to say about signatures
+    assert signatures.verify("skan.pdf", "", b"%PDF-1.4\x00garbage", pki.roots) == []
+    assert signatures.verify("dane.xml", "", b"<?xml version='1.0'?><a><b></a>", pki.roots) == []
+
+
+def test_an_xml_bomb_is_refused_unread(pki: Pki) -> None:
+    bomb = (b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            + b"".join(b'<!ENTITY lol%d "%s">' % (i, b"&lol%d;" % (i - 1) * 10 if i else b"&lol;" * 10)
+                       for i in range(1, 10))
+            + b']><lolz>&lol9;<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"/>'
+            + b'</lolz>')
+    verdict = one(signatures.verify("bomba.xml", "text/xml", bomb, pki.roots))
+    assert (verdict.status, verdict.detail) == ("unreadable", "malformed")
+    # a document with a DTD that claims no signature: nothing to say
+    xhtml = (b'<?xml version="1.0"?><!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+             b'"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd"><html/>')
+    assert signatures.verify("strona.xml", "text/xml", xhtml, pki.roots) == []
+
+
+def test_xades_valid_tampered_and_untrusted(pki: Pki) -> None:
+    data = signed_xml(pki.qualified, pki)
+    verdict = one(signatures.verify("wniosek.xml", "text/xml", data, pki.roots))
+    assert (verdict.kind, verdict.status, verdict.signer) == ("xades", "valid", "Jan Kowalski")
+    assert verdict.qualified is True and verdict.signed_at is not None
+    # the SigningTime endesive wrote into the SignedProperties
+    assert abs(datetime.fromisoformat(verdict.signed_at) - datetime.now(UTC)) < timedelta(
+        minutes=5)
+    changed = tampered(data, "wydanie".encode(), "uchylen".encode())
+    verdict = one(signatures.verify("wniosek.xml", "text/xml", changed, pki.roots))
+    assert (verdict.status, verdict.detail) == ("invalid", "changed")
+    stranger = one(signatures.verify("wniosek.xml", "text/xml", signed_xml(pki.stranger, pki),
+                                     pki.roots))
+    assert (stranger.status, stranger.qualified) == ("untrusted", False)
+    assert signatures.verify("dane.xml", "text/xml", b"<?xml version='1.0'?><a/>",
+                             pki.roots) == []
+
+
+def test_a_detached_cms_signature_over_a_file(pki: Pki) -> None:
+    scan = b"%PDF-1.4 a scanned application that carries no signature of its own"
+    signature = detached_cms(pki.plain, pki, scan)
+    verdict = one(signatures.verify("skan.pdf.p7s", "application/pkcs7-signature", signature,
+                                    pki.roots, covered=scan))
+    assert (verdict.kind, verdict.status, verdict.signer) == ("cades", "valid",
+                                                              "Anna Nowak (Firma Testowa)")
+    other = one(signatures.verify("skan.pdf.p7s", "application/pkcs7-signature", signature,
+                                  pki.roots, covered=scan.replace(b"no", b"an")))
+    assert (other.status, other.detail) == ("invalid", "changed")
+    missing = one(signatures.verify("skan.pdf.p7s", "", signature, pki.roots))
+    assert (missing.status, missing.detail) == ("unreadable", "missing")
+    assert signatures.covered_name("skan.pdf.p7s") == "skan.pdf"
+
+
+# --- on arrival: the background step, the pages, RODO ----------------------------------------
+
+
+Documents = dict[str, tuple[str, bytes]]
+NO_WAIT = timedelta(0)
+
+
+@pytest.fixture(scope="module")
+def documents(pki: Pki) -> Documents:
+    """What signing applications send: a PAdES PDF, a XAdES XML changed after signing,
+    and a scan with its detached signature beside it (signed once per module)."""
+    scan = blank_pdf()  # a scan carries no signature of its own
+    changed = tampered(signed_xml(pki.plain, pki), "wydanie".encode(), "uchylen".encode())
+    return {"wniosek.pdf": ("pdf", signed_pdf(pki.qualified, pki)),
+            "oswiadczenie.xml": ("xml", changed),
+            "skan.pdf": ("pdf", scan),
+            "skan.pdf.p7s": ("pkcs7-signature", detached_cms(pki.stranger, pki, scan))}
+
+
+def signed_mail(documents: Documents, subject: str = "Wniosek o zaświadczenie") -> Any:
+    msg = make_mail(subject, "W załączeniu podpisany wniosek.")
+    for name, (subtype, data) in documents.items():
+        msg.add_attachment(data, maintype="application", subtype=subtype, filename=name)
+    return msg
+
+
+def in_process(pki: Pki) -> signature_check.Verify:
+    """The same verifier, in a thread of this process (cheaper than a child per file)."""
+    async def verify(filename: str, content_type: str, data: bytes, covered: bytes | None
+                     ) -> list[Verdict]:
+        return await asyncio.to_thread(signatures.verify, filename, content_type, data,
+                                       pki.roots, covered)
+
+    return verify
+
+
+async def test_a_child_that_overruns_its_time_is_killed_and_the_file_unreadable(
+        pki: Pki, documents: Documents) -> None:
+    verify = signature_check.child_verifier(pki.bundle, signature_check.Limits(seconds=0.01))
+    [verdict] = await verify("wniosek.pdf", "application/pdf", documents["wniosek.pdf"][1],
+                             None)
+    assert (verdict.kind, verdict.status, verdict.detail) == ("pades", "unreadable", "timeout")
+
+
+async def verdicts(number: str) -> dict[str, tuple[str, ...]]:
+    names = dict(await Attachment.filter(case_id=number).values_list("id", "filename"))
+    return {names[s.attachment_id]: (s.kind, s.status, s.detail, s.signer, s.qualified)
+            for s in await DocumentSignature.filter(case_id=number)}
+
+
+async def test_a_mailed_case_s_signed_files_are_verified_and_shown(
+        gw: Gateway, pki: Pki, documents: Documents) -> None:
+    [confirmation] = await gw.mail(signed_mail(documents))
+    number = (await Case.get(subject="Wniosek o zaświadczenie")).number
+    # the intake stored the case and answered; nothing is verified inside it
+    assert await DocumentSignature.filter(case_id=number).count() == 0
+    text = confirmation.get_body(("plain",)).get_content()
+    assert "https://www.gov.pl/web/e-doreczenia" in text and "art. 63 § 1 KPA" in text
+
+    verify = signature_check.child_verifier(pki.bundle)  # each file in a child process
+    # files younger than a minute wait: a slower intake transaction may still commit a
+    # lower id (PostgreSQL's sequences), and the watermark must not pass it
+    assert await signature_check.drain(verify, gw.clock.now()) == 0
+    assert await signature_check.drain(verify, gw.clock.advance(seconds=61)) == 4
+    assert await verdicts(number) == {
+        "wniosek.pdf": ("pades", "valid", "", "Jan Kowalski", True),
+        "oswiadczenie.xml": ("xades", "invalid", "changed", "Anna Nowak (Firma Testowa)", False),
+        "skan.pdf.p7s": ("cades", "untrusted", "chain", "Zenon Obcy", False)}
+    detached = await DocumentSignature.get(case_id=number, kind="cades")
+    assert detached.signed_attachment_id == (await Attachment.get(case_id=number,
+                                                                  filename="skan.pdf")).id
+    # again: nothing new, nothing doubled
+    assert await signature_check.drain(verify, gw.clock.now()) == 0
+    assert await DocumentSignature.filter(case_id=number).count() == 3
+
+    await staff_member(gw)
+    client = await sign_in(gw, "urzedniczka@milanowek.example")
+    html = await (await client.get(f"/panel/sprawy/{number}")).text()
+    assert "Podpisany przez Jan Kowalski dnia" in html
+    assert "podpis ważny (kwalifikowany)" in html
+    assert "Podpisany przez Anna Nowak (Firma Testowa) dnia" in html
+    assert "podpis nieważny: dokument zmieniono po podpisaniu" in html
+    assert "podpis ważny, ale niezaufany" in html and "podpis pliku <bdi>skan.pdf</bdi>" in html
+    assert "ważny podpis kwalifikowany" in html
+    english = await (await client.get(f"/panel/sprawy/{number}?lang=en")).text()
+    assert "Signed by Jan Kowalski on" in english
+    assert "valid signature (qualified)" in english
+    assert "invalid signature: the document was changed after signing" in english
+    assert "valid signature, but not trusted" in english
+    queue = await (await client.get("/panel/sprawy?lang=pl")).text()
+    assert f'{number}</a> <span class="tag"' in queue and "podpis kwalifikowany" in queue
+
+    # the resident's page, from the mail's link
+    link = re.search(r"https?://\S+(/sprawy/UM-\d{4}-\d{6}\?code=\S+)", text).group(1)
+    resident = gw.client
+    await resident.get(link)
+    page = await (await resident.get(f"/sprawy/{number}")).text()
+    assert "Podpisane dokumenty" in page and "<bdi>wniosek.pdf</bdi>" in page
+    assert "podpis ważny (kwalifikowany)" in page
+    assert "podpis nieważny: dokument zmieniono po podpisaniu" in page
+    assert 'href="https://www.gov.pl/web/e-doreczenia"' in page and "art. 63 § 1 KPA" in page
+    page_en = await (await resident.get(f"/sprawy/{number}?lang=en")).text()
+    assert "Signed documents" in page_en and "valid signature (qualified)" in page_en
+    assert "left unexamined" in page_en
+
+
+async def test_a_round_that_fails_stores_nothing_and_runs_again(
+        gw: Gateway, pki: Pki, documents: Documents) -> None:
+    await gw.mail(signed_mail(documents, "Awaria"))
+    number = (await Case.get(subject="Awaria")).number
+    real = in_process(pki)
+    calls: list[str] = []
+
+    async def dies_on_the_second(filename: str, content_type: str, data: bytes,
+                                 covered: bytes | None) -> list[Verdict]:
+        calls.append(filename)
+        if len(calls) == 2:
+            raise RuntimeError("the process was stopped here")
+        return await real(filename, content_type, data, covered)
+
+    with pytest.raises(RuntimeError):
+        await signature_check.check_new(dies_on_the_second, gw.clock.now(), settle=NO_WAIT)
+    assert await DocumentSignature.filter(case_id=number).count() == 0
+    # after the "restart"
+    assert await signature_check.drain(real, gw.clock.now(), settle=NO_WAIT) == 4
+    assert len(await verdicts(number)) == 3
+
+
+async def test_the_export_holds_the_verdicts_and_the_erasure_removes_them(
+        gw: Gateway, pki: Pki, documents: Documents) -> None:
+    person = await gw.person("Jan Kowalski", email="jan@example.pl")
+    await gw.mail(signed_mail(documents, "Do usunięcia"))
+    await signature_check.drain(in_process(pki), gw.clock.now(), settle=NO_WAIT)
+    exported = await rodo.export(person, channels=gw.services.channels)
+    assert exported is not None
+    [case] = exported["cases"]
+    found = {f["filename"]: f["signatures"] for f in case["attachments"]}
+    assert [(s["status"], s["signer"]) for s in found["wniosek.pdf"]] == [
+        ("valid", "Jan Kowalski")]
+    assert found["skan.pdf.p7s"][0]["signs_file"] == "skan.pdf"
+    done = await rodo.erase(person, audit.Actor("test", "test"), gw.clock.now(),
+                            channels=gw.services.channels, spool_dir=gw.settings.sent_mail_dir)
+    assert done is not None
+    assert await DocumentSignature.all().count() == 0
+
+
+def test_every_result_reads_in_both_languages() -> None:
+    zone = ZoneInfo("Europe/Warsaw")
+    when = datetime(2026, 12, 3, 13, 5, tzinfo=UTC)
+    line = DocumentSignature(signer="Jan Kowalski", signed_at=when, status="valid",
+                             qualified=True, detail="")
+    assert i18n.signature_line(line, "pl", zone) == (
+        "Podpisany przez Jan Kowalski dnia 3 grudnia 2026, 14:05 — podpis ważny (kwalifikowany)")
+    assert i18n.signature_line(line, "en", zone) == (
+        "Signed by Jan Kowalski on 3 December 2026, 14:05 — valid signature (qualified)")
+    cases = [("valid", ""), ("untrusted", "chain"), ("invalid", "changed"),
+             ("invalid", "signature"), ("unreadable", "malformed"), ("unreadable", "missing"),
+             ("unreadable", "timeout")]
+    for lang in ("pl", "en"):
+        said = [i18n.signature_result(status, detail, False, lang) for status, detail in cases]
+        assert len(set(said)) == len(cases) and all(said), said  # each its own words
+        assert not any(code in text for text in said for code in ("chain", "malformed"))
+    unsigned = DocumentSignature(signer="", signed_at=None, status="unreadable",
+                                 detail="malformed", qualified=False)
+    assert i18n.signature_line(unsigned, "pl", zone).startswith("Podpis — nie udało się")
+
+
+async def test_the_background_part_verifies_what_came(gw: Gateway, pki: Pki,
+                                                     documents: Documents) -> None:
+    await gw.mail(signed_mail(documents, "W tle"))
+    number = (await Case.get(subject="W tle")).number
+    gw.clock.advance(seconds=61)
+    rounds: list[str] = []
+    waiting = asyncio.Event()
+
+    async def idle(seconds: float) -> None:  # the part has done all there is
+        waiting.set()
+        await asyncio.Event().wait()
+
+    part = asyncio.ensure_future(signature_check.run(
+        in_process(pki), gw.clock.now, lambda: rounds.append("beat"), idle))
+    try:
+        await asyncio.wait_for(waiting.wait(), 120)
+    finally:
+        part.cancel()
+    assert len(await verdicts(number)) == 3 and rounds  # each round told the supervisor
+
+
+async def test_the_gateway_runs_it_as_a_supervised_part(aiohttp_client: Any, settings: Any,
+                                                        clock: Any, pki: Pki,
+                                                        tmp_path: Path) -> None:
+    bundle = tmp_path / "roots.pem"
+    bundle.write_bytes(pki.bundle)
+    running = await aiohttp_client(create_app(
+        settings.model_copy(update={"signature_trust_roots": str(bundle)}),
+        clock=clock, run_workers=True, start_listeners=False))
+    assert "signatures" in running.app[HEALTH].parts
+    # a bundle that is not there stops the start: a typo must not make every
+    # signature "untrusted" without a word
+    with pytest.raises(FileNotFoundError):
+        settings.model_copy(update={"signature_trust_roots": str(tmp_path / "nie.pem")}
+                            ).signature_roots_pem()
