@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -37,10 +37,11 @@ Row = tuple[str, str, str, int, float, int]
 
 # A pupil's lessons of one week counted by the database: about 30 entries become one row
 # (two where the week spans two months, for the late arrivals by month). The week starts
-# on Monday; SQLite and PostgreSQL say that differently.
+# on Monday; SQLite and PostgreSQL say that differently. SQLite: the Julian day number
+# (day 0 was a Monday) over 7 numbers the weeks; twice as fast as building the Monday's
+# date with date() and strftime() on every entry, which was slower than no grouping.
 _BY_WEEK_SQLITE = """
-SELECT student_id,
-       date(date, '-' || ((CAST(strftime('%w', date) AS INTEGER) + 6) % 7) || ' days') AS week,
+SELECT student_id, CAST(julianday(date) + 0.5 AS INTEGER) / 7 AS week,
        substr(date, 1, 7) AS month,
        COUNT(*),
        SUM(CASE WHEN status IN (?, ?) THEN 1 ELSE 0 END),
@@ -85,8 +86,19 @@ async def attendance_by_week(db: BaseDBAsyncClient, start: date, end: date,
     first, last = present
     bounds: list[Any] = [start, end] if postgres else [start.isoformat(), end.isoformat()]
     _, rows = await db.execute_query(text, [first, last, late, *bounds])
-    return [(row[0], row[1].isoformat() if isinstance(row[1], date) else str(row[1]), row[2],
-             int(row[3]), int(row[4] or 0), int(row[5] or 0)) for row in rows]
+    return [(row[0], _monday(row[1]), row[2], int(row[3]), int(row[4] or 0), int(row[5] or 0))
+            for row in rows]
+
+
+#: the Julian day number of 1 January 1970
+_JD_1970 = 2440588
+
+
+def _monday(week: date | int) -> str:
+    """The week's Monday as an ISO date, from PostgreSQL's date or SQLite's week number."""
+    if isinstance(week, date):
+        return week.isoformat()
+    return (date(1970, 1, 1) + timedelta(days=int(week) * 7 - _JD_1970)).isoformat()
 
 
 async def replace_year(year: int, rows: Sequence[Row], computed_at: datetime) -> None:
