@@ -126,13 +126,13 @@ async def _kept(request: web.Request, year: int, lang: str) -> tuple[datetime, A
     cache = request.app[CACHE]
     kept = cache.get((year, lang))
     if kept and kept[0] == when:
-        return kept  # type: ignore[no-any-return]
+        return kept
     # one drawing per key at a time (review of #20: every cold opening drew again)
     lock = cache.setdefault(("lock", year, lang), asyncio.Lock())
     async with lock:
         kept = cache.get((year, lang))
         if kept and kept[0] == when:
-            return kept  # type: ignore[no-any-return]
+            return kept
         if lang == "figures":
             # the mark and the cells in one query: of one counting, even if a new one
             # was written since `computed_at` was read

@@ -126,10 +126,10 @@ async def read_year(year: int) -> tuple[datetime | None, list[Row]]:
     found = await FigureCell.filter(year=year).values_list(
         "figure", "row_label", "column_label", "position", "value", "pupils", "computed_at")
     when = next((r[6] for r in found if r[0] == MARK and r[5] == HEADING), None)
-    return when, [tuple(r[:6]) for r in found if r[0] != MARK]  # type: ignore[misc]
+    return when, [tuple(r[:6]) for r in found if r[0] != MARK]
 
 
 async def counted_years() -> list[tuple[int, datetime]]:
     """Every counted year and when it was counted."""
-    return list(await FigureCell.filter(figure=MARK, pupils=HEADING).values_list(  # type: ignore[arg-type]
+    return list(await FigureCell.filter(figure=MARK, pupils=HEADING).values_list(
         "year", "computed_at"))
