@@ -10,9 +10,10 @@ to pygal at all (a gap in the chart), so their numbers cannot leak through the S
 The page counts nothing (#20): it reads the cells the figures jobs stored
 (store/figure_cells.py), one indexed query, and says when they were counted ("stan na").
 Drawing six charts takes pygal longer than the rest of the page, so the drawn sections are
-kept per (year, language) with the `computed_at` they were drawn from: a new counting is
-drawn again on its first opening. A year never counted is counted in the background
-(started here, once across instances) while the page says so.
+kept per (year, language) with the `computed_at` they were drawn from; a new counting is
+drawn in the background while the page still shows the last drawing and its "as of".
+A year never counted is counted in the background (started here, once across
+instances) while the page says so.
 """
 
 from __future__ import annotations
@@ -52,20 +53,24 @@ routes = web.RouteTableDef()  # relative to the console's prefix, /panel (gatewa
 CACHE = web.AppKey("figures_cache", dict)
 #: the background countings of never-counted years this process started, by year
 COUNTING = web.AppKey("figures_counting", dict)
+#: the background drawings of a new counting's charts, by (year, language)
+DRAWING = web.AppKey("figures_drawing", dict)
 
 
 def setup(console: web.Application) -> None:
     """The page's state on the console, and the owner of its background countings."""
     console[CACHE] = {}
     console[COUNTING] = {}
-    console.cleanup_ctx.append(_countings)
+    console[DRAWING] = {}
+    console.cleanup_ctx.append(_background)
 
 
-async def _countings(console: web.Application) -> AsyncIterator[None]:
-    """Countings still running at shutdown are cancelled and awaited (a counting cut
-    short writes nothing: the year's cells are replaced in one transaction)."""
+async def _background(console: web.Application) -> AsyncIterator[None]:
+    """Countings and drawings still running at shutdown are cancelled and awaited (a
+    counting cut short writes nothing: the year's cells are replaced in one transaction)."""
     yield
-    running = [t for t in console[COUNTING].values() if not t.done()]
+    running = [t for tasks in (console[COUNTING], console[DRAWING])
+               for t in tasks.values() if not t.done()]
     for task in running:
         task.cancel()
     for task in running:
@@ -117,15 +122,38 @@ def count_in_background(request: web.Request, year: int) -> asyncio.Task:
     return task
 
 
-async def _kept(request: web.Request, year: int, lang: str) -> tuple[datetime, Any] | None:
+def _draw_in_background(console: web.Application, year: int, lang: str) -> None:
+    """Draw a new counting's charts while the page still shows the last drawing (with
+    its own "as of"): drawing six charts of 80 classes takes pygal seconds, and the
+    refresh job may count every few minutes; only an instance's very first opening of a
+    year waits for the drawing."""
+    drawing = console[DRAWING]
+    task = drawing.get((year, lang))
+    if task is None or task.done():
+        async def run() -> None:
+            try:
+                await _kept(console, year, lang, wait=True)
+            except Exception:
+                log.exception("figures %s (%s): drawing failed", year, lang)
+
+        task = drawing[(year, lang)] = asyncio.ensure_future(run())
+        task.set_name(f"figures-draw-{year}-{lang}")
+
+
+async def _kept(console: web.Application, year: int, lang: str, wait: bool = False
+                ) -> tuple[datetime, Any] | None:
     """The year's figures (`lang` "figures") or a language's page sections, charts
-    drawn, as of the latest counting; None when the year was never counted."""
+    drawn, as of the latest counting (or, unless `wait`, the last drawing while the
+    latest is drawn); None when the year was never counted."""
     when = await figure_cells.computed_at(year)
     if when is None:
         return None
-    cache = request.app[CACHE]
+    cache = console[CACHE]
     kept = cache.get((year, lang))
     if kept and kept[0] == when:
+        return kept
+    if kept and lang != "figures" and not wait:
+        _draw_in_background(console, year, lang)
         return kept
     # one drawing per key at a time (review of #20: every cold opening drew again)
     lock = cache.setdefault(("lock", year, lang), asyncio.Lock())
@@ -141,7 +169,7 @@ async def _kept(request: web.Request, year: int, lang: str) -> tuple[datetime, A
                 return None
             kept = (read, figures.from_rows(rows))
         else:  # pygal draws in a thread: seconds of drawing would stop the event loop
-            found = await _kept(request, year, "figures")
+            found = await _kept(console, year, "figures", wait=True)
             if found is None:
                 return None
             kept = (found[0], await asyncio.to_thread(_sections, found[1], lang))
@@ -225,7 +253,7 @@ def _counting_page(request: web.Request, year: int, status: int = 200) -> web.Re
 async def figures_page(request: web.Request) -> web.Response:
     _need(request, "figures")
     lang, year = _lang(request), _year(request)
-    kept = await _kept(request, year, lang)
+    kept = await _kept(request.app, year, lang)
     if kept is None:
         return _counting_page(request, year)
     as_of = short_datetime(kept[0], lang, _services(request).zone)
@@ -239,7 +267,7 @@ async def figures_csv(request: web.Request) -> web.Response:
     lang, year, key = _lang(request), _year(request), request.match_info["key"]
     if key not in TITLES:
         raise web.HTTPNotFound()
-    kept = await _kept(request, year, "figures")
+    kept = await _kept(request.app, year, "figures")
     if kept is None:  # not counted yet: the page saying so, and no file
         return _counting_page(request, year, status=503)
     found = next(f for f in kept[1] if f.key == key)

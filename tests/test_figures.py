@@ -290,9 +290,17 @@ async def test_two_instances_show_the_same_numbers_one_counting(
     assert _table(html, "late")["SP1 4a"] == {"2026-11": "1"}
     clock.advance(minutes=4)
     assert (await run_job(other.services, "figures-refresh"))["counted"] == [2026]
+    # the new counting is drawn in the background; meanwhile the last drawing, as of then
+    html = await (await second.get("/panel/szkoly")).text()
+    assert _table(html, "late")["SP1 4a"] == {"2026-11": "1"}
+    assert "Stan na 25.11.2026, 10:00." in html
+    await _console(other)[panel_figures.DRAWING][(2026, "pl")]
     html = await (await second.get("/panel/szkoly")).text()
     assert _table(html, "late")["SP1 4a"] == {"2026-11": "2"}
     assert "Stan na 25.11.2026, 10:05." in html
+    # the CSV reads the cells, never a drawing: the new numbers at once
+    rows = list(csv.reader(io.StringIO(await (await second.get("/panel/szkoly/late.csv")).text())))
+    assert rows[1] == ["SP1 4a", "2"]
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="no Chromium (apt-get install chromium)")
