@@ -15,20 +15,16 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import statistics
 import time
 from datetime import datetime, timedelta, timezone
 
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from tortoise import connections
 
-from bench.common import bench_settings, machine, tempdir
+from bench.common import bare_page, bench_settings, fresh_database, machine, staff_cookies, tempdir, timed
 from gateway.app import create_app
-from gateway.keys import SERVICES
-from handlers import staff
 from store import search
-from store.models import Case, CaseEvent, Person
+from store.models import Case, CaseEvent
 from store.sql import sql
 
 CASES = int(os.environ.get("CASES", 100_000))
@@ -96,53 +92,22 @@ async def build(rng: random.Random) -> str:
     return rare
 
 
-async def percentiles(client: TestClient, path: str, cookies: dict[str, str]
-                      ) -> tuple[float, float]:
-    timings = []
-    for _ in range(RUNS):
-        began = time.perf_counter()
-        async with client.get(path, cookies=cookies, allow_redirects=False) as resp:
-            await resp.read()
-            assert resp.status == 200, (path, resp.status)
-        timings.append((time.perf_counter() - began) * 1000)
-    timings.sort()
-    return statistics.median(timings), timings[int(len(timings) * 0.95) - 1]
-
-
-async def bare_page() -> tuple[float, float]:
-    async def page(request: web.Request) -> web.Response:
-        return web.Response(text="<!doctype html><title>x</title><p>ok", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_get("/", page)
-    async with TestClient(TestServer(app)) as client:
-        return await percentiles(client, "/", {})
-
-
 async def main() -> None:
     print(f"machine: {machine()}")
     rng = random.Random(2026)
     with tempdir() as tmp:
         settings = bench_settings(tmp)
-        if settings.database_url.startswith("postgres"):
-            import asyncpg
-
-            conn = await asyncpg.connect(settings.database_url.replace("postgres://",
-                                                                       "postgresql://", 1))
-            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-            await conn.close()
+        await fresh_database(settings)
         app = create_app(settings, run_workers=False, start_listeners=False)
         async with TestClient(TestServer(app)) as client:
             print(f"building {CASES:,} cases and {CASES * EVENTS_PER_CASE:,} events on "
                   f"{settings.database_url.split(':')[0]} …", flush=True)
             rare = await build(rng)
-            clerk = await Person.create(name="Urzędniczka", roles=["staff"], units=["urzad"])
-            token, _ = await staff.start_session(clerk, app[SERVICES].clock.now())
-            cookies = {"panel-sesja": token}
+            cookies = await staff_cookies(app, ["urzad"], "Urzędniczka")
             assert await Case.all().count() == CASES
             print(f"rows: {await Case.all().count():,} cases, "
                   f"{await CaseEvent.all().count():,} events")
-            base50, base95 = await bare_page()
+            base50, base95 = await bare_page(len("<!doctype html><title>x</title><p>ok"), RUNS)
             print(f"bare aiohttp page: p50 {base50:.1f} ms, p95 {base95:.1f} ms")
             for title, path in (
                     ("queue, open cases", "/panel/sprawy?status=open"),
@@ -153,7 +118,7 @@ async def main() -> None:
                     ("search, a common word", "/panel/sprawy?szukaj=urzad"),
                     ("one case page", "/panel/sprawy/UM-2025-099999"
                      if CASES == 100_000 else "/panel/sprawy/UM-2021-000001")):
-                p50, p95 = await percentiles(client, path, cookies)
+                p50, p95, _ = await timed(client, path, cookies, RUNS)
                 print(f"{title}: p50 {p50:.1f} ms, p95 {p95:.1f} ms "
                       f"({'under' if p95 < 200 else 'OVER'} 200 ms), "
                       f"ratio to the bare page {p95 / base95:.1f}")

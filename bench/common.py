@@ -12,6 +12,7 @@ import itertools
 import multiprocessing
 import os
 import platform
+import statistics
 import tempfile
 import time
 import uuid
@@ -22,7 +23,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
 
 from gateway.config import Settings
@@ -109,6 +110,63 @@ def tempdir() -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix="emil-bench-", dir="var")
 
 
+async def fresh_database(settings: Settings) -> None:
+    """PostgreSQL: an empty `public` schema, so that a run starts from nothing (a SQLite
+    file in the run's scratch folder is new anyway)."""
+    if settings.database_url.startswith("postgres"):
+        import asyncpg
+
+        conn = await asyncpg.connect(settings.database_url.replace("postgres://",
+                                                                   "postgresql://", 1))
+        try:
+            await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+        finally:
+            await conn.close()
+
+
+async def staff_cookies(app: web.Application, units: list[str], name: str = "Bench") -> dict[str, str]:
+    """A signed-in console session of a new staff member of `units`, as its cookie."""
+    from gateway.keys import SERVICES
+    from handlers import staff
+    from store.models import Person
+
+    person = await Person.create(name=name, roles=["staff"], units=units)
+    token, _ = await staff.start_session(person, app[SERVICES].clock.now())
+    return {"panel-sesja": token}
+
+
+async def timed(client: TestClient, path: str, cookies: dict[str, str], runs: int,
+                before: Any = None) -> tuple[float, float, int]:
+    """GET `path` `runs` times, one after another: (p50 ms, p95 ms, size of the last
+    answer in bytes). `before`, if given, is called before each request."""
+    timings, size = [], 0
+    for _ in range(runs):
+        if callable(before):
+            before()
+        began = time.perf_counter()
+        async with client.get(path, cookies=cookies, allow_redirects=False) as resp:
+            size = len(await resp.read())
+            assert resp.status == 200, (path, resp.status)
+        timings.append((time.perf_counter() - began) * 1000)
+    timings.sort()
+    return statistics.median(timings), timings[max(0, int(len(timings) * 0.95) - 1)], size
+
+
+async def bare_page(size: int, runs: int) -> tuple[float, float]:
+    """p50 and p95 of a bare aiohttp handler answering a static page of `size` bytes:
+    the baseline of the page benchmarks."""
+    body = "<!doctype html><title>x</title><p>" + "x" * max(0, size - 33)
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=body, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    async with TestClient(TestServer(app)) as client:
+        p50, p95, _ = await timed(client, "/", {}, runs)
+        return p50, p95
+
+
 @contextlib.asynccontextmanager
 async def telegram_gateway(rate: float, **overrides: Any
                            ) -> AsyncIterator[tuple[BotApiDouble, web.Application]]:
@@ -136,4 +194,5 @@ async def telegram_gateway(rate: float, **overrides: Any
         await server.close()
 
 
-__all__ = ["Path", "bench_settings", "load", "machine", "report", "telegram_gateway", "tempdir"]
+__all__ = ["Path", "bare_page", "bench_settings", "fresh_database", "load", "machine", "report",
+           "staff_cookies", "telegram_gateway", "tempdir", "timed"]

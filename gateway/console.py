@@ -22,7 +22,7 @@ def create() -> web.Application:
     console.router.add_routes(panel_sections.routes)
     console.router.add_routes(panel_unread.routes)
     console.router.add_routes(panel_figures.routes)
-    console[panel_figures.CACHE] = {}
+    panel_figures.setup(console)
     return console
 
 

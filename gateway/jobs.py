@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from handlers import grades, library
+from handlers import figures, grades, library
 from handlers import retention as retention_rules
 from handlers.context import ServiceContext
 from handlers.retention import Retention
@@ -53,6 +53,11 @@ def jobs() -> tuple[JobSpec, ...]:
         JobSpec("scheduled-announcements", announcements.scheduled_run,
                 every=lambda s: s.announcement_poll_seconds, due_format="%Y-%m-%dT%H:%M:%S"),
         JobSpec("retention", retention, cron={"hour": lambda s: 3, "minute": lambda s: 30}),
+        # the schools' figures (#20): counted at night, and soon after the register changed
+        JobSpec("figures", figures.nightly_run, cron={"hour": lambda s: 2, "minute": lambda s: 15}),
+        JobSpec("figures-refresh", figures.refresh_run,  # on the clock: once across instances
+                cron={"minute": lambda s: f"*/{figures.REFRESH_MINUTES}"},
+                due_format="%Y-%m-%dT%H:%M"),
     )
 
 

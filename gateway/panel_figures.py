@@ -6,26 +6,41 @@ The console's CSP allows no script, and pygal always writes one (its tooltips' c
 even with `js=[]`: the chart is built as pygal's element tree and every `<script>` is
 taken out before it is written, so the page carries none. Suppressed cells are not given
 to pygal at all (a gap in the chart), so their numbers cannot leak through the SVG.
+
+The page counts nothing (#20): it reads the cells the figures jobs stored
+(store/figure_cells.py), one indexed query, and says when they were counted ("stan na").
+Drawing six charts takes pygal longer than the rest of the page, so the drawn sections are
+kept per (year, language) with the `computed_at` they were drawn from; a new counting is
+drawn in the background while the page still shows the last drawing and its "as of".
+A year never counted is counted in the background (started here, once across
+instances) while the page says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import sys
-import time
+from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
-from xml.etree import ElementTree
 
 import pygal
 from aiohttp import web
 from markupsafe import Markup
+from pygal.etree import etree
 from pygal.style import Style
 
 from gateway.downloads import file_response
 from gateway.panel import _lang, _need, _now, _page, _services
 from handlers import figures
 from handlers.figures import Figure
+from handlers.i18n import short_datetime
 from handlers.text import whole_number
+from store import figure_cells
+
+log = logging.getLogger(__name__)
 
 #: pygal appends a `sys.meta_path` finder for its map plugins (`pygal.maps.*`, unused here)
 #: that has only the `find_module` Python 3.12 dropped: every later failed import then warns
@@ -34,10 +49,34 @@ sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, pygal.PluginIm
 
 routes = web.RouteTableDef()  # relative to the console's prefix, /panel (gateway/console.py)
 
-#: computed figures kept per school year for this long: a year of a town's register is
-#: millions of attendance entries, and the office's page need not be fresher than this
-CACHE_SECONDS = 300
+#: what was drawn, per (year, language) and per (year, "figures"): (computed_at, kept)
 CACHE = web.AppKey("figures_cache", dict)
+#: the background countings of never-counted years this process started, by year
+COUNTING = web.AppKey("figures_counting", dict)
+#: the background drawings of a new counting's charts, by (year, language)
+DRAWING = web.AppKey("figures_drawing", dict)
+
+
+def setup(console: web.Application) -> None:
+    """The page's state on the console, and the owner of its background countings."""
+    console[CACHE] = {}
+    console[COUNTING] = {}
+    console[DRAWING] = {}
+    console.cleanup_ctx.append(_background)
+
+
+async def _background(console: web.Application) -> AsyncIterator[None]:
+    """Countings and drawings still running at shutdown are cancelled and awaited (a
+    counting cut short writes nothing: the year's cells are replaced in one transaction)."""
+    yield
+    running = [t for tasks in (console[COUNTING], console[DRAWING])
+               for t in tasks.values() if not t.done()]
+    for task in running:
+        task.cancel()
+    for task in running:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
 
 #: (title pl, title en, corner pl, corner en) of each figure, in page order
 TITLES = {
@@ -64,31 +103,78 @@ _STYLE = Style(background="white", plot_background="white", foreground="#222",
                colors=("#1f5fa8", "#b34700", "#2e7d32", "#6a1b9a", "#8d6e00", "#00695c"))
 
 
-async def _figures(request: web.Request, year: int) -> list[Figure]:
-    """The year's figures, computed at most every CACHE_SECONDS."""
-    return (await _kept(request, year, "figures"))[0]
+def count_in_background(request: web.Request, year: int) -> asyncio.Task:
+    """Start counting a never-counted year, once in this process (and, by its run-once
+    guard, once across instances); the task is the console's, cancelled at shutdown."""
+    counting = request.app[COUNTING]
+    task = counting.get(year)
+    if task is None or task.done():
+        services = _services(request)
+
+        async def run() -> None:
+            try:
+                log.info("figures %s: %s", year, await figures.first_count(services, year))
+            except Exception:
+                log.exception("figures %s: counting failed", year)
+
+        task = counting[year] = asyncio.ensure_future(run())
+        task.set_name(f"figures-{year}")
+    return task
 
 
-async def _kept(request: web.Request, year: int, lang: str) -> list[Any]:
-    """What is kept for CACHE_SECONDS: the year's figures (`lang` "figures"), and each
-    language's page sections, charts drawn (pygal takes longer than the page itself)."""
-    cache = request.app[CACHE]
+def _draw_in_background(console: web.Application, year: int, lang: str) -> None:
+    """Draw a new counting's charts while the page still shows the last drawing (with
+    its own "as of"): drawing six charts of 80 classes takes pygal seconds, and the
+    refresh job may count every few minutes; only an instance's very first opening of a
+    year waits for the drawing."""
+    drawing = console[DRAWING]
+    task = drawing.get((year, lang))
+    if task is None or task.done():
+        async def run() -> None:
+            try:
+                await _kept(console, year, lang, wait=True)
+            except Exception:
+                log.exception("figures %s (%s): drawing failed", year, lang)
+
+        task = drawing[(year, lang)] = asyncio.ensure_future(run())
+        task.set_name(f"figures-draw-{year}-{lang}")
+
+
+async def _kept(console: web.Application, year: int, lang: str, wait: bool = False
+                ) -> tuple[datetime, Any] | None:
+    """The year's figures (`lang` "figures") or a language's page sections, charts
+    drawn, as of the latest counting (or, unless `wait`, the last drawing while the
+    latest is drawn); None when the year was never counted."""
+    when = await figure_cells.computed_at(year)
+    if when is None:
+        return None
+    cache = console[CACHE]
     kept = cache.get((year, lang))
-    if kept and time.monotonic() - kept[0] < CACHE_SECONDS:
-        return list(kept[1])
-    # one computation per key at a time (review of #20: every cold open computed it
-    # again, each seconds long): the others wait for it and take what it kept
+    if kept and kept[0] == when:
+        return kept
+    if kept and lang != "figures" and not wait:
+        _draw_in_background(console, year, lang)
+        return kept
+    # one drawing per key at a time (review of #20: every cold opening drew again)
     lock = cache.setdefault(("lock", year, lang), asyncio.Lock())
     async with lock:
         kept = cache.get((year, lang))
-        if kept and time.monotonic() - kept[0] < CACHE_SECONDS:
-            return list(kept[1])
+        if kept and kept[0] == when:
+            return kept
         if lang == "figures":
-            found: list[Any] = [await figures.compute(year, _services(request).zone)]
+            # the mark and the cells in one query: of one counting, even if a new one
+            # was written since `computed_at` was read
+            read, rows = await figure_cells.read_year(year)
+            if read is None:
+                return None
+            kept = (read, figures.from_rows(rows))
         else:  # pygal draws in a thread: seconds of drawing would stop the event loop
-            found = await asyncio.to_thread(_sections, await _figures(request, year), lang)
-        cache[(year, lang)] = (time.monotonic(), found)
-    return found
+            found = await _kept(console, year, "figures", wait=True)
+            if found is None:
+                return None
+            kept = (found[0], await asyncio.to_thread(_sections, found[1], lang))
+        cache[(year, lang)] = kept
+    return kept
 
 
 def _sections(found: list[Figure], lang: str) -> list[dict[str, Any]]:
@@ -143,7 +229,9 @@ def chart(figure: Figure, title: str, lang: str) -> Markup:
                 parent.remove(child)
     tree.set("role", "img")
     tree.set("aria-label", title)
-    return Markup(ElementTree.tostring(tree, encoding="unicode"))
+    # pygal's tree is lxml's when lxml is installed (signxml brings it), ElementTree's
+    # otherwise: its own `etree` writes either
+    return Markup(etree.tostring(tree, encoding="unicode"))
 
 
 def _table(figure: Figure, lang: str) -> dict[str, Any]:
@@ -153,12 +241,24 @@ def _table(figure: Figure, lang: str) -> dict[str, Any]:
                      for row, cells in figure.rows.items()]}
 
 
+def _counting_page(request: web.Request, year: int, status: int = 200) -> web.Response:
+    count_in_background(request, year)
+    response = _page(request, "figures", status=status, figures=None, year=year,
+                     min_pupils=figures.MIN_PUPILS, as_of=None)
+    response.headers["Retry-After"] = "30"
+    return response
+
+
 @routes.get("/szkoly")
 async def figures_page(request: web.Request) -> web.Response:
     _need(request, "figures")
     lang, year = _lang(request), _year(request)
-    shown = await _kept(request, year, lang)
-    return _page(request, "figures", figures=shown, year=year, min_pupils=figures.MIN_PUPILS)
+    kept = await _kept(request.app, year, lang)
+    if kept is None:
+        return _counting_page(request, year)
+    as_of = short_datetime(kept[0], lang, _services(request).zone)
+    return _page(request, "figures", figures=kept[1], year=year, as_of=as_of,
+                 min_pupils=figures.MIN_PUPILS)
 
 
 @routes.get("/szkoly/{key}.csv")
@@ -167,7 +267,10 @@ async def figures_csv(request: web.Request) -> web.Response:
     lang, year, key = _lang(request), _year(request), request.match_info["key"]
     if key not in TITLES:
         raise web.HTTPNotFound()
-    found = next(f for f in await _figures(request, year) if f.key == key)
+    kept = await _kept(request.app, year, "figures")
+    if kept is None:  # not counted yet: the page saying so, and no file
+        return _counting_page(request, year, status=503)
+    found = next(f for f in kept[1] if f.key == key)
     corner = TITLES[key][2 if lang == "pl" else 3]
     relabelled = Figure(found.key, found.kind, found.columns,
                         {_row_label(found, r, lang): c for r, c in found.rows.items()})

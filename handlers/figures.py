@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
-from tortoise.functions import Count
-
+from handlers.context import ServiceContext
+from store import figure_cells, jobruns
 from store.models import Attendance, Grade, Remark, Student
 
 #: a cell describing fewer pupils than this is suppressed (statistical disclosure control)
@@ -93,10 +93,6 @@ def _weight(text: str | None) -> float:
     return weight if weight > 0 else 1.0
 
 
-def _week(day: date) -> str:
-    return (day - timedelta(days=day.weekday())).isoformat()
-
-
 def _month(day: date) -> str:
     return f"{day.year}-{day.month:02d}"
 
@@ -126,41 +122,40 @@ class _Tally:
 async def compute(year: int, zone: tzinfo) -> list[Figure]:
     """Every figure for the school year starting in September of `year`; grades and
     remarks fall in the year and month of the town's clock (`zone`). The rows are read
-    here; the counting, hundreds of thousands of rows of plain Python, runs in a thread
-    (review of #20: seconds of it on the event loop stopped mail, the bot and HTTP)."""
+    on a connection of their own (store/figure_cells.long_reads); the counting, tens of
+    thousands of rows of plain Python, runs in a thread (review of #20: seconds of it on
+    the event loop stopped mail, the bot and HTTP)."""
     start, end = school_year(year)
-    classes = dict(await Student.all().values_list("id", "class_name"))
-    # a pupil's lessons of one day counted by the database: a sixth of the rows to read
-    entries = await Attendance.filter(date__gte=start, date__lte=end).annotate(
-        lessons=Count("id")).group_by("student_id", "date", "status").values_list(
-        "student_id", "date", "status", "lessons")
     first = datetime.combine(start, datetime.min.time(), zone)
     last = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone)
-    rows = await Grade.filter(recorded_at__gte=first, recorded_at__lt=last).values_list(
-        "student_id", "subject", "value", "weight", "recorded_at")
-    remarked = await Remark.filter(recorded_at__gte=first, recorded_at__lt=last
-                                   ).values_list("student_id", "kind")
+    async with figure_cells.long_reads() as db:
+        classes = dict(await Student.all().using_db(db).values_list("id", "class_name"))
+        # a pupil's week counted by the database: ~30 entries read as one row (#20)
+        entries = await figure_cells.attendance_by_week(db, start, end, PRESENT, "late")
+        rows = await Grade.filter(recorded_at__gte=first, recorded_at__lt=last).using_db(
+            db).values_list("student_id", "subject", "value", "weight", "recorded_at")
+        remarked = await Remark.filter(recorded_at__gte=first, recorded_at__lt=last
+                                       ).using_db(db).values_list("student_id", "kind")
     return await asyncio.to_thread(_count, classes, entries, rows, remarked, zone)
 
 
 def _count(classes: dict[str, str], entries: list[Any], rows: list[Any],
            remarked: list[Any], zone: tzinfo) -> list[Figure]:
-    """The figures from the rows `compute` read."""
+    """The figures from the rows `compute` read. A pupil is in one class, so the pupils
+    of a school's cell are its classes' pupils together."""
     by_school_week, by_class_week, late = _Tally(), _Tally(), _Tally()
     weeks: set[str] = set()
     months: set[str] = set()  # of attendance (late arrivals)
     graded: set[str] = set()  # of grades (the trend)
-    for pupil, day, status, lessons in entries:
+    for pupil, week, month, lessons, here, lates in entries:
         class_name = classes.get(pupil)
         if class_name is None:
             continue
-        week, month = _week(day), _month(day)
         weeks.add(week)
         months.add(month)
-        here = lessons if status in PRESENT else 0
         by_school_week.add(school_of(class_name), week, pupil, here, lessons)
         by_class_week.add(class_name, week, pupil, here, lessons)
-        late.add(class_name, month, pupil, lessons if status == "late" else 0, lessons)
+        late.add(class_name, month, pupil, lates, lessons)
     grades, trend = _Tally(), _Tally()
     for pupil, subject, value, weight, recorded in rows:
         number, class_name = grade_value(value), classes.get(pupil)
@@ -198,6 +193,104 @@ def hide_totals_over_hidden(totals: Figure, parts: Figure) -> Figure:
             if not cell.shown and total is not None and total.shown:
                 totals.rows[school_of(row)][column] = Cell(0.0, 0)  # nothing to leak
     return totals
+
+
+#: each figure's key and kind, in page order (what `compute` returns)
+KINDS = {"attendance_schools": "rate", "attendance_classes": "rate", "late": "count",
+         "grades": "average", "remarks": "count", "trend": "average"}
+#: how often the register's changes are looked for (the refresh job, on the clock's
+#: minutes so that every instance names the same due time): the figures are at most this
+#: much plus one counting older than the register
+REFRESH_MINUTES = 5
+
+
+def to_rows(found: list[Figure]) -> list[figure_cells.Row]:
+    """The figures as stored cells: a heading row per column (a column may have no cell)
+    and a row per cell, `position` the column's place. A hidden cell is stored without
+    its number (value 0): nobody reading the table later needs it, so it is not kept."""
+    rows: list[figure_cells.Row] = []
+    for figure in found:
+        place = {column: n for n, column in enumerate(figure.columns)}
+        rows += [(figure.key, "", column, n, 0.0, figure_cells.HEADING)
+                 for column, n in place.items()]
+        rows += [(figure.key, row, column, place[column], cell.value if cell.shown else 0.0,
+                  cell.pupils)
+                 for row, cells in figure.rows.items() for column, cell in cells.items()]
+    return rows
+
+
+def from_rows(rows: list[figure_cells.Row]) -> list[Figure]:
+    """The figures back from stored cells, rows in the order `compute` gives them."""
+    found = {key: Figure(key, kind, []) for key, kind in KINDS.items()}
+    headings: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    cells: dict[str, dict[str, dict[str, Cell]]] = defaultdict(lambda: defaultdict(dict))
+    for key, row, column, position, value, pupils in rows:
+        if key not in found:
+            continue
+        if pupils == figure_cells.HEADING:
+            headings[key].append((position, column))
+        else:
+            cells[key][row][column] = Cell(value, pupils)
+    for key, figure in found.items():
+        figure.columns = [column for _, column in sorted(headings[key])]
+        figure.rows = {row: cells[key][row] for row in sorted(cells[key])}
+    return list(found.values())
+
+
+async def recompute(year: int, zone: tzinfo, now: datetime) -> dict[str, Any]:
+    """Count the year and replace its stored cells. `now` (taken before counting) is the
+    year's `computed_at`: what changes while it counts is newer, so it is counted again."""
+    found = await compute(year, zone)
+    rows = to_rows(found)
+    await figure_cells.replace_year(year, rows, now)
+    return {"year": year, "cells": len(rows)}
+
+
+async def _stale(year: int, since: datetime, zone: tzinfo) -> bool:
+    """Whether the register changed the year's entries after `since` (by their
+    `updated_at`: every feed, import and API write sets it). A pupil moved to another
+    class, or entries deleted, wait for the nightly counting."""
+    start, end = school_year(year)
+    first = datetime.combine(start, datetime.min.time(), zone)
+    last = datetime.combine(end + timedelta(days=1), datetime.min.time(), zone)
+    async with figure_cells.long_reads() as db:
+        return (await Attendance.filter(date__gte=start, date__lte=end, updated_at__gt=since
+                                        ).using_db(db).exists()
+                or await Grade.filter(recorded_at__gte=first, recorded_at__lt=last,
+                                      updated_at__gt=since).using_db(db).exists()
+                or await Remark.filter(recorded_at__gte=first, recorded_at__lt=last,
+                                       updated_at__gt=since).using_db(db).exists())
+
+
+async def nightly_run(ctx: ServiceContext) -> dict[str, Any]:
+    """The job "figures": the current school year counted again, whatever changed."""
+    now = ctx.clock.now()
+    return await recompute(school_year_of(now.astimezone(ctx.zone).date()), ctx.zone, now)
+
+
+async def refresh_run(ctx: ServiceContext) -> dict[str, Any]:
+    """The job "figures-refresh" (every REFRESH_MINUTES): each counted year the register
+    changed since is counted again. Debounced by its period: a morning of hooks costs
+    one counting per period, not one per hook."""
+    counted = []
+    for year, since in await figure_cells.counted_years():
+        if await _stale(year, since, ctx.zone):
+            await recompute(year, ctx.zone, ctx.clock.now())
+            counted.append(year)
+    return {"counted": counted}
+
+
+async def first_count(ctx: ServiceContext, year: int) -> dict[str, Any]:
+    """A year nobody counted yet, asked for on the page: counted once across instances
+    (a run-once guard per year); an instance that finds the guard taken waits for the
+    cells the other one writes."""
+    now = ctx.clock.now()
+    run = await jobruns.begin("figures-first", str(year), now)
+    if run is None:
+        return {"skipped": "counted elsewhere"}
+    summary = await recompute(year, ctx.zone, now)
+    await jobruns.finish(run, ctx.clock.now(), summary)
+    return summary
 
 
 def number(cell: Cell | None, kind: str, lang: str) -> str:
