@@ -64,6 +64,23 @@ async def _migrated_once(url: str) -> None:
     await store.close()
 
 
+@pytest.fixture(autouse=True)
+async def _no_store_left_open() -> AsyncIterator[None]:
+    """A test that fails or times out between opening a store and closing it leaves
+    Tortoise's global context set, and every later test then fails to open its own
+    ("Global context fallback is already enabled"): one timeout became 25 failures in CI.
+    Whatever a test left open is closed here, so a failure stays that test's own."""
+    yield
+    from tortoise import context as tortoise_context
+
+    left = tortoise_context._global_context
+    if left is not None:
+        try:
+            await left.close_connections()
+        finally:
+            tortoise_context._global_context = None
+
+
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The schema migrated once per session, to copy for every test: migrating a fresh
