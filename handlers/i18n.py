@@ -13,6 +13,9 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
+from markupsafe import Markup, escape
+
+from handlers.signatures import printable
 
 LANGUAGES = ("pl", "en")
 DEFAULT_LANGUAGE = "pl"
@@ -274,19 +277,30 @@ def signature_result(status: str, detail: str, qualified: bool, lang: str) -> st
     return words.get(detail if detail in ("missing", "timeout") else "malformed", "")
 
 
-def signature_line(signature: object, lang: str, zone: ZoneInfo) -> str:
+def signature_line(signature: object, lang: str, zone: ZoneInfo, html: bool = False) -> str:
     """"Podpisany przez Jan Kowalski dnia 3 grudnia 2026, 14:05 — podpis ważny
     (kwalifikowany)" / "Signed by Jan Kowalski on 3 December 2026, 14:05 — valid
-    signature (qualified)": one stored verdict (store.models.DocumentSignature)."""
+    signature (qualified)": one stored verdict (store.models.DocumentSignature).
+
+    The signer's name is the signer's own text: made printable again here (a row stored
+    before that rule existed), and with `html` escaped and isolated in `<bdi>`, so that
+    the direction of its script cannot carry the verdict beside it along (Unicode UAX #9;
+    the HTML standard's bdi element)."""
     words = _SIGNATURE_RESULTS[language(lang)]
-    signer = str(getattr(signature, "signer", "") or "")
+    signer = printable(str(getattr(signature, "signer", "") or ""))
     signed_at = getattr(signature, "signed_at", None)
-    head = f"{words['signed_by']} {signer}" if signer else words["heading"]
-    if signed_at is not None:
-        when = format_datetime(signed_at.astimezone(zone), "d MMMM y, HH:mm",
-                               locale=language(lang))
-        head += f" {words['on']} {when}"
+    when = format_datetime(signed_at.astimezone(zone), "d MMMM y, HH:mm",
+                           locale=language(lang)) if signed_at is not None else ""
     result = signature_result(str(getattr(signature, "status", "")),
                               str(getattr(signature, "detail", "")),
                               bool(getattr(signature, "qualified", False)), lang)
+    if html:
+        line = Markup("{} <bdi>{}</bdi>").format(words["signed_by"], signer) if signer \
+            else escape(words["heading"])
+        if when:
+            line += Markup(" {} {}").format(words["on"], when)
+        return Markup("{} — {}").format(line, result)
+    head = f"{words['signed_by']} {signer}" if signer else words["heading"]
+    if when:
+        head += f" {words['on']} {when}"
     return f"{head} — {result}"

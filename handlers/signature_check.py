@@ -23,10 +23,11 @@ import resource
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from handlers import signatures
@@ -144,7 +145,7 @@ async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
     rows = rows[:young]
     if not rows:
         return 0
-    found: list[DocumentSignature] = []
+    found: list[list[DocumentSignature]] = []
     for row in rows:
         if not _candidate(row):
             continue
@@ -154,13 +155,9 @@ async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
         if kind is None:
             continue
         covered_id, covered = (await _covered(row)) if kind == signatures.CADES else (None, None)
-        for verdict in await verify(row["filename"], row["content_type"], blob, covered):
-            found.append(DocumentSignature(
-                case_id=row["case_id"], attachment_id=row["id"],
-                signed_attachment_id=covered_id, kind=verdict.kind, status=verdict.status,
-                signer=verdict.signer[:300], qualified=verdict.qualified,
-                signed_at=datetime.fromisoformat(verdict.signed_at) if verdict.signed_at else None,
-                detail=verdict.detail[:500], checked_at=now))
+        found.append([_stored(row, kind, covered_id, verdict, now)
+                      for verdict in await verify(row["filename"], row["content_type"], blob,
+                                                  covered)])
     last = rows[-1]["id"]
     async with in_transaction() as db:
         mark = await Counter.select_for_update().using_db(db).get(name=WATERMARK)
@@ -169,12 +166,64 @@ async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
         ids = [row["id"] for row in rows]
         # idempotent: a round stored once, whatever ran before
         await DocumentSignature.filter(attachment_id__in=ids).using_db(db).delete()
-        if found:
-            await DocumentSignature.bulk_create(found, using_db=db)
+        stored = 0
+        for verdicts in found:
+            stored += await _store(db, verdicts)
         await Counter.filter(name=WATERMARK).using_db(db).update(value=last)
-    if found:
-        log.info("signatures: %d verdict(s) for %d file(s)", len(found), len(rows))
+    if stored:
+        log.info("signatures: %d verdict(s) for %d file(s)", stored, len(rows))
     return len(rows)
+
+
+def _stored(row: dict[str, Any], kind: str, covered_id: int | None, verdict: Verdict,
+            now: datetime) -> DocumentSignature:
+    """A verdict as a row: every text printable (signatures.printable) and every code one
+    the pages know. A verdict is what a child parsed out of a stranger's file; one the
+    database refuses would fail its round again and again, and the watermark would
+    never pass the file. Codes it does not know make it "unreadable"."""
+    if (verdict.kind, verdict.status, verdict.detail) != (
+            kind, verdict.status if verdict.status in signatures.STATUSES else None,
+            verdict.detail if verdict.detail in signatures.DETAILS else None):
+        log.warning("a verdict for %r held unknown codes; stored as unreadable", row["filename"])
+        verdict = Verdict(kind=kind, status=signatures.UNREADABLE, detail=signatures.MALFORMED)
+    try:
+        signed_at = datetime.fromisoformat(verdict.signed_at) if verdict.signed_at else None
+    except (TypeError, ValueError):
+        signed_at = None  # a date we cannot read is no date
+    if signed_at is not None and signed_at.tzinfo is None:
+        signed_at = signed_at.replace(tzinfo=UTC)
+    return DocumentSignature(
+        case_id=row["case_id"], attachment_id=row["id"], signed_attachment_id=covered_id,
+        kind=kind, status=verdict.status, signer=signatures.printable(verdict.signer),
+        qualified=verdict.qualified is True and verdict.status == signatures.VALID,
+        signed_at=signed_at, detail=verdict.detail, checked_at=now)
+
+
+async def _store(db: Any, verdicts: list[DocumentSignature]) -> int:
+    """One file's verdicts, under a savepoint: if the database still refuses them, the
+    file gets one "unreadable" verdict instead, and if it refuses that too (the file was
+    erased meanwhile), nothing — the round goes on and the watermark passes the file."""
+    if not verdicts:
+        return 0
+    first = verdicts[0]
+    try:
+        async with db._in_transaction():  # a SAVEPOINT inside the round's transaction
+            await DocumentSignature.bulk_create(verdicts, using_db=db)
+        return len(verdicts)
+    except (IntegrityError, OperationalError, ValueError):
+        log.warning("the verdicts for attachment %s could not be stored", first.attachment_id,
+                    exc_info=True)
+    try:
+        async with db._in_transaction():
+            await DocumentSignature.create(
+                using_db=db, case_id=first.case_id, attachment_id=first.attachment_id,
+                signed_attachment_id=first.signed_attachment_id, kind=first.kind,
+                status=signatures.UNREADABLE, detail=signatures.MALFORMED,
+                checked_at=first.checked_at)
+        return 1
+    except (IntegrityError, OperationalError):
+        log.info("attachment %s is gone; nothing stored for it", first.attachment_id)
+        return 0
 
 
 async def drain(verify: Verify, now: datetime, settle: timedelta = SETTLE) -> int:

@@ -28,6 +28,7 @@ import json
 import logging
 import re
 import sys
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -45,6 +46,21 @@ CHAIN = "chain"  # the chain does not end at a trusted root
 MALFORMED = "malformed"  # the file cannot be read as what it says it is
 MISSING = "missing"  # a detached signature whose file is not in the case
 TIMEOUT = "timeout"  # verification took longer than allowed (a hostile file?)
+EXPIRED = "expired"  # valid maths, but the signer's certificate is no longer valid
+PARTIAL = "partial"  # valid maths over only a part of the document
+KINDS = (PADES, XADES, CADES)
+STATUSES = (VALID, INVALID, UNTRUSTED, UNREADABLE)
+DETAILS = ("", CHANGED, BAD_SIGNATURE, CHAIN, MALFORMED, MISSING, TIMEOUT, EXPIRED, PARTIAL)
+
+#: the longest text kept from a certificate (store.models.DocumentSignature.signer's length)
+TEXT_LIMIT = 300
+#: Unicode categories dropped from a certificate's text: format characters (the bidi
+#: overrides and isolates, zero-width characters: they can make "Jan Kowalski — podpis
+#: nieważny" read as valid on a page), surrogates, private use, unassigned
+_DROPPED = frozenset({"Cf", "Cs", "Co", "Cn"})
+#: categories read as a space: controls (NUL breaks PostgreSQL's text type), line and
+#: paragraph separators, and every other space
+_SPACES = frozenset({"Cc", "Zl", "Zp", "Zs"})
 
 #: ETSI EN 319 412-5 §4.2.1 / RFC 3739: the certificate extension QCStatements
 #: (id-pe-qcStatements 1.3.6.1.5.5.7.1.3) holding the statement QcCompliance
@@ -120,15 +136,35 @@ def load_roots(pem: bytes | str | None) -> list[Any]:
             if kind == "CERTIFICATE"]
 
 
+def printable(text: object, limit: int = TEXT_LIMIT) -> str:
+    """Any text taken from a certificate (or from a child's answer about one) as text a
+    page, a database and a person can take: NFC, no control or format character, one
+    space between words, at most `limit` characters. A certificate is the signer's own
+    bytes: its name may hold NUL (PostgreSQL refuses it, and the attachment would be
+    verified again forever) or U+202E (the page would read backwards)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if isinstance(text, (list, tuple)):
+        text = " ".join(str(part) for part in text)
+    kept = []
+    for char in unicodedata.normalize("NFC", "" if text is None else str(text)):
+        category = unicodedata.category(char)
+        if category in _SPACES:
+            kept.append(" ")
+        elif category not in _DROPPED:
+            kept.append(char)
+    clean = " ".join("".join(kept).split())
+    return clean if len(clean) <= limit else clean[: limit - 1].rstrip() + "…"
+
+
 def signer_name(cert: Any) -> str:
-    """"Jan Kowalski (Urząd Miasta)": the subject's common name, and its organisation."""
+    """"Jan Kowalski (Urząd Miasta)": the subject's common name, and its organisation,
+    as printable text."""
     native = cert.subject.native
-    name = str(native.get("common_name") or native.get("surname") or "").strip()
-    organisation = str(native.get("organization_name") or "").strip()
-    if isinstance(native.get("common_name"), list):
-        name = " ".join(native["common_name"])
+    name = printable(native.get("common_name") or native.get("surname") or "")
+    organisation = printable(native.get("organization_name") or "")
     if organisation and organisation != name:
-        return f"{name} ({organisation})" if name else organisation
+        return printable(f"{name} ({organisation})" if name else organisation)
     return name
 
 
