@@ -246,6 +246,8 @@ _SIGNATURE_RESULTS = {
            "signature": "podpis nieważny: nie pasuje do certyfikatu podpisującego",
            "untrusted": "podpis ważny, ale niezaufany (certyfikat nie pochodzi od zaufanego "
                         "wystawcy)",
+           "expired": "podpis ważny, ale niezaufany (certyfikat podpisującego wygasł)",
+           "partial": "podpis nieważny: obejmuje tylko część dokumentu",
            "malformed": "nie udało się sprawdzić podpisu: plik jest uszkodzony albo w "
                         "nieznanym formacie",
            "missing": "nie udało się sprawdzić podpisu: w sprawie brak pliku, którego dotyczy",
@@ -256,6 +258,8 @@ _SIGNATURE_RESULTS = {
            "signature": "invalid signature: it does not match the signer's certificate",
            "untrusted": "valid signature, but not trusted (the certificate is not from a "
                         "trusted issuer)",
+           "expired": "valid signature, but not trusted (the signer's certificate has expired)",
+           "partial": "invalid signature: it covers only a part of the document",
            "malformed": "the signature could not be checked: the file is damaged or in an "
                         "unknown format",
            "missing": "the signature could not be checked: the file it covers is not in the "
@@ -271,9 +275,9 @@ def signature_result(status: str, detail: str, qualified: bool, lang: str) -> st
     if status == "valid":
         return words["qualified" if qualified else "valid"]
     if status == "untrusted":
-        return words["untrusted"]
+        return words["expired" if detail == "expired" else "untrusted"]
     if status == "invalid":
-        return words["signature" if detail == "signature" else "changed"]
+        return words[detail if detail in ("signature", "partial") else "changed"]
     return words.get(detail if detail in ("missing", "timeout") else "malformed", "")
 
 

@@ -215,7 +215,7 @@ def _status_verdict(kind: str, status: Any) -> Verdict:
         # a later revision changed the document in a way its signature does not allow
         return replace(found, status=INVALID, detail=CHANGED)
     if not status.trusted:
-        return replace(found, status=UNTRUSTED, detail=CHAIN)
+        return replace(found, status=UNTRUSTED, detail=EXPIRED if _expired(cert) else CHAIN)
     return replace(found, qualified=is_qualified(cert))
 
 
@@ -306,25 +306,80 @@ def _xml_parser() -> Any:
                            huge_tree=False, remove_comments=False)
 
 
-def _verifier() -> Any:
+def _top_signatures(root: Any) -> list[Any]:
+    """The document's own signatures, in document order: every ds:Signature not inside
+    another one (one inside is a countersignature: it signs the signature, not the
+    document). Parallel signatures (co-signers of one document) are all here."""
+    return [element for element in root.iter(f"{{{XMLDSIG}}}Signature")
+            if not any(a.tag == f"{{{XMLDSIG}}}Signature" for a in element.iterancestors())]
+
+
+def _verifier(index: int) -> Any:
+    """signxml's XAdES verifier for the document's `index`-th signature."""
     from signxml.verifier import _remove_sig
     from signxml.xades import XAdESVerifier
 
     class Verifier(XAdESVerifier):
+        def _get_signature(self, root: Any) -> Any:
+            # signxml takes the first ds:Signature; a parallel signature is another one.
+            # Called on the document and on each copy signxml makes of it: the same
+            # index finds the same signature in each
+            found = _top_signatures(root)
+            if index >= len(found):
+                raise ValueError("no such signature")
+            return found[index]
+
         def _apply_transforms(self, payload: Any, *, transforms_node: Any,
                               signature: Any) -> Any:
             # signxml skips an XPath transform it does not know; this one (and only this
-            # one, written exactly so) means "the document without its signature"
+            # one, written exactly so) means "the document without any ds:Signature":
+            # every signature goes, not just this one — a parallel signature added later
+            # was not there when this one was made (XMLDSig §6.6.3; endesive and Polish
+            # signing applications write it for that reason). The enveloped-signature
+            # transform stays signxml's: by XMLDSig §6.6.4 it removes only its own
             for transform in ([] if transforms_node is None
                               else self._findall(transforms_node, "Transform")):
                 expression = transform.find(f"{{{XMLDSIG}}}XPath")
                 if (transform.get("Algorithm") == _XPATH and expression is not None
                         and " ".join((expression.text or "").split()) == _NO_SIGNATURE_XPATH):
-                    _remove_sig(signature, idempotent=True)
+                    document = signature.getroottree().getroot()
+                    for other in _top_signatures(document):
+                        if other is not document:
+                            _remove_sig(other, idempotent=True)
             return super()._apply_transforms(payload, transforms_node=transforms_node,
                                              signature=signature)
 
     return Verifier()
+
+
+#: a Reference's Type naming XAdES' SignedProperties (any XAdES version): it signs the
+#: signing time and certificate, not the document
+_SIGNED_PROPERTIES = "#SignedProperties"
+
+
+def _covers_document(root: Any, signature: Any) -> bool:
+    """Whether the signature's references cover everything a reader of the file sees: a
+    reference to the whole document (URI "" or the root's own Id), or, for an enveloping
+    signature (the root is the ds:Signature), to every ds:Object that holds content.
+    A reference to one element only leaves the rest of the file unsigned — a clerk
+    would read words nobody signed (XML signature wrapping)."""
+    uris = {reference.get("URI") for reference in
+            signature.iterfind(f"{{{XMLDSIG}}}SignedInfo/{{{XMLDSIG}}}Reference")
+            if not (reference.get("Type") or "").endswith(_SIGNED_PROPERTIES)}
+    if "" in uris:
+        return True
+    if signature is not root:
+        ids = [root.get(name) for name in ("Id", "ID", "id") if root.get(name)]
+        return any(f"#{value}" in uris for value in ids)
+    objects = [o for o in signature.iterfind(f"{{{XMLDSIG}}}Object")
+               if not (len(o) == 1 and str(o[0].tag).endswith("}QualifyingProperties"))]
+    return bool(objects) and all(
+        any(f"#{o.get(name)}" in uris for name in ("Id", "ID", "id") if o.get(name))
+        for o in objects)
+
+
+def _expired(cert: Any) -> bool:
+    return bool(cert["tbs_certificate"]["validity"]["not_after"].native < datetime.now(UTC))
 
 
 def _signing_time(root: Any) -> str | None:
@@ -341,11 +396,9 @@ def _signing_time(root: Any) -> str | None:
 
 
 def verify_xml(data: bytes, roots: Sequence[Any]) -> list[Verdict]:
-    from asn1crypto import x509
+    """A verdict for each of the document's own signatures (parallel co-signers each
+    get theirs)."""
     from lxml import etree
-    from pyhanko_certvalidator import CertificateValidator
-    from signxml.exceptions import InvalidDigest, InvalidSignature
-    from signxml.xades import XAdESSignatureConfiguration
 
     if re.search(rb"<!DOCTYPE|<!ENTITY", data[:65536], re.IGNORECASE):
         # no signed document needs a DTD; an entity bomb is refused before parsing (and
@@ -357,12 +410,20 @@ def verify_xml(data: bytes, roots: Sequence[Any]) -> list[Verdict]:
     except etree.XMLSyntaxError:
         return [Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)] \
             if XMLDSIG.encode() in data else []
-    signature = root if root.tag == f"{{{XMLDSIG}}}Signature" else \
-        root.find(f".//{{{XMLDSIG}}}Signature")
-    if signature is None:
-        return []  # plain XML: nothing to say about it
+    # plain XML has none: nothing to say about it
+    return [_verify_xml_signature(data, root, index, signature, roots)
+            for index, signature in enumerate(_top_signatures(root))]
+
+
+def _verify_xml_signature(data: bytes, root: Any, index: int, signature: Any,
+                          roots: Sequence[Any]) -> Verdict:
+    from asn1crypto import x509
+    from pyhanko_certvalidator import CertificateValidator
+    from signxml.exceptions import InvalidCertificate, InvalidDigest, InvalidSignature
+    from signxml.xades import XAdESSignatureConfiguration
+
     certs = []
-    for element in signature.iterfind(f".//{{{XMLDSIG}}}X509Certificate"):
+    for element in signature.iterfind(f"{{{XMLDSIG}}}KeyInfo//{{{XMLDSIG}}}X509Certificate"):
         try:
             certs.append(x509.Certificate.load(base64.b64decode("".join((element.text or
                                                                          "").split()))))
@@ -371,31 +432,44 @@ def verify_xml(data: bytes, roots: Sequence[Any]) -> list[Verdict]:
     # the signer's own certificate first: a CA certificate in KeyInfo signs nothing here
     certs.sort(key=lambda c: bool(c.ca))
     if not certs:
-        return [Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)]
+        return Verdict(kind=XADES, status=UNREADABLE, detail=MALFORMED)
     signed_at = _signing_time(signature)
-    config = XAdESSignatureConfiguration(expect_references=True)
     for cert in certs:
         found = Verdict(kind=XADES, status=VALID, signer=signer_name(cert), signed_at=signed_at)
         pem = "-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(cert.dump()).decode() + \
               "-----END CERTIFICATE-----\n"
+        # the maths are checked at a moment the certificate was valid: whether it is
+        # valid now (expired, revoked, unknown issuer) is the trust question below, and
+        # an expired certificate does not make a document "changed"
+        config = XAdESSignatureConfiguration(
+            expect_references=True,
+            verification_time=cert["tbs_certificate"]["validity"]["not_before"].native)
         try:
-            _verifier().verify(data, x509_cert=pem, expect_config=config, parser=_xml_parser())
+            _verifier(index).verify(data, x509_cert=pem, expect_config=config,
+                                    parser=_xml_parser())
         except InvalidDigest:
-            return [replace(found, status=INVALID, detail=CHANGED)]
+            return replace(found, status=INVALID, detail=CHANGED)
+        except InvalidCertificate:
+            # a certificate signxml will not use (it subclasses InvalidSignature: caught
+            # first, so it never reads as "the signature does not match")
+            log.info("an XAdES certificate was refused", exc_info=True)
+            return replace(found, status=UNREADABLE, detail=MALFORMED)
         except InvalidSignature:
             continue  # not this certificate's signature: try the next one
         except Exception:  # noqa: BLE001 - malformed or unsupported: unreadable
             log.info("an XAdES signature could not be verified", exc_info=True)
-            return [replace(found, status=UNREADABLE, detail=MALFORMED)]
+            return replace(found, status=UNREADABLE, detail=MALFORMED)
+        if not _covers_document(root, signature):
+            return replace(found, status=INVALID, detail=PARTIAL)
         try:
             asyncio.run(CertificateValidator(
                 cert, intermediate_certs=[c for c in certs if c is not cert],
                 validation_context=_context(roots)).async_validate_usage(set()))
         except Exception:  # noqa: BLE001 - any failure of the chain: not trusted
-            return [replace(found, status=UNTRUSTED, detail=CHAIN)]
-        return [replace(found, qualified=is_qualified(cert))]
-    return [Verdict(kind=XADES, status=INVALID, detail=BAD_SIGNATURE, signer=signer_name(certs[0]),
-                    signed_at=signed_at)]
+            return replace(found, status=UNTRUSTED, detail=EXPIRED if _expired(cert) else CHAIN)
+        return replace(found, qualified=is_qualified(cert))
+    return Verdict(kind=XADES, status=INVALID, detail=BAD_SIGNATURE, signer=signer_name(certs[0]),
+                   signed_at=signed_at)
 
 
 # --- one entry point --------------------------------------------------------------------

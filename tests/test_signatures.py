@@ -69,13 +69,13 @@ def _name(common: str, organisation: str | None = None) -> x509.Name:
     return x509.Name(parts)
 
 
-def issue(subject: x509.Name, issuer: Party | None, *, ca: bool, qualified: bool = False
-          ) -> Party:
+def issue(subject: x509.Name, issuer: Party | None, *, ca: bool, qualified: bool = False,
+          not_before: datetime = NOT_BEFORE, days: int = 3650) -> Party:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     builder = (x509.CertificateBuilder().subject_name(subject)
                .issuer_name(issuer.cert.subject if issuer else subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOT_BEFORE).not_valid_after(NOT_BEFORE + timedelta(days=3650))
+               .not_valid_before(not_before).not_valid_after(not_before + timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(
                    digital_signature=not ca, content_commitment=not ca, key_encipherment=False,
@@ -152,15 +152,28 @@ def signed_pdf(party: Party, pki: Pki) -> bytes:
     return out.getvalue()
 
 
-def signed_xml(party: Party, pki: Pki) -> bytes:
-    document = ('<?xml version="1.0" encoding="UTF-8"?><wniosek><organ>Urząd Miasta '
+XML_DOCUMENT = ('<?xml version="1.0" encoding="UTF-8"?><wniosek><organ>Urząd Miasta '
                 'Milanówka</organ><tresc>Proszę o wydanie zaświadczenia.</tresc>'
                 '</wniosek>').encode()
 
+
+def _xml_signer(party: Party) -> Any:
     def sign(data: bytes, algorithm: str) -> bytes:
         return party.key.sign(data, padding.PKCS1v15(), getattr(hashes, algorithm.upper())())
 
-    tree = BES().enveloped(document, party.cert, party.der, sign, None, None)
+    return sign
+
+
+def signed_xml(party: Party, pki: Pki, document: bytes = XML_DOCUMENT) -> bytes:
+    tree = BES().enveloped(document, party.cert, party.der, _xml_signer(party), None, None)
+    return etree.tostring(tree, encoding="UTF-8", xml_declaration=True)
+
+
+def enveloping_xml(party: Party, document: bytes = XML_DOCUMENT) -> bytes:
+    """endesive's enveloping XAdES-BES: the root is the ds:Signature, the document sits
+    in a ds:Object its reference names by Id."""
+    tree = BES().enveloping("wniosek.xml", document, "text/xml", party.cert, party.der,
+                            _xml_signer(party), base64encode=False)
     return etree.tostring(tree, encoding="UTF-8", xml_declaration=True)
 
 
@@ -434,9 +447,9 @@ def test_every_result_reads_in_both_languages() -> None:
         "Podpisany przez Jan Kowalski dnia 3 grudnia 2026, 14:05 — podpis ważny (kwalifikowany)")
     assert i18n.signature_line(line, "en", zone) == (
         "Signed by Jan Kowalski on 3 December 2026, 14:05 — valid signature (qualified)")
-    cases = [("valid", ""), ("untrusted", "chain"), ("invalid", "changed"),
-             ("invalid", "signature"), ("unreadable", "malformed"), ("unreadable", "missing"),
-             ("unreadable", "timeout")]
+    cases = [("valid", ""), ("untrusted", "chain"), ("untrusted", "expired"),
+             ("invalid", "changed"), ("invalid", "signature"), ("invalid", "partial"),
+             ("unreadable", "malformed"), ("unreadable", "missing"), ("unreadable", "timeout")]
     for lang in ("pl", "en"):
         said = [i18n.signature_result(status, detail, False, lang) for status, detail in cases]
         assert len(set(said)) == len(cases) and all(said), said  # each its own words
@@ -567,3 +580,63 @@ async def test_a_file_erased_while_it_is_verified_does_not_stop_the_round(
     found = await verdicts(number)
     assert set(found) == {"wniosek.pdf", "skan.pdf.p7s"}
     assert found["wniosek.pdf"][:2] == ("pades", "valid")
+
+
+@pytest.fixture(scope="module")
+def expired(pki: Pki) -> Party:
+    """A signer whose certificate ran out in 2021: what a resident's old card gives."""
+    return issue(_name("Piotr Wygasły"), pki.intermediate, ca=False,
+                 not_before=datetime(2020, 1, 1, tzinfo=UTC), days=366)
+
+
+def test_a_signature_by_an_expired_certificate_is_untrusted_never_invalid(
+        pki: Pki, expired: Party) -> None:
+    xml = one(signatures.verify("wniosek.xml", "text/xml", signed_xml(expired, pki), pki.roots))
+    assert (xml.status, xml.detail, xml.signer) == ("untrusted", "expired", "Piotr Wygasły")
+    pdf = one(signatures.verify("wniosek.pdf", "application/pdf", signed_pdf(expired, pki),
+                                pki.roots))
+    assert (pdf.status, pdf.detail) == ("untrusted", "expired")
+    # and a changed document signed with it is still "changed", not "expired"
+    changed = tampered(signed_xml(expired, pki), "wydanie".encode(), "uchylen".encode())
+    assert one(signatures.verify("wniosek.xml", "text/xml", changed, pki.roots)).detail == \
+        "changed"
+    for lang in ("pl", "en"):
+        assert i18n.signature_result("untrusted", "expired", False, lang) != \
+            i18n.signature_result("untrusted", "chain", False, lang)
+
+
+def parallel_xml(first: Party, second: Party) -> bytes:
+    """Two signers, each signing the same document (endesive's XPath transform leaves
+    every ds:Signature out), the second signature then added beside the first: how a
+    parallel (co-)signature is made."""
+    one_signed = etree.fromstring(signed_xml(first, Pki(first, first, first, first, first)))
+    other = etree.fromstring(signed_xml(second, Pki(second, second, second, second, second)))
+    one_signed.append(other.find(f"{{{signatures.XMLDSIG}}}Signature"))
+    return etree.tostring(one_signed, encoding="UTF-8", xml_declaration=True)
+
+
+def test_parallel_xades_signatures_are_each_verified(pki: Pki) -> None:
+    data = parallel_xml(pki.qualified, pki.plain)
+    assert data.count(b"</ds:SignatureValue>") == 2  # two signatures
+    found = signatures.verify("wniosek.xml", "text/xml", data, pki.roots)
+    assert [(v.status, v.signer, v.qualified) for v in found] == [
+        ("valid", "Jan Kowalski", True), ("valid", "Anna Nowak (Firma Testowa)", False)]
+    changed = tampered(data, "wydanie".encode(), "uchylen".encode())
+    assert [(v.status, v.detail) for v in signatures.verify("wniosek.xml", "text/xml", changed,
+                                                             pki.roots)] == [
+        ("invalid", "changed"), ("invalid", "changed")]
+
+
+def test_an_xml_signature_over_only_a_part_of_the_document_is_not_valid(pki: Pki) -> None:
+    # enveloping: the signed document is the ds:Object the signature holds: it covers it
+    alone = enveloping_xml(pki.qualified)
+    assert one(signatures.verify("wniosek.xml", "text/xml", alone, pki.roots)).status == "valid"
+    # the same signature put into a larger document: its reference names the Object, and
+    # the words around it (what a clerk reads first) were never signed
+    wrapped = ('<?xml version="1.0" encoding="UTF-8"?><wniosek><dopisek>Kwota: 1 000 000 zł'
+               '</dopisek>').encode() + alone.split(b"?>", 1)[1] + b"</wniosek>"
+    verdict = one(signatures.verify("wniosek.xml", "text/xml", wrapped, pki.roots))
+    assert (verdict.status, verdict.detail, verdict.qualified) == ("invalid", "partial", False)
+    for lang in ("pl", "en"):
+        assert i18n.signature_result("invalid", "partial", False, lang) != \
+            i18n.signature_result("invalid", "changed", False, lang)
