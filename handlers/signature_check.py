@@ -19,7 +19,6 @@ import base64
 import json
 import logging
 import os
-import resource
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -60,14 +59,25 @@ class Limits:
 Verify = Callable[[str, str, bytes, bytes | None], Awaitable[list[Verdict]]]
 
 
+def child_command(limits: Limits) -> list[str]:
+    """How the child is started: this Python, ignoring PYTHON* variables and the user's
+    site directory (-E -s), with its limits on its command line (it sets them itself:
+    handlers.signatures.bound). The project is found from the working directory."""
+    return [sys.executable, "-E", "-s", "-m", "handlers.signatures",
+            "--cpu-seconds", str(int(limits.seconds) + 1),
+            "--memory-bytes", str(limits.memory_bytes)]
+
+
+def child_environment() -> dict[str, str]:
+    """All the child gets of the environment: a default PATH and a UTF-8 locale. The
+    gateway's own environment holds its secrets (SMTP and bot passwords, API keys); a
+    child that parses strangers' files must not be able to read them."""
+    return {"PATH": os.defpath, "LC_ALL": "C.UTF-8"}
+
+
 def child_verifier(roots_pem: bytes | None, limits: Limits = Limits()) -> Verify:
     """Verify one file in a child process, killed after `limits.seconds`; a child that
     dies or overruns gives an `unreadable` verdict (stored: the file is not tried again)."""
-
-    def bound() -> None:  # in the child, before it runs Python
-        cpu = int(limits.seconds) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
 
     async def verify(filename: str, content_type: str, data: bytes,
                      covered: bytes | None) -> list[Verdict]:
@@ -77,12 +87,10 @@ def child_verifier(roots_pem: bytes | None, limits: Limits = Limits()) -> Verify
             "data": base64.b64encode(data).decode(),
             "covered": base64.b64encode(covered).decode() if covered is not None else None,
             "roots": roots_pem.decode() if roots_pem else None}).encode()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(_PROJECT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "handlers.signatures", stdin=asyncio.subprocess.PIPE,
+            *child_command(limits), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            preexec_fn=bound, env=env, cwd=str(_PROJECT))
+            env=child_environment(), cwd=str(_PROJECT))
         try:
             out, err = await asyncio.wait_for(child.communicate(request), limits.seconds)
         except TimeoutError:

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import re
+import resource
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -489,8 +490,25 @@ def verify(filename: str, content_type: str, data: bytes, roots: Sequence[Any],
     return []
 
 
-def main() -> None:
-    """The child process's side: one request on stdin, its verdicts on stdout."""
+def bound(cpu_seconds: int, memory_bytes: int) -> None:
+    """The child's own limits, set first thing in its own main: CPU seconds (the kernel
+    ends it with SIGXCPU/SIGKILL) and address space (an allocation past it fails). Set
+    here rather than in a `preexec_fn`, which the subprocess module documents as unsafe
+    in a process with threads — the gateway has them (aiosqlite, asyncio.to_thread)."""
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds))
+    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The child process's side: its limits from the command line, then one request on
+    stdin, its verdicts on stdout."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m handlers.signatures")
+    parser.add_argument("--cpu-seconds", type=int, required=True)
+    parser.add_argument("--memory-bytes", type=int, required=True)
+    limits = parser.parse_args(argv)
+    bound(limits.cpu_seconds, limits.memory_bytes)
     request = json.load(sys.stdin)
     covered = request.get("covered")
     verdicts = verify(request["filename"], request["content_type"],

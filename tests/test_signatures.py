@@ -8,8 +8,12 @@ residents' page, in Polish and English."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
+import os
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -640,3 +644,48 @@ def test_an_xml_signature_over_only_a_part_of_the_document_is_not_valid(pki: Pki
     for lang in ("pl", "en"):
         assert i18n.signature_result("invalid", "partial", False, lang) != \
             i18n.signature_result("invalid", "changed", False, lang)
+
+
+async def test_the_child_gets_no_secrets_and_no_preexec_fn(
+        pki: Pki, documents: Documents, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMIL_SMTP_PASSWORD", "tajne-haslo")
+    monkeypatch.setenv("PYTHONSTARTUP", "/nonexistent/startup.py")
+    started: list[dict[str, Any]] = []
+    real = asyncio.create_subprocess_exec
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        started.append({"args": args, **kwargs})
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(signature_check.asyncio, "create_subprocess_exec", watched)
+    verify = signature_check.child_verifier(pki.bundle)
+    [verdict] = await verify("wniosek.pdf", "application/pdf", documents["wniosek.pdf"][1], None)
+    assert (verdict.status, verdict.signer) == ("valid", "Jan Kowalski")
+    [child] = started
+    # preexec_fn is not safe in a process with threads (the subprocess module's docs);
+    # the child bounds itself
+    assert "preexec_fn" not in child
+    assert "tajne-haslo" not in repr(child["env"]) and "EMIL_SMTP_PASSWORD" not in child["env"]
+    assert set(child["env"]) <= {"PATH", "LC_ALL", "LANG"}
+
+
+async def test_the_child_sets_its_own_limits(documents: Documents) -> None:
+    """The child, started as the gateway starts it but with no limit from outside, bounds
+    its own address space from its command line before it reads the request."""
+    request = json.dumps({"filename": "wniosek.pdf", "content_type": "application/pdf",
+                          "data": base64.b64encode(documents["wniosek.pdf"][1]).decode(),
+                          "covered": None, "roots": None}).encode()
+
+    async def run(memory: int) -> tuple[int | None, bytes]:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "handlers.signatures", "--cpu-seconds", "30",
+            "--memory-bytes", str(memory), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={"PATH": os.defpath}, cwd=str(Path(signature_check.__file__).parent.parent))
+        out, _ = await child.communicate(request)
+        return child.returncode, out
+
+    code, out = await run(2 * 1024 ** 3)
+    assert code == 0 and json.loads(out)[0]["status"] == "untrusted"  # no roots given
+    code, out = await run(64 * 1024 ** 2)  # too little to import pyHanko
+    assert code != 0 and out == b""
