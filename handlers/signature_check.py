@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from tortoise.transactions import in_transaction
 
 from handlers import signatures
 from handlers.signatures import Verdict
+from store.horizon import Horizon
 from store.models import Attachment, Counter, DocumentSignature
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,6 @@ log = logging.getLogger(__name__)
 WATERMARK = "signatures-checked"
 #: attachments looked at per round (their bytes are read one at a time)
 BATCH = 20
-#: how old an attachment must be before the watermark may pass it. On PostgreSQL ids
-#: come from a sequence when a row is inserted, and transactions commit in any order: an
-#: intake still committing id 10 while id 11 is visible would be passed over for good.
-#: An intake's transaction lasts milliseconds; a minute is a wide margin
-SETTLE = timedelta(minutes=1)
 #: content types that say nothing about the file: its first bytes decide
 _UNTYPED = ("", "application/octet-stream", "application/binary", "binary/octet-stream")
 _PROJECT = Path(__file__).resolve().parent.parent
@@ -141,16 +137,20 @@ async def _covered(row: dict[str, Any]) -> tuple[int | None, bytes | None]:
     return found[0]["id"], bytes(data[0]) if data else None
 
 
-async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
-                    settle: timedelta = SETTLE) -> int:
+async def check_new(verify: Verify, now: datetime, horizon: Horizon | None = None,
+                    batch: int = BATCH) -> int:
     """One round: verify the next `batch` attachments behind the watermark, up to the
-    first one younger than `settle`, and store what they carry. Returns how many
-    attachments it looked at (0: nothing new)."""
+    horizon (store/horizon.py: no id below it can still be committed; no clock decides
+    it), and store what they carry. Returns how many attachments it looked at (0:
+    nothing new). `now` only stamps the verdicts."""
     after = await _watermark()
-    rows = await Attachment.filter(id__gt=after).order_by("id").limit(batch).values(
+    final = await (horizon or Horizon(Attachment._meta.db_table)).final(
+        Attachment._meta.db)
+    query = Attachment.filter(id__gt=after)
+    if final is not None:
+        query = query.filter(id__lte=final)
+    rows = await query.order_by("id").limit(batch).values(
         "id", "case_id", "filename", "content_type", "created_at")
-    young = next((i for i, row in enumerate(rows) if row["created_at"] > now - settle), None)
-    rows = rows[:young]
     if not rows:
         return 0
     found: list[list[DocumentSignature]] = []
@@ -234,10 +234,10 @@ async def _store(db: Any, verdicts: list[DocumentSignature]) -> int:
         return 0
 
 
-async def drain(verify: Verify, now: datetime, settle: timedelta = SETTLE) -> int:
-    """Every round there is now (tests pass `settle=timedelta(0)`)."""
-    total = 0
-    while (done := await check_new(verify, now, settle=settle)):
+async def drain(verify: Verify, now: datetime) -> int:
+    """Every round there is now."""
+    total, horizon = 0, Horizon(Attachment._meta.db_table)
+    while (done := await check_new(verify, now, horizon)):
         total += done
     return total
 
@@ -254,8 +254,9 @@ async def signatures_by_file(number: str) -> dict[int, list[DocumentSignature]]:
 async def run(verify: Verify, clock: Callable[[], datetime], beat: Callable[[], None],
               idle: Callable[[float], Awaitable[None]], poll_seconds: float = 5.0) -> None:
     """The background part: rounds while there is work, then a pause."""
+    horizon = Horizon(Attachment._meta.db_table)
     while True:
-        done = await check_new(verify, clock())
+        done = await check_new(verify, clock(), horizon)
         beat()
         if not done:
             await idle(poll_seconds)
