@@ -104,7 +104,17 @@ def child_verifier(roots_pem: bytes | None, limits: Limits = Limits()) -> Verify
                         err.decode(errors="replace")[-500:])
             return [Verdict(kind=kind, status=signatures.UNREADABLE,
                             detail=signatures.MALFORMED)]
-        return [Verdict.of(item) for item in json.loads(out)]
+        try:
+            answer = json.loads(out)
+            if not isinstance(answer, list):
+                raise TypeError("not a list of verdicts")
+            return [Verdict.of(item) for item in answer]
+        except (ValueError, TypeError, KeyError):
+            # an answer that is not verdicts would fail the round, and the next, for
+            # good: the file is unreadable instead
+            log.warning("verifying %r gave no verdicts: %r", filename, out[:200])
+            return [Verdict(kind=kind, status=signatures.UNREADABLE,
+                            detail=signatures.MALFORMED)]
 
     return verify
 

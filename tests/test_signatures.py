@@ -719,3 +719,17 @@ async def test_an_attachment_committed_late_is_not_passed_whatever_the_clocks_sa
     await intake
     await signature_check.drain(verify, late)
     assert set(await verdicts(number)) == {"wniosek.pdf", "pierwszy.pdf", "drugi.pdf"}
+
+
+async def test_a_child_that_answers_nonsense_gives_an_unreadable_verdict(
+        documents: Documents, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that exits 0 but prints something else than verdicts (a library writing
+    to stdout, a truncated answer) must not fail the round: it would fail again and again."""
+    verify = signature_check.child_verifier(None)
+    for answer in ("print('not json')", "print('[{\"status\": \"valid\"}]')", "print('{}')"):
+        monkeypatch.setattr(signature_check, "child_command",
+                            lambda limits, answer=answer: [sys.executable, "-c", answer])
+        [verdict] = await verify("wniosek.pdf", "application/pdf", documents["wniosek.pdf"][1],
+                                 None)
+        assert (verdict.kind, verdict.status, verdict.detail) == ("pades", "unreadable",
+                                                                  "malformed"), answer
