@@ -296,6 +296,7 @@ def verify_cms(data: bytes, covered: bytes | None, roots: Sequence[Any]) -> list
 #: Polish signing applications write instead of the enveloped-signature transform
 _XPATH = "http://www.w3.org/TR/1999/REC-xpath-19991116"
 _NO_SIGNATURE_XPATH = "not(ancestor-or-self::ds:Signature)"
+_ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 
 
 def _xml_parser() -> Any:
@@ -315,8 +316,10 @@ def _top_signatures(root: Any) -> list[Any]:
             if not any(a.tag == f"{{{XMLDSIG}}}Signature" for a in element.iterancestors())]
 
 
-def _verifier(index: int) -> Any:
-    """signxml's XAdES verifier for the document's `index`-th signature."""
+def _verifier(index: int, parallel: bool = False) -> Any:
+    """signxml's XAdES verifier for the document's `index`-th signature; `parallel`: the
+    enveloped-signature transform removes every signature of the document, not only its
+    own (see _verify_xml_signature)."""
     from signxml.verifier import _remove_sig
     from signxml.xades import XAdESVerifier
 
@@ -337,12 +340,14 @@ def _verifier(index: int) -> Any:
             # every signature goes, not just this one — a parallel signature added later
             # was not there when this one was made (XMLDSig §6.6.3; endesive and Polish
             # signing applications write it for that reason). The enveloped-signature
-            # transform stays signxml's: by XMLDSig §6.6.4 it removes only its own
+            # transform does so only when `parallel`; otherwise it is signxml's (XMLDSig
+            # §6.6.4: its own signature only)
             for transform in ([] if transforms_node is None
                               else self._findall(transforms_node, "Transform")):
                 expression = transform.find(f"{{{XMLDSIG}}}XPath")
                 if (transform.get("Algorithm") == _XPATH and expression is not None
-                        and " ".join((expression.text or "").split()) == _NO_SIGNATURE_XPATH):
+                        and " ".join((expression.text or "").split()) == _NO_SIGNATURE_XPATH) \
+                        or (parallel and transform.get("Algorithm") == _ENVELOPED):
                     document = signature.getroottree().getroot()
                     for other in _top_signatures(document):
                         if other is not document:
@@ -446,8 +451,20 @@ def _verify_xml_signature(data: bytes, root: Any, index: int, signature: Any,
             expect_references=True,
             verification_time=cert["tbs_certificate"]["validity"]["not_before"].native)
         try:
-            _verifier(index).verify(data, x509_cert=pem, expect_config=config,
-                                    parser=_xml_parser())
+            try:
+                _verifier(index).verify(data, x509_cert=pem, expect_config=config,
+                                        parser=_xml_parser())
+            except InvalidDigest:
+                if len(_top_signatures(root)) < 2:
+                    raise
+                # parallel signatures made with the enveloped-signature transform: each
+                # signer signed the document before the other's signature was added.
+                # XMLDSig §6.6.4 removes only the transform's own signature (that reading
+                # came first: a later signer may have signed the earlier signature too);
+                # then the document without every signature. Either match is the
+                # document its signer saw; what differs lies only inside ds:Signature
+                _verifier(index, parallel=True).verify(
+                    data, x509_cert=pem, expect_config=config, parser=_xml_parser())
         except InvalidDigest:
             return replace(found, status=INVALID, detail=CHANGED)
         except InvalidCertificate:

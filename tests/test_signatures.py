@@ -617,6 +617,46 @@ def parallel_xml(first: Party, second: Party) -> bytes:
     return etree.tostring(one_signed, encoding="UTF-8", xml_declaration=True)
 
 
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+
+def with_enveloped_transform(signed: bytes, party: Party) -> bytes:
+    """endesive's signature made with the enveloped-signature transform (what signxml,
+    xmlsec and several signing applications write) instead of its XPath filter — the
+    same digest for a document that had no signature yet: the Transform swapped, then
+    SignedInfo canonicalised (lxml's C14N 1.0) and signed again with the signer's key."""
+    root = etree.fromstring(signed)
+    ds = signatures.XMLDSIG
+    signature = root.find(f"{{{ds}}}Signature")
+    transform = signature.find(f"{{{ds}}}SignedInfo/{{{ds}}}Reference/{{{ds}}}Transforms/"
+                               f"{{{ds}}}Transform")
+    for child in list(transform):
+        transform.remove(child)
+    transform.set("Algorithm", ENVELOPED)
+    alone = etree.fromstring(etree.tostring(signature))
+    info = etree.tostring(alone.find(f"{{{ds}}}SignedInfo"), method="c14n")
+    value = party.key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    signature.find(f"{{{ds}}}SignatureValue").text = base64.b64encode(value).decode()
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+def test_parallel_signatures_with_the_enveloped_transform_are_each_verified(pki: Pki) -> None:
+    first = with_enveloped_transform(signed_xml(pki.qualified, pki), pki.qualified)
+    second = with_enveloped_transform(signed_xml(pki.plain, pki), pki.plain)
+    assert one(signatures.verify("a.xml", "text/xml", first, pki.roots)).status == "valid"
+    both = etree.fromstring(first)
+    both.append(etree.fromstring(second).find(f"{{{signatures.XMLDSIG}}}Signature"))
+    data = etree.tostring(both, encoding="UTF-8", xml_declaration=True)
+    assert data.count(ENVELOPED.encode()) == 2
+    found = signatures.verify("wniosek.xml", "text/xml", data, pki.roots)
+    assert [(v.status, v.signer) for v in found] == [
+        ("valid", "Jan Kowalski"), ("valid", "Anna Nowak (Firma Testowa)")]
+    changed = tampered(data, "wydanie".encode(), "uchylen".encode())
+    assert [(v.status, v.detail) for v in signatures.verify("wniosek.xml", "text/xml", changed,
+                                                             pki.roots)] == [
+        ("invalid", "changed"), ("invalid", "changed")]
+
+
 def test_parallel_xades_signatures_are_each_verified(pki: Pki) -> None:
     data = parallel_xml(pki.qualified, pki.plain)
     assert data.count(b"</ds:SignatureValue>") == 2  # two signatures
