@@ -9,7 +9,12 @@ few attachments, verifies the signable ones — each in a child process
 costs that child — and then, in one transaction holding the watermark's row, stores
 their verdicts and moves the watermark past them. A crash before that commit loses
 nothing (the round runs again after the restart); two instances doing the same round
-store it once (the second finds the watermark moved and drops its work).
+store it once (the second finds the watermark moved and drops its work). The watermark
+passes only ids no running transaction can still precede (store/horizon.py: decided by
+PostgreSQL's snapshots, not by any instance's clock), and a file whose verdicts the
+database refuses gets "unreadable": no file can hold the watermark back for good.
+The child gets a minimal environment (none of the gateway's secrets) and sets its own
+limits.
 """
 
 from __future__ import annotations

@@ -5,13 +5,18 @@ a list of verdicts out. Pure, synchronous CPU work with no I/O of its own.
   signed byte ranges, the signature over it, what changed in later revisions.
 - XAdES (a signed XML document: the trusted profile's and most qualified signers'
   output): signxml checks the references and the signature value, with a parser that
-  refuses DTDs and entities (no XML bomb, no external fetch).
+  refuses DTDs and entities (no XML bomb, no external fetch); each parallel signature
+  gets its own verdict, and one whose references leave part of the document unsigned
+  is "invalid" (detail "partial").
 - CAdES (a `.p7s`/`.sig` over another file of the case, or a `.p7m` holding its
   content): pyHanko's CMS validation.
 
 Trust is one question for all three: does the signer's chain end at a root of
 `EMIL_SIGNATURE_TRUST_ROOTS` (pyhanko-certvalidator, no fetching: revocation is not
-checked, and the README says so). No roots configured: nothing is trusted.
+checked, and the README says so). No roots configured: nothing is trusted. A
+certificate that has expired makes a signature "untrusted" (detail "expired"), never
+"invalid": the document did not change. Every text taken from a certificate goes
+through `printable` (no control or format character, one length limit).
 
 Run as `python -m handlers.signatures` it reads one request (JSON) on stdin and writes
 the verdicts (JSON) on stdout: handlers/signature_check.py runs it in a child process
