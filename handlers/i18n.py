@@ -13,6 +13,9 @@ from zoneinfo import ZoneInfo
 from babel import Locale
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
+from markupsafe import Markup, escape
+
+from handlers.signatures import printable
 
 LANGUAGES = ("pl", "en")
 DEFAULT_LANGUAGE = "pl"
@@ -243,6 +246,8 @@ _SIGNATURE_RESULTS = {
            "signature": "podpis nieważny: nie pasuje do certyfikatu podpisującego",
            "untrusted": "podpis ważny, ale niezaufany (certyfikat nie pochodzi od zaufanego "
                         "wystawcy)",
+           "expired": "podpis ważny, ale niezaufany (certyfikat podpisującego wygasł)",
+           "partial": "podpis nieważny: obejmuje tylko część dokumentu",
            "malformed": "nie udało się sprawdzić podpisu: plik jest uszkodzony albo w "
                         "nieznanym formacie",
            "missing": "nie udało się sprawdzić podpisu: w sprawie brak pliku, którego dotyczy",
@@ -253,6 +258,8 @@ _SIGNATURE_RESULTS = {
            "signature": "invalid signature: it does not match the signer's certificate",
            "untrusted": "valid signature, but not trusted (the certificate is not from a "
                         "trusted issuer)",
+           "expired": "valid signature, but not trusted (the signer's certificate has expired)",
+           "partial": "invalid signature: it covers only a part of the document",
            "malformed": "the signature could not be checked: the file is damaged or in an "
                         "unknown format",
            "missing": "the signature could not be checked: the file it covers is not in the "
@@ -268,25 +275,36 @@ def signature_result(status: str, detail: str, qualified: bool, lang: str) -> st
     if status == "valid":
         return words["qualified" if qualified else "valid"]
     if status == "untrusted":
-        return words["untrusted"]
+        return words["expired" if detail == "expired" else "untrusted"]
     if status == "invalid":
-        return words["signature" if detail == "signature" else "changed"]
+        return words[detail if detail in ("signature", "partial") else "changed"]
     return words.get(detail if detail in ("missing", "timeout") else "malformed", "")
 
 
-def signature_line(signature: object, lang: str, zone: ZoneInfo) -> str:
+def signature_line(signature: object, lang: str, zone: ZoneInfo, html: bool = False) -> str:
     """"Podpisany przez Jan Kowalski dnia 3 grudnia 2026, 14:05 — podpis ważny
     (kwalifikowany)" / "Signed by Jan Kowalski on 3 December 2026, 14:05 — valid
-    signature (qualified)": one stored verdict (store.models.DocumentSignature)."""
+    signature (qualified)": one stored verdict (store.models.DocumentSignature).
+
+    The signer's name is the signer's own text: made printable again here (a row stored
+    before that rule existed), and with `html` escaped and isolated in `<bdi>`, so that
+    the direction of its script cannot carry the verdict beside it along (Unicode UAX #9;
+    the HTML standard's bdi element)."""
     words = _SIGNATURE_RESULTS[language(lang)]
-    signer = str(getattr(signature, "signer", "") or "")
+    signer = printable(str(getattr(signature, "signer", "") or ""))
     signed_at = getattr(signature, "signed_at", None)
-    head = f"{words['signed_by']} {signer}" if signer else words["heading"]
-    if signed_at is not None:
-        when = format_datetime(signed_at.astimezone(zone), "d MMMM y, HH:mm",
-                               locale=language(lang))
-        head += f" {words['on']} {when}"
+    when = format_datetime(signed_at.astimezone(zone), "d MMMM y, HH:mm",
+                           locale=language(lang)) if signed_at is not None else ""
     result = signature_result(str(getattr(signature, "status", "")),
                               str(getattr(signature, "detail", "")),
                               bool(getattr(signature, "qualified", False)), lang)
+    if html:
+        line = Markup("{} <bdi>{}</bdi>").format(words["signed_by"], signer) if signer \
+            else escape(words["heading"])
+        if when:
+            line += Markup(" {} {}").format(words["on"], when)
+        return Markup("{} — {}").format(line, result)
+    head = f"{words['signed_by']} {signer}" if signer else words["heading"]
+    if when:
+        head += f" {words['on']} {when}"
     return f"{head} — {result}"

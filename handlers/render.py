@@ -49,7 +49,8 @@ class Renderer:
             env.filters["notice"] = i18n.notice_name
             env.filters["size"] = i18n.file_size
             env.filters["refusal"] = i18n.refusal
-            env.filters["signature"] = lambda v, lang: i18n.signature_line(v, lang, self.zone)
+            env.filters["signature"] = (lambda v, lang, html=env is self._html:
+                                        i18n.signature_line(v, lang, self.zone, html))
             env.filters["markdownish"] = markdownish
             env.filters["plaintext"] = plain_text
             env.globals["plural"] = i18n.plural

@@ -9,7 +9,12 @@ few attachments, verifies the signable ones — each in a child process
 costs that child — and then, in one transaction holding the watermark's row, stores
 their verdicts and moves the watermark past them. A crash before that commit loses
 nothing (the round runs again after the restart); two instances doing the same round
-store it once (the second finds the watermark moved and drops its work).
+store it once (the second finds the watermark moved and drops its work). The watermark
+passes only ids no running transaction can still precede (store/horizon.py: decided by
+PostgreSQL's snapshots, not by any instance's clock), and a file whose verdicts the
+database refuses gets "unreadable": no file can hold the watermark back for good.
+The child gets a minimal environment (none of the gateway's secrets) and sets its own
+limits.
 """
 
 from __future__ import annotations
@@ -19,18 +24,19 @@ import base64
 import json
 import logging
 import os
-import resource
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tortoise.exceptions import IntegrityError, OperationalError
 from tortoise.transactions import in_transaction
 
 from handlers import signatures
 from handlers.signatures import Verdict
+from store.horizon import Horizon
 from store.models import Attachment, Counter, DocumentSignature
 
 log = logging.getLogger(__name__)
@@ -38,11 +44,6 @@ log = logging.getLogger(__name__)
 WATERMARK = "signatures-checked"
 #: attachments looked at per round (their bytes are read one at a time)
 BATCH = 20
-#: how old an attachment must be before the watermark may pass it. On PostgreSQL ids
-#: come from a sequence when a row is inserted, and transactions commit in any order: an
-#: intake still committing id 10 while id 11 is visible would be passed over for good.
-#: An intake's transaction lasts milliseconds; a minute is a wide margin
-SETTLE = timedelta(minutes=1)
 #: content types that say nothing about the file: its first bytes decide
 _UNTYPED = ("", "application/octet-stream", "application/binary", "binary/octet-stream")
 _PROJECT = Path(__file__).resolve().parent.parent
@@ -59,14 +60,25 @@ class Limits:
 Verify = Callable[[str, str, bytes, bytes | None], Awaitable[list[Verdict]]]
 
 
+def child_command(limits: Limits) -> list[str]:
+    """How the child is started: this Python, ignoring PYTHON* variables and the user's
+    site directory (-E -s), with its limits on its command line (it sets them itself:
+    handlers.signatures.bound). The project is found from the working directory."""
+    return [sys.executable, "-E", "-s", "-m", "handlers.signatures",
+            "--cpu-seconds", str(int(limits.seconds) + 1),
+            "--memory-bytes", str(limits.memory_bytes)]
+
+
+def child_environment() -> dict[str, str]:
+    """All the child gets of the environment: a default PATH and a UTF-8 locale. The
+    gateway's own environment holds its secrets (SMTP and bot passwords, API keys); a
+    child that parses strangers' files must not be able to read them."""
+    return {"PATH": os.defpath, "LC_ALL": "C.UTF-8"}
+
+
 def child_verifier(roots_pem: bytes | None, limits: Limits = Limits()) -> Verify:
     """Verify one file in a child process, killed after `limits.seconds`; a child that
     dies or overruns gives an `unreadable` verdict (stored: the file is not tried again)."""
-
-    def bound() -> None:  # in the child, before it runs Python
-        cpu = int(limits.seconds) + 1
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
 
     async def verify(filename: str, content_type: str, data: bytes,
                      covered: bytes | None) -> list[Verdict]:
@@ -76,12 +88,10 @@ def child_verifier(roots_pem: bytes | None, limits: Limits = Limits()) -> Verify
             "data": base64.b64encode(data).decode(),
             "covered": base64.b64encode(covered).decode() if covered is not None else None,
             "roots": roots_pem.decode() if roots_pem else None}).encode()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(_PROJECT), *filter(None, [os.environ.get("PYTHONPATH")])])}
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "handlers.signatures", stdin=asyncio.subprocess.PIPE,
+            *child_command(limits), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            preexec_fn=bound, env=env, cwd=str(_PROJECT))
+            env=child_environment(), cwd=str(_PROJECT))
         try:
             out, err = await asyncio.wait_for(child.communicate(request), limits.seconds)
         except TimeoutError:
@@ -99,7 +109,17 @@ def child_verifier(roots_pem: bytes | None, limits: Limits = Limits()) -> Verify
                         err.decode(errors="replace")[-500:])
             return [Verdict(kind=kind, status=signatures.UNREADABLE,
                             detail=signatures.MALFORMED)]
-        return [Verdict.of(item) for item in json.loads(out)]
+        try:
+            answer = json.loads(out)
+            if not isinstance(answer, list):
+                raise TypeError("not a list of verdicts")
+            return [Verdict.of(item) for item in answer]
+        except (ValueError, TypeError, KeyError):
+            # an answer that is not verdicts would fail the round, and the next, for
+            # good: the file is unreadable instead
+            log.warning("verifying %r gave no verdicts: %r", filename, out[:200])
+            return [Verdict(kind=kind, status=signatures.UNREADABLE,
+                            detail=signatures.MALFORMED)]
 
     return verify
 
@@ -132,19 +152,23 @@ async def _covered(row: dict[str, Any]) -> tuple[int | None, bytes | None]:
     return found[0]["id"], bytes(data[0]) if data else None
 
 
-async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
-                    settle: timedelta = SETTLE) -> int:
+async def check_new(verify: Verify, now: datetime, horizon: Horizon | None = None,
+                    batch: int = BATCH) -> int:
     """One round: verify the next `batch` attachments behind the watermark, up to the
-    first one younger than `settle`, and store what they carry. Returns how many
-    attachments it looked at (0: nothing new)."""
+    horizon (store/horizon.py: no id below it can still be committed; no clock decides
+    it), and store what they carry. Returns how many attachments it looked at (0:
+    nothing new). `now` only stamps the verdicts."""
     after = await _watermark()
-    rows = await Attachment.filter(id__gt=after).order_by("id").limit(batch).values(
+    final = await (horizon or Horizon(Attachment._meta.db_table)).final(
+        Attachment._meta.db)
+    query = Attachment.filter(id__gt=after)
+    if final is not None:
+        query = query.filter(id__lte=final)
+    rows = await query.order_by("id").limit(batch).values(
         "id", "case_id", "filename", "content_type", "created_at")
-    young = next((i for i, row in enumerate(rows) if row["created_at"] > now - settle), None)
-    rows = rows[:young]
     if not rows:
         return 0
-    found: list[DocumentSignature] = []
+    found: list[list[DocumentSignature]] = []
     for row in rows:
         if not _candidate(row):
             continue
@@ -154,13 +178,9 @@ async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
         if kind is None:
             continue
         covered_id, covered = (await _covered(row)) if kind == signatures.CADES else (None, None)
-        for verdict in await verify(row["filename"], row["content_type"], blob, covered):
-            found.append(DocumentSignature(
-                case_id=row["case_id"], attachment_id=row["id"],
-                signed_attachment_id=covered_id, kind=verdict.kind, status=verdict.status,
-                signer=verdict.signer[:300], qualified=verdict.qualified,
-                signed_at=datetime.fromisoformat(verdict.signed_at) if verdict.signed_at else None,
-                detail=verdict.detail[:500], checked_at=now))
+        found.append([_stored(row, kind, covered_id, verdict, now)
+                      for verdict in await verify(row["filename"], row["content_type"], blob,
+                                                  covered)])
     last = rows[-1]["id"]
     async with in_transaction() as db:
         mark = await Counter.select_for_update().using_db(db).get(name=WATERMARK)
@@ -169,18 +189,70 @@ async def check_new(verify: Verify, now: datetime, batch: int = BATCH,
         ids = [row["id"] for row in rows]
         # idempotent: a round stored once, whatever ran before
         await DocumentSignature.filter(attachment_id__in=ids).using_db(db).delete()
-        if found:
-            await DocumentSignature.bulk_create(found, using_db=db)
+        stored = 0
+        for verdicts in found:
+            stored += await _store(db, verdicts)
         await Counter.filter(name=WATERMARK).using_db(db).update(value=last)
-    if found:
-        log.info("signatures: %d verdict(s) for %d file(s)", len(found), len(rows))
+    if stored:
+        log.info("signatures: %d verdict(s) for %d file(s)", stored, len(rows))
     return len(rows)
 
 
-async def drain(verify: Verify, now: datetime, settle: timedelta = SETTLE) -> int:
-    """Every round there is now (tests pass `settle=timedelta(0)`)."""
-    total = 0
-    while (done := await check_new(verify, now, settle=settle)):
+def _stored(row: dict[str, Any], kind: str, covered_id: int | None, verdict: Verdict,
+            now: datetime) -> DocumentSignature:
+    """A verdict as a row: every text printable (signatures.printable) and every code one
+    the pages know. A verdict is what a child parsed out of a stranger's file; one the
+    database refuses would fail its round again and again, and the watermark would
+    never pass the file. Codes it does not know make it "unreadable"."""
+    if (verdict.kind, verdict.status, verdict.detail) != (
+            kind, verdict.status if verdict.status in signatures.STATUSES else None,
+            verdict.detail if verdict.detail in signatures.DETAILS else None):
+        log.warning("a verdict for %r held unknown codes; stored as unreadable", row["filename"])
+        verdict = Verdict(kind=kind, status=signatures.UNREADABLE, detail=signatures.MALFORMED)
+    try:
+        signed_at = datetime.fromisoformat(verdict.signed_at) if verdict.signed_at else None
+    except (TypeError, ValueError):
+        signed_at = None  # a date we cannot read is no date
+    if signed_at is not None and signed_at.tzinfo is None:
+        signed_at = signed_at.replace(tzinfo=UTC)
+    return DocumentSignature(
+        case_id=row["case_id"], attachment_id=row["id"], signed_attachment_id=covered_id,
+        kind=kind, status=verdict.status, signer=signatures.printable(verdict.signer),
+        qualified=verdict.qualified is True and verdict.status == signatures.VALID,
+        signed_at=signed_at, detail=verdict.detail, checked_at=now)
+
+
+async def _store(db: Any, verdicts: list[DocumentSignature]) -> int:
+    """One file's verdicts, under a savepoint: if the database still refuses them, the
+    file gets one "unreadable" verdict instead, and if it refuses that too (the file was
+    erased meanwhile), nothing — the round goes on and the watermark passes the file."""
+    if not verdicts:
+        return 0
+    first = verdicts[0]
+    try:
+        async with db._in_transaction():  # a SAVEPOINT inside the round's transaction
+            await DocumentSignature.bulk_create(verdicts, using_db=db)
+        return len(verdicts)
+    except (IntegrityError, OperationalError, ValueError):
+        log.warning("the verdicts for attachment %s could not be stored", first.attachment_id,
+                    exc_info=True)
+    try:
+        async with db._in_transaction():
+            await DocumentSignature.create(
+                using_db=db, case_id=first.case_id, attachment_id=first.attachment_id,
+                signed_attachment_id=first.signed_attachment_id, kind=first.kind,
+                status=signatures.UNREADABLE, detail=signatures.MALFORMED,
+                checked_at=first.checked_at)
+        return 1
+    except (IntegrityError, OperationalError):
+        log.info("attachment %s is gone; nothing stored for it", first.attachment_id)
+        return 0
+
+
+async def drain(verify: Verify, now: datetime) -> int:
+    """Every round there is now."""
+    total, horizon = 0, Horizon(Attachment._meta.db_table)
+    while (done := await check_new(verify, now, horizon)):
         total += done
     return total
 
@@ -197,8 +269,9 @@ async def signatures_by_file(number: str) -> dict[int, list[DocumentSignature]]:
 async def run(verify: Verify, clock: Callable[[], datetime], beat: Callable[[], None],
               idle: Callable[[float], Awaitable[None]], poll_seconds: float = 5.0) -> None:
     """The background part: rounds while there is work, then a pause."""
+    horizon = Horizon(Attachment._meta.db_table)
     while True:
-        done = await check_new(verify, clock())
+        done = await check_new(verify, clock(), horizon)
         beat()
         if not done:
             await idle(poll_seconds)

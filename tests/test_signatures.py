@@ -8,8 +8,12 @@ residents' page, in Polish and English."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
+import json
+import os
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,13 +34,14 @@ from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign import signers
 from pyhanko_certvalidator.registry import SimpleCertificateStore
+from tortoise.transactions import in_transaction
 
 from gateway.app import create_app
 from gateway.keys import HEALTH
 from handlers import audit, i18n, rodo, signature_check, signatures
 from handlers.signatures import Verdict
 from store.models import Attachment, Case, DocumentSignature
-from tests.conftest import Gateway, make_mail
+from tests.conftest import PG_URL, Gateway, make_mail
 from tests.panel import sign_in, staff_member
 
 #: QCStatements holding only QcCompliance: SEQUENCE { SEQUENCE { OID 0.4.0.1862.1.1 } }
@@ -69,13 +74,13 @@ def _name(common: str, organisation: str | None = None) -> x509.Name:
     return x509.Name(parts)
 
 
-def issue(subject: x509.Name, issuer: Party | None, *, ca: bool, qualified: bool = False
-          ) -> Party:
+def issue(subject: x509.Name, issuer: Party | None, *, ca: bool, qualified: bool = False,
+          not_before: datetime = NOT_BEFORE, days: int = 3650) -> Party:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     builder = (x509.CertificateBuilder().subject_name(subject)
                .issuer_name(issuer.cert.subject if issuer else subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
-               .not_valid_before(NOT_BEFORE).not_valid_after(NOT_BEFORE + timedelta(days=3650))
+               .not_valid_before(not_before).not_valid_after(not_before + timedelta(days=days))
                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
                .add_extension(x509.KeyUsage(
                    digital_signature=not ca, content_commitment=not ca, key_encipherment=False,
@@ -152,15 +157,28 @@ def signed_pdf(party: Party, pki: Pki) -> bytes:
     return out.getvalue()
 
 
-def signed_xml(party: Party, pki: Pki) -> bytes:
-    document = ('<?xml version="1.0" encoding="UTF-8"?><wniosek><organ>Urząd Miasta '
+XML_DOCUMENT = ('<?xml version="1.0" encoding="UTF-8"?><wniosek><organ>Urząd Miasta '
                 'Milanówka</organ><tresc>Proszę o wydanie zaświadczenia.</tresc>'
                 '</wniosek>').encode()
 
+
+def _xml_signer(party: Party) -> Any:
     def sign(data: bytes, algorithm: str) -> bytes:
         return party.key.sign(data, padding.PKCS1v15(), getattr(hashes, algorithm.upper())())
 
-    tree = BES().enveloped(document, party.cert, party.der, sign, None, None)
+    return sign
+
+
+def signed_xml(party: Party, pki: Pki, document: bytes = XML_DOCUMENT) -> bytes:
+    tree = BES().enveloped(document, party.cert, party.der, _xml_signer(party), None, None)
+    return etree.tostring(tree, encoding="UTF-8", xml_declaration=True)
+
+
+def enveloping_xml(party: Party, document: bytes = XML_DOCUMENT) -> bytes:
+    """endesive's enveloping XAdES-BES: the root is the ds:Signature, the document sits
+    in a ds:Object its reference names by Id."""
+    tree = BES().enveloping("wniosek.xml", document, "text/xml", party.cert, party.der,
+                            _xml_signer(party), base64encode=False)
     return etree.tostring(tree, encoding="UTF-8", xml_declaration=True)
 
 
@@ -283,7 +301,6 @@ def test_a_detached_cms_signature_over_a_file(pki: Pki) -> None:
 
 
 Documents = dict[str, tuple[str, bytes]]
-NO_WAIT = timedelta(0)
 
 
 @pytest.fixture(scope="module")
@@ -339,10 +356,9 @@ async def test_a_mailed_case_s_signed_files_are_verified_and_shown(
     assert "https://www.gov.pl/web/e-doreczenia" in text and "art. 63 § 1 KPA" in text
 
     verify = signature_check.child_verifier(pki.bundle)  # each file in a child process
-    # files younger than a minute wait: a slower intake transaction may still commit a
-    # lower id (PostgreSQL's sequences), and the watermark must not pass it
-    assert await signature_check.drain(verify, gw.clock.now()) == 0
-    assert await signature_check.drain(verify, gw.clock.advance(seconds=61)) == 4
+    # nothing is being committed: every file is final at once, whatever its age (a
+    # transaction still running holds the watermark back: the PostgreSQL test below)
+    assert await signature_check.drain(verify, gw.clock.now()) == 4
     assert await verdicts(number) == {
         "wniosek.pdf": ("pades", "valid", "", "Jan Kowalski", True),
         "oswiadczenie.xml": ("xades", "invalid", "changed", "Anna Nowak (Firma Testowa)", False),
@@ -357,14 +373,14 @@ async def test_a_mailed_case_s_signed_files_are_verified_and_shown(
     await staff_member(gw)
     client = await sign_in(gw, "urzedniczka@milanowek.example")
     html = await (await client.get(f"/panel/sprawy/{number}")).text()
-    assert "Podpisany przez Jan Kowalski dnia" in html
+    assert "Podpisany przez <bdi>Jan Kowalski</bdi> dnia" in html
     assert "podpis ważny (kwalifikowany)" in html
-    assert "Podpisany przez Anna Nowak (Firma Testowa) dnia" in html
+    assert "Podpisany przez <bdi>Anna Nowak (Firma Testowa)</bdi> dnia" in html
     assert "podpis nieważny: dokument zmieniono po podpisaniu" in html
     assert "podpis ważny, ale niezaufany" in html and "podpis pliku <bdi>skan.pdf</bdi>" in html
     assert "ważny podpis kwalifikowany" in html
     english = await (await client.get(f"/panel/sprawy/{number}?lang=en")).text()
-    assert "Signed by Jan Kowalski on" in english
+    assert "Signed by <bdi>Jan Kowalski</bdi> on" in english
     assert "valid signature (qualified)" in english
     assert "invalid signature: the document was changed after signing" in english
     assert "valid signature, but not trusted" in english
@@ -400,10 +416,10 @@ async def test_a_round_that_fails_stores_nothing_and_runs_again(
         return await real(filename, content_type, data, covered)
 
     with pytest.raises(RuntimeError):
-        await signature_check.check_new(dies_on_the_second, gw.clock.now(), settle=NO_WAIT)
+        await signature_check.check_new(dies_on_the_second, gw.clock.now())
     assert await DocumentSignature.filter(case_id=number).count() == 0
     # after the "restart"
-    assert await signature_check.drain(real, gw.clock.now(), settle=NO_WAIT) == 4
+    assert await signature_check.drain(real, gw.clock.now()) == 4
     assert len(await verdicts(number)) == 3
 
 
@@ -411,7 +427,7 @@ async def test_the_export_holds_the_verdicts_and_the_erasure_removes_them(
         gw: Gateway, pki: Pki, documents: Documents) -> None:
     person = await gw.person("Jan Kowalski", email="jan@example.pl")
     await gw.mail(signed_mail(documents, "Do usunięcia"))
-    await signature_check.drain(in_process(pki), gw.clock.now(), settle=NO_WAIT)
+    await signature_check.drain(in_process(pki), gw.clock.now())
     exported = await rodo.export(person, channels=gw.services.channels)
     assert exported is not None
     [case] = exported["cases"]
@@ -434,9 +450,9 @@ def test_every_result_reads_in_both_languages() -> None:
         "Podpisany przez Jan Kowalski dnia 3 grudnia 2026, 14:05 — podpis ważny (kwalifikowany)")
     assert i18n.signature_line(line, "en", zone) == (
         "Signed by Jan Kowalski on 3 December 2026, 14:05 — valid signature (qualified)")
-    cases = [("valid", ""), ("untrusted", "chain"), ("invalid", "changed"),
-             ("invalid", "signature"), ("unreadable", "malformed"), ("unreadable", "missing"),
-             ("unreadable", "timeout")]
+    cases = [("valid", ""), ("untrusted", "chain"), ("untrusted", "expired"),
+             ("invalid", "changed"), ("invalid", "signature"), ("invalid", "partial"),
+             ("unreadable", "malformed"), ("unreadable", "missing"), ("unreadable", "timeout")]
     for lang in ("pl", "en"):
         said = [i18n.signature_result(status, detail, False, lang) for status, detail in cases]
         assert len(set(said)) == len(cases) and all(said), said  # each its own words
@@ -450,7 +466,6 @@ async def test_the_background_part_verifies_what_came(gw: Gateway, pki: Pki,
                                                      documents: Documents) -> None:
     await gw.mail(signed_mail(documents, "W tle"))
     number = (await Case.get(subject="W tle")).number
-    gw.clock.advance(seconds=61)
     rounds: list[str] = []
     waiting = asyncio.Event()
 
@@ -481,3 +496,280 @@ async def test_the_gateway_runs_it_as_a_supervised_part(aiohttp_client: Any, set
     with pytest.raises(FileNotFoundError):
         settings.model_copy(update={"signature_trust_roots": str(tmp_path / "nie.pem")}
                             ).signature_roots_pem()
+
+
+# --- the review's faults (issue #20) ------------------------------------------------------
+
+#: a signer's name as a hostile certificate may carry it: NUL and BEL (PostgreSQL's text
+#: refuses NUL), a right-to-left override (it turns a page's line around)
+HOSTILE_CN = "Jan\x00Kowalski\u202e"
+
+
+@pytest.fixture(scope="module")
+def hostile(pki: Pki) -> Party:
+    return issue(_name(HOSTILE_CN, "Firma\x07 Testowa"), pki.intermediate, ca=False)
+
+
+@pytest.fixture(scope="module")
+def hostile_pdf(pki: Pki, hostile: Party) -> bytes:
+    return signed_pdf(hostile, pki)
+
+
+def test_text_from_a_certificate_is_printable_with_one_limit(pki: Pki, hostile_pdf: bytes
+                                                             ) -> None:
+    verdict = one(signatures.verify("wniosek.pdf", "application/pdf", hostile_pdf, pki.roots))
+    assert (verdict.status, verdict.signer) == ("valid", "Jan Kowalski (Firma Testowa)")
+    assert signatures.printable("Zażółć\tgęślą\u2028jaźń\x00\u2066\u200f") == "Zażółć gęślą jaźń"
+    long = signatures.printable("Ą" * 1000)
+    assert len(long) == signatures.TEXT_LIMIT and long.endswith("…")
+
+
+async def test_a_hostile_signer_name_is_stored_and_shown_as_plain_text(
+        gw: Gateway, pki: Pki, hostile_pdf: bytes) -> None:
+    await gw.mail(signed_mail({"wniosek.pdf": ("pdf", hostile_pdf)}, "Wrogi"))
+    number = (await Case.get(subject="Wrogi")).number
+    # on PostgreSQL the NUL made every round fail: the part was stuck on this file
+    assert await signature_check.drain(in_process(pki), gw.clock.now()) == 1
+    assert await verdicts(number) == {
+        "wniosek.pdf": ("pades", "valid", "", "Jan Kowalski (Firma Testowa)", False)}
+    await staff_member(gw)
+    client = await sign_in(gw, "urzedniczka@milanowek.example")
+    html = await (await client.get(f"/panel/sprawy/{number}")).text()
+    # the name is isolated from the verdict beside it, and no format character reaches
+    # the page (an old row stored before the fix is cleaned when shown)
+    assert "Podpisany przez <bdi>Jan Kowalski (Firma Testowa)</bdi> dnia" in html
+    assert not any(c in html for c in ("\u202e", "\x00", "\x07"))
+    await DocumentSignature.filter(case_id=number).update(signer="Zenon\u202e Obcy")
+    html = await (await client.get(f"/panel/sprawy/{number}")).text()
+    assert "<bdi>Zenon Obcy</bdi>" in html and "\u202e" not in html
+
+
+async def test_a_verdict_that_cannot_be_stored_as_it_came_is_stored_unreadable(
+        gw: Gateway, pki: Pki, documents: Documents) -> None:
+    await gw.mail(signed_mail(documents, "Dziwne werdykty"))
+    number = (await Case.get(subject="Dziwne werdykty")).number
+
+    async def odd(filename: str, content_type: str, data: bytes, covered: bytes | None
+                  ) -> list[Verdict]:
+        # what a child gone wrong (or a future version) might answer
+        return {"wniosek.pdf": [Verdict("pades", "valid", signer="Jan\x00Kowalski",
+                                        signed_at="wczoraj")],
+                "oswiadczenie.xml": [Verdict("xades" * 10, "valid")],
+                "skan.pdf.p7s": [Verdict("cades", "bogus", detail="kaput")]}.get(filename, [])
+
+    assert await signature_check.drain(odd, gw.clock.now()) == 4
+    assert await verdicts(number) == {
+        "wniosek.pdf": ("pades", "valid", "", "Jan Kowalski", False),
+        "oswiadczenie.xml": ("xades", "unreadable", "malformed", "", False),
+        "skan.pdf.p7s": ("cades", "unreadable", "malformed", "", False)}
+    assert (await DocumentSignature.get(case_id=number, kind="pades")).signed_at is None
+
+
+async def test_a_file_erased_while_it_is_verified_does_not_stop_the_round(
+        gw: Gateway, pki: Pki, documents: Documents) -> None:
+    await gw.mail(signed_mail(documents, "Usunięty w trakcie"))
+    number = (await Case.get(subject="Usunięty w trakcie")).number
+    real = in_process(pki)
+
+    async def erasing(filename: str, content_type: str, data: bytes, covered: bytes | None
+                      ) -> list[Verdict]:
+        found = await real(filename, content_type, data, covered)
+        if filename == "oswiadczenie.xml":  # erased (RODO) while the child worked on it
+            await Attachment.filter(case_id=number, filename=filename).delete()
+        return found
+
+    assert await signature_check.drain(erasing, gw.clock.now()) == 4
+    found = await verdicts(number)
+    assert set(found) == {"wniosek.pdf", "skan.pdf.p7s"}
+    assert found["wniosek.pdf"][:2] == ("pades", "valid")
+
+
+@pytest.fixture(scope="module")
+def expired(pki: Pki) -> Party:
+    """A signer whose certificate ran out in 2021: what a resident's old card gives."""
+    return issue(_name("Piotr Wygasły"), pki.intermediate, ca=False,
+                 not_before=datetime(2020, 1, 1, tzinfo=UTC), days=366)
+
+
+def test_a_signature_by_an_expired_certificate_is_untrusted_never_invalid(
+        pki: Pki, expired: Party) -> None:
+    xml = one(signatures.verify("wniosek.xml", "text/xml", signed_xml(expired, pki), pki.roots))
+    assert (xml.status, xml.detail, xml.signer) == ("untrusted", "expired", "Piotr Wygasły")
+    pdf = one(signatures.verify("wniosek.pdf", "application/pdf", signed_pdf(expired, pki),
+                                pki.roots))
+    assert (pdf.status, pdf.detail) == ("untrusted", "expired")
+    # and a changed document signed with it is still "changed", not "expired"
+    changed = tampered(signed_xml(expired, pki), "wydanie".encode(), "uchylen".encode())
+    assert one(signatures.verify("wniosek.xml", "text/xml", changed, pki.roots)).detail == \
+        "changed"
+    for lang in ("pl", "en"):
+        assert i18n.signature_result("untrusted", "expired", False, lang) != \
+            i18n.signature_result("untrusted", "chain", False, lang)
+
+
+def parallel_xml(first: Party, second: Party) -> bytes:
+    """Two signers, each signing the same document (endesive's XPath transform leaves
+    every ds:Signature out), the second signature then added beside the first: how a
+    parallel (co-)signature is made."""
+    one_signed = etree.fromstring(signed_xml(first, Pki(first, first, first, first, first)))
+    other = etree.fromstring(signed_xml(second, Pki(second, second, second, second, second)))
+    one_signed.append(other.find(f"{{{signatures.XMLDSIG}}}Signature"))
+    return etree.tostring(one_signed, encoding="UTF-8", xml_declaration=True)
+
+
+ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
+
+
+def with_enveloped_transform(signed: bytes, party: Party) -> bytes:
+    """endesive's signature made with the enveloped-signature transform (what signxml,
+    xmlsec and several signing applications write) instead of its XPath filter — the
+    same digest for a document that had no signature yet: the Transform swapped, then
+    SignedInfo canonicalised (lxml's C14N 1.0) and signed again with the signer's key."""
+    root = etree.fromstring(signed)
+    ds = signatures.XMLDSIG
+    signature = root.find(f"{{{ds}}}Signature")
+    transform = signature.find(f"{{{ds}}}SignedInfo/{{{ds}}}Reference/{{{ds}}}Transforms/"
+                               f"{{{ds}}}Transform")
+    for child in list(transform):
+        transform.remove(child)
+    transform.set("Algorithm", ENVELOPED)
+    alone = etree.fromstring(etree.tostring(signature))
+    info = etree.tostring(alone.find(f"{{{ds}}}SignedInfo"), method="c14n")
+    value = party.key.sign(info, padding.PKCS1v15(), hashes.SHA256())
+    signature.find(f"{{{ds}}}SignatureValue").text = base64.b64encode(value).decode()
+    return etree.tostring(root, encoding="UTF-8", xml_declaration=True)
+
+
+def test_parallel_signatures_with_the_enveloped_transform_are_each_verified(pki: Pki) -> None:
+    first = with_enveloped_transform(signed_xml(pki.qualified, pki), pki.qualified)
+    second = with_enveloped_transform(signed_xml(pki.plain, pki), pki.plain)
+    assert one(signatures.verify("a.xml", "text/xml", first, pki.roots)).status == "valid"
+    both = etree.fromstring(first)
+    both.append(etree.fromstring(second).find(f"{{{signatures.XMLDSIG}}}Signature"))
+    data = etree.tostring(both, encoding="UTF-8", xml_declaration=True)
+    assert data.count(ENVELOPED.encode()) == 2
+    found = signatures.verify("wniosek.xml", "text/xml", data, pki.roots)
+    assert [(v.status, v.signer) for v in found] == [
+        ("valid", "Jan Kowalski"), ("valid", "Anna Nowak (Firma Testowa)")]
+    changed = tampered(data, "wydanie".encode(), "uchylen".encode())
+    assert [(v.status, v.detail) for v in signatures.verify("wniosek.xml", "text/xml", changed,
+                                                             pki.roots)] == [
+        ("invalid", "changed"), ("invalid", "changed")]
+
+
+def test_parallel_xades_signatures_are_each_verified(pki: Pki) -> None:
+    data = parallel_xml(pki.qualified, pki.plain)
+    assert data.count(b"</ds:SignatureValue>") == 2  # two signatures
+    found = signatures.verify("wniosek.xml", "text/xml", data, pki.roots)
+    assert [(v.status, v.signer, v.qualified) for v in found] == [
+        ("valid", "Jan Kowalski", True), ("valid", "Anna Nowak (Firma Testowa)", False)]
+    changed = tampered(data, "wydanie".encode(), "uchylen".encode())
+    assert [(v.status, v.detail) for v in signatures.verify("wniosek.xml", "text/xml", changed,
+                                                             pki.roots)] == [
+        ("invalid", "changed"), ("invalid", "changed")]
+
+
+def test_an_xml_signature_over_only_a_part_of_the_document_is_not_valid(pki: Pki) -> None:
+    # enveloping: the signed document is the ds:Object the signature holds: it covers it
+    alone = enveloping_xml(pki.qualified)
+    assert one(signatures.verify("wniosek.xml", "text/xml", alone, pki.roots)).status == "valid"
+    # the same signature put into a larger document: its reference names the Object, and
+    # the words around it (what a clerk reads first) were never signed
+    wrapped = ('<?xml version="1.0" encoding="UTF-8"?><wniosek><dopisek>Kwota: 1 000 000 zł'
+               '</dopisek>').encode() + alone.split(b"?>", 1)[1] + b"</wniosek>"
+    verdict = one(signatures.verify("wniosek.xml", "text/xml", wrapped, pki.roots))
+    assert (verdict.status, verdict.detail, verdict.qualified) == ("invalid", "partial", False)
+    for lang in ("pl", "en"):
+        assert i18n.signature_result("invalid", "partial", False, lang) != \
+            i18n.signature_result("invalid", "changed", False, lang)
+
+
+async def test_the_child_gets_no_secrets_and_no_preexec_fn(
+        pki: Pki, documents: Documents, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EMIL_SMTP_PASSWORD", "tajne-haslo")
+    monkeypatch.setenv("PYTHONSTARTUP", "/nonexistent/startup.py")
+    started: list[dict[str, Any]] = []
+    real = asyncio.create_subprocess_exec
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        started.append({"args": args, **kwargs})
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(signature_check.asyncio, "create_subprocess_exec", watched)
+    verify = signature_check.child_verifier(pki.bundle)
+    [verdict] = await verify("wniosek.pdf", "application/pdf", documents["wniosek.pdf"][1], None)
+    assert (verdict.status, verdict.signer) == ("valid", "Jan Kowalski")
+    [child] = started
+    # preexec_fn is not safe in a process with threads (the subprocess module's docs);
+    # the child bounds itself
+    assert "preexec_fn" not in child
+    assert "tajne-haslo" not in repr(child["env"]) and "EMIL_SMTP_PASSWORD" not in child["env"]
+    assert set(child["env"]) <= {"PATH", "LC_ALL", "LANG"}
+
+
+async def test_the_child_sets_its_own_limits(documents: Documents) -> None:
+    """The child, started as the gateway starts it but with no limit from outside, bounds
+    its own address space from its command line before it reads the request."""
+    request = json.dumps({"filename": "wniosek.pdf", "content_type": "application/pdf",
+                          "data": base64.b64encode(documents["wniosek.pdf"][1]).decode(),
+                          "covered": None, "roots": None}).encode()
+
+    async def run(memory: int) -> tuple[int | None, bytes]:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "handlers.signatures", "--cpu-seconds", "30",
+            "--memory-bytes", str(memory), stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={"PATH": os.defpath}, cwd=str(Path(signature_check.__file__).parent.parent))
+        out, _ = await child.communicate(request)
+        return child.returncode, out
+
+    code, out = await run(2 * 1024 ** 3)
+    assert code == 0 and json.loads(out)[0]["status"] == "untrusted"  # no roots given
+    code, out = await run(64 * 1024 ** 2)  # too little to import pyHanko
+    assert code != 0 and out == b""
+
+
+@pytest.mark.skipif(not PG_URL, reason="ids committed out of order need PostgreSQL")
+async def test_an_attachment_committed_late_is_not_passed_whatever_the_clocks_say(
+        gw: Gateway, pki: Pki, documents: Documents) -> None:
+    await gw.mail(signed_mail({"wniosek.pdf": documents["wniosek.pdf"]}, "Zegary"))
+    number = (await Case.get(subject="Zegary")).number
+    verify = in_process(pki)
+    late = gw.clock.now() + timedelta(hours=1)  # any clock: the checker's is far ahead
+    assert await signature_check.drain(verify, late) == 1
+    pdf = documents["wniosek.pdf"][1]
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_intake() -> None:  # takes its id first, commits last
+        async with in_transaction():
+            await Attachment.create(case_id=number, filename="pierwszy.pdf",
+                                    content_type="application/pdf", size=len(pdf), data=pdf,
+                                    created_at=gw.clock.now())
+            inserted.set()
+            await release.wait()
+
+    intake = asyncio.ensure_future(slow_intake())
+    await inserted.wait()
+    # another instance, its clock two minutes behind, commits a higher id at once
+    await Attachment.create(case_id=number, filename="drugi.pdf", content_type="application/pdf",
+                            size=len(pdf), data=pdf,
+                            created_at=gw.clock.now() - timedelta(minutes=2))
+    await signature_check.drain(verify, late)
+    release.set()
+    await intake
+    await signature_check.drain(verify, late)
+    assert set(await verdicts(number)) == {"wniosek.pdf", "pierwszy.pdf", "drugi.pdf"}
+
+
+async def test_a_child_that_answers_nonsense_gives_an_unreadable_verdict(
+        documents: Documents, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that exits 0 but prints something else than verdicts (a library writing
+    to stdout, a truncated answer) must not fail the round: it would fail again and again."""
+    verify = signature_check.child_verifier(None)
+    for answer in ("print('not json')", "print('[{\"status\": \"valid\"}]')", "print('{}')"):
+        monkeypatch.setattr(signature_check, "child_command",
+                            lambda limits, answer=answer: [sys.executable, "-c", answer])
+        [verdict] = await verify("wniosek.pdf", "application/pdf", documents["wniosek.pdf"][1],
+                                 None)
+        assert (verdict.kind, verdict.status, verdict.detail) == ("pades", "unreadable",
+                                                                  "malformed"), answer

@@ -20,7 +20,6 @@ from tests.test_browser import (  # noqa: F401 - `browser` is a fixture
     sign_in_in_browser,
 )
 from tests.test_signatures import (  # noqa: F401 - `pki` and `documents` are fixtures
-    NO_WAIT,
     Documents,
     Pki,
     documents,
@@ -36,7 +35,7 @@ async def test_signed_documents_on_the_pages_pass_axe(gw: Gateway, browser, pki:
     await staff_member(gw, "urzedniczka@milanowek.example")
     [confirmation] = await gw.mail(signed_mail(documents))
     number = (await Case.get(subject="Wniosek o zaświadczenie")).number
-    await signature_check.drain(in_process(pki), gw.clock.now(), settle=NO_WAIT)
+    await signature_check.drain(in_process(pki), gw.clock.now())
     text = confirmation.get_body(("plain",)).get_content()
     link = re.search(r"https?://\S+(/sprawy/UM-\d{4}-\d{6}\?code=\S+)", text).group(1)
     resident = await new_page(browser, viewport={"width": 375, "height": 740})
